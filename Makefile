@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: Apache-2.0
+# Resilire build. `make help` lists the targets.
+
+GO       ?= go
+CLANG    ?= clang-14
+STRIP    ?= llvm-strip-14
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/resilire/resilire/cli.Version=$(VERSION)
+BIN      := bin/resilire
+export CLANG STRIP
+
+.DEFAULT_GOAL := build
+
+.PHONY: help build all generate check-generated test test-priv bench lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+build: ## build bin/resilire
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+all: build ## build everything
+
+generate: ## regenerate the bpf2go objects (needs clang-14)
+	cd bpf && $(GO) generate ./...
+
+check-generated: generate ## regenerate BPF objects and fail if they differ from the committed ones
+	git diff --exit-code -- bpf/ || { echo "generated BPF objects are stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- bpf/)" || { git status --porcelain -- bpf/; echo "untracked generated files"; exit 1; }
+
+test: ## unit tests: -short -race, unprivileged
+	$(GO) test -short -race -count=1 ./...
+
+test-priv: ## all tests, privileged tier included (root; RESILIRE_TEST_PRIVILEGED=1)
+	RESILIRE_TEST_PRIVILEGED=1 $(GO) test -count=1 -timeout 30m ./...
+
+bench: ## every Go benchmark, once each (CI smoke)
+	$(GO) test -run '^$$' -bench . -benchtime=1x ./...
+
+lint: ## gofmt, go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+clean: ## remove build outputs
+	rm -rf bin/
+
+# Feature targets (bench-*, demo, assets, ...) live in mk/*.mk, one file per area.
+-include mk/*.mk

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package checkpointer
+
+import "context"
+
+// PageSize is the guest page size the replication works in. Every driver
+// reports memory in these units (x86 4 KiB frames).
+const PageSize = 4096
+
+// Domain is a protected VM as the primary's hypervisor shows it. The epoch
+// loop calls Pause, HarvestDirty, ReadPages and SaveState with the guest
+// paused, then Resume; everything else happens while the guest runs.
+//
+// Implementations: the QEMU driver (QMP + shared RAM file), the Xen driver
+// (libxenctrl, build tag xen) and the simulated domain for tests.
+type Domain interface {
+	// Name identifies the VM in logs, metrics and pinned state.
+	Name() string
+	// MemorySize is the guest memory in bytes, a multiple of PageSize.
+	MemorySize() uint64
+	// Pause stops every vCPU; when it returns, guest memory and device
+	// state no longer change.
+	Pause(ctx context.Context) error
+	// Resume lets the guest run again.
+	Resume(ctx context.Context) error
+	// EnableDirtyLog starts dirty tracking. The first HarvestDirty after it
+	// reports the pages changed since EnableDirtyLog returned.
+	EnableDirtyLog(ctx context.Context) error
+	// HarvestDirty appends to dst the page numbers dirtied since the last
+	// harvest (or EnableDirtyLog), in ascending order, and clears the log.
+	// It may over-report, never under-report.
+	HarvestDirty(ctx context.Context, dst []uint64) ([]uint64, error)
+	// ReadPages copies the listed pages into dst, PageSize bytes each, in
+	// the order given. len(dst) must be len(pfns)*PageSize.
+	ReadPages(pfns []uint64, dst []byte) error
+	// SaveState returns the CPU and device state as an opaque blob that
+	// the backup's Standby.Activate understands. Called while paused.
+	SaveState(ctx context.Context) ([]byte, error)
+	// Close stops dirty tracking and releases mappings; it does not stop
+	// the guest.
+	Close() error
+}
+
+// Replica is the backup's copy of guest memory. The backup writes into it
+// only when a whole checkpoint has arrived and verified.
+type Replica interface {
+	// Memory is the replica's guest memory, MemorySize bytes, writable.
+	Memory() []byte
+	// Sync makes the memory durable where that has a meaning (msync of a
+	// shared file); a no-op for anonymous memory.
+	Sync() error
+}
+
+// Standby turns a committed replica into a running VM on failover.
+type Standby interface {
+	// Activate starts the guest from the replica memory and the device
+	// state of the last committed checkpoint. It is called once, after
+	// fencing succeeded.
+	Activate(ctx context.Context, state []byte) error
+	// Close releases the standby's resources (kills a standby process that
+	// was never activated).
+	Close() error
+}

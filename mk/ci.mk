@@ -1,0 +1,11 @@
+# SPDX-License-Identifier: Apache-2.0
+
+.PHONY: ci-test setup
+
+setup: ## install Debian packages and Go modules (root)
+	scripts/setup.sh
+
+ci-test: ## the README's test command: unit tests with -race, then the privileged tier, then benchmarks once
+	$(MAKE) test
+	$(MAKE) test-priv
+	$(MAKE) bench

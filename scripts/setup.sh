@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Debian packages and Go modules Resilire needs on a fresh Debian 12 host.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(clang-14 llvm-14 libbpf-dev bpftool iproute2 iperf3 tcpdump ethtool qemu-system-x86 libxen-dev)
+missing=()
+for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+export PATH=/usr/local/go/bin:$PATH
+go mod download
