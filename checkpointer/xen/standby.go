@@ -130,6 +130,9 @@ func (s *Standby) Activate(ctx context.Context, state []byte) error {
 		return fmt.Errorf("activate: %w", err)
 	}
 	mem := s.replica.Memory()
+	if err := st.fits(len(mem)); err != nil {
+		return fmt.Errorf("activate: %w", err)
+	}
 	image := s.opts.ImagePath
 	if s.opts.Pipe {
 		image = "/dev/stdin"

@@ -154,3 +154,16 @@ func DecodeState(b []byte) (*State, error) {
 	}
 	return s, nil
 }
+
+// fits checks that a replica of memBytes holds exactly the pages of s's
+// memory map, before anything is written or started.
+func (s *State) fits(memBytes int) error {
+	l, err := NewLayout(s.Extents)
+	if err != nil {
+		return fmt.Errorf("%w: memory map: %v", ErrBadState, err)
+	}
+	if uint64(memBytes) != l.Pages()*4096 {
+		return fmt.Errorf("%w: memory map has %d pages, replica holds %d bytes", ErrBadState, l.Pages(), memBytes)
+	}
+	return nil
+}
