@@ -58,6 +58,7 @@ type Domain struct {
 	layout  *Layout
 	nrGPFNs uint64
 	version [2]uint16
+	owned   io.Closer // the libxc handles, when OpenDomain made them
 
 	mu       sync.Mutex
 	paused   bool
@@ -339,11 +340,15 @@ func (d *Domain) SaveState(ctx context.Context) ([]byte, error) {
 
 // Close turns log-dirty mode off and, if the driver left the guest paused
 // (an epoch aborted half way), unpauses it: Close never leaves the guest
-// stopped. Held output stays held by the data plane. It does not close xc.
+// stopped. Held output stays held by the data plane. It closes the libxc
+// handles only if OpenDomain opened them.
 func (d *Domain) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
+	if d.owned != nil {
+		defer func() { d.owned.Close(); d.owned = nil }()
+	}
 	if d.logDirty {
 		if err := d.xc.DisableLogDirty(d.domid); err != nil && !errors.Is(err, ErrNoDomain) {
 			errs = append(errs, err)
