@@ -225,3 +225,15 @@ func (s *Standby) Close() error {
 	s.done = true
 	return nil
 }
+
+// DefaultStandbyOptions is the dom0 convention the CLI and the Vagrant rig
+// use: the guest's xl config at /etc/resilire/<vm>.cfg (the same config the
+// primary started it with, vifname fixed), the image piped into
+// `xl restore`, so no copy of guest memory lands on disk.
+func DefaultStandbyOptions(vm string) StandbyOptions {
+	return StandbyOptions{
+		Command:   []string{"xl", "restore", "/etc/resilire/" + vm + ".cfg", ImagePlaceholder},
+		ImagePath: "/var/lib/resilire/" + vm + ".xl",
+		Pipe:      true,
+	}
+}
