@@ -11,6 +11,8 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 install -d "$dir" /etc/resilire "$root"/{bin,proc,sys,dev,tmp,www/cgi-bin,lib/modules}
 cp /bin/busybox "$root/bin/busybox"
+mknod -m 600 "$root/dev/console" c 5 1
+touch "$root/lib/modules/order"
 for a in sh mount ip insmod sleep cat echo printf httpd mkdir; do ln -s busybox "$root/bin/$a"; done
 # The paravirtual NIC driver and its dependencies, uncompressed for busybox insmod.
 for m in $(modprobe -S "$kver" --show-depends xen-netfront | awk '$1 == "insmod" {print $2}'); do
