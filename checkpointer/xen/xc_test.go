@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
+	"strconv"
 	"testing"
 
 	"github.com/resilire/resilire/testenv"
@@ -89,4 +91,63 @@ func TestRealDomain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d dirty pages, hvm context %d bytes, image %d bytes", len(dirty), len(st.HVMContext), img.Len())
+}
+
+// TestRealSaveRestore is destructive and for the rig only: it checkpoints
+// the running guest RESILIRE_XEN_DOMAIN through the driver, destroys it, and
+// restores it with `xl restore` from the image the standby writes, using the
+// xl config in RESILIRE_XEN_RESTORE_CFG. It proves on a real dom0 that xl
+// accepts the image and the guest runs again.
+func TestRealSaveRestore(t *testing.T) {
+	vm, cfg := os.Getenv("RESILIRE_XEN_DOMAIN"), os.Getenv("RESILIRE_XEN_RESTORE_CFG")
+	if vm == "" || cfg == "" {
+		t.Skip("RESILIRE_XEN_DOMAIN and RESILIRE_XEN_RESTORE_CFG not set (destructive; rig only)")
+	}
+	testenv.RequirePrivileged(t)
+	ctx := context.Background()
+	d, err := OpenDomain(ctx, vm, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	r, err := NewReplica(d.MemorySize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	all := make([]uint64, d.Layout().Pages())
+	for i := range all {
+		all[i] = uint64(i)
+	}
+	// Stop-and-copy: paused for the whole copy, so the image is consistent
+	// without log-dirty rounds.
+	if err := d.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = d.ReadPages(all, r.Memory())
+	var state []byte
+	if err == nil {
+		state, err = d.SaveState(ctx)
+	}
+	if err != nil {
+		d.Resume(ctx)
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("xl", "destroy", strconv.Itoa(int(d.DomID()))).CombinedOutput(); err != nil {
+		t.Fatalf("xl destroy: %v: %s", err, out)
+	}
+	opts := DefaultStandbyOptions(vm)
+	opts.Command[2] = cfg
+	s, err := NewStandby(r, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Activate(ctx, state); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("xl", "list", vm).CombinedOutput()
+	if err != nil {
+		t.Fatalf("restored guest not listed: %v: %s", err, out)
+	}
+	t.Logf("restored:\n%s", out)
 }
