@@ -5,7 +5,8 @@
 setup: ## install Debian packages and Go modules (root)
 	scripts/setup.sh
 
-ci-test: ## the README's test command: unit tests with -race, then the privileged tier, then benchmarks once
+ci-test: ## the README's test command: unit tests with -race, then the privileged tier, benchmarks once, and the Xen checks
 	$(MAKE) test
 	$(MAKE) test-priv
 	$(MAKE) bench
+	$(MAKE) xen-check
