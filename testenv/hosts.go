@@ -174,7 +174,9 @@ func waitOperUp(links [][2]string, limit time.Duration) error {
 // first failure. (`ip -batch` cannot switch namespaces per line.)
 type batch struct{ lines []string }
 
-func (b *batch) add(format string, args ...any) { b.lines = append(b.lines, fmt.Sprintf(format, args...)) }
+func (b *batch) add(format string, args ...any) {
+	b.lines = append(b.lines, fmt.Sprintf(format, args...))
+}
 
 func (b *batch) run() error {
 	for _, l := range b.lines {
