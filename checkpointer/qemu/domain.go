@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/resilire/resilire/checkpointer"
 )
@@ -29,8 +30,23 @@ type Domain struct {
 	vm     *VM
 	ram    *ramScanner
 	paused bool
+	save   *pendingSave // device-state save started by Pause
 	log    *slog.Logger
 }
+
+// pendingSave is a device-state migration running in QEMU's migration
+// thread while the epoch loop hashes and copies RAM in this process: the
+// two overlap and the pause shrinks by the save's ~4 ms. The state cannot
+// change between the stop and the save: the vCPUs are stopped, timers are
+// frozen and QEMU delivers no packets to a stopped guest.
+type pendingSave struct {
+	done  chan struct{}
+	state []byte
+	err   error
+}
+
+// saveTimeout bounds a background save whose caller has gone away.
+const saveTimeout = 30 * time.Second
 
 var _ checkpointer.Domain = (*Domain)(nil)
 
@@ -57,19 +73,36 @@ func (d *Domain) MemorySize() uint64 { return d.vm.cfg.MemoryBytes() }
 func (d *Domain) VM() *VM { return d.vm }
 
 // Pause stops the vCPUs (QMP stop); when it returns, guest RAM no longer
-// changes.
+// changes. It also starts saving the device state in the background, for
+// SaveState to collect.
 func (d *Domain) Pause(ctx context.Context) error {
 	if _, err := d.vm.mon.run(ctx, "stop", nil); err != nil {
 		return err
 	}
 	d.paused = true
 	d.ram.newPause()
+	ps := &pendingSave{done: make(chan struct{})}
+	d.save = ps
+	go func() {
+		defer close(ps.done)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+		defer cancel()
+		ps.state, ps.err = saveState(sctx, d.vm.mon)
+	}()
 	return nil
 }
 
-// Resume restarts the vCPUs (QMP cont). It also works after SaveState,
-// when QEMU's state is "postmigrate".
+// Resume restarts the vCPUs (QMP cont). A device-state save still running
+// is waited for first (cont during a migration would race it).
 func (d *Domain) Resume(ctx context.Context) error {
+	if ps := d.save; ps != nil {
+		select {
+		case <-ps.done:
+		case <-ctx.Done():
+			return fmt.Errorf("resume: wait for device-state save: %w", ctx.Err())
+		}
+		d.save = nil
+	}
 	if _, err := d.vm.mon.run(ctx, "cont", nil); err != nil {
 		return err
 	}
@@ -98,17 +131,35 @@ func (d *Domain) ReadPages(pfns []uint64, dst []byte) error {
 	return d.ram.read(pfns, dst, d.paused)
 }
 
-// SaveState migrates the device state (no RAM: x-ignore-shared) into a
-// pipe and returns it. The guest must be paused; it stays paused.
+// SaveState returns the device state (no RAM: x-ignore-shared) that a
+// migration into a pipe produced, started by Pause. The guest must be
+// paused; it stays paused. A second call in the same pause saves again.
 func (d *Domain) SaveState(ctx context.Context) ([]byte, error) {
 	if !d.paused {
 		return nil, ErrNotPaused
 	}
-	return saveState(ctx, d.vm.mon)
+	ps := d.save
+	if ps == nil {
+		return saveState(ctx, d.vm.mon)
+	}
+	select {
+	case <-ps.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("save state: %w", ctx.Err())
+	}
+	d.save = nil
+	return ps.state, ps.err
 }
 
-// Close unmaps guest RAM. The guest keeps running; the VM is the caller's.
-func (d *Domain) Close() error { return d.ram.close() }
+// Close unmaps guest RAM. The guest keeps running (or paused); the VM is
+// the caller's.
+func (d *Domain) Close() error {
+	if ps := d.save; ps != nil {
+		<-ps.done
+		d.save = nil
+	}
+	return d.ram.close()
+}
 
 // PageSize re-exports the replication page size for callers of this package.
 const PageSize = checkpointer.PageSize

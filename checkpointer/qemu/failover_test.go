@@ -78,35 +78,46 @@ type checkpoint struct {
 	pages []byte
 	state []byte
 	pause time.Duration
+	// phase durations: stop, harvest, read, save, cont
+	phases [5]time.Duration
 }
 
 // takeCheckpoint runs one epoch; whilePaused, if set, runs just before
 // the resume.
 func takeCheckpoint(ctx context.Context, d *qemu.Domain, whilePaused func(*checkpoint) error) (*checkpoint, error) {
 	start := time.Now()
+	var ph [5]time.Duration
+	t := start
+	lap := func(i int) { now := time.Now(); ph[i] = now.Sub(t); t = now }
 	if err := d.Pause(ctx); err != nil {
 		return nil, err
 	}
+	lap(0)
 	pfns, err := d.HarvestDirty(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
+	lap(1)
 	ck := &checkpoint{pfns: pfns, pages: make([]byte, len(pfns)*qemu.PageSize)}
 	if err := d.ReadPages(pfns, ck.pages); err != nil {
 		return nil, err
 	}
+	lap(2)
 	if ck.state, err = d.SaveState(ctx); err != nil {
 		return nil, err
 	}
+	lap(3)
 	if whilePaused != nil {
 		if err := whilePaused(ck); err != nil {
 			return nil, err
 		}
 	}
+	t = time.Now()
 	if err := d.Resume(ctx); err != nil {
 		return nil, err
 	}
-	ck.pause = time.Since(start)
+	lap(4)
+	ck.pause, ck.phases = time.Since(start), ph
 	return ck, nil
 }
 
@@ -187,6 +198,7 @@ func TestFailover(t *testing.T) {
 	var counter int64
 	var pauses []time.Duration
 	var dirty []int
+	var phases [5][]time.Duration
 	for e := 0; e < epochs; e++ {
 		if e == epochs/3 {
 			if err := cl.Dirty(100); err != nil { // 100 pages per 10 ms
@@ -211,6 +223,9 @@ func TestFailover(t *testing.T) {
 		state = ck.state
 		pauses = append(pauses, ck.pause)
 		dirty = append(dirty, len(ck.pfns))
+		for i, d := range ck.phases {
+			phases[i] = append(phases[i], d)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	want, err := cl.Stats()
@@ -289,6 +304,8 @@ func TestFailover(t *testing.T) {
 	t.Logf("checkpoints: n=%d stop->cont p50 %v p99 %v max %v; dirty pages p50 %d max %d; device state %d bytes",
 		len(pauses), percentile(pauses, .5).Round(10*time.Microsecond), percentile(pauses, .99).Round(10*time.Microsecond),
 		slices.Max(pauses).Round(10*time.Microsecond), median(dirty), slices.Max(dirty), len(state))
+	t.Logf("pause phases p50: stop %v, harvest %v, read pages %v, save state %v, cont %v",
+		percentile(phases[0], .5), percentile(phases[1], .5), percentile(phases[2], .5), percentile(phases[3], .5), percentile(phases[4], .5))
 	t.Logf("failover: kill->cont %v, kill->first reply on a new connection %v",
 		killToCont.Round(10*time.Microsecond), killToReply.Round(10*time.Microsecond))
 }
