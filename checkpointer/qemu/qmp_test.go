@@ -74,7 +74,7 @@ func (f *fakeQMP) serve(c *net.UnixConn) {
 		dec := json.NewDecoder(bytes.NewReader(buf[:n]))
 		for {
 			var cmd struct {
-				Execute   string            `json:"execute"`
+				Execute   string         `json:"execute"`
 				Arguments map[string]any `json:"arguments"`
 			}
 			if err := dec.Decode(&cmd); err != nil {
