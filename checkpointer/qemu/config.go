@@ -86,6 +86,10 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// PIDPath is QEMU's pid file, beside the QMP socket: Attach reads it, and
+// a fencing command can kill the process through it.
+func (c Config) PIDPath() string { return c.QMPPath + ".pid" }
+
 // MemoryBytes is the guest RAM size.
 func (c Config) MemoryBytes() uint64 { return uint64(c.MemoryMiB) << 20 }
 
@@ -118,7 +122,7 @@ func (c Config) Args(standby bool) []string {
 			// romfile= keeps the NIC's option ROM out of the machine.
 			"-device", "virtio-net-pci,netdev=n0,mac="+c.MAC+",romfile=")
 	}
-	a = append(a, "-qmp", "unix:"+c.QMPPath+",server=on,wait=off", "-no-reboot")
+	a = append(a, "-qmp", "unix:"+c.QMPPath+",server=on,wait=off", "-pidfile", c.PIDPath(), "-no-reboot")
 	if standby {
 		a = append(a, "-incoming", "defer", "-S")
 	}

@@ -57,8 +57,8 @@ func TestForHostKeepsMachine(t *testing.T) {
 			diff = append(diff, pa[i]+" -> "+sa[i])
 		}
 	}
-	if len(diff) != 5 {
-		t.Errorf("want exactly name, RAM, serial, netdev and qmp to differ, got %d: %v", len(diff), diff)
+	if len(diff) != 6 {
+		t.Errorf("want exactly name, RAM, serial, netdev, qmp and pid file to differ, got %d: %v", len(diff), diff)
 	}
 }
 

@@ -300,6 +300,37 @@ func TestFailover(t *testing.T) {
 	if n, err := cl2.Incr("counter"); err != nil || n != counter+1 {
 		t.Errorf("counter after failover: INCR = %d, %v; want %d", n, err, counter+1)
 	}
+	// The promoted guest can be protected again by a new controller: drop
+	// the QMP connection (a crashed agent), attach, checkpoint it, and
+	// fence it by pid.
+	sb.VM().Detach()
+	vm2, err := qemu.Attach(ctx, scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom2, err := qemu.NewDomain(vm2, qemu.DomainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dom2.Close()
+	if err := dom2.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dom2.EnableDirtyLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := dom2.SaveState(ctx); err != nil || len(s) == 0 {
+		t.Fatalf("state of the promoted guest: %d bytes, %v", len(s), err)
+	}
+	if err := dom2.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := cl2.Incr("counter"); err != nil || n != counter+2 {
+		t.Errorf("counter after re-protection: INCR = %d, %v; want %d", n, err, counter+2)
+	}
+	if err := vm2.Kill(); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("boot to SERVER READY: %v", boot.Round(time.Millisecond))
 	t.Logf("checkpoints: n=%d stop->cont p50 %v p99 %v max %v; dirty pages p50 %d max %d; device state %d bytes",
 		len(pauses), percentile(pauses, .5).Round(10*time.Microsecond), percentile(pauses, .99).Round(10*time.Microsecond),

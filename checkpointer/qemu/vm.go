@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -17,7 +19,8 @@ import (
 // VM is a running QEMU process and its QMP connection.
 type VM struct {
 	cfg    Config
-	cmd    *exec.Cmd
+	cmd    *exec.Cmd // nil when attached to a QEMU another process started
+	pid    int
 	mon    *monitor
 	stderr *syncBuffer
 	exited chan struct{} // closed when the process has exited
@@ -66,6 +69,7 @@ func Start(ctx context.Context, cfg Config, standby bool) (_ *VM, err error) {
 	if err := v.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", cfg.Binary, err)
 	}
+	v.pid = v.cmd.Process.Pid
 	go func() { v.err = v.cmd.Wait(); close(v.exited) }()
 	defer func() {
 		if err != nil {
@@ -101,11 +105,40 @@ func (v *VM) connect(ctx context.Context) (*monitor, error) {
 	}
 }
 
+// Attach connects to a QEMU started earlier (by Start in another process,
+// for example an agent that crashed and restarted) through its QMP socket
+// and pid file. Exited then closes when the QMP connection ends.
+func Attach(ctx context.Context, cfg Config) (*VM, error) {
+	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(cfg.PIDPath())
+	if err != nil {
+		return nil, fmt.Errorf("attach %s: %w", cfg.Name, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return nil, fmt.Errorf("attach %s: bad pid file %q", cfg.Name, b)
+	}
+	mon, err := dialMonitor(cfg.QMPPath, time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("attach %s: %w", cfg.Name, err)
+	}
+	v := &VM{cfg: cfg, pid: pid, mon: mon, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	go func() { <-mon.closed; v.err = errors.New("qmp connection closed"); close(v.exited) }()
+	if err := mon.setupMigration(ctx); err != nil {
+		mon.close()
+		return nil, err
+	}
+	return v, nil
+}
+
 // Config returns the VM's configuration (defaults filled in).
 func (v *VM) Config() Config { return v.cfg }
 
 // Pid is QEMU's process id.
-func (v *VM) Pid() int { return v.cmd.Process.Pid }
+func (v *VM) Pid() int { return v.pid }
 
 // Exited is closed when the QEMU process has exited.
 func (v *VM) Exited() <-chan struct{} { return v.exited }
@@ -124,15 +157,29 @@ func (v *VM) Kill() error {
 		return nil
 	default:
 	}
-	if err := v.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	var err error
+	if v.cmd != nil {
+		err = v.cmd.Process.Signal(syscall.SIGKILL)
+	} else {
+		err = syscall.Kill(v.pid, syscall.SIGKILL)
+	}
+	if err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("kill %s: %w", v.cfg.Name, err)
 	}
-	<-v.exited
+	select {
+	case <-v.exited:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("kill %s: pid %d still there after 10 s", v.cfg.Name, v.pid)
+	}
 	if v.mon != nil {
 		v.mon.close()
 	}
 	return nil
 }
+
+// Detach closes the QMP connection and leaves QEMU running, as a crash of
+// the controlling process would; Attach reconnects.
+func (v *VM) Detach() { v.mon.close() }
 
 // Quit asks QEMU to exit (QMP quit) and waits up to ten seconds before
 // killing it.
