@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -39,29 +40,22 @@ func bootPrimary(t *testing.T, ctx context.Context) (*testenv.Rig, qemu.Config, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rig.Close() })
-	run := t.TempDir()
-	cfg := qemu.Config{
-		Name: "rqm-primary", MemPath: shmPrefix + "primary.ram",
-		Kernel: assets.Kernel, Initrd: assets.Initrd,
-		Append: qemu.DefaultAppend + " guest.ip=" + rig.GuestAddr.String(),
-		Tap:    rig.A.Tap, Netns: rig.A.Netns,
-		QMPPath: filepath.Join(run, "primary.qmp"), SerialPath: filepath.Join(run, "primary.serial"),
-		KillWithParent: true,
-	}
+	cfg := assets.QEMUConfig("rqm-primary", shmPrefix+"primary.ram", rig.A.Tap, rig.A.Netns, t.TempDir(), rig.GuestAddr)
+	cfg.KillWithParent = true
 	start := time.Now()
 	vm, err := qemu.Start(ctx, cfg, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vm.Kill(); os.Remove(cfg.MemPath) })
-	if err := vm.WaitSerial(ctx, "SERVER READY"); err != nil {
+	if err := vm.WaitSerial(ctx, kv.ReadyLine); err != nil {
 		t.Fatal(err)
 	}
 	return rig, cfg, vm, time.Since(start)
 }
 
 func dialGuest(ctx context.Context, rig *testenv.Rig) (*kv.Client, error) {
-	c, err := testenv.DialIn(ctx, rig.Client, "tcp", net.JoinHostPort(rig.GuestAddr.Addr().String(), "7000"))
+	c, err := testenv.DialIn(ctx, rig.Client, "tcp", net.JoinHostPort(rig.GuestAddr.Addr().String(), strconv.Itoa(kv.Port)))
 	if err != nil {
 		return nil, err
 	}
@@ -185,8 +179,9 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	run := t.TempDir()
 	scfg := pcfg.ForHost("rqm-standby", replica.Path(), rig.B.Tap,
-		filepath.Join(t.TempDir(), "standby.qmp"), filepath.Join(t.TempDir(), "standby.serial"), rig.B.Netns)
+		filepath.Join(run, "standby.qmp"), filepath.Join(run, "standby.serial"), rig.B.Netns)
 	sb, err := qemu.StartStandby(ctx, scfg)
 	if err != nil {
 		t.Fatal(err)

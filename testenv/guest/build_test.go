@@ -96,3 +96,16 @@ func TestVerifySHA256(t *testing.T) {
 		t.Fatal("wrong hash accepted")
 	}
 }
+
+func TestParseDepends(t *testing.T) {
+	got, err := parseDepends([]byte("linux-image-cloud-amd64\n  Depends: linux-image-6.1.0-57-cloud-amd64\n"))
+	if err != nil || got != "linux-image-6.1.0-57-cloud-amd64" {
+		t.Fatalf("parseDepends = %q, %v", got, err)
+	}
+	if k := (kernelPkg{name: got}); k.release() != "6.1.0-57-cloud-amd64" {
+		t.Fatalf("release = %q", k.release())
+	}
+	if _, err := parseDepends([]byte("linux-image-cloud-amd64\n  Depends: foo\n")); err == nil {
+		t.Fatal("accepted output without a kernel image")
+	}
+}

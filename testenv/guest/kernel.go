@@ -103,6 +103,11 @@ func currentCloudKernel(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("apt-cache depends %s: %w", kernelMeta, err)
 	}
+	return parseDepends(out)
+}
+
+// parseDepends picks the kernel image out of `apt-cache depends` output.
+func parseDepends(out []byte) (string, error) {
 	for _, l := range strings.Split(string(out), "\n") {
 		if dep, ok := strings.CutPrefix(strings.TrimSpace(l), "Depends: "); ok && strings.HasPrefix(dep, "linux-image-") {
 			return dep, nil

@@ -23,9 +23,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ReadyLine is printed on the console when the kv server listens.
-const ReadyLine = "SERVER READY"
-
 func main() {
 	if err := run(); err != nil {
 		fmt.Printf("INIT FAILED: %v\n", err)
@@ -63,11 +60,11 @@ func run() error {
 	store := kv.NewStore()
 	store.Dirtier = kv.NewDirtier()
 	go store.Dirtier.Run(context.Background())
-	l, err := net.Listen("tcp", ":7000")
+	l, err := net.Listen("tcp", fmt.Sprintf(":%d", kv.Port))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	fmt.Printf("init: eth0 %s, setup %v\n%s\n", addr, time.Since(start).Round(time.Millisecond), ReadyLine)
+	fmt.Printf("init: eth0 %s, setup %v\n%s\n", addr, time.Since(start).Round(time.Millisecond), kv.ReadyLine)
 	return kv.Serve(l, store)
 }
 

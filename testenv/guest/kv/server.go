@@ -8,8 +8,14 @@ import (
 	"net"
 )
 
-// MaxLine bounds a request line; longer lines close the connection.
-const MaxLine = 64 << 10
+const (
+	// MaxLine bounds a request line; longer lines close the connection.
+	MaxLine = 64 << 10
+	// Port is the guest's kv server port.
+	Port = 7000
+	// ReadyLine is what the guest prints on its console once it serves.
+	ReadyLine = "SERVER READY"
+)
 
 // Serve accepts connections on l and answers each line with Store.Handle
 // until l is closed.
