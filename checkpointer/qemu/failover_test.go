@@ -29,7 +29,7 @@ const (
 
 // bootPrimary builds the guest assets and the rig and boots the primary
 // guest on host-a. Everything is removed at the end of the test.
-func bootPrimary(t *testing.T, ctx context.Context) (*testenv.Rig, qemu.Config, *qemu.VM, time.Duration) {
+func bootPrimary(t testing.TB, ctx context.Context) (*testenv.Rig, qemu.Config, *qemu.VM, time.Duration) {
 	t.Helper()
 	assets, err := guest.Build(ctx, guest.DefaultDir())
 	if err != nil {
