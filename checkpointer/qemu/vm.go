@@ -181,19 +181,6 @@ func (v *VM) Kill() error {
 // the controlling process would; Attach reconnects.
 func (v *VM) Detach() { v.mon.close() }
 
-// Quit asks QEMU to exit (QMP quit) and waits up to ten seconds before
-// killing it.
-func (v *VM) Quit(ctx context.Context) error {
-	_, err := v.mon.run(ctx, "quit", nil)
-	select {
-	case <-v.exited:
-	case <-time.After(10 * time.Second):
-		return v.Kill()
-	}
-	v.mon.close()
-	return err
-}
-
 // WaitSerial waits until the guest console contains line (for example
 // "SERVER READY"), failing if QEMU exits first.
 func (v *VM) WaitSerial(ctx context.Context, line string) error {
