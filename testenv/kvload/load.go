@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,9 +29,13 @@ type Result struct {
 	// Reconnects counts connections opened after the first: zero means the
 	// original TCP connection survived the whole run.
 	Reconnects int
-	// Inconsistent counts replies that contradict the client's own history
-	// (an INCR reply that is not one more than the previous one).
+	// Inconsistent counts replies that contradict the client's own history:
+	// a write sequence number at or below one already acknowledged means
+	// the server rolled back past a reply the client had seen (a reply that
+	// left the primary before its checkpoint was safe), or an error reply.
 	Inconsistent int
+	// LastSeq is the server's write sequence number in the last reply.
+	LastSeq uint64
 }
 
 // Options shapes a run.
@@ -117,9 +122,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		case err != nil:
 			cur.c.Close()
 			cur = nil
-		case strings.HasPrefix(reply, "OK"):
+		case strings.HasPrefix(reply, "OK "):
 			s.OK = true
 			res.Acked[key] = val
+			seq, perr := strconv.ParseUint(strings.TrimPrefix(reply, "OK "), 10, 64)
+			if perr != nil || seq <= res.LastSeq {
+				res.Inconsistent++
+			}
+			res.LastSeq = seq
 		default:
 			res.Inconsistent++
 		}

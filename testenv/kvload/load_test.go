@@ -23,6 +23,9 @@ type kvServer struct {
 	m       map[string]string
 	dropped bool
 	seq     int
+	// rollbackAt, when non-zero, rewinds the write sequence by 5 once it
+	// reaches that value, as a server restored from an old checkpoint would.
+	rollbackAt int
 }
 
 func startKV(t *testing.T) *kvServer {
@@ -59,6 +62,10 @@ func (s *kvServer) serve(c net.Conn) {
 		case len(f) == 3 && f[0] == "SET":
 			s.m[f[1]] = f[2]
 			s.seq++
+			if s.rollbackAt != 0 && s.seq == s.rollbackAt {
+				s.seq -= 5
+				s.rollbackAt = 0
+			}
 			reply = fmt.Sprintf("OK %d", s.seq)
 			if s.seq == 5 && !s.dropped {
 				s.dropped = true
@@ -92,6 +99,9 @@ func TestRunVerifyAndReconnect(t *testing.T) {
 	if err != nil || len(lost) != 0 {
 		t.Fatalf("verify: lost %v, err %v", lost, err)
 	}
+	if res.Inconsistent != 0 {
+		t.Errorf("inconsistent replies %d on a server that never rolls back", res.Inconsistent)
+	}
 	sum := res.Summarize()
 	if sum.Requests != 20 || sum.Acked != 19 || sum.P50 <= 0 || sum.Max < sum.P50 {
 		t.Errorf("summary %+v", sum)
@@ -121,6 +131,19 @@ func TestVerifyDetectsLoss(t *testing.T) {
 	}
 	if len(lost) != len(res.Acked) || len(lost) == 0 {
 		t.Fatalf("lost %d of %d acked; want all", len(lost), len(res.Acked))
+	}
+}
+
+func TestRollbackDetected(t *testing.T) {
+	s := startKV(t)
+	s.rollbackAt = 8 // after the 8th write the server "fails over" to older state
+	opts := Options{Addr: s.ln.Addr().String(), Duration: 5 * time.Second, Think: time.Millisecond, Timeout: time.Second, MaxRequests: 12}
+	res, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Inconsistent == 0 {
+		t.Fatalf("a write sequence number going backwards was not counted (last %d)", res.LastSeq)
 	}
 }
 
