@@ -50,11 +50,18 @@ func loadForTest(t *testing.T, path CapturePath, ringBytes int, mode Mode, epoch
 // payload starts with seq.
 func udpFrame(t testing.TB, size int, seq uint32) []byte {
 	t.Helper()
+	return frameFor(t, net.HardwareAddr{2, 0, 0, 0, 0, 2}, net.HardwareAddr{2, 0, 0, 0, 0, 3}, net.IP{10, 0, 0, 2}, net.IP{10, 0, 0, 3}, size, seq)
+}
+
+// frameFor builds an Ethernet/IPv4/UDP (4000 -> 5000) frame of exactly size
+// bytes whose payload starts with seq.
+func frameFor(t testing.TB, src, dst net.HardwareAddr, srcIP, dstIP net.IP, size int, seq uint32) []byte {
+	t.Helper()
 	const hdrs = 14 + 20 + 8
 	payload := make([]byte, size-hdrs)
 	binary.BigEndian.PutUint32(payload, seq)
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}, EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 0, 0, 2}, DstIP: net.IP{10, 0, 0, 3}}
+	eth := &layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: srcIP, DstIP: dstIP}
 	udp := &layers.UDP{SrcPort: 4000, DstPort: 5000}
 	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
 		t.Fatal(err)
@@ -245,7 +252,7 @@ func TestTapIngress(t *testing.T) {
 	}
 }
 
-func TestInputLog(t *testing.T) {
+func TestInputLogProg(t *testing.T) {
 	objs := loadForTest(t, PathRing, 4096, ModeBuffer, 9)
 	frame := udpFrame(t, 1000, 7)
 	const runs = 10

@@ -63,7 +63,8 @@ func NewBridgeRig(tb testing.TB, prefix string) *BridgeRig {
 // buildHost runs in Host: the bridge and both veth pairs, peers created
 // directly in the guest and client namespaces.
 func (r *BridgeRig) buildHost() error {
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: r.Bridge}}
+	off := false
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: r.Bridge}, MulticastSnooping: &off}
 	if err := netlink.LinkAdd(br); err != nil {
 		return fmt.Errorf("add bridge: %w", err)
 	}
@@ -79,9 +80,20 @@ func (r *BridgeRig) buildHost() error {
 		if err := netlink.LinkAdd(veth); err != nil {
 			return fmt.Errorf("add veth %s: %w", p.port, err)
 		}
-		if err := linkUp(p.port); err != nil {
+		lk, err := netlink.LinkByName(p.port)
+		if err != nil {
 			return err
 		}
+		if err := netlink.LinkSetMulticastOff(lk); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(lk); err != nil {
+			return err
+		}
+	}
+	// No IGMP reports from the bridge itself: tests count every frame.
+	if err := netlink.LinkSetMulticastOff(br); err != nil {
+		return err
 	}
 	return netlink.LinkSetUp(br)
 }
