@@ -319,7 +319,9 @@ func TestAttachErrors(t *testing.T) {
 		}
 		return err
 	}
-	e.inHost(func() error { return netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "rdpdum0"}, PeerName: "rdpdum1"}) })
+	e.inHost(func() error {
+		return netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "rdpdum0"}, PeerName: "rdpdum1"})
+	})
 	cases := []struct {
 		opts Options
 		want error
