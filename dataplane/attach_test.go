@@ -5,6 +5,7 @@ package dataplane
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -139,6 +140,10 @@ func seqRange(from, to int) []uint32 {
 // forwards everything.
 func TestBlockAndPass(t *testing.T) {
 	e := newRigEnv(t, Options{})
+	// Auto choices on this kernel (6.18: BTF, ring buffers, kfunc, tcx).
+	if e.port.Path() != PathRing || e.port.AttachMethod() != AttachTCX {
+		t.Errorf("auto chose %v/%v, want ring/tcx on this kernel", e.port.Path(), e.port.AttachMethod())
+	}
 	const n = 10
 	if err := e.port.SetMode(ModeBlock); err != nil {
 		t.Fatal(err)
@@ -352,5 +357,39 @@ func TestAttachErrors(t *testing.T) {
 	}
 	if !slices.Equal(dirs, []string{e.port.Name()}) {
 		t.Errorf("pin root holds %v after failed attaches, want only %s", dirs, e.port.Name())
+	}
+}
+
+// TestOpenIncompatible: Open refuses pinned programs that differ from this
+// build; status still reads them and DetachPinned still removes them.
+func TestOpenIncompatible(t *testing.T) {
+	e := newRigEnv(t, Options{Path: PathRing})
+	name, dir := e.port.Name(), e.port.PinDir()
+	if err := e.port.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.port = nil
+	other, err := loadObjects(PathRedirect, 4096, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.close()
+	pin := filepath.Join(dir, pinProgPrefix+progCapture)
+	if err := os.Remove(pin); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.progs[progCapture].Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(name, e.pinRoot, nil); !errors.Is(err, ErrIncompatible) {
+		t.Fatalf("Open with a foreign program: %v, want ErrIncompatible", err)
+	}
+	s, err := ReadStatus(name, e.pinRoot)
+	if err != nil || s.Compatible || s.Mode != ModeBuffer || s.Port != e.rig.Port {
+		t.Fatalf("status %+v, err %v", s, err)
+	}
+	e.inHost(func() error { return DetachPinned(name, e.pinRoot, nil) })
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pin dir left: %v", err)
 	}
 }
