@@ -32,6 +32,10 @@ const testMagic = 0x5a5a1234
 
 // loadForTest loads path's objects (with the input log) and writes a config.
 func loadForTest(t *testing.T, path CapturePath, ringBytes int, mode Mode, epoch uint64) *objects {
+	return loadForTestTB(t, path, ringBytes, mode, epoch)
+}
+
+func loadForTestTB(t testing.TB, path CapturePath, ringBytes int, mode Mode, epoch uint64) *objects {
 	t.Helper()
 	testenv.RequirePrivileged(t)
 	objs, err := loadObjects(path, ringSize(ringBytes), true, nil)
