@@ -168,8 +168,13 @@ func vnetHdr(r *Record) []byte {
 func (e *rigEnv) openTap() *os.File {
 	e.t.Helper()
 	var f *os.File
-	e.inHost(func() (err error) { f, err = e.port.OpenTapQueue(); return err })
-	e.t.Cleanup(func() { f.Close() })
+	e.inHost(func() (err error) {
+		if f, err = e.port.OpenTapQueue(); err != nil {
+			return err
+		}
+		e.t.Cleanup(func() { f.Close() })
+		return e.port.WaitTapUp(5 * time.Second)
+	})
 	return f
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -57,7 +58,42 @@ func NewBridgeRig(tb testing.TB, prefix string) *BridgeRig {
 	if err := r.Client.Do(func() error { return endpoint(r.ClientIf, r.ClientMAC, r.ClientIP) }); err != nil {
 		tb.Fatalf("build rig client: %v", err)
 	}
+	// Until linkwatch has activated a device's qdisc (up to a second after
+	// carrier on), it silently drops what is sent: wait for operstate up.
+	for _, l := range []struct {
+		ns  *NS
+		if_ string
+	}{{r.Guest, r.GuestIf}, {r.Client, r.ClientIf}, {r.Host, r.Port}, {r.Host, r.ClientPort}, {r.Host, r.Bridge}} {
+		if err := WaitOperUp(l.ns, l.if_, 5*time.Second); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	return r
+}
+
+// WaitOperUp waits until ifname in ns is operationally up.
+func WaitOperUp(ns *NS, ifname string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var state netlink.LinkOperState
+		err := ns.Do(func() error {
+			lk, err := netlink.LinkByName(ifname)
+			if err == nil {
+				state = lk.Attrs().OperState
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if state == netlink.OperUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s in %s still %s after %v", ifname, ns.Name, state, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // buildHost runs in Host: the bridge and both veth pairs, peers created
