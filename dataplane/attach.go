@@ -25,6 +25,9 @@ func Attach(opts Options) (_ *Port, err error) {
 	if opts, err = opts.withDefaults(); err != nil {
 		return nil, err
 	}
+	if err := checkCaps(); err != nil {
+		return nil, err
+	}
 	if err := ensureBPFFS(opts.PinRoot); err != nil {
 		return nil, err
 	}
