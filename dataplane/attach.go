@@ -151,8 +151,9 @@ func (p *Port) writeInitialConfig(opts Options, portIndex, tapIndex int) error {
 	return nil
 }
 
-// updateConfigIn updates the config before the pin dir exists (no flock
-// needed: the root lock is held and nothing else knows the port yet).
+// updateConfigIn rewrites the whole config before the pin dir exists: no
+// other process knows the port yet, and the programs already attached read
+// only epoch and mode, whose bytes this rewrites with the same values.
 func (p *Port) updateConfigIn(_ string, fn func(*bpf.CapturePortConfig)) error {
 	c, err := p.config()
 	if err != nil {

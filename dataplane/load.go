@@ -16,14 +16,15 @@ import (
 
 // Names of programs and maps in the bpf objects (bpf2go constants).
 const (
-	progCapture  = bpf.CaptureProgCapture
-	progTap      = bpf.CaptureProgTapIngress
-	progInputLog = bpf.InputlogProgInputLog
-	mapConfig    = bpf.CaptureMapConfig
-	mapCounters  = bpf.CaptureMapCounters
-	mapCapRing   = bpf.CaptureMapCaptureRing
-	mapInputRing = bpf.InputlogMapInputRing
-	mapScratch   = bpf.CaptureMapScratch
+	progCapture   = bpf.CaptureProgCapture
+	progTap       = bpf.CaptureProgTapIngress
+	progInputLog  = bpf.InputlogProgInputLog
+	progSetConfig = bpf.CaptureProgSetConfig
+	mapConfig     = bpf.CaptureMapConfig
+	mapCounters   = bpf.CaptureMapCounters
+	mapCapRing    = bpf.CaptureMapCaptureRing
+	mapInputRing  = bpf.InputlogMapInputRing
+	mapScratch    = bpf.CaptureMapScratch
 )
 
 // objects are the loaded programs and maps of one port.

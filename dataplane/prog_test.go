@@ -275,3 +275,32 @@ func TestInputLogProg(t *testing.T) {
 		}
 	}
 }
+
+func TestSetConfig(t *testing.T) {
+	for _, path := range []CapturePath{PathRing, PathRedirect} {
+		objs := loadForTest(t, path, 4096, ModeBuffer, 3)
+		p := &Port{name: "test", objs: objs}
+		check := func(wantMode Mode, wantEpoch uint64) {
+			t.Helper()
+			c, err := p.config()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if Mode(c.Mode) != wantMode || c.Epoch != wantEpoch || c.Magic != testMagic {
+				t.Errorf("%v: config %+v, want mode %v epoch %d", path, c, wantMode, wantEpoch)
+			}
+		}
+		if err := p.SetEpoch(1 << 40); err != nil {
+			t.Fatal(err)
+		}
+		check(ModeBuffer, 1<<40)
+		if err := p.SetMode(ModeBlock); err != nil {
+			t.Fatal(err)
+		}
+		check(ModeBlock, 1<<40)
+		if err := p.SetMode(Mode(9)); err == nil {
+			t.Errorf("%v: invalid mode accepted", path)
+		}
+		check(ModeBlock, 1<<40)
+	}
+}
