@@ -181,49 +181,66 @@ func TestBlockAndPass(t *testing.T) {
 // attached and output stays held; Open finds the state again; Detach removes
 // it all and output flows again.
 func TestKilledDaemon(t *testing.T) {
-	for _, method := range []AttachMethod{AttachTCX, AttachClsact} {
-		t.Run(method.String(), func(t *testing.T) {
-			e := newRigEnv(t, Options{Attach: method, Path: PathRing})
-			name := e.port.Name()
-			if err := e.port.Close(); err != nil {
-				t.Fatal(err)
-			}
-			e.port = nil
-			const n = 10
-			done := e.collectAsync(holdFor / 2)
-			e.sendFromGuest(0, n, 20*time.Millisecond)
-			if leaked := done(); len(leaked) != 0 {
-				t.Fatalf("client received %d frames after the daemon died", len(leaked))
-			}
-			p, err := Open(name, e.pinRoot, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.port = p
-			if p.AttachMethod() != method || p.Path() != PathRing || p.PortName() != e.rig.Port {
-				t.Fatalf("reopened %v/%v on %q", p.AttachMethod(), p.Path(), p.PortName())
-			}
-			if got := seqs(framesOf(drainRing(t, p, 200*time.Millisecond))); !slices.Equal(got, seqRange(0, n)) {
-				t.Fatalf("ring after restart holds %v", got)
-			}
-			if m, err := p.Mode(); err != nil || m != ModeBuffer {
-				t.Fatalf("mode %v err %v", m, err)
-			}
-			if err := p.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if p, err = Open(name, e.pinRoot, nil); err != nil {
-				t.Fatalf("second open: %v", err)
-			}
-			e.port = nil
-			e.inHost(p.Detach)
-			checkDetached(t, e, p)
-			done = e.collectAsync(holdFor / 2)
-			e.sendFromGuest(50, n, 10*time.Millisecond)
-			if got := seqs(done()); !slices.Equal(got, seqRange(50, 50+n)) {
-				t.Fatalf("after detach the client got %v", got)
-			}
-		})
+	for _, path := range []CapturePath{PathRing, PathRedirect} {
+		for _, method := range []AttachMethod{AttachTCX, AttachClsact} {
+			t.Run(path.String()+"/"+method.String(), func(t *testing.T) {
+				if method == AttachTCX {
+					testenv.RequireKernel(t, "6.6", "tcx")
+				}
+				testKilledDaemon(t, path, method)
+			})
+		}
+	}
+}
+
+func testKilledDaemon(t *testing.T, path CapturePath, method AttachMethod) {
+	e := newRigEnv(t, Options{Attach: method, Path: path})
+	name := e.port.Name()
+	if err := e.port.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.port.Mode(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Mode after Close: %v, want ErrClosed", err)
+	}
+	e.port = nil
+	const n = 10
+	done := e.collectAsync(holdFor / 2)
+	e.sendFromGuest(0, n, 20*time.Millisecond)
+	if leaked := done(); len(leaked) != 0 {
+		t.Fatalf("client received %d frames after the daemon died", len(leaked))
+	}
+	p, err := Open(name, e.pinRoot, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.port = p
+	if p.AttachMethod() != method || p.Path() != path || p.PortName() != e.rig.Port {
+		t.Fatalf("reopened %v/%v on %q", p.AttachMethod(), p.Path(), p.PortName())
+	}
+	if c, err := p.Counters(); err != nil || c.Captured < n {
+		t.Fatalf("counters after restart %+v (err %v), want >= %d captured", c, err, n)
+	}
+	if path == PathRing { // path B dropped them at the tap: no reader (still never leaked)
+		if got := seqs(framesOf(drainRing(t, p, 200*time.Millisecond))); !slices.Equal(got, seqRange(0, n)) {
+			t.Fatalf("ring after restart holds %v", got)
+		}
+	}
+	if m, err := p.Mode(); err != nil || m != ModeBuffer {
+		t.Fatalf("mode %v err %v", m, err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = Open(name, e.pinRoot, nil); err != nil {
+		t.Fatalf("second open: %v", err)
+	}
+	e.port = nil
+	e.inHost(p.Detach)
+	checkDetached(t, e, p)
+	done = e.collectAsync(holdFor / 2)
+	e.sendFromGuest(50, n, 10*time.Millisecond)
+	if got := seqs(done()); !slices.Equal(got, seqRange(50, 50+n)) {
+		t.Fatalf("after detach the client got %v", got)
 	}
 }
 

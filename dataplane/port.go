@@ -76,7 +76,11 @@ func (p *Port) InputLogRing() *ebpf.Map { return p.objs.maps[mapInputRing] }
 // config reads the port's config.
 func (p *Port) config() (bpf.CapturePortConfig, error) {
 	var c bpf.CapturePortConfig
-	if err := p.objs.maps[mapConfig].Lookup(uint32(0), &c); err != nil {
+	m := p.objs.maps[mapConfig]
+	if m == nil {
+		return c, fmt.Errorf("vm %s: %w", p.name, ErrClosed)
+	}
+	if err := m.Lookup(uint32(0), &c); err != nil {
 		return c, fmt.Errorf("read config of %s: %w", p.name, err)
 	}
 	return c, nil
@@ -92,7 +96,7 @@ func (p *Port) setConfig(arg bpf.CaptureSetConfigArg) error {
 	}
 	prog := p.objs.progs[progSetConfig]
 	if prog == nil {
-		return fmt.Errorf("vm %s: closed", p.name)
+		return fmt.Errorf("vm %s: %w", p.name, ErrClosed)
 	}
 	ret, err := prog.Run(&ebpf.RunOptions{Data: data})
 	if err != nil {
@@ -143,6 +147,9 @@ func (p *Port) TapQueues() (int, error) {
 func (p *Port) Counters() (Counters, error) {
 	var sums [bpf.CaptureCounterCNT_MAX]uint64
 	m := p.objs.maps[mapCounters]
+	if m == nil {
+		return Counters{}, fmt.Errorf("vm %s: %w", p.name, ErrClosed)
+	}
 	for i := range sums {
 		var per []uint64
 		if err := m.Lookup(uint32(i), &per); err != nil {
