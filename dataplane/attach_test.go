@@ -276,7 +276,20 @@ func checkDetached(t *testing.T, e *rigEnv, p *Port) {
 
 // TestInputLog: every frame to the guest is logged with the epoch and passed.
 func TestInputLog(t *testing.T) {
-	e := newRigEnv(t, Options{InputLog: true})
+	for _, path := range []CapturePath{PathRing, PathRedirect} {
+		for _, method := range []AttachMethod{AttachTCX, AttachClsact} {
+			t.Run(path.String()+"/"+method.String(), func(t *testing.T) {
+				if method == AttachTCX {
+					testenv.RequireKernel(t, "6.6", "tcx")
+				}
+				testInputLog(t, path, method)
+			})
+		}
+	}
+}
+
+func testInputLog(t *testing.T, path CapturePath, method AttachMethod) {
+	e := newRigEnv(t, Options{InputLog: true, Path: path, Attach: method})
 	if err := e.port.SetEpoch(7); err != nil {
 		t.Fatal(err)
 	}
