@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -36,6 +37,7 @@ func Attach(opts Options) (_ *Port, err error) {
 		return nil, err
 	}
 	defer unlock()
+	removeStaleTemp(opts.PinRoot, opts.Logger)
 	pinDir := filepath.Join(opts.PinRoot, opts.Name)
 	if ok, err := exists(pinDir); err != nil || ok {
 		return nil, errors.Join(fmt.Errorf("vm %s: %w", opts.Name, ErrAttached), err)
@@ -49,7 +51,7 @@ func Attach(opts Options) (_ *Port, err error) {
 	if p.path, p.objs, err = loadForAttach(opts); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(opts.PinRoot, "__tmp-")
+	tmp, err := os.MkdirTemp(opts.PinRoot, tmpPrefix)
 	if err != nil {
 		p.objs.close()
 		return nil, fmt.Errorf("pin dir: %w", err)
@@ -82,6 +84,17 @@ func Attach(opts Options) (_ *Port, err error) {
 	p.log.Info("dataplane attached", "vm", p.name, "iface", p.portName, "path", p.path.String(),
 		"attach", p.attach.String(), "tap", p.tapName)
 	return p, nil
+}
+
+// removeStaleTemp removes temp pin dirs left by an Attach that crashed
+// before its rename (the root lock is held, so none is in progress).
+// Unpinning their tcx links detaches them, as their process is gone.
+func removeStaleTemp(root string, log *slog.Logger) {
+	stale, _ := filepath.Glob(filepath.Join(root, tmpPrefix+"*"))
+	for _, dir := range stale {
+		log.Warn("removing state of an interrupted attach", "dir", dir)
+		_ = os.RemoveAll(dir)
+	}
 }
 
 // loadForAttach picks the capture path and loads it. In PathAuto the

@@ -28,6 +28,10 @@ func TestAttachErrors(t *testing.T) {
 	e.inHost(func() error {
 		return netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "rdpdum0"}, PeerName: "rdpdum1"})
 	})
+	stale := filepath.Join(e.pinRoot, tmpPrefix+"stale")
+	if err := os.Mkdir(stale, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		opts Options
 		want error
@@ -42,6 +46,9 @@ func TestAttachErrors(t *testing.T) {
 		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
 			t.Errorf("attach %+v: %v, want %v mentioning %q", c.opts, err, c.want, c.text)
 		}
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temp dir of an interrupted attach survived: %v", err)
 	}
 	if _, err := Open("rdp-none", e.pinRoot, nil); !errors.Is(err, ErrNotAttached) {
 		t.Errorf("open missing: %v", err)
