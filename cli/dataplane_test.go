@@ -49,6 +49,7 @@ func TestDataplaneCommands(t *testing.T) {
 		t.Errorf("attach printed %q", out)
 	}
 	status := run("status", "--vm", vm)
+	t.Logf("status:\n%s", status)
 	for _, re := range []string{`(?m)^mode\s+buffer$`, `(?m)^epoch\s+1$`, `(?m)^port\s+` + rig.Port + `$`, `(?m)^captured\s+\d+$`, `(?m)^input log\s+true$`} {
 		if !regexp.MustCompile(re).MatchString(status) {
 			t.Errorf("status lacks %s:\n%s", re, status)
