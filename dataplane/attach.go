@@ -186,21 +186,20 @@ func (p *Port) hooksFor(portIndex, tapIndex int) []hook {
 	return append(hooks, hook{name: progCapture, ifindex: portIndex, ingress: true})
 }
 
-// attachHooks attaches every hook with method (tcx links pinned into dir).
-// AttachAuto tries tcx and falls back to clsact when the kernel lacks it.
+// attachHooks attaches every hook with method (tcx links pinned into dir);
+// AttachAuto uses tcx when the kernel has it, else clsact.
 func (p *Port) attachHooks(method AttachMethod, dir string) error {
 	p.attach = method
 	if method == AttachAuto {
-		p.attach = AttachTCX
-	}
-	for i, h := range p.hooks {
-		err := p.attachHook(h, dir)
-		if err != nil && i == 0 && method == AttachAuto && errors.Is(err, ErrKernelTooOld) {
-			p.log.Info("no tcx on this kernel; using clsact", "iface", p.portName)
-			p.attach = AttachClsact
-			err = p.attachHook(h, dir)
+		p.attach = AttachClsact
+		if err := probeTCX(); err == nil {
+			p.attach = AttachTCX
+		} else {
+			p.log.Info("no tcx on this kernel; using clsact", "iface", p.portName, "err", err)
 		}
-		if err != nil {
+	}
+	for _, h := range p.hooks {
+		if err := p.attachHook(h, dir); err != nil {
 			return err
 		}
 	}

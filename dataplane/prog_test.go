@@ -304,3 +304,22 @@ func TestSetConfig(t *testing.T) {
 		check(ModeBlock, 1<<40)
 	}
 }
+
+// TestProbe: the probe agrees with what the kernel lets the tests do.
+func TestProbe(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	f := Probe()
+	if f.TC != nil {
+		t.Fatalf("tc programs: %v", f.TC)
+	}
+	objs, ringErr := loadObjects(PathRing, 4096, false, nil)
+	if ringErr == nil {
+		objs.close()
+	}
+	if (f.Ring == nil) != (ringErr == nil) || (f.Ring == nil) != (f.Path() == PathRing) {
+		t.Errorf("probe says ring %v, loading says %v, path %v", f.Ring, ringErr, f.Path())
+	}
+	if v, err := testenv.KernelVersion(); err == nil && (v[0] > 6 || v[0] == 6 && v[1] >= 6) && (f.TCX != nil || f.Attach() != AttachTCX) {
+		t.Errorf("kernel %d.%d: tcx probe says %v", v[0], v[1], f.TCX)
+	}
+}
