@@ -39,8 +39,10 @@ func Attach(opts Options) (_ *Port, err error) {
 	defer unlock()
 	removeStaleTemp(opts.PinRoot, opts.Logger)
 	pinDir := filepath.Join(opts.PinRoot, opts.Name)
-	if ok, err := exists(pinDir); err != nil || ok {
-		return nil, errors.Join(fmt.Errorf("vm %s: %w", opts.Name, ErrAttached), err)
+	if ok, err := exists(pinDir); err != nil {
+		return nil, fmt.Errorf("vm %s: %w", opts.Name, err)
+	} else if ok {
+		return nil, fmt.Errorf("vm %s: %w", opts.Name, ErrAttached)
 	}
 	port, err := findBridgePort(opts.Port)
 	if err != nil {
