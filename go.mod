@@ -5,8 +5,11 @@ go 1.26.8
 require (
 	github.com/cilium/ebpf v0.22.0
 	github.com/digitalocean/go-qemu v0.0.0-20250212194115-ee9b0668d242
+	github.com/google/gopacket v1.1.19
 	github.com/u-root/u-root v0.15.0
 	github.com/urfave/cli/v2 v2.27.7
+	github.com/vishvananda/netlink v1.3.1
+	github.com/vishvananda/netns v0.0.5
 	github.com/zeebo/xxh3 v1.1.0
 	golang.org/x/sys v0.50.0
 	gonum.org/v1/plot v0.17.0
