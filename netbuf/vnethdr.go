@@ -103,6 +103,8 @@ const (
 type l4Info struct {
 	proto  uint8 // 0 when no TCP/UDP header was found
 	ipv4   bool
+	l3     int   // offset of the IP header, 0 when the frame is not IP
+	ipNext uint8 // IP protocol (upper layer) when l3 != 0
 	off    int  // offset of the transport header
 	hdrLen int  // its length
 	cwr    bool // TCP CWR flag
@@ -135,28 +137,31 @@ func parseL4(frame []byte) l4Info {
 		if ihl < 20 || len(frame) < off+ihl {
 			return l4Info{}
 		}
-		info.ipv4, proto, off = true, frame[off+9], off+ihl
+		info.ipv4, info.l3, proto, off = true, off, frame[off+9], off+ihl
 	case 0x86dd:
+		l3 := off
 		var ok bool
 		if proto, off, ok = skipIPv6(frame, off); !ok {
 			return l4Info{}
 		}
+		info.l3 = l3
 	default:
 		return l4Info{}
 	}
+	info.ipNext = proto
 	switch proto {
 	case protoTCP:
 		if len(frame) < off+20 {
-			return l4Info{}
+			return info
 		}
 		doff := int(frame[off+12]>>4) * 4
 		if doff < 20 || len(frame) < off+doff {
-			return l4Info{}
+			return info
 		}
 		info.proto, info.off, info.hdrLen, info.cwr = protoTCP, off, doff, frame[off+13]&0x80 != 0
 	case protoUDP:
 		if len(frame) < off+8 {
-			return l4Info{}
+			return info
 		}
 		info.proto, info.off, info.hdrLen = protoUDP, off, 8
 	}
