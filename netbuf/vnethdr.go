@@ -105,9 +105,9 @@ type l4Info struct {
 	ipv4   bool
 	l3     int   // offset of the IP header, 0 when the frame is not IP
 	ipNext uint8 // IP protocol (upper layer) when l3 != 0
-	off    int  // offset of the transport header
-	hdrLen int  // its length
-	cwr    bool // TCP CWR flag
+	off    int   // offset of the transport header
+	hdrLen int   // its length
+	cwr    bool  // TCP CWR flag
 }
 
 // parseL4 walks Ethernet, up to two VLAN tags, IPv4 or IPv6 (with its
