@@ -50,6 +50,7 @@ type Stats struct {
 	HeldFrames   int64
 	HeldBytes    int64  // charged bytes, compared with MaxBytes
 	Held         uint64 // frames accepted into an arena
+	HeldGSO      uint64 // of which GSO super-packets
 	Released     uint64 // frames written to the tap
 	ReleaseBytes uint64 // their frame bytes
 	Stragglers   uint64 // frames of an already released epoch, written at once

@@ -66,6 +66,9 @@ func (b *Buffer) hold(epoch uint64, tstamp int64, vnet, frame []byte) {
 	copy(dst[VnetHdrLen:], frame)
 	b.ar.commit(a, n, tstamp, hash)
 	b.st.Held++
+	if vnet[1] != vnetGSONone {
+		b.st.HeldGSO++
+	}
 	b.st.HeldFrames++
 	b.st.HeldBytes += int64(n) + refOverhead
 }

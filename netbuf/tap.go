@@ -13,20 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TUNSETOFFLOAD flags (include/uapi/linux/if_tun.h; not in x/sys/unix).
-const (
-	tunFCsum   = 0x01
-	tunFTSO4   = 0x02
-	tunFTSO6   = 0x04
-	tunFTSOECN = 0x08
-	tunFUSO4   = 0x20
-	tunFUSO6   = 0x40
-)
-
-// tapFlags are the flags the data plane created the injection tap with;
-// attaching a queue must repeat them exactly.
-const tapFlags = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_MULTI_QUEUE
-
 // ErrVnetHdrSize means the tap's virtio-net header is not the 10-byte
 // struct virtio_net_hdr that netbuf writes.
 var ErrVnetHdrSize = errors.New("unexpected virtio-net header size on tap")
@@ -39,50 +25,32 @@ type tapQueue struct {
 	err  error
 }
 
-// openTapQueue attaches a new queue to the persistent tap name. It must run
-// in the tap's network namespace. The fd is non-blocking and registered
-// with the Go poller (path B reads it through f.SyscallConn).
-func openTapQueue(name string) (*tapQueue, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+// newTapQueue wraps a queue fd opened by dataplane.Port.OpenTapQueue
+// (non-blocking, registered with the Go poller, offloads set) and checks
+// that its virtio-net header is the one netbuf writes.
+func newTapQueue(f *os.File) (*tapQueue, error) {
+	q := &tapQueue{f: f}
+	rc, err := f.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+		f.Close()
+		return nil, fmt.Errorf("tap queue: %w", err)
 	}
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("tap %q: %w", name, err)
+	var sz int
+	cerr := rc.Control(func(fd uintptr) {
+		q.fd = int(fd)
+		sz, err = unix.IoctlGetInt(int(fd), unix.TUNGETVNETHDRSZ)
+	})
+	if err = errors.Join(cerr, err); err != nil || sz != VnetHdrLen {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w: %d (%v)", f.Name(), ErrVnetHdrSize, sz, err)
 	}
-	ifr.SetUint16(tapFlags)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("attach queue to tap %s (is it a multi-queue vnet-hdr tap in this netns?): %w", name, err)
-	}
-	sz, err := unix.IoctlGetInt(fd, unix.TUNGETVNETHDRSZ)
-	if err != nil || sz != VnetHdrLen {
-		unix.Close(fd)
-		return nil, fmt.Errorf("tap %s: %w: %d (%v)", name, ErrVnetHdrSize, sz, err)
-	}
-	return &tapQueue{f: os.NewFile(uintptr(fd), "tap:"+name), fd: fd}, nil
+	return q, nil
 }
 
 // close is idempotent: path B's reader and Buffer.Close both close queue 0.
 func (q *tapQueue) close() error {
 	q.once.Do(func() { q.err = q.f.Close() })
 	return q.err
-}
-
-// setOffload lets the kernel hand path B's tap whole GSO super-packets and
-// CHECKSUM_PARTIAL frames with a virtio-net header; without it every GSO
-// skb is segmented before the tap (measured: 6x slower).
-func (q *tapQueue) setOffload() error {
-	flags := tunFCsum | tunFTSO4 | tunFTSO6 | tunFTSOECN | tunFUSO4 | tunFUSO6
-	if err := unix.IoctlSetInt(q.fd, unix.TUNSETOFFLOAD, flags); err != nil {
-		// Kernels before 6.2 lack USO: retry without it.
-		if err2 := unix.IoctlSetInt(q.fd, unix.TUNSETOFFLOAD, flags&^(tunFUSO4|tunFUSO6)); err2 != nil {
-			return fmt.Errorf("tap TUNSETOFFLOAD: %w", err)
-		}
-	}
-	return nil
 }
 
 // steerToFirstQueue installs a steering program that sends every frame the
