@@ -61,6 +61,7 @@ type Stats struct {
 	WriteErrors  uint64
 	LastRelease  time.Duration // wall time of the last Release's writes
 	LastFrames   uint64        // frames written by the last Release
+	LastCPU      time.Duration // CPU time its writer threads spent
 	ReadErr      string        // why the reader stopped, if it did
 }
 
@@ -207,7 +208,7 @@ func (b *Buffer) Release(e uint64) error {
 	b.st.Released += res.frames
 	b.st.ReleaseBytes += res.bytes
 	b.st.WriteErrors += res.errors
-	b.st.LastRelease, b.st.LastFrames = dur, res.frames
+	b.st.LastRelease, b.st.LastFrames, b.st.LastCPU = dur, res.frames, res.cpu
 	b.mu.Unlock()
 	b.log.Debug("released", "epoch", e, "bytes", res.bytes, "dur", dur)
 	if res.err != nil {

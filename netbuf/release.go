@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,7 +43,17 @@ type writer struct {
 
 type writeResult struct {
 	frames, bytes, errors uint64
+	cpu                   time.Duration // writer threads' CPU time (user+sys)
 	err                   error
+}
+
+// threadCPU is the calling thread's CPU time (the writer is locked to it).
+func threadCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func newWriter(fd, cpu int) *writer {
@@ -63,6 +74,7 @@ func (w *writer) run() {
 	}
 	for batch := range w.work {
 		var res writeResult
+		start := threadCPU()
 		for i := range batch {
 			if err := writeFrame(w.fd, batch[i].data); err != nil {
 				res.errors++
@@ -74,6 +86,7 @@ func (w *writer) run() {
 			res.frames++
 			res.bytes += uint64(len(batch[i].data) - VnetHdrLen)
 		}
+		res.cpu = threadCPU() - start
 		w.done <- res
 	}
 }
@@ -159,6 +172,7 @@ func (wr *writers) dispatch() writeResult {
 		sum.frames += r.frames
 		sum.bytes += r.bytes
 		sum.errors += r.errors
+		sum.cpu += r.cpu
 		if sum.err == nil {
 			sum.err = r.err
 		}

@@ -149,7 +149,16 @@ func (r *nsRig) build() error {
 	if err := h.LinkSetUp(br); err != nil {
 		return err
 	}
-	return r.do(r.host, func() error { return disableIPv6() })
+	return r.do(r.host, func() error {
+		// br_netfilter (loaded on this host) would run iptables on every
+		// bridged frame; a Remus host's bridge does not need it, and it
+		// would dominate the per-frame cost of release. Best effort: the
+		// files exist only when the module is loaded.
+		for _, f := range []string{"iptables", "ip6tables", "arptables"} {
+			_ = os.WriteFile("/proc/sys/net/bridge/bridge-nf-call-"+f, []byte("0"), 0o644)
+		}
+		return disableIPv6()
+	})
 }
 
 // setupEnd configures a namespace's veth end: IPv6 off, address, up.

@@ -132,4 +132,3 @@ func TestTCPThroughHold(t *testing.T) {
 		}
 	}
 }
-
