@@ -33,7 +33,10 @@ type nsRig struct {
 	pinRoot             string
 }
 
-const rigPort = "rnbvif"
+const (
+	rigPort = "rnbvif"
+	rigVM   = "rnb-vm"
+)
 
 var rigSeq atomic.Int32
 
@@ -212,30 +215,31 @@ func (r *nsRig) staticNeighbors(tb testing.TB) {
 	}
 }
 
-// attach attaches the data plane to the guest port and starts a Buffer.
-func (r *nsRig) attach(tb testing.TB, path dataplane.CapturePath, opts Options) (*dataplane.Port, *Buffer) {
+// attachPort attaches the data plane to the guest port (buffer mode).
+func (r *nsRig) attachPort(tb testing.TB, path dataplane.CapturePath) *dataplane.Port {
 	tb.Helper()
 	var p *dataplane.Port
-	var b *Buffer
-	err := r.do(r.host, func() error {
-		var err error
-		p, err = dataplane.Attach(dataplane.Options{Name: "rnb-vm", Port: rigPort, Path: path, PinRoot: r.pinRoot})
-		if err != nil {
-			return err
-		}
-		if b, err = New(p, opts); err != nil {
-			return errors.Join(err, p.Detach())
-		}
-		return nil
+	err := r.do(r.host, func() (err error) {
+		p, err = dataplane.Attach(dataplane.Options{Name: rigVM, Port: rigPort, Path: path, PinRoot: r.pinRoot})
+		return err
 	})
 	testenv.SkipIfNotSupported(tb, err)
 	if err != nil {
 		tb.Fatalf("attach: %v", err)
 	}
-	tb.Cleanup(func() {
-		b.Close()
-		r.do(r.host, func() error { return p.Detach() })
-	})
+	tb.Cleanup(func() { r.do(r.host, func() error { return p.Detach() }) })
+	return p
+}
+
+// attach attaches the data plane and starts a Buffer on it.
+func (r *nsRig) attach(tb testing.TB, path dataplane.CapturePath, opts Options) (*dataplane.Port, *Buffer) {
+	tb.Helper()
+	p := r.attachPort(tb, path)
+	var b *Buffer
+	if err := r.do(r.host, func() (err error) { b, err = New(p, opts); return err }); err != nil {
+		tb.Fatalf("netbuf: %v", err)
+	}
+	tb.Cleanup(func() { b.Close() })
 	return p, b
 }
 
