@@ -248,8 +248,6 @@ func (b *Buffer) Stats() Stats {
 // Close stops the reader and the writers and drops what is still held: a
 // closed Buffer fails closed, it never flushes.
 func (b *Buffer) Close() error {
-	b.wmu.Lock()
-	defer b.wmu.Unlock()
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -257,9 +255,13 @@ func (b *Buffer) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
+	// Stop the reader first, without holding wmu: it may be waiting for
+	// wmu to write a straggler (it drops it once it sees closed).
 	err := b.src.close()
 	<-b.readerDone
+	b.wmu.Lock() // wait for a Release in flight
 	b.wr.close()
+	b.wmu.Unlock()
 	for _, q := range b.queue {
 		err = errors.Join(err, q.close())
 	}

@@ -328,3 +328,25 @@ func TestReleaseRebuildsVnetHdrAndSkipsMalformed(t *testing.T) {
 		t.Fatalf("vnet header %+v, want %+v (frame equal: %v)", v, want, bytes.Equal(got[0][VnetHdrLen:], gso))
 	}
 }
+
+func TestCloseWithReleaseAndStragglersInFlight(t *testing.T) {
+	r := newRig(t, 2, 0)
+	r.b.Advance()
+	r.b.Release(1)
+	for i := uint32(0); i < 200; i++ {
+		r.send(1, udpSeq(t, 1, i)) // stragglers: written at once
+	}
+	done := make(chan error)
+	go func() { done <- r.b.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hung with stragglers in flight")
+	}
+	if err := r.b.Release(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Release after Close: %v", err)
+	}
+}
