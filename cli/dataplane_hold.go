@@ -15,29 +15,16 @@ import (
 	"github.com/resilire/resilire/netbuf"
 )
 
-// dataplaneHoldParent groups the output-commit commands. The lead merges
-// these subcommands into the dataplane command (cli/dataplane.go).
-func dataplaneHoldParent() *ucli.Command {
-	return &ucli.Command{
-		Name:        "dataplane",
-		Usage:       "hold and release a VM's network output by hand",
-		Subcommands: []*ucli.Command{holdCommand(), commitCommand(), dumpCommand()},
-	}
-}
-
-var (
-	vmFlag        = &ucli.StringFlag{Name: "vm", Usage: "VM name (as given to dataplane attach)", Required: true}
-	socketDirFlag = &ucli.StringFlag{Name: "socket-dir", Value: netbuf.DefaultSocketDir, Usage: "directory of the holders' control sockets"}
-)
+// socketDirFlag is where hold, commit and dump find the control socket.
+var socketDirFlag = &ucli.StringFlag{Name: "socket-dir", Value: netbuf.DefaultSocketDir, Usage: "directory of the holders' control sockets"}
 
 func holdCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "hold",
 		Usage: "hold the VM's output in the foreground; release it on commit or every --interval",
-		Flags: []ucli.Flag{vmFlag, socketDirFlag,
+		Flags: []ucli.Flag{vmFlag(), socketDirFlag,
 			&ucli.DurationFlag{Name: "interval", Value: 10 * time.Millisecond, Usage: "close and release an epoch this often"},
 			&ucli.BoolFlag{Name: "manual", Usage: "release only on commit requests (resilire dataplane commit)"},
-			&ucli.StringFlag{Name: "pin-root", Usage: "bpffs directory of the pinned state (default /sys/fs/bpf/resilire)"},
 			&ucli.Int64Flag{Name: "max-bytes", Value: netbuf.DefaultMaxBytes, Usage: "bound on held output; beyond it frames are dropped"},
 			&ucli.IntFlag{Name: "queues", Usage: "tap queues used to release (0: the port's setting)"}},
 		Action: func(c *ucli.Context) error {
@@ -63,7 +50,7 @@ func commitCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "commit",
 		Usage: "release the held output up to an epoch (default: close the open epoch and release it)",
-		Flags: []ucli.Flag{vmFlag, socketDirFlag, &ucli.Uint64Flag{Name: "epoch", Usage: "release epochs <= N"}},
+		Flags: []ucli.Flag{vmFlag(), socketDirFlag, &ucli.Uint64Flag{Name: "epoch", Usage: "release epochs <= N"}},
 		Action: func(c *ucli.Context) error {
 			var epoch *uint64
 			if c.IsSet("epoch") {
@@ -86,7 +73,7 @@ func dumpCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "dump",
 		Usage: "write the held (unreleased) frames to a pcap file",
-		Flags: []ucli.Flag{vmFlag, socketDirFlag, &ucli.StringFlag{Name: "pcap", Usage: "output file", Required: true}},
+		Flags: []ucli.Flag{vmFlag(), socketDirFlag, &ucli.StringFlag{Name: "pcap", Usage: "output file", Required: true}},
 		Action: func(c *ucli.Context) error {
 			f, err := os.Create(c.String("pcap"))
 			if err != nil {

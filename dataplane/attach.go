@@ -46,7 +46,7 @@ func Attach(opts Options) (_ *Port, err error) {
 	if p.path, p.objs, err = loadForAttach(opts); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(opts.PinRoot, ".tmp-")
+	tmp, err := os.MkdirTemp(opts.PinRoot, "__tmp-")
 	if err != nil {
 		p.objs.close()
 		return nil, fmt.Errorf("pin dir: %w", err)

@@ -16,7 +16,13 @@ import (
 // Open re-opens the pinned state of VM name after a daemon restart. It
 // fails with ErrIncompatible if the pinned programs are not the ones built
 // into this binary. pinRoot "" means DefaultPinRoot.
-func Open(name, pinRoot string, log *slog.Logger) (_ *Port, err error) {
+func Open(name, pinRoot string, log *slog.Logger) (*Port, error) {
+	return openPinned(name, pinRoot, log, true)
+}
+
+// openPinned opens the pinned state; checkTags compares the programs with
+// this build's (Detach and Status work without it).
+func openPinned(name, pinRoot string, log *slog.Logger, checkTags bool) (_ *Port, err error) {
 	if err := validName(name); err != nil {
 		return nil, err
 	}
@@ -44,8 +50,10 @@ func Open(name, pinRoot string, log *slog.Logger) (_ *Port, err error) {
 	p.path, p.attach = CapturePath(c.Path), AttachMethod(c.Attach)
 	p.portName = cString(c.PortName[:])
 	p.hooks = p.hooksFor(int(c.PortIfindex), int(c.TapIfindex))
-	if err := p.checkTags(); err != nil {
-		return nil, err
+	if checkTags {
+		if err := p.checkTags(); err != nil {
+			return nil, err
+		}
 	}
 	if p.attach == AttachTCX {
 		for _, h := range p.hooks {

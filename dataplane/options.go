@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"os"
+	"strings"
 )
 
 // DefaultPinRoot is where pinned state lives: <DefaultPinRoot>/<vm>/.
@@ -86,13 +87,12 @@ func ringSize(n int) int {
 
 // validName accepts VM names usable as a single path element.
 func validName(name string) error {
-	if name == "" || name == "." || name == ".." || len(name) > 200 {
-		return fmt.Errorf("vm name %q: want 1-200 characters, not . or ..", name)
+	if name == "" || len(name) > 200 || strings.HasPrefix(name, "__tmp-") {
+		return fmt.Errorf("vm name %q: want 1-200 characters, not starting with __tmp-", name)
 	}
-	for _, r := range name {
-		if r == '/' || r == 0 || r == '\n' {
-			return fmt.Errorf("vm name %q: no '/', NUL or newline", name)
-		}
+	// bpffs refuses '.' in names; '/' would leave the pin root.
+	if strings.ContainsAny(name, "./\x00\n") {
+		return fmt.Errorf("vm name %q: no '.', '/', NUL or newline (bpffs pin names)", name)
 	}
 	return nil
 }

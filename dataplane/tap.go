@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -141,4 +142,27 @@ func deleteTap(name string) error {
 		return fmt.Errorf("delete tap %s: %w", name, err)
 	}
 	return nil
+}
+
+// WaitTapUp waits until the injection tap is operationally up. A tap has
+// no carrier until a queue is open, and after carrier-on the kernel
+// activates its qdisc asynchronously (linkwatch, up to a second): until
+// then path B's redirected frames are dropped (held output lost, never
+// leaked). netbuf calls this after opening its queues. Call it in the
+// port's netns.
+func (p *Port) WaitTapUp(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		lk, err := netlink.LinkByName(p.tapName)
+		if err != nil {
+			return fmt.Errorf("tap %s: %w", p.tapName, err)
+		}
+		if lk.Attrs().OperState == netlink.OperUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("tap %s still %s after %v (is a queue open?)", p.tapName, lk.Attrs().OperState, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

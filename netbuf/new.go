@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
 
@@ -17,7 +18,12 @@ type tapPort interface {
 	port
 	OpenTapQueue() (*os.File, error)
 	TapQueues() (int, error)
+	WaitTapUp(timeout time.Duration) error
 }
+
+// tapUpTimeout bounds the wait for the tap to come up once its queues are
+// open (the kernel activates its qdisc asynchronously, within a second).
+const tapUpTimeout = 5 * time.Second
 
 var _ tapPort = (*dataplane.Port)(nil)
 
@@ -62,6 +68,11 @@ func open(p tapPort, opts Options) (_ *Buffer, err error) {
 			return nil, err
 		}
 		queues = append(queues, q)
+	}
+	// Until the tap is operationally up, path B's redirected frames are
+	// dropped (lost, never leaked) and released frames would be too.
+	if err := p.WaitTapUp(tapUpTimeout); err != nil {
+		return nil, err
 	}
 	if ring := p.CaptureRing(); ring != nil {
 		rd, err := ringbuf.NewReader(ring)
