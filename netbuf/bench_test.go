@@ -154,8 +154,8 @@ func tcpThroughput(tb testing.TB, epoch, dur time.Duration) (float64, string) {
 		ns   func(func() error) error
 		file string
 	}{
-		{func(f func() error) error { return r.do(r.guest, f) }, "tcp_wmem"},
-		{func(f func() error) error { return r.do(r.client, f) }, "tcp_rmem"},
+		{func(f func() error) error { return r.Guest.Do(f) }, "tcp_wmem"},
+		{func(f func() error) error { return r.Client.Do(f) }, "tcp_rmem"},
 	} {
 		if err := side.ns(func() error {
 			return os.WriteFile("/proc/sys/net/ipv4/"+side.file, []byte(tcpBufMax), 0o644)
@@ -165,8 +165,8 @@ func tcpThroughput(tb testing.TB, epoch, dur time.Duration) (float64, string) {
 	}
 	stop := r.buffered(tb, epoch)
 	var ln net.Listener
-	if err := r.do(r.client, func() (err error) {
-		ln, err = net.Listen("tcp4", net.JoinHostPort(r.clientIP.String(), "7300"))
+	if err := r.Client.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", net.JoinHostPort(r.ClientIP.String(), "7300"))
 		return err
 	}); err != nil {
 		tb.Fatal(err)
@@ -207,7 +207,7 @@ func tcpThroughput(tb testing.TB, epoch, dur time.Duration) (float64, string) {
 		}
 	}()
 	var conn net.Conn
-	if err := r.do(r.guest, func() (err error) {
+	if err := r.Guest.Do(func() (err error) {
 		d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, tcpCC) })
@@ -232,7 +232,7 @@ func tcpThroughput(tb testing.TB, epoch, dur time.Duration) (float64, string) {
 	}
 	info := stop()
 	var retrans string
-	r.do(r.guest, func() error { retrans = tcpRetrans(); return nil })
+	r.Guest.Do(func() error { retrans = tcpRetrans(); return nil })
 	return float64(out.n) * 8 / out.last.Sub(out.first).Seconds() / 1e9, info + ", retransmits " + retrans
 }
 
@@ -289,8 +289,8 @@ func releaseRate(tb testing.TB, path dataplane.CapturePath, queues, n, flows int
 		tb.Fatalf("held %d of %d frames (ring full? %+v)", s.HeldFrames, want, s)
 	}
 	if sinkDown {
-		if err := r.do(r.client, func() error {
-			lk, err := netlink.LinkByName("c0")
+		if err := r.Client.Do(func() error {
+			lk, err := netlink.LinkByName(r.ClientIf)
 			if err == nil {
 				err = netlink.LinkSetDown(lk)
 			}

@@ -26,7 +26,7 @@ func TestByteBoundNeverReleasesEarly(t *testing.T) {
 			g, c := r.udpPair(t, 7003)
 			const n = 1000
 			sendSeq(t, g, 0, n, 200)
-			if got := sn.frames(r.guestMAC, time.Second); len(got) != 0 {
+			if got := sn.frames(r.GuestMAC, time.Second); len(got) != 0 {
 				t.Fatalf("client saw %d frames before release", len(got))
 			}
 			s := waitHeld(t, b, n)

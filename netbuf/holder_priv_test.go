@@ -20,7 +20,7 @@ func TestHolderCommitAndDump(t *testing.T) {
 	cfg := HolderConfig{VM: rigVM, PinRoot: r.pinRoot, SocketDir: t.TempDir()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.do(r.host, func() error { return RunHolder(ctx, cfg) }) }()
+	go func() { done <- r.Host.Do(func() error { return RunHolder(ctx, cfg) }) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -21,18 +21,18 @@ var paths = []dataplane.CapturePath{dataplane.PathRing, dataplane.PathRedirect}
 // namespace connected to it.
 func (r *nsRig) udpPair(tb testing.TB, port int) (guest *net.UDPConn, client *net.UDPConn) {
 	tb.Helper()
-	err := r.do(r.client, func() error {
+	err := r.Client.Do(func() error {
 		var err error
-		client, err = net.ListenUDP("udp4", &net.UDPAddr{IP: r.clientIP, Port: port})
+		client, err = net.ListenUDP("udp4", &net.UDPAddr{IP: r.ClientIP, Port: port})
 		if err == nil {
 			err = client.SetReadBuffer(16 << 20)
 		}
 		return err
 	})
 	if err == nil {
-		err = r.do(r.guest, func() error {
+		err = r.Guest.Do(func() error {
 			var err error
-			guest, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: r.clientIP, Port: port})
+			guest, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: r.ClientIP, Port: port})
 			return err
 		})
 	}
@@ -113,7 +113,7 @@ func TestHoldReleaseColdARP(t *testing.T) {
 			sn := r.sniff(t)
 			g, c := r.udpPair(t, 7001)
 			sendSeq(t, g, 0, 1, 16)
-			if got := sn.frames(r.guestMAC, 2*time.Second); len(got) != 0 {
+			if got := sn.frames(r.GuestMAC, 2*time.Second); len(got) != 0 {
 				t.Fatalf("client saw %d frames from the guest before any release", len(got))
 			}
 			if s := b.Stats(); s.HeldFrames < 1 {
@@ -126,7 +126,7 @@ func TestHoldReleaseColdARP(t *testing.T) {
 			if err := b.Release(e); err != nil {
 				t.Fatal(err)
 			}
-			got := sn.frames(r.guestMAC, 500*time.Millisecond)
+			got := sn.frames(r.GuestMAC, 500*time.Millisecond)
 			if len(got) == 0 || layers.EthernetType(binary.BigEndian.Uint16(got[0][12:])) != layers.EthernetTypeARP {
 				t.Fatalf("after Release(%d): %d frames, want the ARP request first", e, len(got))
 			}
@@ -155,7 +155,7 @@ func TestHoldReleaseUDPInOrder(t *testing.T) {
 			g, c := r.udpPair(t, 7002)
 			const n = 2000
 			sendSeq(t, g, 0, n, 60)
-			if got := sn.frames(r.guestMAC, 2*time.Second); len(got) != 0 {
+			if got := sn.frames(r.GuestMAC, 2*time.Second); len(got) != 0 {
 				t.Fatalf("client saw %d frames before release", len(got))
 			}
 			if s := waitHeld(t, b, n); s.HeldFrames != n {

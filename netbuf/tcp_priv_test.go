@@ -45,12 +45,12 @@ func epochLoop(ctx context.Context, b *Buffer, interval time.Duration) <-chan er
 // listener in the receiver's and returns both sides' SHA-256.
 func (r *nsRig) tcpTransfer(tb testing.TB, fromGuest bool, n int64, timeout time.Duration) (sent, got [32]byte) {
 	tb.Helper()
-	srvNS, cliNS, srvIP := r.client, r.guest, r.clientIP
+	srvNS, cliNS, srvIP := r.Client, r.Guest, r.ClientIP
 	if !fromGuest {
-		srvNS, cliNS, srvIP = r.guest, r.client, r.guestIP
+		srvNS, cliNS, srvIP = r.Guest, r.Client, r.GuestIP
 	}
 	var ln net.Listener
-	if err := r.do(srvNS, func() (err error) {
+	if err := srvNS.Do(func() (err error) {
 		ln, err = net.Listen("tcp4", net.JoinHostPort(srvIP.String(), "7100"))
 		return err
 	}); err != nil {
@@ -78,7 +78,7 @@ func (r *nsRig) tcpTransfer(tb testing.TB, fromGuest bool, n int64, timeout time
 		copy(got[:], h.Sum(nil))
 	}()
 	var conn net.Conn
-	err := r.do(cliNS, func() (err error) {
+	err := cliNS.Do(func() (err error) {
 		d := net.Dialer{Timeout: timeout}
 		conn, err = d.Dial("tcp4", ln.Addr().String())
 		return err
