@@ -49,11 +49,11 @@ const benchBound = 256 << 20
 // buffered starts a ring-path Buffer with an epoch loop (commit delay 0);
 // epoch 0 means no data plane at all (the unbuffered baseline). stop
 // returns a one-line summary of drops.
-func (r *nsRig) buffered(tb testing.TB, epoch time.Duration) (stop func() string) {
+func (r *nsRig) buffered(tb testing.TB, epoch time.Duration, noPin bool) (stop func() string) {
 	if epoch == 0 {
 		return func() string { return "" }
 	}
-	p, b := r.attach(tb, dataplane.PathRing, Options{MaxBytes: benchBound})
+	p, b := r.attach(tb, dataplane.PathRing, Options{MaxBytes: benchBound, NoPin: noPin})
 	ctx, cancel := context.WithCancel(context.Background())
 	loop := timedLoop(ctx, b, epoch)
 	return func() string {
@@ -120,10 +120,10 @@ func timedLoop(ctx context.Context, b *Buffer, interval time.Duration) <-chan lo
 
 // probeLatency sends open-loop UDP probes guest->client (one per 1 ms
 // ±50 %, whatever the replies) and returns one-way delays in ms.
-func probeLatency(tb testing.TB, epoch time.Duration) ([]float64, string) {
+func probeLatency(tb testing.TB, epoch time.Duration, noPin bool) ([]float64, string) {
 	r := newNSRig(tb)
 	r.staticNeighbors(tb)
-	stop := r.buffered(tb, epoch)
+	stop := r.buffered(tb, epoch, noPin)
 	g, c := r.udpPair(tb, 7200)
 	// The client kernel stamps each probe on receipt (SO_TIMESTAMPNS), so
 	// the reader's own wake-up and the burst it reads are not counted.
@@ -214,7 +214,7 @@ func tcpThroughput(tb testing.TB, epoch, dur time.Duration) (float64, string) {
 			tb.Fatal(err)
 		}
 	}
-	stop := r.buffered(tb, epoch)
+	stop := r.buffered(tb, epoch, false)
 	var ln net.Listener
 	if err := r.Client.Do(func() (err error) {
 		ln, err = net.Listen("tcp4", net.JoinHostPort(r.ClientIP.String(), "7300"))
@@ -365,15 +365,22 @@ func releaseRate(tb testing.TB, path dataplane.CapturePath, queues, n, flows int
 func BenchmarkDataplane(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		w := os.Stdout
-		baseLat, _ := probeLatency(b, 0)
+		baseLat, _ := probeLatency(b, 0, false)
 		base := summarize(baseLat)
 		baseTCP, _ := tcpThroughput(b, 0, tcpBaseDur)
 		fmt.Fprintf(w, "\nAdded latency, open-loop UDP prober guest->client (%d probes, 1 ms ±50 %%, kernel rx stamps), path ring, commit delay 0\n", probeCount)
 		fmt.Fprintf(w, "%-9s %8s %8s %8s %8s %12s %14s %6s\n", "epoch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "added mean", "target<=", "ok")
 		fmt.Fprintf(w, "%-9s %8.3f %8.3f %8.3f %8.3f %12s %14s %6s\n", "none", base.p50, base.p90, base.p99, base.mean, "-", "-", "-")
 		tcp, tcpInfo := map[time.Duration]float64{}, map[time.Duration]string{}
-		for _, ep := range []time.Duration{10 * time.Millisecond, 50 * time.Millisecond} {
-			lat, info := probeLatency(b, ep)
+		for _, c := range []struct {
+			ep    time.Duration
+			noPin bool
+		}{{10 * time.Millisecond, false}, {10 * time.Millisecond, true}, {50 * time.Millisecond, false}} {
+			ep := c.ep
+			lat, info := probeLatency(b, ep, c.noPin)
+			if c.noPin {
+				info = "unpinned writers; " + info
+			}
 			d := summarize(lat)
 			added := d.mean - base.mean
 			target := float64(ep)/2e6 + 0.15
