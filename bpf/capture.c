@@ -56,3 +56,9 @@ int tap_ingress(struct __sk_buff *skb)
 {
 	return do_tap_ingress(skb);
 }
+
+SEC("tc")
+int set_config(struct __sk_buff *skb)
+{
+	return do_set_config(skb);
+}

@@ -72,6 +72,21 @@ type CaptureScratch struct {
 	Data [65536]uint8
 }
 
+type CaptureSetConfigArg struct {
+	_     structs.HostLayout
+	Epoch uint64
+	Mode  CaptureMode
+	What  CaptureSetWhat
+	Pad   [8]uint8
+}
+
+type CaptureSetWhat uint32
+
+const (
+	CaptureSetWhatSET_EPOCH CaptureSetWhat = 1
+	CaptureSetWhatSET_MODE  CaptureSetWhat = 2
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -81,6 +96,7 @@ const (
 	CaptureMapCounters    = "counters"
 	CaptureMapScratch     = "scratch"
 	CaptureProgCapture    = "capture"
+	CaptureProgSetConfig  = "set_config"
 	CaptureProgTapIngress = "tap_ingress"
 )
 
@@ -127,6 +143,7 @@ type CaptureSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureProgramSpecs struct {
 	Capture    *ebpf.ProgramSpec `ebpf:"capture"`
+	SetConfig  *ebpf.ProgramSpec `ebpf:"set_config"`
 	TapIngress *ebpf.ProgramSpec `ebpf:"tap_ingress"`
 }
 
@@ -192,12 +209,14 @@ type CaptureVariables struct {
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CapturePrograms struct {
 	Capture    *ebpf.Program `ebpf:"capture"`
+	SetConfig  *ebpf.Program `ebpf:"set_config"`
 	TapIngress *ebpf.Program `ebpf:"tap_ingress"`
 }
 
 func (p *CapturePrograms) Close() error {
 	return _CaptureClose(
 		p.Capture,
+		p.SetConfig,
 		p.TapIngress,
 	)
 }

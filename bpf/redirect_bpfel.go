@@ -49,6 +49,7 @@ const (
 	RedirectMapConfig      = "config"
 	RedirectMapCounters    = "counters"
 	RedirectProgCapture    = "capture"
+	RedirectProgSetConfig  = "set_config"
 	RedirectProgTapIngress = "tap_ingress"
 )
 
@@ -95,6 +96,7 @@ type RedirectSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type RedirectProgramSpecs struct {
 	Capture    *ebpf.ProgramSpec `ebpf:"capture"`
+	SetConfig  *ebpf.ProgramSpec `ebpf:"set_config"`
 	TapIngress *ebpf.ProgramSpec `ebpf:"tap_ingress"`
 }
 
@@ -154,12 +156,14 @@ type RedirectVariables struct {
 // It can be passed to LoadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type RedirectPrograms struct {
 	Capture    *ebpf.Program `ebpf:"capture"`
+	SetConfig  *ebpf.Program `ebpf:"set_config"`
 	TapIngress *ebpf.Program `ebpf:"tap_ingress"`
 }
 
 func (p *RedirectPrograms) Close() error {
 	return _RedirectClose(
 		p.Capture,
+		p.SetConfig,
 		p.TapIngress,
 	)
 }

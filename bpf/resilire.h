@@ -139,4 +139,47 @@ static __always_inline int do_tap_ingress(struct __sk_buff *skb)
 	return bpf_redirect(cfg->port_ifindex, BPF_F_INGRESS);
 }
 
+enum set_what {
+	SET_EPOCH = 1,
+	SET_MODE = 2,
+};
+
+/* Argument of set_config, passed as the packet data of BPF_PROG_TEST_RUN
+ * (padded to the 14-byte minimum the kernel accepts for tc programs). */
+struct set_config_arg {
+	__u64 epoch;
+	enum mode mode;
+	enum set_what what; /* bit set of SET_EPOCH, SET_MODE */
+	__u8 pad[8];
+};
+
+/* A separate (noinline) subprogram so struct set_config_arg is in BTF and
+ * bpf2go generates it for Go. */
+static __noinline int apply_set_config(struct set_config_arg *arg)
+{
+	struct port_config *cfg = get_config();
+
+	if (!cfg)
+		return 1;
+	if (arg->what & SET_EPOCH)
+		*(volatile __u64 *)&cfg->epoch = arg->epoch;
+	if (arg->what & SET_MODE)
+		*(volatile __u32 *)&cfg->mode = arg->mode;
+	return 0;
+}
+
+/* set_config is run by Go through BPF_PROG_TEST_RUN, never attached. A map
+ * update from userspace copies the value with memcpy, which another CPU can
+ * observe half-written; this program instead writes the epoch with one
+ * aligned 8-byte store (one instruction once JITed), so capture and
+ * input_log read either the old or the new epoch, never a mix. */
+static __always_inline int do_set_config(struct __sk_buff *skb)
+{
+	struct set_config_arg arg;
+
+	if (bpf_skb_load_bytes(skb, 0, &arg, sizeof(arg)) < 0)
+		return 2;
+	return apply_set_config(&arg);
+}
+
 #endif /* RESILIRE_H */

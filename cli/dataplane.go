@@ -21,6 +21,7 @@ func dataplaneCommand() *ucli.Command {
 			dataplaneAttachCommand(),
 			dataplaneDetachCommand(),
 			dataplaneStatusCommand(),
+			dataplaneProbeCommand(),
 			holdCommand(),
 			commitCommand(),
 			dumpCommand(),

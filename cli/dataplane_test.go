@@ -45,10 +45,14 @@ func TestDataplaneCommands(t *testing.T) {
 		}
 		return out.String()
 	}
+	if out := run("probe"); !regexp.MustCompile(`(?m)^auto picks\s+path (ring|redirect), attach (tcx|clsact)$`).MatchString(out) {
+		t.Errorf("probe printed %q", out)
+	}
 	if out := run("attach", "--vm", vm, "--port", rig.Port, "--input-log"); !strings.Contains(out, "attached vm "+vm) {
 		t.Errorf("attach printed %q", out)
 	}
 	status := run("status", "--vm", vm)
+	t.Logf("status:\n%s", status)
 	for _, re := range []string{`(?m)^mode\s+buffer$`, `(?m)^epoch\s+1$`, `(?m)^port\s+` + rig.Port + `$`, `(?m)^captured\s+\d+$`, `(?m)^input log\s+true$`} {
 		if !regexp.MustCompile(re).MatchString(status) {
 			t.Errorf("status lacks %s:\n%s", re, status)

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -25,6 +26,9 @@ func Attach(opts Options) (_ *Port, err error) {
 	if opts, err = opts.withDefaults(); err != nil {
 		return nil, err
 	}
+	if err := checkCaps(); err != nil {
+		return nil, err
+	}
 	if err := ensureBPFFS(opts.PinRoot); err != nil {
 		return nil, err
 	}
@@ -33,9 +37,12 @@ func Attach(opts Options) (_ *Port, err error) {
 		return nil, err
 	}
 	defer unlock()
+	removeStaleTemp(opts.PinRoot, opts.Logger)
 	pinDir := filepath.Join(opts.PinRoot, opts.Name)
-	if ok, err := exists(pinDir); err != nil || ok {
-		return nil, errors.Join(fmt.Errorf("vm %s: %w", opts.Name, ErrAttached), err)
+	if ok, err := exists(pinDir); err != nil {
+		return nil, fmt.Errorf("vm %s: %w", opts.Name, err)
+	} else if ok {
+		return nil, fmt.Errorf("vm %s: %w", opts.Name, ErrAttached)
 	}
 	port, err := findBridgePort(opts.Port)
 	if err != nil {
@@ -46,7 +53,7 @@ func Attach(opts Options) (_ *Port, err error) {
 	if p.path, p.objs, err = loadForAttach(opts); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(opts.PinRoot, "__tmp-")
+	tmp, err := os.MkdirTemp(opts.PinRoot, tmpPrefix)
 	if err != nil {
 		p.objs.close()
 		return nil, fmt.Errorf("pin dir: %w", err)
@@ -79,6 +86,17 @@ func Attach(opts Options) (_ *Port, err error) {
 	p.log.Info("dataplane attached", "vm", p.name, "iface", p.portName, "path", p.path.String(),
 		"attach", p.attach.String(), "tap", p.tapName)
 	return p, nil
+}
+
+// removeStaleTemp removes temp pin dirs left by an Attach that crashed
+// before its rename (the root lock is held, so none is in progress).
+// Unpinning their tcx links detaches them, as their process is gone.
+func removeStaleTemp(root string, log *slog.Logger) {
+	stale, _ := filepath.Glob(filepath.Join(root, tmpPrefix+"*"))
+	for _, dir := range stale {
+		log.Warn("removing state of an interrupted attach", "dir", dir)
+		_ = os.RemoveAll(dir)
+	}
 }
 
 // loadForAttach picks the capture path and loads it. In PathAuto the
@@ -148,8 +166,9 @@ func (p *Port) writeInitialConfig(opts Options, portIndex, tapIndex int) error {
 	return nil
 }
 
-// updateConfigIn updates the config before the pin dir exists (no flock
-// needed: the root lock is held and nothing else knows the port yet).
+// updateConfigIn rewrites the whole config before the pin dir exists: no
+// other process knows the port yet, and the programs already attached read
+// only epoch and mode, whose bytes this rewrites with the same values.
 func (p *Port) updateConfigIn(_ string, fn func(*bpf.CapturePortConfig)) error {
 	c, err := p.config()
 	if err != nil {
@@ -169,21 +188,20 @@ func (p *Port) hooksFor(portIndex, tapIndex int) []hook {
 	return append(hooks, hook{name: progCapture, ifindex: portIndex, ingress: true})
 }
 
-// attachHooks attaches every hook with method (tcx links pinned into dir).
-// AttachAuto tries tcx and falls back to clsact when the kernel lacks it.
+// attachHooks attaches every hook with method (tcx links pinned into dir);
+// AttachAuto uses tcx when the kernel has it, else clsact.
 func (p *Port) attachHooks(method AttachMethod, dir string) error {
 	p.attach = method
 	if method == AttachAuto {
-		p.attach = AttachTCX
-	}
-	for i, h := range p.hooks {
-		err := p.attachHook(h, dir)
-		if err != nil && i == 0 && method == AttachAuto && errors.Is(err, ErrKernelTooOld) {
-			p.log.Info("no tcx on this kernel; using clsact", "iface", p.portName)
-			p.attach = AttachClsact
-			err = p.attachHook(h, dir)
+		p.attach = AttachClsact
+		if err := probeTCX(); err == nil {
+			p.attach = AttachTCX
+		} else {
+			p.log.Info("no tcx on this kernel; using clsact", "iface", p.portName, "err", err)
 		}
-		if err != nil {
+	}
+	for _, h := range p.hooks {
+		if err := p.attachHook(h, dir); err != nil {
 			return err
 		}
 	}

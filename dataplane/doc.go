@@ -17,6 +17,13 @@
 // the programs attached and output held (fail closed). Open re-opens pinned
 // state after a restart; Detach removes it.
 //
+// Epochs: a new port stamps FirstEpoch (1), so "committed 0" means nothing
+// was committed. SetEpoch and SetMode write through the set_config program
+// with one aligned store per field: the programs never see a torn epoch.
+// On path B frames carry no stamp (netbuf assigns the epoch when it reads
+// them); the tap spreads flows over its queues by hash, so order is kept
+// per flow, not across flows, when netbuf reads several queues.
+//
 // Network-namespace rule: Attach, Detach and opening a tap queue act on the
 // network namespace of the calling OS thread, which must be the port's.
 package dataplane

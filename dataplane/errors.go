@@ -24,6 +24,8 @@ var (
 	ErrIncompatible = errors.New("pinned programs differ from this build: detach and attach again (this briefly stops buffering)")
 	// ErrNoBPFFS: the pin root is not on a bpf filesystem.
 	ErrNoBPFFS = errors.New("pin root is not on bpffs: mount -t bpf bpf /sys/fs/bpf")
+	// ErrClosed: the Port was closed; Open it again.
+	ErrClosed = errors.New("port closed: open it again (dataplane.Open)")
 	// ErrBadRecord: a ring record is malformed (a bug, or a foreign ring).
 	ErrBadRecord = errors.New("malformed ring record")
 )

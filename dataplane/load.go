@@ -16,14 +16,15 @@ import (
 
 // Names of programs and maps in the bpf objects (bpf2go constants).
 const (
-	progCapture  = bpf.CaptureProgCapture
-	progTap      = bpf.CaptureProgTapIngress
-	progInputLog = bpf.InputlogProgInputLog
-	mapConfig    = bpf.CaptureMapConfig
-	mapCounters  = bpf.CaptureMapCounters
-	mapCapRing   = bpf.CaptureMapCaptureRing
-	mapInputRing = bpf.InputlogMapInputRing
-	mapScratch   = bpf.CaptureMapScratch
+	progCapture   = bpf.CaptureProgCapture
+	progTap       = bpf.CaptureProgTapIngress
+	progInputLog  = bpf.InputlogProgInputLog
+	progSetConfig = bpf.CaptureProgSetConfig
+	mapConfig     = bpf.CaptureMapConfig
+	mapCounters   = bpf.CaptureMapCounters
+	mapCapRing    = bpf.CaptureMapCaptureRing
+	mapInputRing  = bpf.InputlogMapInputRing
+	mapScratch    = bpf.CaptureMapScratch
 )
 
 // objects are the loaded programs and maps of one port.
@@ -140,7 +141,7 @@ func isVerifierError(err error) bool {
 // buffers (the actual load of the ring object is the final test, in Attach).
 func choosePath(p CapturePath) (CapturePath, error) {
 	if err := features.HaveProgramType(ebpf.SchedCLS); err != nil {
-		return p, fmt.Errorf("%w: tc programs: %w", ErrKernelTooOld, err)
+		return p, classify(fmt.Errorf("tc programs: %w", err))
 	}
 	ringErr := ringSupport()
 	switch p {
@@ -161,7 +162,7 @@ func ringSupport() error {
 		return fmt.Errorf("%w: %w", ErrNoBTF, err)
 	}
 	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
-		return fmt.Errorf("%w: ring buffer: %w", ErrKernelTooOld, err)
+		return classify(fmt.Errorf("ring buffer: %w", err))
 	}
 	return nil
 }

@@ -30,8 +30,10 @@ func openPinned(name, pinRoot string, log *slog.Logger, checkTags bool) (_ *Port
 		pinRoot = DefaultPinRoot
 	}
 	pinDir := filepath.Join(pinRoot, name)
-	if ok, err := exists(pinDir); err != nil || !ok {
-		return nil, errors.Join(fmt.Errorf("vm %s: %w", name, ErrNotAttached), err)
+	if ok, err := exists(pinDir); err != nil {
+		return nil, fmt.Errorf("vm %s: %w", name, err)
+	} else if !ok {
+		return nil, fmt.Errorf("vm %s: %w", name, ErrNotAttached)
 	}
 	p := &Port{name: name, pinDir: pinDir, pinRoot: pinRoot, tapName: TapNameFor(name), log: orDiscard(log),
 		objs: &objects{progs: map[string]*ebpf.Program{}, maps: map[string]*ebpf.Map{}}, links: map[string]link.Link{}}

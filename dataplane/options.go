@@ -87,7 +87,7 @@ func ringSize(n int) int {
 
 // validName accepts VM names usable as a single path element.
 func validName(name string) error {
-	if name == "" || len(name) > 200 || strings.HasPrefix(name, "__tmp-") {
+	if name == "" || len(name) > 200 || strings.HasPrefix(name, tmpPrefix) {
 		return fmt.Errorf("vm name %q: want 1-200 characters, not starting with __tmp-", name)
 	}
 	// bpffs refuses '.' in names; '/' would leave the pin root.

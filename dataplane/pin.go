@@ -17,6 +17,7 @@ import (
 const (
 	pinProgPrefix = "prog_"
 	pinLinkPrefix = "link_"
+	tmpPrefix     = "__tmp-" // Attach builds state here, then renames it
 )
 
 // mapsToPin are the maps Open needs; scratch maps are private to programs.

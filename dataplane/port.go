@@ -3,11 +3,11 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -33,8 +33,6 @@ type Port struct {
 	objs  *objects
 	links map[string]link.Link // tcx only, by program name
 	hooks []hook
-
-	mu sync.Mutex // serialises config read-modify-write in this process
 }
 
 // Counters are the port's counters summed over CPUs.
@@ -78,29 +76,34 @@ func (p *Port) InputLogRing() *ebpf.Map { return p.objs.maps[mapInputRing] }
 // config reads the port's config.
 func (p *Port) config() (bpf.CapturePortConfig, error) {
 	var c bpf.CapturePortConfig
-	if err := p.objs.maps[mapConfig].Lookup(uint32(0), &c); err != nil {
+	m := p.objs.maps[mapConfig]
+	if m == nil {
+		return c, fmt.Errorf("vm %s: %w", p.name, ErrClosed)
+	}
+	if err := m.Lookup(uint32(0), &c); err != nil {
 		return c, fmt.Errorf("read config of %s: %w", p.name, err)
 	}
 	return c, nil
 }
 
-// updateConfig applies fn to the config under the process mutex and the
-// pin directory's flock, so the daemon and the CLI never lose an update.
-func (p *Port) updateConfig(fn func(*bpf.CapturePortConfig)) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	unlock, err := lockDir(p.pinDir)
+// setConfig writes the epoch and/or mode through the set_config program
+// (BPF_PROG_TEST_RUN): one aligned store per field, so the programs never
+// read a half-written epoch, and no read-modify-write can lose an update.
+func (p *Port) setConfig(arg bpf.CaptureSetConfigArg) error {
+	data, err := binary.Append(nil, binary.LittleEndian, &arg)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	c, err := p.config()
-	if err != nil {
-		return err
+	prog := p.objs.progs[progSetConfig]
+	if prog == nil {
+		return fmt.Errorf("vm %s: %w", p.name, ErrClosed)
 	}
-	fn(&c)
-	if err := p.objs.maps[mapConfig].Update(uint32(0), &c, ebpf.UpdateExist); err != nil {
-		return fmt.Errorf("write config of %s: %w", p.name, err)
+	ret, err := prog.Run(&ebpf.RunOptions{Data: data})
+	if err != nil {
+		return fmt.Errorf("set config of %s: %w", p.name, err)
+	}
+	if ret != 0 {
+		return fmt.Errorf("set config of %s: program returned %d", p.name, ret)
 	}
 	return nil
 }
@@ -110,7 +113,7 @@ func (p *Port) SetMode(m Mode) error {
 	if _, ok := modeNames[m]; !ok {
 		return fmt.Errorf("set mode: invalid %v", m)
 	}
-	return p.updateConfig(func(c *bpf.CapturePortConfig) { c.Mode = bpf.CaptureMode(m) })
+	return p.setConfig(bpf.CaptureSetConfigArg{Mode: bpf.CaptureMode(m), What: bpf.CaptureSetWhatSET_MODE})
 }
 
 // Mode returns the current mode.
@@ -122,7 +125,7 @@ func (p *Port) Mode() (Mode, error) {
 // SetEpoch sets the epoch stamped into captured frames. Call it while the
 // guest is paused so every frame's stamp is exact.
 func (p *Port) SetEpoch(e uint64) error {
-	return p.updateConfig(func(c *bpf.CapturePortConfig) { c.Epoch = e })
+	return p.setConfig(bpf.CaptureSetConfigArg{Epoch: e, What: bpf.CaptureSetWhatSET_EPOCH})
 }
 
 // Epoch returns the epoch being stamped.
@@ -144,6 +147,9 @@ func (p *Port) TapQueues() (int, error) {
 func (p *Port) Counters() (Counters, error) {
 	var sums [bpf.CaptureCounterCNT_MAX]uint64
 	m := p.objs.maps[mapCounters]
+	if m == nil {
+		return Counters{}, fmt.Errorf("vm %s: %w", p.name, ErrClosed)
+	}
 	for i := range sums {
 		var per []uint64
 		if err := m.Lookup(uint32(i), &per); err != nil {

@@ -275,3 +275,51 @@ func TestInputLogProg(t *testing.T) {
 		}
 	}
 }
+
+func TestSetConfig(t *testing.T) {
+	for _, path := range []CapturePath{PathRing, PathRedirect} {
+		objs := loadForTest(t, path, 4096, ModeBuffer, 3)
+		p := &Port{name: "test", objs: objs}
+		check := func(wantMode Mode, wantEpoch uint64) {
+			t.Helper()
+			c, err := p.config()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if Mode(c.Mode) != wantMode || c.Epoch != wantEpoch || c.Magic != testMagic {
+				t.Errorf("%v: config %+v, want mode %v epoch %d", path, c, wantMode, wantEpoch)
+			}
+		}
+		if err := p.SetEpoch(1 << 40); err != nil {
+			t.Fatal(err)
+		}
+		check(ModeBuffer, 1<<40)
+		if err := p.SetMode(ModeBlock); err != nil {
+			t.Fatal(err)
+		}
+		check(ModeBlock, 1<<40)
+		if err := p.SetMode(Mode(9)); err == nil {
+			t.Errorf("%v: invalid mode accepted", path)
+		}
+		check(ModeBlock, 1<<40)
+	}
+}
+
+// TestProbe: the probe agrees with what the kernel lets the tests do.
+func TestProbe(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	f := Probe()
+	if f.TC != nil {
+		t.Fatalf("tc programs: %v", f.TC)
+	}
+	objs, ringErr := loadObjects(PathRing, 4096, false, nil)
+	if ringErr == nil {
+		objs.close()
+	}
+	if (f.Ring == nil) != (ringErr == nil) || (f.Ring == nil) != (f.Path() == PathRing) {
+		t.Errorf("probe says ring %v, loading says %v, path %v", f.Ring, ringErr, f.Path())
+	}
+	if v, err := testenv.KernelVersion(); err == nil && (v[0] > 6 || v[0] == 6 && v[1] >= 6) && (f.TCX != nil || f.Attach() != AttachTCX) {
+		t.Errorf("kernel %d.%d: tcx probe says %v", v[0], v[1], f.TCX)
+	}
+}
