@@ -34,7 +34,8 @@ type Options struct {
 	// early. 0 means DefaultMaxBytes.
 	MaxBytes int64
 	// Queues is the number of tap queues Release writes through, one
-	// writer goroutine each. 0 means one per CPU, at most 4.
+	// writer goroutine each. 0 means the port's TapQueues, at most one
+	// per CPU.
 	Queues int
 	// NoPin leaves writer threads unpinned (see the ordering argument in
 	// release.go; pinning is what makes per-flow order strict).
