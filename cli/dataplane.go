@@ -22,6 +22,9 @@ func dataplaneCommand() *ucli.Command {
 			dataplaneDetachCommand(),
 			dataplaneStatusCommand(),
 			dataplaneProbeCommand(),
+			holdCommand(),
+			commitCommand(),
+			dumpCommand(),
 		},
 	}
 }
