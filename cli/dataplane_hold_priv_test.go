@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/google/gopacket/pcapgo"
 
 	"github.com/resilire/resilire/netbuf"
 	"github.com/resilire/resilire/testenv"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/google/gopacket/pcapgo"
 )
 
 // TestHolderCommitAndDump runs the CLI's holder in manual mode against a

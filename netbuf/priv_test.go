@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket/layers"
+	"github.com/google/gopacket/layers"
 
 	"github.com/resilire/resilire/dataplane"
 )
