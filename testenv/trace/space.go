@@ -70,7 +70,7 @@ type space struct {
 // run is a range of the process to read: npages pages from addr into pfn.
 type run struct {
 	addr, pfn, npages uint64
-	fresh            bool // the slot was created at this epoch
+	fresh             bool // the slot was created at this epoch
 }
 
 // place maps the current writable mappings onto the space, appending slots
