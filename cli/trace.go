@@ -30,7 +30,7 @@ func traceRecordCommand() *ucli.Command {
 		ArgsUsage: "[-- CMD ARGS...]",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "out", Required: true, Usage: "trace directory to write"},
-			&ucli.DurationFlag{Name: "interval", Value: 50 * time.Millisecond, Usage: "epoch period"},
+			&ucli.DurationFlag{Name: "interval", Value: 50 * time.Millisecond, Usage: "how long the process runs between two pauses"},
 			&ucli.IntFlag{Name: "epochs", Usage: "stop after N epochs"},
 			&ucli.DurationFlag{Name: "duration", Usage: "stop after this long"},
 			&ucli.IntFlag{Name: "pid", Usage: "trace this running process instead of starting CMD"},
