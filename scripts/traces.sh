@@ -36,7 +36,7 @@ cleanup() {
 		runuser -u postgres -- pg_ctl -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
 	fi
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
+	[[ -n ${KEEP_TMP:-} ]] || rm -rf "$TMP"
 }
 trap cleanup EXIT
 
@@ -88,9 +88,11 @@ trace_pgbench() {
 	pgbench "${conn[@]}" -i -s "$scale" -q postgres >"$TMP/pgbench-init.log" 2>&1
 	pgbench "${conn[@]}" -c 4 -j 1 -T "$LOAD_SECONDS" postgres >"$TMP/pgbench.log" 2>&1 &
 	local load=$! backend=""; PIDS+=("$load")
-	for _ in $(seq 50); do
-		backend=$(psql "${conn[@]}" -At -c \
-			"select pid from pg_stat_activity where application_name = 'pgbench' order by pid limit 1" postgres)
+	# pgbench first connects once to check the tables, then opens its 4
+	# client connections: wait for those and take the oldest.
+	for _ in $(seq 100); do
+		backend=$(psql "${conn[@]}" -At -c "select case when count(*) >= 4 then min(pid) end
+			from pg_stat_activity where application_name = 'pgbench'" postgres)
 		[[ -n $backend ]] && break; sleep 0.1
 	done
 	[[ -n $backend ]] || { echo "traces: no pgbench backend" >&2; exit 1; }
@@ -115,8 +117,10 @@ trace_gcc() {
 # NPB-EP-like compute-bound loop, built here, started by the recorder.
 trace_ep() {
 	need gcc gcc
+	local batch=16
+	[[ $SIZE == small ]] && batch=12
 	gcc -O2 -o "$TMP/ep" "$HERE/ep.c" -lm
-	record ep -- "$TMP/ep" 40
+	record ep -- "$TMP/ep" 40 "$batch"
 }
 
 mkdir -p "$OUT"
