@@ -84,7 +84,7 @@ func newReader(f *os.File) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
-	return &Reader{f: f, br: bufio.NewReaderSize(f, 1<<20), off: headerLen, metaOff: metaOff, meta: meta, dec: dec}, nil
+	return &Reader{f: f, br: bufio.NewReaderSize(f, 64<<10), off: headerLen, metaOff: metaOff, meta: meta, dec: dec}, nil
 }
 
 // maxRaw bounds the raw payload of an epoch of count pages: at most 10
@@ -201,7 +201,7 @@ func (r *Reader) decompress(stored []byte, want uint64) ([]byte, error) {
 		return nil, fmt.Errorf("zstd: %v: %w", err, ErrCorrupt)
 	}
 	var buf bytes.Buffer
-	buf.Grow(int(min(want, 64<<20)))
+	buf.Grow(int(min(want, 1<<20)))
 	n, err := io.Copy(&buf, io.LimitReader(r.dec, int64(want)+1))
 	if err != nil {
 		return nil, fmt.Errorf("zstd: %v: %w", err, ErrCorrupt)
