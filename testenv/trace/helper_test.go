@@ -14,4 +14,6 @@ func mmapAnon(pages int) ([]byte, error) {
 
 func munmap(b []byte) { unix.Munmap(b) }
 
+func dropPage(b []byte) { unix.Madvise(b, unix.MADV_DONTNEED) }
+
 func bufAddr(b []byte) uint64 { return uint64(uintptr(unsafe.Pointer(&b[0]))) }

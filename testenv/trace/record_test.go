@@ -38,10 +38,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// zeroStep marks an expected page of zeros.
+const zeroStep = -1
+
 // pageContent is the content of a page written at step (8-byte words that
 // differ in every word, so a torn or misplaced page cannot match).
 func pageContent(step, page, region int) []byte {
 	b := make([]byte, PageSize)
+	if step == zeroStep {
+		return b
+	}
 	for j := 0; j < PageSize; j += 8 {
 		binary.LittleEndian.PutUint64(b[j:], uint64(step)<<48|uint64(region)<<40|uint64(page)<<16|uint64(j))
 	}
@@ -91,6 +97,8 @@ func helperMain() {
 		case 6: // the mapping disappears
 			munmap(extra)
 			copy(buf[0:], pageContent(6, 0, 0))
+		case 7: // a page is dropped: it reads as zeros from now on
+			dropPage(buf[10*PageSize : 11*PageSize])
 		}
 		addr := uint64(0)
 		if extra != nil {
@@ -126,6 +134,7 @@ func expected() [][]want {
 	e = append(e, ex)
 	e = append(e, []want{{1, 2, 5}, {0, 7, 5}})
 	e = append(e, []want{{0, 0, 6}})
+	e = append(e, []want{{0, 10, zeroStep}})
 	return e
 }
 
