@@ -27,7 +27,6 @@ type recorder struct {
 	space space
 	cur   pagebuf // this epoch's reads, indexed by PFN
 	prev  pagebuf // every page as last recorded, indexed by PFN
-	data  pagebuf // the changed pages handed to the writer
 	// resumed is when the process was last resumed.
 	resumed time.Time
 }
@@ -36,13 +35,12 @@ type recorder struct {
 func (r *recorder) close() {
 	r.cur.free()
 	r.prev.free()
-	r.data.free()
 }
 
 // epoch pauses the process, reads its writable memory, resumes it and
 // returns the pages that changed (every page of a slot new in this epoch).
-// data is valid until the next call.
-func (r *recorder) epoch(seq int) (pfns []uint64, data []byte, pause time.Duration, err error) {
+// data is the caller's to free.
+func (r *recorder) epoch(seq int) (pfns []uint64, data *pagebuf, pause time.Duration, err error) {
 	t0 := time.Now()
 	if err := r.fr.freeze(); err != nil {
 		return nil, nil, 0, err
@@ -66,13 +64,13 @@ func (r *recorder) epoch(seq int) (pfns []uint64, data []byte, pause time.Durati
 		}
 	}
 	slices.Sort(pfns)
-	if err := r.data.grow(len(pfns) * PageSize); err != nil {
+	data = new(pagebuf)
+	if err := data.grow(len(pfns) * PageSize); err != nil {
 		return nil, nil, pause, err
 	}
-	data = r.data.b[:len(pfns)*PageSize]
 	for i, p := range pfns {
 		src := r.cur.b[p*PageSize : (p+1)*PageSize]
-		copy(data[i*PageSize:], src)
+		copy(data.b[i*PageSize:], src)
 		copy(r.prev.b[p*PageSize:], src)
 	}
 	return pfns, data, pause, nil
