@@ -75,6 +75,13 @@ func Record(ctx context.Context, opts Options) (meta Meta, err error) {
 	} else if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
 		return meta, fmt.Errorf("process %d: %w", pid, err)
 	}
+	meta = Meta{Name: opts.Name, Command: opts.Cmd, IntervalMS: int(opts.Interval / time.Millisecond), PID: pid, Freeze: string(opts.Freeze)}
+	if meta.Name == "" {
+		meta.Name = procName(pid, opts.Cmd)
+	}
+	if meta.Command == nil {
+		meta.Command = procCmdline(pid)
+	}
 	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
 	if err != nil {
 		return meta, fmt.Errorf("open process memory: %w", err)
@@ -107,14 +114,8 @@ func Record(ctx context.Context, opts Options) (meta Meta, err error) {
 	if w.Epochs() == 0 {
 		return meta, fmt.Errorf("process %d exited before the first epoch", pid)
 	}
-	meta = Meta{Name: opts.Name, Command: opts.Cmd, IntervalMS: int(opts.Interval / time.Millisecond), Pages: rec.space.pages,
-		PID: pid, Freeze: string(opts.Freeze), Mappings: rec.space.mappings(), PauseUS: pause.Microseconds() / int64(w.Epochs())}
-	if meta.Name == "" {
-		meta.Name = procName(pid, opts.Cmd)
-	}
-	if meta.Command == nil {
-		meta.Command = procCmdline(pid)
-	}
+	meta.Pages, meta.Mappings = rec.space.pages, rec.space.mappings()
+	meta.PauseUS = pause.Microseconds() / int64(w.Epochs())
 	if err := w.Finish(meta); err != nil {
 		return meta, err
 	}
