@@ -5,9 +5,10 @@
 //
 // # Model
 //
-// A trace is a sequence of epochs taken every Meta.IntervalMS milliseconds.
-// At each epoch the recorder pauses the process (SIGSTOP or a cgroup
-// freezer), reads its writable mappings (private and shared) through
+// A trace is a sequence of epochs; between two of them the process runs
+// Meta.IntervalMS milliseconds. At each epoch the recorder pauses the
+// process (SIGSTOP or a cgroup freezer), reads its writable mappings
+// (private and shared) with process_vm_readv, falling back to
 // /proc/PID/mem, keeps the 4 KiB pages whose content differs from the copy
 // it kept at the previous epoch, and resumes the process. Epoch 0 holds every
 // page (the full image); later epochs hold only the pages that changed.
@@ -45,7 +46,11 @@
 // separate goroutine. Being paused has effects a guest would not see: a
 // stopped process's sleeping system calls are interrupted and restarted
 // (the kernel then writes the remaining time back to user memory), and
-// SIGSTOP notifies the parent.
+// SIGSTOP notifies the parent; reading a page of shared memory that the
+// process never touched allocates it (a private one maps the zero page).
+// The pause is as long as reading every writable page takes: the kernel
+// here lacks CONFIG_MEM_SOFT_DIRTY, so there is no cheaper way to learn
+// which private pages were written.
 //
 // # Workloads and fixtures
 //
