@@ -212,6 +212,10 @@ func TestRecordCgroup(t *testing.T) {
 // epoch holds exactly the helper pages that step changed, with their bytes.
 func testRecord(t *testing.T, mode Freeze) {
 	pid, in, out, addr, faddr := startHelper(t)
+	cgBefore, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
 	exp := expected()
 	var extraAddr uint64
 	dir := t.TempDir()
@@ -235,6 +239,9 @@ func testRecord(t *testing.T, mode Freeze) {
 		t.Fatal(err)
 	}
 	waitRunning(t, pid)
+	if cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); !bytes.Equal(cg, cgBefore) {
+		t.Errorf("process left in cgroups %q, was in %q", cg, cgBefore)
+	}
 	if meta.Epochs != len(exp) || meta.Pages == 0 {
 		t.Fatalf("meta: %d epochs, %d pages", meta.Epochs, meta.Pages)
 	}
