@@ -5,16 +5,18 @@ package trace
 import (
 	"errors"
 	"io"
-	"path/filepath"
 	"testing"
 )
 
 // BenchmarkRead measures reading a committed fixture whole (checksums,
 // decompression, PFN checks); bytes are the page data delivered.
 func BenchmarkRead(b *testing.B) {
-	for _, name := range []string{"redis", "pgbench", "ep"} {
+	for _, name := range Fixtures {
 		b.Run(name, func(b *testing.B) {
-			dir := filepath.Join("testdata", name)
+			dir, err := FixtureDir(name)
+			if err != nil {
+				b.Fatal(err)
+			}
 			var bytes int64
 			for b.Loop() {
 				r, err := Open(dir)
