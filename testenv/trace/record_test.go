@@ -369,3 +369,27 @@ func TestRecordCommand(t *testing.T) {
 		t.Fatalf("command %v", meta.Command)
 	}
 }
+
+// TestRecordBounds checks that a duration bound and a cancelled context
+// both end a recording early with a valid trace.
+func TestRecordBounds(t *testing.T) {
+	t0 := time.Now()
+	meta, err := Record(context.Background(), Options{Cmd: []string{"sleep", "30"}, Dir: t.TempDir(),
+		Interval: 25 * time.Millisecond, Duration: 150 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Epochs < 2 || time.Since(t0) > 10*time.Second {
+		t.Fatalf("duration bound: %d epochs in %v", meta.Epochs, time.Since(t0))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	dir := t.TempDir()
+	meta, err = Record(ctx, Options{Cmd: []string{"sleep", "30"}, Dir: dir, Interval: 25 * time.Millisecond, Epochs: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, eps, err := readAll(dir); err != nil || meta.Epochs >= 10000 || len(eps) != meta.Epochs {
+		t.Fatalf("cancelled: %d epochs, read %d: %v", meta.Epochs, len(eps), err)
+	}
+}
