@@ -4,6 +4,7 @@ package checkpointer
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -245,4 +246,18 @@ func (d *SimDomain) Close() error {
 	d.tracked = false
 	d.mu.Unlock()
 	return nil
+}
+
+// Hash is the SHA-256 of the whole memory, taken atomically with respect
+// to the workload (tests compare replicas against it).
+func (d *SimDomain) Hash() [32]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return sha256.Sum256(d.mem)
+}
+
+func (d *SimDomain) isPaused() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.paused
 }
