@@ -5,6 +5,7 @@ package checkpointer
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -54,6 +55,10 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 	var seq uint64
 	for ctx.Err() == nil {
 		typ, payload, err := l.read(b.cfg.HeartbeatTimeout)
+		if errors.Is(err, ErrFrame) {
+			b.refuse(l, peer, err)
+			return
+		}
 		if err != nil {
 			b.log.Warn("primary connection ended", "vm", b.cfg.VM, "peer", peer, "err", err)
 			return

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -131,4 +132,9 @@ func mustContain(t *testing.T, log, want string) {
 	if !strings.Contains(log, want) {
 		t.Fatalf("log lacks %q:\n%s", want, log)
 	}
+}
+
+func readFileString(p string) (string, error) {
+	b, err := os.ReadFile(p)
+	return string(b), err
 }
