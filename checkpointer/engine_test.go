@@ -19,6 +19,9 @@ import (
 type recOutput struct {
 	dom    *SimDomain
 	backup func() *Backup
+	// unprotected, if set, says a Release is an unprotected one (continue
+	// policy, no backup): it is then not checked against the backup.
+	unprotected func() bool
 
 	mu       sync.Mutex
 	next     uint64
@@ -51,7 +54,7 @@ func (o *recOutput) Release(e uint64) error {
 	if e <= o.released || e >= o.next {
 		o.errs = append(o.errs, fmt.Sprintf("Release(%d) after Release(%d), next %d", e, o.released, o.next))
 	}
-	if b := o.backup(); b != nil {
+	if b := o.backup(); b != nil && (o.unprotected == nil || !o.unprotected()) {
 		if committed, _ := b.Committed(); committed < e {
 			o.errs = append(o.errs, fmt.Sprintf("Release(%d) before ACK: backup committed %d", e, committed))
 		}

@@ -240,7 +240,7 @@ func (p *Primary) awaitBackup(ctx context.Context) (*session, error) {
 			return s, nil
 		case <-t.C:
 			if p.cfg.OnBackupLoss == LossContinue {
-				if err := p.releaseUnprotected(); err != nil {
+				if err := p.releaseUnprotected(ctx); err != nil {
 					return nil, err
 				}
 			}
@@ -249,10 +249,16 @@ func (p *Primary) awaitBackup(ctx context.Context) (*session, error) {
 }
 
 // releaseUnprotected closes and releases an epoch with no checkpoint
-// (continue policy only). The guest is not paused: with nothing to
-// protect, a frame stamped one epoch late only leaves one tick later.
-func (p *Primary) releaseUnprotected() error {
+// (continue policy only). Advance still runs inside a pause, as the output
+// buffer's contract asks, but the pause covers nothing else.
+func (p *Primary) releaseUnprotected(ctx context.Context) error {
+	if err := p.cfg.Domain.Pause(ctx); err != nil {
+		return fmt.Errorf("pause: %w", err)
+	}
 	e, err := p.cfg.Output.Advance()
+	if rerr := p.cfg.Domain.Resume(ctx); rerr != nil {
+		return fmt.Errorf("resume: %w", rerr)
+	}
 	if err != nil {
 		return fmt.Errorf("advance unprotected epoch: %w", err)
 	}

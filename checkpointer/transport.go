@@ -5,6 +5,7 @@ package checkpointer
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -56,7 +57,10 @@ func maxPayload(typ byte) int {
 func readFrame(r io.Reader, buf []byte) (typ byte, payload []byte, nbuf []byte, err error) {
 	var hdr [frameHeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, buf, err
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("%w: frame header: %w", ErrTruncated, err)
+		}
+		return 0, nil, buf, err // a clean io.EOF between frames stays io.EOF
 	}
 	typ = hdr[0]
 	n := binary.LittleEndian.Uint32(hdr[4:])
