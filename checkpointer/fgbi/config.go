@@ -17,7 +17,7 @@ const PageSize = 4096
 const ChunkPages = 256
 
 // MaxStateSize bounds the device-state blob (QEMU's is about 366 KB).
-const MaxStateSize = 64 << 20
+const MaxStateSize = 16 << 20
 
 // DefaultXORCacheBytes is the shadow cache size used when Config leaves it 0
 // (QEMU's XBZRLE default).

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 )
 
 // Version is the wire format version this package writes and reads.
@@ -162,12 +163,16 @@ func (rr *recordReader) next(buf []byte, maxEnc, maxRaw uint32) (record, []byte,
 		return r, buf, fmt.Errorf("record type %d: %d bytes (%d decoded), limit %d (%d): %w",
 			r.typ, r.encLen, r.rawLen, maxEnc, maxRaw, ErrTooLarge)
 	}
-	if cap(buf) < int(r.encLen) {
-		buf = make([]byte, r.encLen)
-	}
-	buf = buf[:r.encLen]
-	if err := rr.full(buf, "record payload"); err != nil {
-		return r, buf, err
+	// Grow the buffer as bytes arrive, so a lying length costs at most
+	// twice what the peer really sent.
+	buf = buf[:0]
+	for len(buf) < int(r.encLen) {
+		step := min(int(r.encLen)-len(buf), max(len(buf), 64<<10))
+		buf = slices.Grow(buf, step)
+		if err := rr.full(buf[len(buf):len(buf)+step], "record payload"); err != nil {
+			return r, buf, err
+		}
+		buf = buf[:len(buf)+step]
 	}
 	c := crc32.Update(crc32.Checksum(h[:16], crcTab), crcTab, buf)
 	if want := binary.LittleEndian.Uint32(h[16:]); c != want {
@@ -175,3 +180,5 @@ func (rr *recordReader) next(buf []byte, maxEnc, maxRaw uint32) (record, []byte,
 	}
 	return r, buf, nil
 }
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, crcTab) }
