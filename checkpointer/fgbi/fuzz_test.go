@@ -137,4 +137,3 @@ func flip(b []byte, at int) []byte {
 	c[at] ^= 0x10
 	return c
 }
-
