@@ -89,16 +89,19 @@ func (s *shadow) reset() {
 // it was inserted. Entries go stale when the page changes or leaves the
 // cache; every hit is confirmed against the shadow copy before use, so a
 // stale or colliding entry costs one comparison, never a wrong reference.
+// One entry is a single word (hash tag << 32 | block+1), so a lookup costs
+// at most one cache miss.
 type index struct {
-	tag  []uint32 // high 32 bits of the hash
-	loc  []uint32 // global block number + 1, 0 = empty
+	ent  []uint64
 	mask uint64
 }
 
-// indexSize is the number of entries: a power of two no smaller than the
-// number of blocks the shadow cache holds, so each cached block can have one.
+// indexSize is the number of entries: a quarter of the blocks the shadow
+// cache holds, rounded up to a power of two (2 MiB for the default 64 MiB
+// cache at 64 B blocks). Most sharing is zero blocks and in-chunk
+// duplicates, which need no entry; a bigger table mostly adds cache misses.
 func indexSize(c Config) int {
-	want := c.cachePages() * c.blocksPerPage()
+	want := c.cachePages() * c.blocksPerPage() / 4
 	if want == 0 {
 		return 0
 	}
@@ -113,31 +116,26 @@ func newIndex(n int) *index {
 	if n == 0 {
 		return &index{}
 	}
-	return &index{tag: make([]uint32, n), loc: make([]uint32, n), mask: uint64(n - 1)}
+	return &index{ent: make([]uint64, n), mask: uint64(n - 1)}
 }
 
 func (x *index) put(h uint64, blk uint64) {
-	if len(x.loc) == 0 {
+	if len(x.ent) == 0 {
 		return
 	}
-	i := h & x.mask
-	x.tag[i] = uint32(h >> 32)
-	x.loc[i] = uint32(blk + 1)
+	x.ent[h&x.mask] = h>>32<<32 | (blk+1)&0xffffffff
 }
 
 // get returns the candidate block number for h.
 func (x *index) get(h uint64) (uint64, bool) {
-	if len(x.loc) == 0 {
+	if len(x.ent) == 0 {
 		return 0, false
 	}
-	i := h & x.mask
-	if x.loc[i] == 0 || x.tag[i] != uint32(h>>32) {
+	e := x.ent[h&x.mask]
+	if e == 0 || e>>32 != h>>32 || uint32(e) == 0 {
 		return 0, false
 	}
-	return uint64(x.loc[i] - 1), true
+	return uint64(uint32(e)) - 1, true
 }
 
-func (x *index) reset() {
-	clear(x.tag)
-	clear(x.loc)
-}
+func (x *index) reset() { clear(x.ent) }
