@@ -65,7 +65,9 @@ func (d *Decoder) decodeChunk(st *staged, rec record, payload, replica []byte) e
 		if err != nil || n != int(rec.rawLen) {
 			return fmt.Errorf("s2 length %d, record says %d: %w", n, rec.rawLen, ErrCorrupt)
 		}
-		if raw, err = s2.Decode(make([]byte, n), payload); err != nil {
+		buf := d.getBuf(n)
+		defer d.putBuf(buf)
+		if raw, err = s2.Decode(buf[:n], payload); err != nil {
 			return fmt.Errorf("s2: %v: %w", err, ErrCorrupt)
 		}
 	}
@@ -88,7 +90,7 @@ func (d *Decoder) decodeChunk(st *staged, rec record, payload, replica []byte) e
 	if len(c.b) != 0 {
 		return fmt.Errorf("%d bytes after the chunk's streams: %w", len(c.b), ErrCorrupt)
 	}
-	st.arena = make([]byte, 0, int(np)*PageSize)
+	st.arena = d.getBuf(int(np) * PageSize)[:0]
 	st.pages = int(np)
 	pages := d.cfg.pages()
 	pfn := first
@@ -214,4 +216,19 @@ func (st *staged) addRun(dst uint64, src, n uint32) {
 		}
 	}
 	st.runs = append(st.runs, run{dst: dst, src: src, n: n})
+}
+
+// getBuf returns a buffer of capacity at least n from the decoder's pool;
+// buffers come back through putBuf (S2 scratch) or Staged.Apply (arenas).
+func (d *Decoder) getBuf(n int) []byte {
+	if b, ok := d.pool.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]byte, n, max(n, ChunkPages*PageSize))
+}
+
+func (d *Decoder) putBuf(b []byte) {
+	if cap(b) >= ChunkPages*PageSize {
+		d.pool.Put(&b)
+	}
 }

@@ -20,6 +20,7 @@ type Decoder struct {
 	maxRaw uint32 // decoded bytes of one chunk record, at most
 	maxEnc uint32 // wire bytes of one chunk record, at most
 	base   []byte
+	pool   sync.Pool // chunk-sized buffers
 }
 
 // NewDecoder returns a decoder for cfg (MemSize and BlockSize must match the
@@ -74,6 +75,8 @@ func (s *Staged) Apply(replica []byte) {
 		for _, r := range c.runs {
 			copy(replica[r.dst:r.dst+uint64(r.n)], c.arena[r.src:r.src+r.n])
 		}
+		s.d.putBuf(c.arena)
+		c.arena, c.runs = nil, nil
 	})
 	if s.state != nil {
 		s.d.base = s.state
