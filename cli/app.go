@@ -38,6 +38,7 @@ func New(stdout, stderr io.Writer) *ucli.App {
 func commands() []*ucli.Command {
 	return []*ucli.Command{
 		versionCommand(),
+		benchCommand(),
 	}
 }
 
