@@ -14,16 +14,24 @@ import (
 // testPrimary is a hand-driven primary: it speaks the protocol frame by
 // frame so tests can cut, corrupt or replay anything.
 type testPrimary struct {
-	t    *testing.T
-	conn net.Conn
-	l    *link
-	seq  uint64
-	enc  Encoder
+	t     *testing.T
+	conn  net.Conn
+	l     *link
+	seq   uint64
+	enc   Encoder
+	codec Codec
 }
+
+// testCodecs are the codecs every protocol test runs with.
+var testCodecs = []Codec{RawCodec{}, DefaultFGBI()}
 
 const testMem = 256 << 10 // 64 pages
 
 func dialTestPrimary(t *testing.T, addr string, cfg *tls.Config) *testPrimary {
+	return dialTestPrimaryCodec(t, addr, cfg, RawCodec{})
+}
+
+func dialTestPrimaryCodec(t *testing.T, addr string, cfg *tls.Config, codec Codec) *testPrimary {
 	t.Helper()
 	var conn net.Conn
 	var err error
@@ -35,15 +43,17 @@ func dialTestPrimary(t *testing.T, addr string, cfg *tls.Config) *testPrimary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &testPrimary{t: t, conn: conn, l: newLink(conn, 2*time.Second)}
-	tp.enc, _ = RawCodec{}.NewEncoder(testMem)
+	tp := &testPrimary{t: t, conn: conn, l: newLink(conn, 2*time.Second), codec: codec}
+	if tp.enc, err = codec.NewEncoder(testMem); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { conn.Close() })
 	return tp
 }
 
 // hello opens the session; it returns the backup's answer type and payload.
 func (tp *testPrimary) hello(vm string) (byte, []byte) {
-	h := hello{MemSize: testMem, VM: vm, Codec: "raw"}
+	h := hello{MemSize: testMem, VM: vm, Codec: tp.codec.Name()}
 	h.Session[0] = 1
 	if err := tp.l.write(frameHello, h.marshal(), true); err != nil {
 		tp.t.Fatal(err)
@@ -101,10 +111,14 @@ func image(seed byte) []byte {
 }
 
 func newTestBackup(t *testing.T, fence Fencer, ln net.Listener) (*Backup, string, *fakeStandby, *syncBuffer) {
+	return newTestBackupCodec(t, fence, ln, RawCodec{})
+}
+
+func newTestBackupCodec(t *testing.T, fence Fencer, ln net.Listener, codec Codec) (*Backup, string, *fakeStandby, *syncBuffer) {
 	replica := NewSimReplica(testMem)
 	sb := &fakeStandby{replica: replica}
 	log, buf := testLogger(t)
-	b, addr, _ := startBackup(t, BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: RawCodec{},
+	b, addr, _ := startBackup(t, BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec,
 		Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 250 * time.Millisecond,
 		Failover: FailoverConfig{Fence: fence}, Logger: log})
 	return b, addr, sb, buf
@@ -141,27 +155,29 @@ func TestKillStreamAtEveryPhase(t *testing.T) {
 		{"before-END", func(b []byte) (int, bool) { return len(b), false }, 1},
 		{"after-END-before-ACK", func(b []byte) (int, bool) { return len(b), true }, 2},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			b, addr, sb, _ := newTestBackup(t, CommandFencer{Command: "true"}, nil)
-			tp := dialTestPrimary(t, addr, nil)
-			mem1 := commitFirst(t, tp)
-			body := tp.encode(2, mem2, []byte("s2"))
-			n, end := tc.cut(body)
-			tp.sendRaw(2, 2, kindEpoch, body, n, end)
-			tp.conn.Close()
-			waitFor(t, 5*time.Second, "failover", func() bool { ok, _, _, _ := sb.get(); return ok })
-			want, wantState := mem1, "s1"
-			if tc.wantEpoch == 2 {
-				want, wantState = mem2, "s2"
-			}
-			if got, _ := b.Committed(); got != tc.wantEpoch {
-				t.Fatalf("committed epoch %d, want %d", got, tc.wantEpoch)
-			}
-			_, st, h, _ := sb.get()
-			if h != sha256.Sum256(want) || string(st) != wantState {
-				t.Fatalf("resumed from state %q / wrong memory, want epoch %d", st, tc.wantEpoch)
-			}
-		})
+		for _, codec := range testCodecs {
+			t.Run(codec.Name()+"/"+tc.name, func(t *testing.T) {
+				b, addr, sb, _ := newTestBackupCodec(t, CommandFencer{Command: "true"}, nil, codec)
+				tp := dialTestPrimaryCodec(t, addr, nil, codec)
+				mem1 := commitFirst(t, tp)
+				body := tp.encode(2, mem2, []byte("s2"))
+				n, end := tc.cut(body)
+				tp.sendRaw(2, 2, kindEpoch, body, n, end)
+				tp.conn.Close()
+				waitFor(t, 5*time.Second, "failover", func() bool { ok, _, _, _ := sb.get(); return ok })
+				want, wantState := mem1, "s1"
+				if tc.wantEpoch == 2 {
+					want, wantState = mem2, "s2"
+				}
+				if got, _ := b.Committed(); got != tc.wantEpoch {
+					t.Fatalf("committed epoch %d, want %d", got, tc.wantEpoch)
+				}
+				_, st, h, _ := sb.get()
+				if h != sha256.Sum256(want) || string(st) != wantState {
+					t.Fatalf("resumed from state %q / wrong memory, want epoch %d", st, tc.wantEpoch)
+				}
+			})
+		}
 	}
 }
 
@@ -195,20 +211,22 @@ func TestRefusesBadCheckpoints(t *testing.T) {
 			tp.conn.Write([]byte{99, 0, 0, 0, 1, 0, 0, 0, 0})
 		}, "bad frame"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			b, addr, _, log := newTestBackup(t, nil, nil)
-			tp := dialTestPrimary(t, addr, nil)
-			mem1 := commitFirst(t, tp)
-			tc.send(tp)
-			if typ, msg := tp.answer(); typ != frameError {
-				t.Fatalf("answer %d %q, want a refusal", typ, msg)
-			}
-			waitFor(t, 2*time.Second, "log", func() bool { return bytes.Contains([]byte(log.String()), []byte(tc.want)) })
-			mustContain(t, log.String(), "refused primary")
-			if got, _ := b.Committed(); got != 1 || b.replicaHash() != sha256.Sum256(mem1) {
-				t.Fatalf("something was applied: committed %d", got)
-			}
-		})
+		for _, codec := range testCodecs {
+			t.Run(codec.Name()+"/"+tc.name, func(t *testing.T) {
+				b, addr, _, log := newTestBackupCodec(t, nil, nil, codec)
+				tp := dialTestPrimaryCodec(t, addr, nil, codec)
+				mem1 := commitFirst(t, tp)
+				tc.send(tp)
+				if typ, msg := tp.answer(); typ != frameError {
+					t.Fatalf("answer %d %q, want a refusal", typ, msg)
+				}
+				waitFor(t, 2*time.Second, "log", func() bool { return bytes.Contains([]byte(log.String()), []byte(tc.want)) })
+				mustContain(t, log.String(), "refused primary")
+				if got, _ := b.Committed(); got != 1 || b.replicaHash() != sha256.Sum256(mem1) {
+					t.Fatalf("something was applied: committed %d", got)
+				}
+			})
+		}
 	}
 	t.Run("wrong-vm", func(t *testing.T) {
 		_, addr, _, log := newTestBackup(t, nil, nil)

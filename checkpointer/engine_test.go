@@ -158,7 +158,13 @@ func runPair(t *testing.T, codec Codec, interval time.Duration, want int) (*recO
 // epoch's pause; when the primary stops, the backup fails over to the last
 // committed checkpoint.
 func TestReplicaMatchesEveryAckedEpoch(t *testing.T) {
-	out, b, sb := runPair(t, RawCodec{}, 10*time.Millisecond, 15)
+	for _, codec := range testCodecs {
+		t.Run(codec.Name(), func(t *testing.T) { testReplicaMatches(t, codec) })
+	}
+}
+
+func testReplicaMatches(t *testing.T, codec Codec) {
+	out, b, sb := runPair(t, codec, 10*time.Millisecond, 15)
 	checked, released, errs := out.snapshot()
 	for _, e := range errs {
 		t.Error(e)

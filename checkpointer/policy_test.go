@@ -77,7 +77,7 @@ func newPolicyRig(t *testing.T, policy LossPolicy, addr func() string) *policyRi
 		d := net.Dialer{Timeout: time.Second}
 		return d.DialContext(ctx, "tcp", addr())
 	}
-	p, err := NewPrimary(PrimaryConfig{Domain: r.dom, Output: r.out, Codec: RawCodec{}, Dial: dial,
+	p, err := NewPrimary(PrimaryConfig{Domain: r.dom, Output: r.out, Codec: DefaultFGBI(), Dial: dial,
 		Interval: 5 * time.Millisecond, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
 		RetryInterval: 30 * time.Millisecond, OnBackupLoss: policy, Logger: log})
 	if err != nil {
@@ -109,7 +109,7 @@ func (r *policyRig) checkErrs(t *testing.T) {
 func backupFor(t *testing.T, r *policyRig, ln net.Listener, timeout time.Duration) func() {
 	replica := NewSimReplica(r.dom.MemorySize())
 	b, err := NewBackup(BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
-		Codec: RawCodec{}, Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: timeout})
+		Codec: DefaultFGBI(), Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
