@@ -77,10 +77,10 @@ func NewBackup(cfg BackupConfig) (*Backup, error) {
 }
 
 // Serve accepts the primary's sessions and watches its heartbeats until
-// ctx ends or the guest was activated here (then it returns nil, with the
-// listener closed).
-func (b *Backup) Serve(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+// ctx ends. Once the guest was activated here the listener is closed and
+// Serve waits for ctx, so status and metrics stay available.
+func (b *Backup) Serve(parent context.Context) error {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
@@ -105,6 +105,10 @@ func (b *Backup) Serve(ctx context.Context) error {
 	select {
 	case err := <-errc:
 		return err
+	case <-b.activated:
+		// The guest runs here now; stay up (status, metrics) until told to stop.
+		<-parent.Done()
+		return nil
 	default:
 		return nil
 	}

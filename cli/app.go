@@ -39,6 +39,9 @@ func commands() []*ucli.Command {
 	return []*ucli.Command{
 		versionCommand(),
 		benchCommand(),
+		protectCommand(),
+		standbyCommand(),
+		statusCommand(),
 	}
 }
 
