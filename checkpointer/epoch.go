@@ -18,21 +18,21 @@ import (
 // while it computes the next epoch. Release(e) happens after ACK e and
 // nowhere else (invariant 1).
 
-// epochResult is what one epoch measured.
-type epochResult struct {
-	epoch uint64
-	pages int
-	bytes int64
-	pause time.Duration
-	ack   time.Duration
-	total time.Duration
+// EpochStats is what one committed epoch measured.
+type EpochStats struct {
+	Epoch uint64
+	Pages int           // dirty pages carried
+	Bytes int64         // checkpoint bytes on the wire
+	Pause time.Duration // guest paused (type II downtime)
+	Ack   time.Duration // END sent to ACK received
+	Total time.Duration // pause to release
 }
 
 // runEpoch takes, ships and commits one checkpoint. A transport failure is
 // returned wrapped in ErrBackupLost; anything else is fatal for the agent.
-func (p *Primary) runEpoch(ctx context.Context, s *session) (epochResult, error) {
+func (p *Primary) runEpoch(ctx context.Context, s *session) (EpochStats, error) {
 	start := time.Now()
-	var r epochResult
+	var r EpochStats
 
 	// 1. Pause: from here the guest's memory and devices do not change.
 	if err := p.cfg.Domain.Pause(ctx); err != nil {
@@ -44,11 +44,11 @@ func (p *Primary) runEpoch(ctx context.Context, s *session) (epochResult, error)
 	if err := p.cfg.Domain.Resume(ctx); err != nil {
 		return r, fmt.Errorf("resume after epoch %d: %w", e, err)
 	}
-	r.epoch, r.pages, r.pause = e, len(pfns), time.Since(start)
+	r.Epoch, r.Pages, r.Pause = e, len(pfns), time.Since(start)
 	if cerr != nil {
 		return r, cerr
 	}
-	p.m.Pause.Observe(r.pause.Seconds())
+	p.m.Pause.Observe(r.Pause.Seconds())
 	p.m.DirtyPages.Add(float64(len(pfns)))
 
 	// 4. Encode and stream checkpoint e while the guest runs.
@@ -56,7 +56,7 @@ func (p *Primary) runEpoch(ctx context.Context, s *session) (epochResult, error)
 	if err != nil {
 		return r, err
 	}
-	r.bytes = st.WireBytes
+	r.Bytes = st.WireBytes
 	p.m.WireBytes.Add(float64(st.WireBytes))
 
 	// 5. Wait for the backup to apply checkpoint e.
@@ -64,8 +64,8 @@ func (p *Primary) runEpoch(ctx context.Context, s *session) (epochResult, error)
 	if err := s.waitAck(ctx, m, p.cfg.AckTimeout); err != nil {
 		return r, err
 	}
-	r.ack = time.Since(sent)
-	p.m.AckLatency.Observe(r.ack.Seconds())
+	r.Ack = time.Since(sent)
+	p.m.AckLatency.Observe(r.Ack.Seconds())
 	p.m.Checkpoints.WithLabelValues("acked").Inc()
 	p.setAcked(e)
 
@@ -73,11 +73,14 @@ func (p *Primary) runEpoch(ctx context.Context, s *session) (epochResult, error)
 	if err := p.cfg.Output.Release(e); err != nil {
 		return r, fmt.Errorf("release epoch %d: %w", e, err)
 	}
-	r.total = time.Since(start)
-	p.m.Epoch.Observe(r.total.Seconds())
+	r.Total = time.Since(start)
+	p.m.Epoch.Observe(r.Total.Seconds())
 	p.observeOutput()
-	p.log.Debug("epoch committed", "vm", p.cfg.Domain.Name(), "epoch", e, "pages", r.pages,
-		"bytes", r.bytes, "dur", r.pause, "ack", r.ack)
+	if p.cfg.OnEpoch != nil {
+		p.cfg.OnEpoch(r)
+	}
+	p.log.Debug("epoch committed", "vm", p.cfg.Domain.Name(), "epoch", e, "pages", r.Pages,
+		"bytes", r.Bytes, "dur", r.Pause, "ack", r.Ack)
 	return r, nil
 }
 

@@ -71,6 +71,8 @@ type PrimaryConfig struct {
 	PrecopyStopPages int
 	// Progress, if set, is told how far the initial copy is.
 	Progress func(done, total uint64)
+	// OnEpoch, if set, is called after every committed epoch.
+	OnEpoch func(EpochStats)
 	Logger   *slog.Logger
 	Metrics  *Metrics
 }
