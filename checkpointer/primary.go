@@ -73,8 +73,8 @@ type PrimaryConfig struct {
 	Progress func(done, total uint64)
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
-	Logger   *slog.Logger
-	Metrics  *Metrics
+	Logger  *slog.Logger
+	Metrics *Metrics
 }
 
 // Primary runs the epoch loop for one protected VM.
