@@ -4,6 +4,8 @@ package checkpointer
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"crypto/sha256"
 	"crypto/tls"
 	"net"
@@ -312,5 +314,23 @@ func TestUnsafeNoFence(t *testing.T) {
 	case <-b.Activated():
 	case <-time.After(3 * time.Second):
 		t.Fatal("no failover with --unsafe-no-fence")
+	}
+}
+
+// A primary whose epochs are behind what the backup holds stops with a
+// clear error instead of being refused forever.
+func TestPrimaryBehindBackupIsFatal(t *testing.T) {
+	dom := NewSimDomain(SimConfig{Name: "vm1", MemSize: testMem, Seed: 1})
+	_, addr, _, _ := newTestBackup(t, nil, nil)
+	commitFirst(t, dialTestPrimary(t, addr, nil)) // backup now holds epoch 1
+	p, err := NewPrimary(PrimaryConfig{Domain: dom, Output: NewEpochCounter(), Codec: RawCodec{}, Dial: dialer(addr),
+		Interval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Run(ctx); !errors.Is(err, ErrEpochBehind) {
+		t.Fatalf("Run: %v, want ErrEpochBehind", err)
 	}
 }

@@ -48,6 +48,11 @@ func (p *Primary) runEpoch(ctx context.Context, s *session) (EpochStats, error) 
 	if cerr != nil {
 		return r, cerr
 	}
+	if e <= s.committed {
+		// The backup would refuse it as a replay, forever: say why.
+		return r, fmt.Errorf("%w: backup holds epoch %d, this primary is at %d: "+
+			"it protects another primary or an older run; restart the standby", ErrEpochBehind, s.committed, e)
+	}
 	p.m.Pause.Observe(r.Pause.Seconds())
 	p.m.DirtyPages.Add(float64(len(pfns)))
 

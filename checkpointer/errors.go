@@ -24,6 +24,8 @@ var (
 	ErrNoFence = errors.New("no fence command configured")
 	// ErrFenceFailed: the fence command did not exit 0; the backup stays passive.
 	ErrFenceFailed = errors.New("fencing failed")
+	// ErrEpochBehind: the backup already holds a newer epoch than the primary's.
+	ErrEpochBehind = errors.New("primary epoch behind the backup")
 	// ErrNothingCommitted: failover was asked before any consistent checkpoint.
 	ErrNothingCommitted = errors.New("no committed checkpoint")
 )

@@ -28,7 +28,7 @@ type OutputStats interface {
 }
 
 // EpochCounter is an OutputCommit for a guest without a protected network
-// port (the simulated domain): it only numbers epochs. Epochs start at 1.
+// port (the simulated domain): it only numbers epochs.
 type EpochCounter struct {
 	mu       sync.Mutex
 	current  uint64
@@ -37,6 +37,12 @@ type EpochCounter struct {
 
 // NewEpochCounter starts at epoch 1.
 func NewEpochCounter() *EpochCounter { return &EpochCounter{current: 1} }
+
+// NewEpochCounterAt starts at epoch first. Agents start at the Unix time in
+// milliseconds, so a restarted primary numbers its epochs above any epoch
+// it produced before (at intervals of 1 ms or more), and a backup that
+// still holds one of them accepts the new ones.
+func NewEpochCounterAt(first uint64) *EpochCounter { return &EpochCounter{current: max(first, 1)} }
 
 // Advance implements OutputCommit.
 func (c *EpochCounter) Advance() (uint64, error) {

@@ -5,6 +5,7 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/resilire/resilire/checkpointer"
 	ucli "github.com/urfave/cli/v2"
@@ -44,7 +45,7 @@ func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 		d := checkpointer.NewSimDomain(simConfig(c))
 		d.Start()
 		log.Warn("simulated guest: it has no network port, so there is no output to hold", "vm", c.String("vm"))
-		return &primaryDriver{domain: d, output: checkpointer.NewEpochCounter(), close: d.Stop}, nil
+		return &primaryDriver{domain: d, output: checkpointer.NewEpochCounterAt(uint64(time.Now().UnixMilli())), close: d.Stop}, nil
 	}
 	return nil, fmt.Errorf("--domain %q: not available in this build (sim)", c.String("domain"))
 }
