@@ -27,7 +27,9 @@ type BenchConfig struct {
 type BenchResult struct {
 	Interval   time.Duration
 	Epochs     int
-	Pauses     []time.Duration // sorted
+	Pauses     []time.Duration // sorted: Domain.Pause called to Domain.Resume returned
+	Stopped    []time.Duration // sorted: Domain.Pause returned to Domain.Resume returned
+	Stops      []time.Duration // sorted: time inside Domain.Pause
 	Acks       []time.Duration // sorted
 	Pages      int64
 	WireBytes  int64
@@ -88,6 +90,8 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 			start, cpu0 = time.Now(), cpuTime()
 		case n > cfg.Warmup && n <= cfg.Warmup+cfg.Epochs:
 			res.Pauses = append(res.Pauses, st.Pause)
+			res.Stopped = append(res.Stopped, st.Pause-st.Stop)
+			res.Stops = append(res.Stops, st.Stop)
 			res.Acks = append(res.Acks, st.Ack)
 			res.Pages += int64(st.Pages)
 			res.WireBytes += st.Bytes
@@ -114,6 +118,8 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	}
 	res.Epochs = len(res.Pauses)
 	slices.Sort(res.Pauses)
+	slices.Sort(res.Stopped)
+	slices.Sort(res.Stops)
 	slices.Sort(res.Acks)
 	return res, nil
 }

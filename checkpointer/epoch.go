@@ -23,7 +23,8 @@ type EpochStats struct {
 	Epoch uint64
 	Pages int           // dirty pages carried
 	Bytes int64         // checkpoint bytes on the wire
-	Pause time.Duration // guest paused (type II downtime)
+	Pause time.Duration // Domain.Pause called to Domain.Resume returned (type II downtime)
+	Stop  time.Duration // of which inside Domain.Pause
 	Ack   time.Duration // END sent to ACK received
 	Total time.Duration // pause to release
 }
@@ -38,6 +39,7 @@ func (p *Primary) runEpoch(ctx context.Context, s *session) (EpochStats, error) 
 	if err := p.cfg.Domain.Pause(ctx); err != nil {
 		return r, fmt.Errorf("pause: %w", err)
 	}
+	r.Stop = time.Since(start)
 	// 2. Close the output epoch, harvest and copy, save device state.
 	e, pfns, data, state, cerr := p.capture(ctx)
 	// 3. Resume: the pause ends even if the capture failed.

@@ -208,8 +208,13 @@ func (p *Primary) protect(ctx context.Context, s *session) error {
 // awaitBackup dials until a backup answers. Meanwhile the loss policy
 // applies: block holds all output; continue releases it every interval.
 func (p *Primary) awaitBackup(ctx context.Context) (*session, error) {
-	if p.ackedEpoch() > 0 || p.state0() != StateConnecting {
-		p.setState(map[LossPolicy]string{LossBlock: StateBlocked, LossContinue: StateUnprotected}[p.cfg.OnBackupLoss])
+	switch {
+	case p.cfg.OnBackupLoss == LossContinue:
+		p.setState(StateUnprotected)
+	case p.ackedEpoch() > 0:
+		p.setState(StateBlocked)
+	default:
+		p.setState(StateConnecting) // never protected yet: output held too
 	}
 	found := make(chan *session, 1)
 	dctx, cancel := context.WithCancel(ctx)
