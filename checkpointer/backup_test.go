@@ -5,9 +5,9 @@ package checkpointer
 import (
 	"bytes"
 	"context"
-	"errors"
 	"crypto/sha256"
 	"crypto/tls"
+	"errors"
 	"net"
 	"testing"
 	"time"
