@@ -19,7 +19,7 @@ import (
 
 const defaultMetricsAddr = "127.0.0.1:9470"
 
-func vmFlag() ucli.Flag {
+func agentVMFlag() ucli.Flag {
 	return &ucli.StringFlag{Name: "vm", Usage: "name of the protected VM (must match on both hosts)", Required: true}
 }
 

@@ -14,7 +14,7 @@ import (
 
 func protectCommand() *ucli.Command {
 	flags := []ucli.Flag{
-		vmFlag(),
+		agentVMFlag(),
 		&ucli.StringFlag{Name: "backup", Usage: "host:port of the backup's standby agent", Required: true},
 		&ucli.DurationFlag{Name: "interval", Value: checkpointer.DefaultInterval, Usage: "checkpoint interval (output is delayed by about this much)"},
 		&ucli.DurationFlag{Name: "ack-timeout", Value: checkpointer.DefaultAckTimeout, Usage: "longest wait for one checkpoint's ACK before the backup counts as lost"},

@@ -14,7 +14,7 @@ import (
 
 func standbyCommand() *ucli.Command {
 	flags := []ucli.Flag{
-		vmFlag(),
+		agentVMFlag(),
 		&ucli.StringFlag{Name: "listen", Value: ":7470", Usage: "address the primary connects to"},
 		&ucli.StringFlag{Name: "fence-cmd", Usage: "command (run with /bin/sh -c) that must stop the old primary and exit 0 before this host goes live; " +
 			"it gets RESILIRE_VM, RESILIRE_PEER, RESILIRE_EPOCH and RESILIRE_REASON in its environment"},

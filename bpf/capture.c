@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+
+//go:build ignore
+/*
+ * Path A: hold guest output by copying it into a ring buffer.
+ *
+ * capture runs at ingress of the guest port (guest output). In buffer mode
+ * every frame is copied, with an exact epoch stamp, into capture_ring and the
+ * original is dropped: nothing leaves before netbuf commits it. A full ring
+ * or an oversized frame is dropped and counted, never passed.
+ * tap_ingress runs at ingress of the injection tap (see resilire.h).
+ */
+#include "record.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* Held guest output: struct frame_hdr + frame per record. Size set from Go. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} capture_ring SEC(".maps");
+
+SEC("tc")
+int capture(struct __sk_buff *skb)
+{
+	struct port_config *cfg = get_config();
+	int verdict;
+
+	if (!cfg) {
+		count(CNT_BLOCKED);
+		return TC_ACT_SHOT;
+	}
+	verdict = common_verdict(skb, cfg);
+	if (verdict >= 0)
+		return verdict;
+
+	switch (record(skb, cfg, &capture_ring)) {
+	case REC_OK:
+		count(CNT_CAPTURED);
+		break;
+	case REC_TOO_BIG:
+		count(CNT_TOO_BIG);
+		break;
+	case REC_RING_FULL:
+		count(CNT_RING_FULL);
+		break;
+	default:
+		count(CNT_ERRORS);
+		break;
+	}
+	return TC_ACT_SHOT;
+}
+
+SEC("tc")
+int tap_ingress(struct __sk_buff *skb)
+{
+	return do_tap_ingress(skb);
+}

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Shared definitions of Resilire's tc programs: the ring-buffer record
+ * header (struct frame_hdr, a contract with package netbuf), the per-port
+ * config, the counters, and the maps every object shares.
+ *
+ * Go gets these types from bpf2go -type; never mirror them by hand.
+ */
+#ifndef RESILIRE_H
+#define RESILIRE_H
+
+#include "kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+/* Largest frame captured whole: a 64 KiB GSO super-packet. BIG TCP frames
+ * (gso_max_size > 64 KiB) are dropped and counted as too big. */
+#define MAX_CAP 65536
+
+/* Port modes. 0 is deliberately not a mode: an unset config drops (fail closed). */
+enum mode {
+	MODE_PASS = 1,   /* forward guest output untouched */
+	MODE_BUFFER = 2, /* capture guest output, drop the original */
+	MODE_BLOCK = 3,  /* drop everything, re-injected frames included (fenced copy) */
+};
+
+/* Per-CPU counters, indexed by enum counter. */
+enum counter {
+	CNT_CAPTURED = 0,     /* frames copied to the ring (path A) or redirected to the tap (path B) */
+	CNT_PASSED,           /* frames passed in pass mode */
+	CNT_INJECTED,         /* re-injected frames (marked by tap_ingress) passed to the bridge */
+	CNT_BLOCKED,          /* frames dropped in block mode (or with no valid mode) */
+	CNT_RING_FULL,        /* capture ring full: frame dropped, never passed */
+	CNT_TOO_BIG,          /* frame longer than MAX_CAP: dropped */
+	CNT_INPUT_LOGGED,     /* frames to the guest copied to the input log */
+	CNT_INPUT_LOG_FULL,   /* frames to the guest NOT logged (ring full, too big, read error) */
+	CNT_ERRORS,           /* capture failures (runt frame, scratch or load error): dropped */
+	CNT_MAX,
+};
+
+/* Ring-buffer record header: 40 bytes, then len bytes of frame from the
+ * Ethernet header on. Layout is the contract in CONTRACTS.md. */
+struct frame_hdr {
+	__u64 epoch;       /* config epoch at capture time */
+	__u64 tstamp_ns;   /* bpf_ktime_get_ns() at capture */
+	__u32 len;         /* frame bytes that follow */
+	__u32 ifindex;     /* guest port ifindex */
+	__u16 gso_size;    /* 0 if not GSO */
+	__u16 gso_segs;
+	__u16 gso_type;    /* raw skb_shared_info gso_type bits (low 16) */
+	__u8 ip_summed;    /* 0 NONE, 1 UNNECESSARY, 2 COMPLETE, 3 PARTIAL */
+	__u8 flags;        /* bit0: log broken before this frame (unused for output) */
+	__u16 csum_start;  /* relative to the mac header (PARTIAL only) */
+	__u16 csum_offset; /* PARTIAL only */
+	__u32 reserved;
+};
+
+/* One config per port, written by Go. Only epoch and mode change after
+ * attach; the rest describes the attachment so Open can find it again. */
+struct port_config {
+	__u64 epoch;        /* stamped into each record; advanced while the guest is paused */
+	enum mode mode;
+	__u32 magic;        /* skb->mark of re-injected frames; random per attach, never 0 */
+	__u32 port_ifindex; /* guest port (bridge port) */
+	__u32 tap_ifindex;  /* injection tap, same netns as the port */
+	__u32 path;         /* Go CapturePath in use */
+	__u32 attach;       /* Go AttachMethod in use */
+	__u32 input_log;    /* 1 if input_log is attached */
+	__u32 tap_queues;   /* queues the tap is meant to be opened with */
+	char port_name[16]; /* guest port ifname (IFNAMSIZ), for Open and status */
+};
+
+/* Single-entry config of this port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct port_config);
+} config SEC(".maps");
+
+/* Per-CPU counters; Go sums them over CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CNT_MAX);
+	__type(key, enum counter);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(enum counter c)
+{
+	__u32 key = c;
+	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+
+	if (v)
+		*v += 1; /* per-CPU slot: tc programs do not migrate, no atomic needed */
+}
+
+static __always_inline struct port_config *get_config(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&config, &zero);
+}
+
+/* Verdict shared by both capture paths: block drops everything; a frame
+ * carrying the magic mark was re-injected by tap_ingress after commit and
+ * passes with its mark cleared; pass mode passes. Returns -1 for "buffer". */
+static __always_inline int common_verdict(struct __sk_buff *skb, struct port_config *cfg)
+{
+	enum mode mode = cfg->mode;
+
+	if (mode == MODE_BLOCK || (mode != MODE_PASS && mode != MODE_BUFFER)) {
+		count(CNT_BLOCKED);
+		return TC_ACT_SHOT;
+	}
+	if (cfg->magic != 0 && skb->mark == cfg->magic) {
+		skb->mark = 0; /* keep our mark out of host policy */
+		count(CNT_INJECTED);
+		return TC_ACT_OK;
+	}
+	if (mode == MODE_PASS) {
+		count(CNT_PASSED);
+		return TC_ACT_OK;
+	}
+	return -1;
+}
+
+/* tap_ingress: frames netbuf writes into the injection tap are marked and
+ * redirected to the guest port's ingress, so the bridge sees them arrive
+ * from the guest port. The mark survives only because tap and port share a
+ * netns. */
+static __always_inline int do_tap_ingress(struct __sk_buff *skb)
+{
+	struct port_config *cfg = get_config();
+
+	if (!cfg || cfg->port_ifindex == 0 || cfg->magic == 0)
+		return TC_ACT_SHOT;
+	skb->mark = cfg->magic;
+	return bpf_redirect(cfg->port_ifindex, BPF_F_INGRESS);
+}
+
+#endif /* RESILIRE_H */

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package dataplane
+
+import (
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"math/bits"
+	"os"
+	"strings"
+)
+
+// DefaultPinRoot is where pinned state lives: <DefaultPinRoot>/<vm>/.
+const DefaultPinRoot = "/sys/fs/bpf/resilire"
+
+// Defaults for Options.
+const (
+	DefaultRingBytes = 16 << 20
+	DefaultTapQueues = 4
+	maxTapQueues     = 256 // kernel MAX_TAP_QUEUES
+)
+
+// Options configure Attach.
+type Options struct {
+	// Name is the VM name; state is pinned under <PinRoot>/<Name>.
+	Name string
+	// Port is the guest's bridge port (a Xen vifD.N, a tap, a veth).
+	Port string
+	// Path chooses the capture path; PathAuto probes the kernel.
+	Path CapturePath
+	// Attach chooses tcx or clsact; AttachAuto prefers tcx.
+	Attach AttachMethod
+	// RingBytes sizes each ring buffer (rounded up to a power of two);
+	// 0 means DefaultRingBytes.
+	RingBytes int
+	// InputLog also attaches the input-log program (frames to the guest).
+	InputLog bool
+	// TapQueues is how many queues netbuf should open on the injection tap;
+	// 0 means DefaultTapQueues.
+	TapQueues int
+	// PinRoot is the bpffs directory holding every VM's state; "" means
+	// DefaultPinRoot.
+	PinRoot string
+	// Logger receives attach/detach events; nil discards.
+	Logger *slog.Logger
+}
+
+// withDefaults validates o and fills in defaults.
+func (o Options) withDefaults() (Options, error) {
+	if err := validName(o.Name); err != nil {
+		return o, err
+	}
+	if o.Port == "" {
+		return o, fmt.Errorf("no port given: name the guest's bridge port (for example vif3.0)")
+	}
+	if o.RingBytes == 0 {
+		o.RingBytes = DefaultRingBytes
+	}
+	if o.RingBytes < 0 || o.RingBytes > 1<<30 {
+		return o, fmt.Errorf("ring size %d: want 1 byte to 1 GiB", o.RingBytes)
+	}
+	o.RingBytes = ringSize(o.RingBytes)
+	if o.TapQueues == 0 {
+		o.TapQueues = DefaultTapQueues
+	}
+	if o.TapQueues < 1 || o.TapQueues > maxTapQueues {
+		return o, fmt.Errorf("tap queues %d: want 1 to %d", o.TapQueues, maxTapQueues)
+	}
+	if o.PinRoot == "" {
+		o.PinRoot = DefaultPinRoot
+	}
+	o.Logger = orDiscard(o.Logger)
+	return o, nil
+}
+
+// ringSize rounds n up to a power of two of at least one page, as BPF ring
+// buffers require.
+func ringSize(n int) int {
+	page := os.Getpagesize()
+	if n < page {
+		n = page
+	}
+	return 1 << bits.Len(uint(n-1))
+}
+
+// validName accepts VM names usable as a single path element.
+func validName(name string) error {
+	if name == "" || len(name) > 200 || strings.HasPrefix(name, "__tmp-") {
+		return fmt.Errorf("vm name %q: want 1-200 characters, not starting with __tmp-", name)
+	}
+	// bpffs refuses '.' in names; '/' would leave the pin root.
+	if strings.ContainsAny(name, "./\x00\n") {
+		return fmt.Errorf("vm name %q: no '.', '/', NUL or newline (bpffs pin names)", name)
+	}
+	return nil
+}
+
+// TapNameFor returns the injection tap's interface name for VM name: a
+// hash, because VM names may be longer than IFNAMSIZ or hold any character.
+func TapNameFor(name string) string {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return fmt.Sprintf("rtap%08x", h.Sum32())
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return l
+}

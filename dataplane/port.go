@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/resilire/resilire/bpf"
+)
+
+// FirstEpoch is the epoch a freshly attached port stamps. Epoch 0 is never
+// stamped, so "committed 0" means nothing has been committed.
+const FirstEpoch = 1
+
+// Port is one guest port with Resilire's programs attached.
+type Port struct {
+	name     string
+	pinDir   string
+	pinRoot  string
+	portName string
+	tapName  string
+	path     CapturePath
+	attach   AttachMethod
+	log      *slog.Logger
+
+	objs  *objects
+	links map[string]link.Link // tcx only, by program name
+	hooks []hook
+
+	mu sync.Mutex // serialises config read-modify-write in this process
+}
+
+// Counters are the port's counters summed over CPUs.
+type Counters struct {
+	Captured     uint64 // frames held: copied to the ring (path A) or redirected to the tap (path B)
+	Passed       uint64 // frames passed in pass mode
+	Injected     uint64 // released frames re-injected through the tap and passed on
+	Blocked      uint64 // frames dropped in block mode
+	RingFull     uint64 // frames dropped because the capture ring was full (never passed)
+	TooBig       uint64 // frames longer than 64 KiB, dropped
+	InputLogged  uint64 // frames to the guest copied to the input log
+	InputLogFull uint64 // frames to the guest missing from the input log (log broken)
+	Errors       uint64 // capture failures (runt frame, read error), dropped
+}
+
+// Name returns the VM name.
+func (p *Port) Name() string { return p.name }
+
+// PortName returns the guest port's interface name.
+func (p *Port) PortName() string { return p.portName }
+
+// TapName returns the injection tap's interface name (same netns as the port).
+func (p *Port) TapName() string { return p.tapName }
+
+// Path returns the capture path in use (never PathAuto).
+func (p *Port) Path() CapturePath { return p.path }
+
+// AttachMethod returns how the programs are attached (never AttachAuto).
+func (p *Port) AttachMethod() AttachMethod { return p.attach }
+
+// PinDir returns the directory holding the pinned state.
+func (p *Port) PinDir() string { return p.pinDir }
+
+// CaptureRing returns the path-A ring of held output; nil on path B.
+func (p *Port) CaptureRing() *ebpf.Map { return p.objs.maps[mapCapRing] }
+
+// InputLogRing returns the ring of frames to the guest; nil unless the
+// input log is attached.
+func (p *Port) InputLogRing() *ebpf.Map { return p.objs.maps[mapInputRing] }
+
+// config reads the port's config.
+func (p *Port) config() (bpf.CapturePortConfig, error) {
+	var c bpf.CapturePortConfig
+	if err := p.objs.maps[mapConfig].Lookup(uint32(0), &c); err != nil {
+		return c, fmt.Errorf("read config of %s: %w", p.name, err)
+	}
+	return c, nil
+}
+
+// updateConfig applies fn to the config under the process mutex and the
+// pin directory's flock, so the daemon and the CLI never lose an update.
+func (p *Port) updateConfig(fn func(*bpf.CapturePortConfig)) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	unlock, err := lockDir(p.pinDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c, err := p.config()
+	if err != nil {
+		return err
+	}
+	fn(&c)
+	if err := p.objs.maps[mapConfig].Update(uint32(0), &c, ebpf.UpdateExist); err != nil {
+		return fmt.Errorf("write config of %s: %w", p.name, err)
+	}
+	return nil
+}
+
+// SetMode switches the port between pass, buffer and block.
+func (p *Port) SetMode(m Mode) error {
+	if _, ok := modeNames[m]; !ok {
+		return fmt.Errorf("set mode: invalid %v", m)
+	}
+	return p.updateConfig(func(c *bpf.CapturePortConfig) { c.Mode = bpf.CaptureMode(m) })
+}
+
+// Mode returns the current mode.
+func (p *Port) Mode() (Mode, error) {
+	c, err := p.config()
+	return Mode(c.Mode), err
+}
+
+// SetEpoch sets the epoch stamped into captured frames. Call it while the
+// guest is paused so every frame's stamp is exact.
+func (p *Port) SetEpoch(e uint64) error {
+	return p.updateConfig(func(c *bpf.CapturePortConfig) { c.Epoch = e })
+}
+
+// Epoch returns the epoch being stamped.
+func (p *Port) Epoch() (uint64, error) {
+	c, err := p.config()
+	return c.Epoch, err
+}
+
+// InputLog reports whether the input-log program is attached.
+func (p *Port) InputLog() bool { return p.objs.progs[progInputLog] != nil }
+
+// TapQueues returns how many queues netbuf should open on the tap.
+func (p *Port) TapQueues() (int, error) {
+	c, err := p.config()
+	return int(c.TapQueues), err
+}
+
+// Counters returns the counters summed over CPUs.
+func (p *Port) Counters() (Counters, error) {
+	var sums [bpf.CaptureCounterCNT_MAX]uint64
+	m := p.objs.maps[mapCounters]
+	for i := range sums {
+		var per []uint64
+		if err := m.Lookup(uint32(i), &per); err != nil {
+			return Counters{}, fmt.Errorf("read counter %d of %s: %w", i, p.name, err)
+		}
+		for _, v := range per {
+			sums[i] += v
+		}
+	}
+	return Counters{
+		Captured:     sums[bpf.CaptureCounterCNT_CAPTURED],
+		Passed:       sums[bpf.CaptureCounterCNT_PASSED],
+		Injected:     sums[bpf.CaptureCounterCNT_INJECTED],
+		Blocked:      sums[bpf.CaptureCounterCNT_BLOCKED],
+		RingFull:     sums[bpf.CaptureCounterCNT_RING_FULL],
+		TooBig:       sums[bpf.CaptureCounterCNT_TOO_BIG],
+		InputLogged:  sums[bpf.CaptureCounterCNT_INPUT_LOGGED],
+		InputLogFull: sums[bpf.CaptureCounterCNT_INPUT_LOG_FULL],
+		Errors:       sums[bpf.CaptureCounterCNT_ERRORS],
+	}, nil
+}
+
+// OpenTapQueue opens one queue of this port's injection tap (see the
+// package function). Call it in the port's netns.
+func (p *Port) OpenTapQueue() (*os.File, error) {
+	return OpenTapQueue(p.tapName)
+}
+
+// Close releases this process's file descriptors. The pinned programs stay
+// attached and keep holding output (fail closed).
+func (p *Port) Close() error {
+	var errs []error
+	for _, l := range p.links {
+		errs = append(errs, l.Close())
+	}
+	p.links = nil
+	if p.objs != nil {
+		p.objs.close()
+		p.objs = &objects{progs: map[string]*ebpf.Program{}, maps: map[string]*ebpf.Map{}}
+	}
+	return errors.Join(errs...)
+}
