@@ -21,6 +21,8 @@ type BenchConfig struct {
 	// Epochs measured, after Warmup committed epochs (default 3) that are
 	// not (the first carries the end of the initial synchronisation).
 	Epochs, Warmup int
+	// Pipeline overlaps shipping with the next epoch.
+	Pipeline bool
 }
 
 // BenchResult is what a run measured.
@@ -103,7 +105,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	}
 	dial, _ := DialTCP(ln.Addr().String(), TLSFiles{}, time.Second)
 	p, err := NewPrimary(PrimaryConfig{Domain: cfg.Domain, Output: NewEpochCounter(), Codec: cfg.Codec,
-		Dial: dial, Interval: cfg.Interval, HeartbeatTimeout: 10 * time.Second, OnEpoch: onEpoch})
+		Dial: dial, Interval: cfg.Interval, HeartbeatTimeout: 10 * time.Second, OnEpoch: onEpoch, Pipeline: cfg.Pipeline})
 	if err != nil {
 		return res, err
 	}

@@ -103,7 +103,7 @@ func (s clockStaged) Apply(replica []byte) {
 	s.c.mu.Unlock()
 }
 
-// End to end with the real data plane: a guest namespace sends numbered
+// End to end with the real data plane (pipelined epoch loop): a guest namespace sends numbered
 // UDP datagrams during epochs through the BPF capture and netbuf; the
 // backup's ACKs are late. No datagram of epoch e reaches the client before
 // the backup applied checkpoint e, and every datagram of released epochs
@@ -168,7 +168,8 @@ func TestEndToEndOutputCommit(t *testing.T) {
 	replica := NewSimReplica(guest.MemorySize())
 	_, addr, _ := startBackup(t, BackupConfig{VM: "ren-e2e", Replica: replica, Standby: &fakeStandby{replica: replica},
 		Codec: codec, HeartbeatTimeout: 5 * time.Second})
-	p, err := NewPrimary(PrimaryConfig{Domain: guest, Output: out, Codec: codec, Dial: dialer(addr), Interval: 20 * time.Millisecond})
+	p, err := NewPrimary(PrimaryConfig{Domain: guest, Output: out, Codec: codec, Dial: dialer(addr), Interval: 20 * time.Millisecond,
+		Pipeline: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,7 +115,7 @@ func dialer(addr string) func(context.Context) (net.Conn, error) {
 
 // runPair protects a busy simulated guest over loopback TCP until want
 // epochs were released, then stops the primary.
-func runPair(t *testing.T, codec Codec, interval time.Duration, want int) (*recOutput, *Backup, *fakeStandby) {
+func runPair(t *testing.T, codec Codec, interval time.Duration, want int, pipeline bool) (*recOutput, *Backup, *fakeStandby) {
 	t.Helper()
 	dom := NewSimDomain(SimConfig{Name: "vm1", MemSize: 4 << 20, Seed: 7, WritesPerMs: 100, HotPages: 512})
 	dom.Start()
@@ -130,7 +130,7 @@ func runPair(t *testing.T, codec Codec, interval time.Duration, want int) (*recO
 	var progress []uint64
 	p, err := NewPrimary(PrimaryConfig{Domain: dom, Output: out, Codec: codec, Dial: dialer(addr),
 		Interval: interval, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
-		PrecopyStopPages: 64, Progress: func(done, _ uint64) { progress = append(progress, done) }, Logger: log})
+		PrecopyStopPages: 64, Pipeline: pipeline, Progress: func(done, _ uint64) { progress = append(progress, done) }, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,12 +159,14 @@ func runPair(t *testing.T, codec Codec, interval time.Duration, want int) (*recO
 // committed checkpoint.
 func TestReplicaMatchesEveryAckedEpoch(t *testing.T) {
 	for _, codec := range testCodecs {
-		t.Run(codec.Name(), func(t *testing.T) { testReplicaMatches(t, codec) })
+		for _, pipe := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/pipeline=%v", codec.Name(), pipe), func(t *testing.T) { testReplicaMatches(t, codec, pipe) })
+		}
 	}
 }
 
-func testReplicaMatches(t *testing.T, codec Codec) {
-	out, b, sb := runPair(t, codec, 10*time.Millisecond, 15)
+func testReplicaMatches(t *testing.T, codec Codec, pipeline bool) {
+	out, b, sb := runPair(t, codec, 10*time.Millisecond, 15, pipeline)
 	checked, released, errs := out.snapshot()
 	for _, e := range errs {
 		t.Error(e)
@@ -187,10 +189,14 @@ func testReplicaMatches(t *testing.T, codec Codec) {
 // Late ACKs: Release(e) must still wait for ACK e (recOutput checks the
 // backup's committed epoch at every Release).
 func TestDelayedAcksHoldRelease(t *testing.T) {
-	out, _, _ := runPair(t, slowCodec{delay: 30 * time.Millisecond}, 5*time.Millisecond, 6)
-	_, _, errs := out.snapshot()
-	for _, e := range errs {
-		t.Error(e)
+	for _, pipe := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipeline=%v", pipe), func(t *testing.T) {
+			out, _, _ := runPair(t, slowCodec{delay: 30 * time.Millisecond}, 5*time.Millisecond, 6, pipe)
+			_, _, errs := out.snapshot()
+			for _, e := range errs {
+				t.Error(e)
+			}
+		})
 	}
 }
 

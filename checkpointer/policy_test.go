@@ -79,7 +79,7 @@ func newPolicyRig(t *testing.T, policy LossPolicy, addr func() string) *policyRi
 	}
 	p, err := NewPrimary(PrimaryConfig{Domain: r.dom, Output: r.out, Codec: DefaultFGBI(), Dial: dial,
 		Interval: 5 * time.Millisecond, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
-		RetryInterval: 30 * time.Millisecond, OnBackupLoss: policy, Logger: log})
+		RetryInterval: 30 * time.Millisecond, OnBackupLoss: policy, Logger: log, Pipeline: policy == LossContinue})
 	if err != nil {
 		t.Fatal(err)
 	}

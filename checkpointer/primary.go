@@ -71,6 +71,9 @@ type PrimaryConfig struct {
 	PrecopyStopPages int
 	// Progress, if set, is told how far the initial copy is.
 	Progress func(done, total uint64)
+	// Pipeline takes epoch e+1 while e is still being shipped and acked
+	// (at most one epoch in flight besides the one being taken).
+	Pipeline bool
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
 	Logger  *slog.Logger
@@ -84,8 +87,9 @@ type Primary struct {
 	m   *Metrics
 	enc Encoder
 
-	pfns     []uint64
-	buf      []byte
+	pfns     []uint64 // pre-copy scratch
+	buf      []byte   // pre-copy scratch
+	bufs     [2]capBuf
 	fullNext bool
 
 	mu     sync.Mutex
@@ -181,10 +185,12 @@ func (p *Primary) protect(ctx context.Context, s *session) error {
 	if err := p.initialSync(ctx, s); err != nil {
 		return err
 	}
+	if p.cfg.Pipeline {
+		return p.pipeline(ctx, s)
+	}
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
-	first := true
-	for {
+	for first := true; ; first = false {
 		if !first {
 			select {
 			case <-ctx.Done():
@@ -196,11 +202,6 @@ func (p *Primary) protect(ctx context.Context, s *session) error {
 		}
 		if _, err := p.runEpoch(ctx, s); err != nil {
 			return err
-		}
-		if first {
-			p.log.Info("guest protected", "vm", p.cfg.Domain.Name(), "epoch", p.ackedEpoch())
-			p.setState(StateProtected)
-			first = false
 		}
 	}
 }

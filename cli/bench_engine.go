@@ -29,6 +29,7 @@ func benchEngineCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "epochs", Value: 40, Usage: "measured epochs per row"},
 			&ucli.Uint64Flag{Name: "mem-mib", Value: 64, Usage: "synthetic guest memory"},
 			&ucli.IntFlag{Name: "dirty", Value: 1024, Usage: "synthetic dirty pages per epoch (random in a 16384-page working set)"},
+			&ucli.BoolFlag{Name: "pipeline", Value: true, Usage: "overlap shipping of epoch e with epoch e+1"},
 			codecFlags()[0], codecFlags()[1], codecFlags()[2],
 		},
 		Action: func(c *ucli.Context) error {
@@ -120,14 +121,16 @@ func (t engineTraceSource) Next() ([]uint64, []byte, error) {
 
 func runEngineBench(c *ucli.Context, codec checkpointer.Codec, rows []engineRow) error {
 	w := tabwriter.NewWriter(c.App.Writer, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(c.App.Writer, "codec %s, %d measured epochs per row, loopback TCP, primary and backup in one process\n", codec.Name(), c.Int("epochs"))
+	fmt.Fprintf(c.App.Writer, "codec %s, pipeline %v, %d measured epochs per row, loopback TCP, primary and backup in one process\n",
+		codec.Name(), c.Bool("pipeline"), c.Int("epochs"))
 	fmt.Fprintln(w, "workload\tinterval\tpause p50\tpause p99\treplay wait p50\tack p50\tack p99\tdirty MiB/ep\twire KiB/ep\twire MiB/s\tCPU/epoch\t")
 	for _, r := range rows {
 		dom, err := r.domain()
 		if err != nil {
 			return err
 		}
-		res, err := checkpointer.RunBench(c.Context, checkpointer.BenchConfig{Domain: dom, Codec: codec, Interval: r.interval, Epochs: c.Int("epochs")})
+		res, err := checkpointer.RunBench(c.Context, checkpointer.BenchConfig{Domain: dom, Codec: codec, Interval: r.interval, Epochs: c.Int("epochs"),
+			Pipeline: c.Bool("pipeline")})
 		dom.Close()
 		if err != nil {
 			return err

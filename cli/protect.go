@@ -21,6 +21,7 @@ func protectCommand() *ucli.Command {
 		&ucli.StringFlag{Name: "on-backup-loss", Value: string(checkpointer.LossBlock), Usage: "block: hold all output until a backup is back (safe); " +
 			"continue: drop unacknowledged output and let the guest talk unprotected"},
 		&ucli.IntFlag{Name: "precopy-rounds", Value: checkpointer.DefaultPrecopyRounds, Usage: "pre-copy rounds after the full copy at (re)synchronisation"},
+		&ucli.BoolFlag{Name: "pipeline", Value: true, Usage: "take epoch e+1 while e is still being shipped (releases stay in order, after each ACK)"},
 		&ucli.BoolFlag{Name: "no-progress", Usage: "no progress bar for the initial synchronisation"},
 		&ucli.StringFlag{Name: "tls-server-name", Usage: "name expected in the backup's certificate (default: host of --backup)"},
 		metricsFlag(),
@@ -79,7 +80,7 @@ func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfi
 	cfg = checkpointer.PrimaryConfig{Domain: drv.domain, Output: drv.output, Codec: codec, Dial: dial,
 		Interval: c.Duration("interval"), HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout: c.Duration("heartbeat-timeout"), AckTimeout: c.Duration("ack-timeout"),
-		OnBackupLoss: policy, PrecopyRounds: c.Int("precopy-rounds"), Logger: log,
+		OnBackupLoss: policy, Pipeline: c.Bool("pipeline"), PrecopyRounds: c.Int("precopy-rounds"), Logger: log,
 		Metrics: checkpointer.NewMetrics(reg, "primary", c.String("vm"))}
 	if policy == checkpointer.LossContinue {
 		log.Warn("--on-backup-loss=continue: if the backup is lost the guest keeps talking UNPROTECTED", "vm", c.String("vm"))
