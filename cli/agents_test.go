@@ -5,6 +5,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"net"
 	"strings"
 	"sync"
@@ -100,6 +102,18 @@ func TestProtectStandbyStatus(t *testing.T) {
 	if !strings.Contains(errP.String(), "WITHOUT TLS") || !strings.Contains(errB.String(), "WITHOUT TLS") {
 		t.Errorf("no plaintext warning:\n%s\n%s", errP.String(), errB.String())
 	}
+	for _, m := range []struct{ addr, series string }{
+		{mp, `resilire_pause_seconds_count{role="primary",vm="vm1"}`},
+		{mp, `resilire_ack_latency_seconds_count{role="primary",vm="vm1"}`},
+		{mp, `resilire_state{role="primary",state="protected",vm="vm1"} 1`},
+		{mb, `resilire_checkpoints_total{result="applied",role="backup",vm="vm1"}`},
+		{mb, `resilire_wire_bytes_total{role="backup",vm="vm1"}`},
+	} {
+		body := httpGet(t, "http://"+m.addr+"/metrics")
+		if !strings.Contains(body, m.series) {
+			t.Errorf("%s/metrics lacks %s", m.addr, m.series)
+		}
+	}
 	if code := stopP(); code != 0 {
 		t.Fatalf("protect exited %d: %s", code, errP.String())
 	}
@@ -108,6 +122,20 @@ func TestProtectStandbyStatus(t *testing.T) {
 		t.Errorf("standby log lacks the unsafe warning:\n%s", errB.String())
 	}
 	stopB()
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func TestAgentHelpIsStable(t *testing.T) {
