@@ -16,8 +16,10 @@
 //	Pause -> Output.Advance -> HarvestDirty, ReadPages, SaveState -> Resume
 //	      -> Encode + stream -> wait ACK e -> Output.Release(e)
 //
-// Release(e) is called in exactly one place, after ACK e. The next epoch
-// starts only after the release (no pipelining yet).
+// Release(e) is called in exactly one place, after ACK e. Without Pipeline
+// the next epoch starts after that release; with it (pipeline.go, the
+// CLI's default) epoch e+1 is taken while e is shipped, and shipping, ACKs
+// and releases stay one at a time in epoch order.
 //
 // # Losing the backup
 //
