@@ -215,10 +215,10 @@ func TestEndToEndOutputCommit(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // let the last epochs commit
 	cancel()
-	if err := <-runDone; err != nil {
+	if err := recvWithin(t, runDone, 20*time.Second, "primary"); err != nil {
 		t.Fatal(err)
 	}
-	<-recvDone
+	recvWithin(t, recvDone, 20*time.Second, "receiver")
 
 	out.mu.Lock()
 	defer out.mu.Unlock()

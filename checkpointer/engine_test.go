@@ -142,7 +142,7 @@ func runPair(t *testing.T, codec Codec, interval time.Duration, want int, pipeli
 		return n >= want
 	})
 	cancel()
-	if err := <-errc; err != nil {
+	if err := recvWithin(t, errc, 20*time.Second, "primary"); err != nil {
 		t.Fatalf("primary: %v", err)
 	}
 	if len(progress) == 0 || progress[len(progress)-1] != dom.MemorySize()/PageSize {

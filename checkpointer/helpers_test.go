@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -137,4 +138,18 @@ func mustContain(t *testing.T, log, want string) {
 func readFileString(p string) (string, error) {
 	b, err := os.ReadFile(p)
 	return string(b), err
+}
+
+// recvWithin waits for an agent's result, failing with every goroutine's
+// stack instead of hanging when it does not come.
+func recvWithin[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%s did not finish within %v; goroutines:\n%s", what, d, buf[:runtime.Stack(buf, true)])
+		panic("unreachable")
+	}
 }

@@ -90,7 +90,7 @@ func newPolicyRig(t *testing.T, policy LossPolicy, addr func() string) *policyRi
 	go func() { done <- p.Run(ctx) }()
 	r.stopPri = func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := recvWithin(t, done, 20*time.Second, "primary"); err != nil {
 			t.Errorf("primary: %v", err)
 		}
 	}
@@ -115,9 +115,9 @@ func backupFor(t *testing.T, r *policyRig, ln net.Listener, timeout time.Duratio
 	}
 	r.backup.Store(b)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { b.Serve(ctx); close(done) }()
-	return func() { cancel(); <-done }
+	done := make(chan struct{}, 1)
+	go func() { b.Serve(ctx); done <- struct{}{} }()
+	return func() { cancel(); recvWithin(t, done, 20*time.Second, "backup") }
 }
 
 // block: with the backup gone, nothing is released and the primary says

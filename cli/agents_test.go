@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"runtime"
 	"net"
 	"strings"
 	"sync"
@@ -34,13 +35,19 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// freeAddrs returns n distinct loopback addresses that were free: all are
+// held open together before being released, so they cannot repeat.
+func freeAddrs(t *testing.T, n int) []string {
+	var addrs []string
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // startAgent runs `resilire args...` until the returned stop is called.
@@ -52,7 +59,16 @@ func startAgent(t *testing.T, args ...string) (stop func() int, stderr *lockedBu
 	var once sync.Once
 	code := 0
 	stop = func() int {
-		once.Do(func() { cancel(); code = <-done })
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-done:
+			case <-time.After(20 * time.Second):
+				buf := make([]byte, 1<<20)
+				t.Errorf("resilire %v did not stop; goroutines:\n%s", args, buf[:runtime.Stack(buf, true)])
+				code = -1
+			}
+		})
 		return code
 	}
 	t.Cleanup(func() { stop() })
@@ -89,7 +105,8 @@ func waitStatus(t *testing.T, addr, want string) {
 // primary becomes protected, status reports both, and when the primary
 // stops the standby (unsafe, no fence) takes over.
 func TestProtectStandbyStatus(t *testing.T) {
-	repl, mb, mp := freeAddr(t), freeAddr(t), freeAddr(t)
+	a := freeAddrs(t, 3)
+	repl, mb, mp := a[0], a[1], a[2]
 	common := []string{"--vm", "vm1", "--sim-memory-mib", "4", "--sim-hot-pages", "256", "--heartbeat-timeout", "400ms"}
 	stopB, errB := startAgent(t, append([]string{"--log-level", "debug", "standby", "--listen", repl, "--metrics-addr", mb, "--unsafe-no-fence"}, common...)...)
 	waitStatus(t, mb, checkpointer.StateWaiting)

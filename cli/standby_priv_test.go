@@ -36,7 +36,8 @@ func TestStandbyPortGoesLiveOnlyAfterFence(t *testing.T) {
 	}
 	dir := t.TempDir()
 	fence := fmt.Sprintf("touch %s/fencing && sleep 0.3 && touch %s/fenced", dir, dir)
-	repl, mb := freeAddr(t), freeAddr(t)
+	a := freeAddrs(t, 2)
+	repl, mb := a[0], a[1]
 	common := []string{"--vm", "ren-sb", "--sim-memory-mib", "4", "--sim-hot-pages", "256", "--heartbeat-timeout", "400ms"}
 	_, errB := startAgent(t, append([]string{"standby", "--listen", repl, "--metrics-addr", mb, "--dataplane",
 		"--pin-root", pinRoot, "--fence-cmd", fence}, common...)...)
