@@ -70,8 +70,11 @@ func NewBackup(cfg BackupConfig) (*Backup, error) {
 	}
 	b := &Backup{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, activated: make(chan struct{})}
 	b.setStateLocked(StateWaiting)
-	if cfg.Failover.Fence == nil {
-		b.log.Warn("no fence command: this backup will refuse to go live", "vm", cfg.VM, "unsafe-no-fence", cfg.Failover.UnsafeNoFence)
+	switch {
+	case cfg.Failover.Fence == nil && cfg.Failover.UnsafeNoFence:
+		b.log.Warn("no fence command and --unsafe-no-fence: this backup will go live WITHOUT fencing (split brain possible)", "vm", cfg.VM)
+	case cfg.Failover.Fence == nil:
+		b.log.Warn("no fence command: this backup will refuse to go live", "vm", cfg.VM)
 	}
 	return b, nil
 }
