@@ -16,8 +16,14 @@ import (
 // primary's memory hash at each Advance (the guest is paused then) and, at
 // each Release(e), checks invariant 1 and the replica: the backup must
 // already have committed e, and its replica must equal the memory at e.
+// hashedDomain is a test guest whose memory can be hashed while paused.
+type hashedDomain interface {
+	Hash() [32]byte
+	isPaused() bool
+}
+
 type recOutput struct {
-	dom    *SimDomain
+	dom    hashedDomain
 	backup func() *Backup
 	// unprotected, if set, says a Release is an unprotected one (continue
 	// policy, no backup): it is then not checked against the backup.
@@ -32,7 +38,7 @@ type recOutput struct {
 	errs     []string
 }
 
-func newRecOutput(dom *SimDomain, backup func() *Backup) *recOutput {
+func newRecOutput(dom hashedDomain, backup func() *Backup) *recOutput {
 	return &recOutput{dom: dom, backup: backup, next: 1, hashes: map[uint64][32]byte{}}
 }
 

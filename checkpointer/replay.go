@@ -4,6 +4,7 @@ package checkpointer
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,6 +36,7 @@ type ReplayDomain struct {
 	dirty   []uint64
 	epochs  uint64
 	err     error
+	paused  bool
 }
 
 // NewReplayDomain builds a guest of pages pages from open's source and
@@ -103,11 +105,15 @@ func (d *ReplayDomain) Pause(context.Context) error {
 	d.running.Wait()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.paused = true
 	return d.err
 }
 
 // Resume implements Domain: the guest writes its next epoch meanwhile.
 func (d *ReplayDomain) Resume(context.Context) error {
+	d.mu.Lock()
+	d.paused = false
+	d.mu.Unlock()
 	d.running.Add(1)
 	go func() { defer d.running.Done(); d.step() }()
 	return nil
@@ -150,6 +156,19 @@ func (d *ReplayDomain) SaveState(context.Context) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return binary.LittleEndian.AppendUint64(nil, d.epochs), nil
+}
+
+// Hash is the SHA-256 of the whole memory (tests compare replicas with it).
+func (d *ReplayDomain) Hash() [32]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return sha256.Sum256(d.mem)
+}
+
+func (d *ReplayDomain) isPaused() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.paused
 }
 
 // Close implements Domain.
