@@ -334,3 +334,31 @@ func TestPrimaryBehindBackupIsFatal(t *testing.T) {
 		t.Fatalf("Run: %v, want ErrEpochBehind", err)
 	}
 }
+
+// One writer at a time: a newer session replaces the older one, whose
+// connection is closed; nothing the old primary sends afterwards applies.
+func TestNewerSessionWins(t *testing.T) {
+	b, addr, _, _ := newTestBackup(t, nil, nil)
+	old := dialTestPrimary(t, addr, nil)
+	commitFirst(t, old)
+	fresh := dialTestPrimary(t, addr, nil)
+	if typ, p := fresh.hello("vm1"); typ != frameHelloAck {
+		t.Fatalf("second session refused: %q", p)
+	}
+	mem2 := image(2)
+	old.sendRaw(2, 2, kindEpoch, old.encode(2, mem2, nil), -1, true)
+	if typ, _ := old.answer(); typ == frameAck {
+		t.Fatal("the replaced session's checkpoint was acknowledged")
+	}
+	if got, _ := b.Committed(); got != 1 || b.replicaHash() != sha256.Sum256(image(1)) {
+		t.Fatalf("replaced session applied: committed %d", got)
+	}
+	mem3 := image(3)
+	fresh.sendRaw(1, 3, kindEpoch, fresh.encode(3, mem3, nil), -1, true)
+	if typ, p := fresh.answer(); typ != frameAck {
+		t.Fatalf("new session's checkpoint answered %d %q", typ, p)
+	}
+	if got, _ := b.Committed(); got != 3 || b.replicaHash() != sha256.Sum256(mem3) {
+		t.Fatalf("committed %d after the new session's checkpoint", got)
+	}
+}
