@@ -201,3 +201,47 @@ func TestBackupLossContinue(t *testing.T) {
 		t.Fatalf("backup committed %d, had %d", c, committedBefore)
 	}
 }
+
+// hashTracked is a guest whose dirty log says pre-copy is unsafe.
+type hashTracked struct{ *SimDomain }
+
+func (hashTracked) PrecopySafe() bool { return false }
+
+// A domain that cannot pre-copy gets its whole memory in the first,
+// paused checkpoint, and the replica still matches at every acked epoch.
+func TestNoPrecopyDomain(t *testing.T) {
+	dom := NewSimDomain(SimConfig{Name: "vm1", MemSize: 1 << 20, Seed: 4, WritesPerMs: 50, HotPages: 64})
+	dom.Start()
+	defer dom.Stop()
+	replica := NewSimReplica(dom.MemorySize())
+	log, buf := testLogger(t)
+	b, addr, _ := startBackup(t, BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
+		Codec: DefaultFGBI(), HeartbeatTimeout: 5 * time.Second})
+	out := newRecOutput(dom, func() *Backup { return b })
+	var firstPages int
+	p, err := NewPrimary(PrimaryConfig{Domain: hashTracked{dom}, Output: out, Codec: DefaultFGBI(), Dial: dialer(addr),
+		Interval: 5 * time.Millisecond, Logger: log, OnEpoch: func(st EpochStats) {
+			if firstPages == 0 {
+				firstPages = st.Pages
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- p.Run(ctx) }()
+	waitFor(t, 10*time.Second, "epochs", func() bool { n, _, _ := out.snapshot(); return n >= 5 })
+	cancel()
+	if err := recvWithin(t, errc, 20*time.Second, "primary"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, errs := out.snapshot()
+	for _, e := range errs {
+		t.Error(e)
+	}
+	if firstPages != int(dom.MemorySize()/PageSize) {
+		t.Fatalf("first checkpoint carried %d pages, want all %d", firstPages, dom.MemorySize()/PageSize)
+	}
+	mustContain(t, buf.String(), "no pre-copy for this domain")
+}

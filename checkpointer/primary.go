@@ -65,7 +65,8 @@ type PrimaryConfig struct {
 	RetryInterval time.Duration
 	// OnBackupLoss is LossBlock unless set.
 	OnBackupLoss LossPolicy
-	// PrecopyRounds is the number of rounds after the full copy;
+	// PrecopyRounds is the number of rounds after the full copy (negative:
+	// no pre-copy, the first checkpoint copies every page in one pause);
 	// PrecopyStopPages ends pre-copy early when fewer pages are dirty.
 	PrecopyRounds    int
 	PrecopyStopPages int

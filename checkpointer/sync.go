@@ -21,6 +21,27 @@ import (
 //     one replaces it, so it gets no pre-copy: the first epoch carries
 //     every page (a longer pause, once).
 
+// PrecopyChecker is optionally implemented by a Domain whose dirty log
+// cannot support pre-copy. A log that compares page contents with a
+// snapshot taken at the last harvest (the QEMU driver hashes RAM) misses a
+// page that changed after it was copied and changed back before the next
+// harvest: with pages read while the guest runs, the backup would keep the
+// intermediate content. Such a domain returns false, and its first
+// checkpoint copies every page in one pause instead.
+type PrecopyChecker interface {
+	PrecopySafe() bool
+}
+
+func (p *Primary) precopySafe() bool {
+	if p.cfg.PrecopyRounds < 0 {
+		return false
+	}
+	if c, ok := p.cfg.Domain.(PrecopyChecker); ok {
+		return c.PrecopySafe()
+	}
+	return true
+}
+
 // initialSync brings the backup to the point where ordinary epochs apply.
 func (p *Primary) initialSync(ctx context.Context, s *session) error {
 	p.enc.Reset()
@@ -32,6 +53,12 @@ func (p *Primary) initialSync(ctx context.Context, s *session) error {
 	if s.committed > 0 {
 		p.log.Info("backup holds a committed checkpoint: full first checkpoint, no pre-copy",
 			"vm", p.cfg.Domain.Name(), "epoch", s.committed)
+		p.fullNext = true
+		return nil
+	}
+	if !p.precopySafe() {
+		p.log.Info("no pre-copy for this domain: the first checkpoint carries every page",
+			"vm", p.cfg.Domain.Name(), "pages", p.cfg.Domain.MemorySize()/PageSize)
 		p.fullNext = true
 		return nil
 	}

@@ -20,7 +20,7 @@ func protectCommand() *ucli.Command {
 		&ucli.DurationFlag{Name: "ack-timeout", Value: checkpointer.DefaultAckTimeout, Usage: "longest wait for one checkpoint's ACK before the backup counts as lost"},
 		&ucli.StringFlag{Name: "on-backup-loss", Value: string(checkpointer.LossBlock), Usage: "block: hold all output until a backup is back (safe); " +
 			"continue: drop unacknowledged output and let the guest talk unprotected"},
-		&ucli.IntFlag{Name: "precopy-rounds", Value: checkpointer.DefaultPrecopyRounds, Usage: "pre-copy rounds after the full copy at (re)synchronisation"},
+		&ucli.IntFlag{Name: "precopy-rounds", Value: checkpointer.DefaultPrecopyRounds, Usage: "pre-copy rounds after the full copy at (re)synchronisation; -1: no pre-copy, the first checkpoint copies all memory in one pause"},
 		&ucli.BoolFlag{Name: "pipeline", Value: true, Usage: "take epoch e+1 while e is still being shipped (releases stay in order, after each ACK)"},
 		&ucli.BoolFlag{Name: "no-progress", Usage: "no progress bar for the initial synchronisation"},
 		&ucli.StringFlag{Name: "tls-server-name", Usage: "name expected in the backup's certificate (default: host of --backup)"},
