@@ -5,4 +5,64 @@
 // ACK, release held output), the backup that applies each checkpoint
 // atomically, heartbeats and failover. Hypervisors are reached through the
 // Domain interface; the FGBI codec lives in the fgbi sub-package.
+//
+// # Primary (primary.go, epoch.go, sync.go, session.go)
+//
+// Run connects to the backup, synchronises it (sync.go: iterative pre-copy
+// while the guest runs, unless the backup still holds a committed
+// checkpoint), then runs one epoch per Interval (default 50 ms, a common
+// Remus setting that keeps the added output latency near one interval):
+//
+//	Pause -> Output.Advance -> HarvestDirty, ReadPages, SaveState -> Resume
+//	      -> Encode + stream -> wait ACK e -> Output.Release(e)
+//
+// Release(e) is called in exactly one place, after ACK e. Without Pipeline
+// the next epoch starts after that release; with it (pipeline.go, the
+// CLI's default) epoch e+1 is taken while e is shipped, and shipping, ACKs
+// and releases stay one at a time in epoch order.
+//
+// # Losing the backup
+//
+// A broken stream, a heartbeat silence of HeartbeatTimeout or an ACK
+// overdue by AckTimeout means the backup is lost. The encoder is Reset (the
+// backup may hold any prefix of what was sent) and the policy applies:
+//
+//   - block (default): nothing is released; the guest runs, its output is
+//     held (bounded by the output buffer, which drops at the tail and
+//     counts) until a backup acknowledges a checkpoint again; that ACK
+//     releases everything held, which is then safe.
+//   - continue: the output of every unacknowledged epoch is Discarded, never
+//     released: the backup, if alive and about to fail over, resumes from
+//     an older state that never produced it. New output is released every
+//     interval (Advance inside a tiny pause, then Release) with no
+//     checkpoint: the guest runs unprotected, and says so loudly.
+//
+// In both modes the primary redials every RetryInterval and re-protects
+// with a full resynchronisation. During it output is held again until the
+// first consistent checkpoint is acknowledged.
+//
+// # Backup (backup.go, backupsession.go, failover.go, fence.go)
+//
+// One session writes at a time; a newer connection replaces the older one.
+// Each checkpoint (BEGIN, DATA..., END) is decoded and verified whole, END
+// must follow exactly, the sequence number must be the next one and a
+// consistent checkpoint's epoch must be above the committed one; only then
+// is it applied to the replica (Staged.Apply), synced, recorded as
+// committed with its device state, and ACKed. Anything else is refused,
+// logged and counted, and closes the session; the replica keeps the last
+// committed checkpoint byte for byte.
+//
+// When the primary is silent for HeartbeatTimeout and a consistent
+// checkpoint is held, the backup fences (a command that must exit 0; with
+// none configured it refuses to go live unless UnsafeNoFence), then
+// Standby.Activate with the committed state, switches its port to pass and
+// sends gratuitous ARP. A failed fence leaves it passive (fence-failed).
+//
+// # Wire (transport.go, messages.go)
+//
+// One TCP connection per VM, mutual TLS 1.3 when configured. Frames are an
+// 8-byte header (type, 3 zero bytes, u32 length) and a bounded payload
+// (256 KiB for DATA, 1 KiB otherwise). A session starts with a hello (VM
+// name, memory size, codec, random session id) and its answer (the
+// backup's committed epoch).
 package checkpointer

@@ -38,8 +38,12 @@ func New(stdout, stderr io.Writer) *ucli.App {
 func commands() []*ucli.Command {
 	return []*ucli.Command{
 		versionCommand(),
-		dataplaneCommand(),
+		benchCommand(),
+		protectCommand(),
+		standbyCommand(),
+		statusCommand(),
 		traceCommand(),
+		dataplaneCommand(),
 	}
 }
 

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package checkpointer
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+type captureSender struct {
+	mu     sync.Mutex
+	frames [][]byte
+}
+
+func (c *captureSender) SendFrame(f []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frames = append(c.frames, append([]byte(nil), f...))
+	return nil
+}
+
+type recPort struct {
+	mu     sync.Mutex
+	passed bool
+	order  *[]string
+}
+
+func (p *recPort) Pass() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.passed = true
+	*p.order = append(*p.order, "pass")
+	return nil
+}
+
+type orderSender struct {
+	captureSender
+	order *[]string
+}
+
+func (s *orderSender) SendFrame(f []byte) error {
+	*s.order = append(*s.order, "arp")
+	return s.captureSender.SendFrame(f)
+}
+
+// Failover switches the port to pass, then announces the guest with
+// gratuitous ARP: broadcast, from the guest MAC, sender = target = guest IP.
+func TestFailoverAnnouncesGuest(t *testing.T) {
+	var order []string
+	mac, _ := net.ParseMAC("52:54:00:12:34:56")
+	ip := net.ParseIP("10.77.0.10")
+	snd := &orderSender{order: &order}
+	port := &recPort{order: &order}
+	replica := NewSimReplica(testMem)
+	sb := &fakeStandby{replica: replica}
+	sb.before = func() error { order = append(order, "activate"); return nil }
+	b, addr, _ := startBackup(t, BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: RawCodec{},
+		HeartbeatTimeout: 200 * time.Millisecond, Failover: FailoverConfig{Fence: CommandFencer{Command: "true"},
+			Port: port, Announce: &Announcer{MAC: mac, IP: ip, Sender: snd, Count: 2, Gap: time.Millisecond}}})
+	tp := dialTestPrimary(t, addr, nil)
+	commitFirst(t, tp)
+	tp.conn.Close()
+	<-b.Activated()
+	waitFor(t, 2*time.Second, "announcements", func() bool {
+		snd.mu.Lock()
+		defer snd.mu.Unlock()
+		return len(snd.frames) == 2
+	})
+	if len(order) != 4 || order[0] != "activate" || order[1] != "pass" || order[2] != "arp" {
+		t.Fatalf("failover order %v", order)
+	}
+	pkt := gopacket.NewPacket(snd.frames[0], layers.LayerTypeEthernet, gopacket.Default)
+	eth, _ := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	arp, _ := pkt.Layer(layers.LayerTypeARP).(*layers.ARP)
+	if eth == nil || arp == nil {
+		t.Fatalf("not an ARP frame: %v", pkt)
+	}
+	if eth.DstMAC.String() != "ff:ff:ff:ff:ff:ff" || eth.SrcMAC.String() != mac.String() {
+		t.Fatalf("ethernet %v -> %v", eth.SrcMAC, eth.DstMAC)
+	}
+	if arp.Operation != layers.ARPRequest || net.IP(arp.SourceProtAddress).String() != "10.77.0.10" ||
+		net.IP(arp.DstProtAddress).String() != "10.77.0.10" || net.HardwareAddr(arp.SourceHwAddress).String() != mac.String() {
+		t.Fatalf("arp %+v", arp)
+	}
+}
+
+func TestGratuitousARPRejectsBadInput(t *testing.T) {
+	if _, err := GratuitousARP(net.HardwareAddr{1, 2}, net.ParseIP("10.0.0.1")); err == nil {
+		t.Fatal("short mac accepted")
+	}
+	if _, err := GratuitousARP(net.HardwareAddr{1, 2, 3, 4, 5, 6}, net.ParseIP("fe80::1")); err == nil {
+		t.Fatal("ipv6 accepted")
+	}
+}
+
+// A guest restored from a checkpoint continues the seeded workload at
+// the saved step: its next writes are the original's next writes.
+func TestSimRestoreContinuesWorkload(t *testing.T) {
+	cfg := SimConfig{Name: "vm1", MemSize: 256 << 10, Seed: 42, WritesPerMs: 50, HotPages: 16}
+	d := NewSimDomain(cfg)
+	d.Start()
+	time.Sleep(20 * time.Millisecond)
+	ctx := context.Background()
+	d.Pause(ctx)
+	state, _ := d.SaveState(ctx)
+	mem, step := d.Snapshot()
+	d.Stop()
+	if step == 0 {
+		t.Fatal("workload made no writes")
+	}
+	r, err := restoreSim(cfg, mem, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if a, b := d.nextWrite(), r.nextWrite(); a != b {
+			t.Fatalf("write %d after restore at %d, original %d", i, b, a)
+		}
+	}
+	if _, err := restoreSim(cfg, mem, state[:8]); err == nil {
+		t.Fatal("short state accepted")
+	}
+}

@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package checkpointer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"net"
+	"testing"
+	"time"
+)
+
+// testPrimary is a hand-driven primary: it speaks the protocol frame by
+// frame so tests can cut, corrupt or replay anything.
+type testPrimary struct {
+	t     *testing.T
+	conn  net.Conn
+	l     *link
+	seq   uint64
+	enc   Encoder
+	codec Codec
+}
+
+// testCodecs are the codecs every protocol test runs with.
+var testCodecs = []Codec{RawCodec{}, DefaultFGBI()}
+
+const testMem = 256 << 10 // 64 pages
+
+func dialTestPrimary(t *testing.T, addr string, cfg *tls.Config) *testPrimary {
+	return dialTestPrimaryCodec(t, addr, cfg, RawCodec{})
+}
+
+func dialTestPrimaryCodec(t *testing.T, addr string, cfg *tls.Config, codec Codec) *testPrimary {
+	t.Helper()
+	var conn net.Conn
+	var err error
+	if cfg != nil {
+		conn, err = tls.Dial("tcp", addr, cfg)
+	} else {
+		conn, err = net.Dial("tcp", addr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := &testPrimary{t: t, conn: conn, l: newLink(conn, 2*time.Second), codec: codec}
+	if tp.enc, err = codec.NewEncoder(testMem); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return tp
+}
+
+// hello opens the session; it returns the backup's answer type and payload.
+func (tp *testPrimary) hello(vm string) (byte, []byte) {
+	h := hello{MemSize: testMem, VM: vm, Codec: tp.codec.Name()}
+	h.Session[0] = 1
+	if err := tp.l.write(frameHello, h.marshal(), true); err != nil {
+		tp.t.Fatal(err)
+	}
+	typ, p, err := tp.l.read(2 * time.Second)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	return typ, p
+}
+
+// encode returns the raw checkpoint bytes for a full memory image.
+func (tp *testPrimary) encode(epoch uint64, mem, state []byte) []byte {
+	var buf bytes.Buffer
+	if _, err := tp.enc.Encode(&buf, epoch, allPages(nil, testMem/PageSize), mem, state); err != nil {
+		tp.t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// sendRaw sends BEGIN, the first n bytes of body as DATA (all if n < 0),
+// and END if end is set.
+func (tp *testPrimary) sendRaw(seq, epoch uint64, kind byte, body []byte, n int, end bool) {
+	m := ckptMsg{Seq: seq, Epoch: epoch, Kind: kind}
+	if n < 0 {
+		n = len(body)
+	}
+	tp.l.write(frameBegin, m.marshal(), false)
+	(&dataWriter{l: tp.l}).Write(body[:n])
+	if end {
+		tp.l.write(frameEnd, m.marshal(), false)
+	}
+	tp.l.w.Flush()
+}
+
+// answer reads the backup's next non-heartbeat frame.
+func (tp *testPrimary) answer() (byte, string) {
+	for {
+		typ, p, err := tp.l.read(3 * time.Second)
+		if err != nil {
+			return 0, err.Error()
+		}
+		if typ != frameHeartbeat {
+			return typ, string(p)
+		}
+	}
+}
+
+func image(seed byte) []byte {
+	mem := make([]byte, testMem)
+	for i := range mem {
+		mem[i] = seed + byte(i*7)
+	}
+	return mem
+}
+
+func newTestBackup(t *testing.T, fence Fencer, ln net.Listener) (*Backup, string, *fakeStandby, *syncBuffer) {
+	return newTestBackupCodec(t, fence, ln, RawCodec{})
+}
+
+func newTestBackupCodec(t *testing.T, fence Fencer, ln net.Listener, codec Codec) (*Backup, string, *fakeStandby, *syncBuffer) {
+	replica := NewSimReplica(testMem)
+	sb := &fakeStandby{replica: replica}
+	log, buf := testLogger(t)
+	b, addr, _ := startBackup(t, BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec,
+		Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 250 * time.Millisecond,
+		Failover: FailoverConfig{Fence: fence}, Logger: log})
+	return b, addr, sb, buf
+}
+
+// commitFirst sends checkpoint 1 (image 1, state "s1") and expects its ACK.
+func commitFirst(t *testing.T, tp *testPrimary) []byte {
+	t.Helper()
+	if typ, p := tp.hello("vm1"); typ != frameHelloAck {
+		t.Fatalf("hello answered %d %q", typ, p)
+	}
+	mem1 := image(1)
+	tp.sendRaw(1, 1, kindEpoch, tp.encode(1, mem1, []byte("s1")), -1, true)
+	if typ, p := tp.answer(); typ != frameAck {
+		t.Fatalf("checkpoint 1 answered %d %q", typ, p)
+	}
+	return mem1
+}
+
+// Kill the stream at every phase of checkpoint 2. Before END the backup
+// must keep checkpoint 1 byte for byte and fail over from it; after END
+// (before the ACK reached the primary) it holds checkpoint 2 whole, which
+// is equally consistent: the primary released nothing of epoch 2.
+func TestKillStreamAtEveryPhase(t *testing.T) {
+	mem2 := image(2)
+	for _, tc := range []struct {
+		name      string
+		cut       func(body []byte) (n int, end bool)
+		wantEpoch uint64
+	}{
+		{"header", func([]byte) (int, bool) { return 10, false }, 1},
+		{"mid-record", func(b []byte) (int, bool) { return len(b) / 2, false }, 1},
+		{"before-trailer", func(b []byte) (int, bool) { return len(b) - 2, false }, 1},
+		{"before-END", func(b []byte) (int, bool) { return len(b), false }, 1},
+		{"after-END-before-ACK", func(b []byte) (int, bool) { return len(b), true }, 2},
+	} {
+		for _, codec := range testCodecs {
+			t.Run(codec.Name()+"/"+tc.name, func(t *testing.T) {
+				b, addr, sb, _ := newTestBackupCodec(t, CommandFencer{Command: "true"}, nil, codec)
+				tp := dialTestPrimaryCodec(t, addr, nil, codec)
+				mem1 := commitFirst(t, tp)
+				body := tp.encode(2, mem2, []byte("s2"))
+				n, end := tc.cut(body)
+				tp.sendRaw(2, 2, kindEpoch, body, n, end)
+				tp.conn.Close()
+				waitFor(t, 5*time.Second, "failover", func() bool { ok, _, _, _ := sb.get(); return ok })
+				want, wantState := mem1, "s1"
+				if tc.wantEpoch == 2 {
+					want, wantState = mem2, "s2"
+				}
+				if got, _ := b.Committed(); got != tc.wantEpoch {
+					t.Fatalf("committed epoch %d, want %d", got, tc.wantEpoch)
+				}
+				_, st, h, _ := sb.get()
+				if h != sha256.Sum256(want) || string(st) != wantState {
+					t.Fatalf("resumed from state %q / wrong memory, want epoch %d", st, tc.wantEpoch)
+				}
+			})
+		}
+	}
+}
+
+// A corrupt byte, a replayed or old checkpoint, a skipped sequence number,
+// a wrong VM: refused, logged, nothing applied.
+func TestRefusesBadCheckpoints(t *testing.T) {
+	mem2 := image(2)
+	for _, tc := range []struct {
+		name string
+		send func(tp *testPrimary)
+		want string
+	}{
+		{"corrupt-byte", func(tp *testPrimary) {
+			body := tp.encode(2, mem2, nil)
+			body[len(body)/3] ^= 0x40
+			tp.sendRaw(2, 2, kindEpoch, body, -1, true)
+		}, "corrupt checkpoint"},
+		{"replayed-epoch", func(tp *testPrimary) {
+			tp.sendRaw(2, 1, kindEpoch, tp.encode(1, mem2, nil), -1, true)
+		}, "old or replayed"},
+		{"replayed-seq", func(tp *testPrimary) {
+			tp.sendRaw(1, 2, kindEpoch, tp.encode(2, mem2, nil), -1, true)
+		}, "old or replayed"},
+		{"epoch-mismatch", func(tp *testPrimary) {
+			tp.sendRaw(2, 3, kindEpoch, tp.encode(2, mem2, nil), -1, true)
+		}, "corrupt checkpoint"},
+		{"precopy-over-committed", func(tp *testPrimary) {
+			tp.sendRaw(2, 0, kindPrecopy, tp.encode(0, mem2, nil), -1, true)
+		}, "session refused"},
+		{"garbage-frame", func(tp *testPrimary) {
+			tp.conn.Write([]byte{99, 0, 0, 0, 1, 0, 0, 0, 0})
+		}, "bad frame"},
+	} {
+		for _, codec := range testCodecs {
+			t.Run(codec.Name()+"/"+tc.name, func(t *testing.T) {
+				b, addr, _, log := newTestBackupCodec(t, nil, nil, codec)
+				tp := dialTestPrimaryCodec(t, addr, nil, codec)
+				mem1 := commitFirst(t, tp)
+				tc.send(tp)
+				if typ, msg := tp.answer(); typ != frameError {
+					t.Fatalf("answer %d %q, want a refusal", typ, msg)
+				}
+				waitFor(t, 2*time.Second, "log", func() bool { return bytes.Contains([]byte(log.String()), []byte(tc.want)) })
+				mustContain(t, log.String(), "refused primary")
+				if got, _ := b.Committed(); got != 1 || b.replicaHash() != sha256.Sum256(mem1) {
+					t.Fatalf("something was applied: committed %d", got)
+				}
+			})
+		}
+	}
+	t.Run("wrong-vm", func(t *testing.T) {
+		_, addr, _, log := newTestBackup(t, nil, nil)
+		tp := dialTestPrimary(t, addr, nil)
+		if typ, p := tp.hello("other"); typ != frameError {
+			t.Fatalf("hello for another vm answered %d %q", typ, p)
+		}
+		mustContain(t, log.String(), "session refused")
+	})
+}
+
+// No fence command: the backup refuses to go live. A failing fence: it
+// never activates. A succeeding one: activation comes after it ran.
+func TestFencing(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name      string
+		fence     Fencer
+		activates bool
+	}{
+		{"no-fence", nil, false},
+		{"fence-fails", CommandFencer{Command: "exit 3"}, false},
+		{"fence-ok", CommandFencer{Command: `echo "$RESILIRE_VM $RESILIRE_EPOCH $RESILIRE_REASON $RESILIRE_PEER" > ` + dir + "/fenced"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, addr, sb, log := newTestBackup(t, tc.fence, nil)
+			sb.before = func() error { return checkFenced(dir, tc.activates) }
+			tp := dialTestPrimary(t, addr, nil)
+			commitFirst(t, tp)
+			tp.conn.Close() // heartbeats stop
+			if !tc.activates {
+				waitFor(t, 3*time.Second, "fence-failed", func() bool { return b.stateNow() == StateFenceFailed })
+				time.Sleep(500 * time.Millisecond) // two more timeouts
+				if ok, _, _, _ := sb.get(); ok {
+					t.Fatal("activated without a successful fence")
+				}
+				mustContain(t, log.String(), "staying passive")
+				return
+			}
+			select {
+			case <-b.Activated():
+			case <-time.After(3 * time.Second):
+				t.Fatalf("no failover; log:\n%s", log.String())
+			}
+			if _, _, _, err := sb.get(); err != nil {
+				t.Fatal(err)
+			}
+			if b.Status().State != StateActive {
+				t.Fatalf("state %s", b.Status().State)
+			}
+		})
+	}
+}
+
+func checkFenced(dir string, want bool) error {
+	got, err := readFileString(dir + "/fenced")
+	if !want {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if got != "vm1 1 heartbeat-timeout 127.0.0.1\n" {
+		return &fenceEnvError{got}
+	}
+	return nil
+}
+
+type fenceEnvError struct{ got string }
+
+func (e *fenceEnvError) Error() string { return "fence command saw env " + e.got }
+
+// The unsafe flag goes live without fencing.
+func TestUnsafeNoFence(t *testing.T) {
+	replica := NewSimReplica(testMem)
+	sb := &fakeStandby{replica: replica}
+	b, addr, _ := startBackup(t, BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: RawCodec{},
+		HeartbeatTimeout: 200 * time.Millisecond, Failover: FailoverConfig{UnsafeNoFence: true}})
+	tp := dialTestPrimary(t, addr, nil)
+	commitFirst(t, tp)
+	tp.conn.Close()
+	select {
+	case <-b.Activated():
+	case <-time.After(3 * time.Second):
+		t.Fatal("no failover with --unsafe-no-fence")
+	}
+}
+
+// A primary whose epochs are behind what the backup holds stops with a
+// clear error instead of being refused forever.
+func TestPrimaryBehindBackupIsFatal(t *testing.T) {
+	dom := NewSimDomain(SimConfig{Name: "vm1", MemSize: testMem, Seed: 1})
+	_, addr, _, _ := newTestBackup(t, nil, nil)
+	commitFirst(t, dialTestPrimary(t, addr, nil)) // backup now holds epoch 1
+	p, err := NewPrimary(PrimaryConfig{Domain: dom, Output: NewEpochCounter(), Codec: RawCodec{}, Dial: dialer(addr),
+		Interval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Run(ctx); !errors.Is(err, ErrEpochBehind) {
+		t.Fatalf("Run: %v, want ErrEpochBehind", err)
+	}
+}
+
+// One writer at a time: a newer session replaces the older one, whose
+// connection is closed; nothing the old primary sends afterwards applies.
+func TestNewerSessionWins(t *testing.T) {
+	b, addr, _, _ := newTestBackup(t, nil, nil)
+	old := dialTestPrimary(t, addr, nil)
+	commitFirst(t, old)
+	fresh := dialTestPrimary(t, addr, nil)
+	if typ, p := fresh.hello("vm1"); typ != frameHelloAck {
+		t.Fatalf("second session refused: %q", p)
+	}
+	mem2 := image(2)
+	old.sendRaw(2, 2, kindEpoch, old.encode(2, mem2, nil), -1, true)
+	if typ, _ := old.answer(); typ == frameAck {
+		t.Fatal("the replaced session's checkpoint was acknowledged")
+	}
+	if got, _ := b.Committed(); got != 1 || b.replicaHash() != sha256.Sum256(image(1)) {
+		t.Fatalf("replaced session applied: committed %d", got)
+	}
+	mem3 := image(3)
+	fresh.sendRaw(1, 3, kindEpoch, fresh.encode(3, mem3, nil), -1, true)
+	if typ, p := fresh.answer(); typ != frameAck {
+		t.Fatalf("new session's checkpoint answered %d %q", typ, p)
+	}
+	if got, _ := b.Committed(); got != 3 || b.replicaHash() != sha256.Sum256(mem3) {
+		t.Fatalf("committed %d after the new session's checkpoint", got)
+	}
+}

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package checkpointer
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// handle runs one primary connection: hello, then checkpoints until the
+// connection fails, a checkpoint is refused, or a newer session replaces it.
+func (b *Backup) handle(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	l := newLink(conn, b.cfg.HeartbeatTimeout)
+	peer := conn.RemoteAddr().String()
+	h, err := b.readHello(l)
+	if err != nil {
+		b.refuse(l, peer, err)
+		return
+	}
+	s := &backupSession{conn: conn, done: make(chan struct{})}
+	defer close(s.done)
+	b.mu.Lock()
+	if b.state == StateFencing || b.state == StateActive {
+		st := b.state
+		b.mu.Unlock()
+		b.refuse(l, peer, fmt.Errorf("backup is %s: %w", st, ErrSession))
+		return
+	}
+	old := b.cur
+	b.cur, b.peer, b.warned = s, peer, false
+	b.mu.Unlock()
+	if old != nil { // one writer at a time: the newer session wins
+		old.conn.Close()
+		<-old.done
+	}
+	dec, err := b.cfg.Codec.NewDecoder(uint64(len(b.cfg.Replica.Memory())))
+	if err != nil {
+		b.refuse(l, peer, err)
+		return
+	}
+	committed, _ := b.Committed()
+	b.touch()
+	if err := l.write(frameHelloAck, helloAck{Session: h.Session, Committed: committed}.marshal(), true); err != nil {
+		return
+	}
+	b.log.Info("primary connected", "vm", b.cfg.VM, "peer", peer, "epoch", committed)
+	stop := make(chan struct{})
+	defer close(stop)
+	go b.beat(l, stop)
+	var seq uint64
+	for ctx.Err() == nil {
+		typ, payload, err := l.read(b.cfg.HeartbeatTimeout)
+		if errors.Is(err, ErrFrame) {
+			b.refuse(l, peer, err)
+			return
+		}
+		if err != nil {
+			b.log.Warn("primary connection ended", "vm", b.cfg.VM, "peer", peer, "err", err)
+			return
+		}
+		b.touch()
+		switch typ {
+		case frameHeartbeat:
+			continue
+		case frameBegin:
+			m, err := parseCkptMsg(payload)
+			if err == nil {
+				err = b.receive(l, s, dec, m, seq)
+			}
+			if err != nil {
+				b.refuse(l, peer, err)
+				return
+			}
+			seq = m.Seq
+		default:
+			b.refuse(l, peer, fmt.Errorf("frame type %d outside a checkpoint: %w", typ, ErrFrame))
+			return
+		}
+	}
+}
+
+// readHello reads and checks the session hello.
+func (b *Backup) readHello(l *link) (hello, error) {
+	typ, payload, err := l.read(b.cfg.HeartbeatTimeout)
+	if err != nil {
+		return hello{}, fmt.Errorf("hello: %w", err)
+	}
+	if typ != frameHello {
+		return hello{}, fmt.Errorf("first frame type %d: %w", typ, ErrSession)
+	}
+	h, err := parseHello(payload)
+	if err != nil {
+		return h, err
+	}
+	switch {
+	case h.VM != b.cfg.VM:
+		return h, fmt.Errorf("hello for vm %q, this backup protects %q: %w", h.VM, b.cfg.VM, ErrSession)
+	case h.MemSize != uint64(len(b.cfg.Replica.Memory())):
+		return h, fmt.Errorf("hello memory %d bytes, replica %d: %w", h.MemSize, len(b.cfg.Replica.Memory()), ErrSession)
+	case h.Codec != b.cfg.Codec.Name():
+		return h, fmt.Errorf("hello codec %q, backup %q: %w", h.Codec, b.cfg.Codec.Name(), ErrSession)
+	}
+	return h, nil
+}
+
+// receive stages one checkpoint whole, verifies it, applies it atomically
+// and ACKs it. Until Apply nothing touches the replica.
+func (b *Backup) receive(l *link, s *backupSession, dec Decoder, m ckptMsg, lastSeq uint64) error {
+	start := time.Now()
+	if m.Seq != lastSeq+1 {
+		return fmt.Errorf("checkpoint seq %d after %d: %w", m.Seq, lastSeq, ErrReplay)
+	}
+	committed, _ := b.Committed()
+	if m.Kind == kindEpoch && m.Epoch <= committed {
+		return fmt.Errorf("checkpoint epoch %d, committed %d: %w", m.Epoch, committed, ErrReplay)
+	}
+	if m.Kind == kindPrecopy && committed > 0 {
+		return fmt.Errorf("pre-copy over committed epoch %d: %w", committed, ErrSession)
+	}
+	mem := b.cfg.Replica.Memory()
+	dr := &dataReader{l: l, timeout: b.cfg.HeartbeatTimeout, onBeat: b.touch}
+	staged, err := dec.Decode(dr, mem)
+	if err != nil {
+		return fmt.Errorf("checkpoint seq %d epoch %d: %w", m.Seq, m.Epoch, err)
+	}
+	typ, payload, err := dr.next()
+	if err != nil {
+		return fmt.Errorf("checkpoint epoch %d end: %w", m.Epoch, eofIsTruncated(err))
+	}
+	b.touch()
+	if typ != frameEnd {
+		return fmt.Errorf("frame type %d instead of END: %w", typ, ErrTruncated)
+	}
+	end, err := parseCkptMsg(payload)
+	if err != nil {
+		return err
+	}
+	if end != m || staged.Epoch() != m.Epoch {
+		return fmt.Errorf("END %+v / codec epoch %d for BEGIN %+v: %w", end, staged.Epoch(), m, ErrCorrupt)
+	}
+	if err := b.commit(s, staged, m); err != nil {
+		return err
+	}
+	b.m.WireBytes.Add(float64(dr.n))
+	b.m.Epoch.Observe(time.Since(start).Seconds())
+	b.log.Debug("checkpoint applied", "vm", b.cfg.VM, "epoch", m.Epoch, "bytes", dr.n, "dur", time.Since(start))
+	return l.write(frameAck, m.marshal(), true)
+}
+
+// commit applies a verified checkpoint if this session may still write.
+func (b *Backup) commit(s *backupSession, staged Staged, m ckptMsg) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cur != s || b.state == StateFencing || b.state == StateActive {
+		return fmt.Errorf("session superseded before epoch %d applied: %w", m.Epoch, ErrSession)
+	}
+	staged.Apply(b.cfg.Replica.Memory())
+	if err := b.cfg.Replica.Sync(); err != nil {
+		// The replica no longer matches any checkpoint: never resume from it.
+		b.committed, b.devState = 0, nil
+		b.setStateLocked(StateWaiting)
+		return fmt.Errorf("sync replica after epoch %d: %w", m.Epoch, err)
+	}
+	if m.Kind == kindEpoch {
+		b.committed = m.Epoch
+		b.devState = append([]byte(nil), staged.State()...)
+		if b.state != StateStandby {
+			b.log.Info("first consistent checkpoint committed", "vm", b.cfg.VM, "epoch", m.Epoch)
+			b.setStateLocked(StateStandby)
+		}
+		b.m.Checkpoints.WithLabelValues("applied").Inc()
+	} else if b.state != StateSyncing {
+		b.setStateLocked(StateSyncing)
+	}
+	return nil
+}
+
+// refuse tells the peer why, logs it and counts it. Nothing was applied.
+func (b *Backup) refuse(l *link, peer string, err error) {
+	b.m.Checkpoints.WithLabelValues("refused").Inc()
+	b.log.Warn("refused primary", "vm", b.cfg.VM, "peer", peer, "err", err)
+	msg := err.Error()
+	if len(msg) > maxControlPayload {
+		msg = msg[:maxControlPayload]
+	}
+	l.write(frameError, []byte(msg), true)
+}
+
+// beat sends heartbeats to the primary until stop.
+func (b *Backup) beat(l *link, stop <-chan struct{}) {
+	t := time.NewTicker(b.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			var p [8]byte
+			binary.LittleEndian.PutUint64(p[:], uint64(now.UnixNano()))
+			if err := l.write(frameHeartbeat, p[:], true); err != nil {
+				return
+			}
+		}
+	}
+}

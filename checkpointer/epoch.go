@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package checkpointer
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// The primary's epoch, as in the design's diagram:
+//
+//	tick -> Pause -> Output.Advance -> HarvestDirty + ReadPages (copy) + SaveState
+//	     -> Resume                      (the pause, "type II downtime", ends here)
+//	     -> Encode -> stream checkpoint e -> wait ACK e -> Output.Release(e)
+//
+// Only the capture needs the guest stopped; encoding and shipping run
+// while it computes the next epoch. Release(e) happens after ACK e and
+// nowhere else (invariant 1). With Pipeline, epoch e+1 is taken while e
+// is still being shipped (pipeline.go); shipping stays strictly in order.
+
+// EpochStats is what one committed epoch measured.
+type EpochStats struct {
+	Epoch uint64
+	Pages int           // dirty pages carried
+	Bytes int64         // checkpoint bytes on the wire
+	Pause time.Duration // Domain.Pause called to Domain.Resume returned (type II downtime)
+	Stop  time.Duration // of which inside Domain.Pause
+	Ack   time.Duration // END sent to ACK received
+	Total time.Duration // pause to release
+}
+
+// checkpoint is one epoch taken from the paused guest, not yet shipped.
+type checkpoint struct {
+	stats EpochStats
+	start time.Time
+	pfns  []uint64
+	data  []byte
+	state []byte
+}
+
+// capBuf holds the pages of one captured epoch; the pipelined loop
+// alternates two of them (one being shipped, one being filled).
+type capBuf struct {
+	pfns []uint64
+	data []byte
+}
+
+// runEpoch takes, ships and commits one checkpoint. A transport failure is
+// returned wrapped in ErrBackupLost; anything else is fatal for the agent.
+func (p *Primary) runEpoch(ctx context.Context, s *session) (EpochStats, error) {
+	c, err := p.take(ctx, s, &p.bufs[0])
+	if err != nil {
+		return EpochStats{}, err
+	}
+	return c.stats, p.ship(ctx, s, c)
+}
+
+// take is steps 1-3: the only part that needs the guest stopped.
+func (p *Primary) take(ctx context.Context, s *session, buf *capBuf) (*checkpoint, error) {
+	c := &checkpoint{start: time.Now()}
+	r := &c.stats
+
+	// 1. Pause: from here the guest's memory and devices do not change.
+	if err := p.cfg.Domain.Pause(ctx); err != nil {
+		return nil, fmt.Errorf("pause: %w", err)
+	}
+	r.Stop = time.Since(c.start)
+	// 2. Close the output epoch, harvest and copy, save device state.
+	e, cerr := p.capture(ctx, buf, c)
+	// 3. Resume: the pause ends even if the capture failed.
+	if err := p.cfg.Domain.Resume(ctx); err != nil {
+		return nil, fmt.Errorf("resume after epoch %d: %w", e, err)
+	}
+	r.Epoch, r.Pages, r.Pause = e, len(c.pfns), time.Since(c.start)
+	if cerr != nil {
+		return nil, cerr
+	}
+	if e <= s.committed {
+		// The backup would refuse it as a replay, forever: say why.
+		return nil, fmt.Errorf("%w: backup holds epoch %d, this primary is at %d: "+
+			"it protects another primary or an older run; restart the standby", ErrEpochBehind, s.committed, e)
+	}
+	p.m.Pause.Observe(r.Pause.Seconds())
+	p.m.DirtyPages.Add(float64(len(c.pfns)))
+	return c, nil
+}
+
+// ship is steps 4-6, while the guest runs. Checkpoints are shipped one at
+// a time, in epoch order, so releases are in order too.
+func (p *Primary) ship(ctx context.Context, s *session, c *checkpoint) error {
+	r := &c.stats
+	e := r.Epoch
+	// 4. Encode and stream checkpoint e.
+	m, st, err := s.send(p.enc, kindEpoch, e, c.pfns, c.data, c.state)
+	if err != nil {
+		return err
+	}
+	r.Bytes = st.WireBytes
+	p.m.WireBytes.Add(float64(st.WireBytes))
+
+	// 5. Wait for the backup to apply checkpoint e.
+	sent := time.Now()
+	if err := s.waitAck(ctx, m, p.cfg.AckTimeout); err != nil {
+		return err
+	}
+	r.Ack = time.Since(sent)
+	p.m.AckLatency.Observe(r.Ack.Seconds())
+	p.m.Checkpoints.WithLabelValues("acked").Inc()
+	p.setAcked(e)
+
+	// 6. Output commit: the frames of epochs <= e may leave now.
+	if err := p.cfg.Output.Release(e); err != nil {
+		return fmt.Errorf("release epoch %d: %w", e, err)
+	}
+	r.Total = time.Since(c.start)
+	p.m.Epoch.Observe(r.Total.Seconds())
+	p.observeOutput()
+	if p.state0() != StateProtected {
+		p.log.Info("guest protected", "vm", p.cfg.Domain.Name(), "epoch", e)
+		p.setState(StateProtected)
+	}
+	if p.cfg.OnEpoch != nil {
+		p.cfg.OnEpoch(*r)
+	}
+	p.log.Debug("epoch committed", "vm", p.cfg.Domain.Name(), "epoch", e, "pages", r.Pages,
+		"bytes", r.Bytes, "dur", r.Pause, "ack", r.Ack)
+	return nil
+}
+
+// capture runs with the guest paused: everything the checkpoint needs from
+// a stopped guest, and nothing else. It fills buf and c.
+func (p *Primary) capture(ctx context.Context, buf *capBuf, c *checkpoint) (uint64, error) {
+	e, err := p.cfg.Output.Advance()
+	if err != nil {
+		return 0, fmt.Errorf("advance output epoch: %w", err)
+	}
+	if buf.pfns, err = p.cfg.Domain.HarvestDirty(ctx, buf.pfns[:0]); err != nil {
+		return e, fmt.Errorf("harvest epoch %d: %w", e, err)
+	}
+	if p.fullNext {
+		// After a reset with a backup that still holds an older checkpoint:
+		// one consistent checkpoint carrying every page (see sync.go).
+		buf.pfns = allPages(buf.pfns[:0], p.cfg.Domain.MemorySize()/PageSize)
+	}
+	if n := len(buf.pfns) * PageSize; cap(buf.data) < n {
+		buf.data = make([]byte, n)
+	}
+	buf.data = buf.data[:len(buf.pfns)*PageSize]
+	if err := p.cfg.Domain.ReadPages(buf.pfns, buf.data); err != nil {
+		return e, fmt.Errorf("copy pages of epoch %d: %w", e, err)
+	}
+	state, err := p.cfg.Domain.SaveState(ctx)
+	if err != nil {
+		return e, fmt.Errorf("save state of epoch %d: %w", e, err)
+	}
+	p.fullNext = false
+	c.pfns, c.data, c.state = buf.pfns, buf.data, state
+	return e, nil
+}
+
+// pageBuf returns a reused buffer for n pages.
+func (p *Primary) pageBuf(n int) []byte {
+	if cap(p.buf) < n*PageSize {
+		p.buf = make([]byte, n*PageSize)
+	}
+	return p.buf[:n*PageSize]
+}
+
+// allPages appends every page number below n.
+func allPages(dst []uint64, n uint64) []uint64 {
+	for i := uint64(0); i < n; i++ {
+		dst = append(dst, i)
+	}
+	return dst
+}

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package fgbi
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/s2"
+)
+
+// Decoder reads checkpoints on the backup. It holds the device state of the
+// last applied checkpoint as the base of the next state delta. A Decoder is
+// not safe for concurrent use.
+type Decoder struct {
+	cfg    Config
+	maxRaw uint32 // decoded bytes of one chunk record, at most
+	maxEnc uint32 // wire bytes of one chunk record, at most
+	base   []byte
+	pool   sync.Pool // chunk-sized buffers
+}
+
+// NewDecoder returns a decoder for cfg (MemSize and BlockSize must match the
+// encoder's; Sharing and Compression are read from the stream).
+func NewDecoder(cfg Config) (*Decoder, error) {
+	c, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	// Per page: pfn gap, flags, segment count, and at most bpp segments of
+	// kind + count + reference; plus the page's literal bytes.
+	perPage := PageSize + 3*binary.MaxVarintLen64 + 1 + c.blocksPerPage()*(1+2*binary.MaxVarintLen64)
+	raw := ChunkPages*perPage + 5*binary.MaxVarintLen64
+	return &Decoder{cfg: c, maxRaw: uint32(raw), maxEnc: uint32(s2.MaxEncodedLen(raw))}, nil
+}
+
+// Staged is a decoded, fully verified checkpoint not yet applied.
+type Staged struct {
+	d      *Decoder
+	epoch  uint64
+	chunks []staged
+	state  []byte
+}
+
+// staged is one chunk's changed blocks: arena holds them in emission order
+// and runs say where they go in the replica.
+type staged struct {
+	arena       []byte
+	runs        []run
+	first, last uint64 // first and last page of the chunk
+	pages       int
+}
+
+type run struct {
+	dst uint64 // replica offset
+	src uint32 // arena offset
+	n   uint32
+}
+
+// Epoch is the checkpoint's epoch number.
+func (s *Staged) Epoch() uint64 { return s.epoch }
+
+// State is the full device state carried by the checkpoint, nil if none.
+func (s *Staged) State() []byte { return s.state }
+
+// Apply writes the checkpoint into replica (MemSize bytes, the slice Decode
+// verified it against) and makes its device state the base of the next
+// state delta. It cannot fail.
+func (s *Staged) Apply(replica []byte) {
+	s.d.parallel(len(s.chunks), func(i int) {
+		c := &s.chunks[i]
+		for _, r := range c.runs {
+			copy(replica[r.dst:r.dst+uint64(r.n)], c.arena[r.src:r.src+r.n])
+		}
+		s.d.putBuf(c.arena)
+		c.arena, c.runs = nil, nil
+	})
+	if s.state != nil {
+		s.d.base = s.state
+	}
+}
+
+// Decode reads exactly one checkpoint from r, decodes it against replica
+// (only read: delta bases and references) and verifies all of it. Nothing
+// is written to replica; see Staged.Apply.
+func (d *Decoder) Decode(r io.Reader, replica []byte) (*Staged, error) {
+	if uint64(len(replica)) != d.cfg.MemSize {
+		return nil, fmt.Errorf("replica %d bytes, want %d: %w", len(replica), d.cfg.MemSize, ErrConfig)
+	}
+	rr := &recordReader{r: r}
+	hb := make([]byte, headerSize)
+	if err := rr.full(hb, "header"); err != nil {
+		return nil, err
+	}
+	h, err := parseHeader(hb)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.checkHeader(h); err != nil {
+		return nil, err
+	}
+	bufs := make([][]byte, h.nchunks)
+	recs := make([]record, h.nchunks)
+	for i := range bufs {
+		rec, b, err := rr.next(nil, d.maxEnc, d.maxRaw)
+		if err != nil {
+			return nil, fmt.Errorf("chunk %d: %w", i, err)
+		}
+		if rec.typ != recChunk || rec.seq != uint32(i) {
+			return nil, fmt.Errorf("record type %d seq %d where chunk %d belongs: %w", rec.typ, rec.seq, i, ErrOrder)
+		}
+		recs[i], bufs[i] = rec, b
+	}
+	var sp []byte
+	if h.flags&flagState != 0 {
+		maxState := uint32(MaxStateSize + 1 + binary.MaxVarintLen64)
+		rec, b, err := rr.next(nil, uint32(s2.MaxEncodedLen(int(maxState))), maxState)
+		if err != nil {
+			return nil, fmt.Errorf("device state: %w", err)
+		}
+		if rec.typ != recState || rec.seq != 0 || rec.codec != codecRaw {
+			return nil, fmt.Errorf("record type %d seq %d where the device state belongs: %w", rec.typ, rec.seq, ErrOrder)
+		}
+		sp = b
+	}
+	if err := d.trailer(rr, h.epoch); err != nil {
+		return nil, err
+	}
+	s := &Staged{d: d, epoch: h.epoch, chunks: make([]staged, h.nchunks)}
+	errs := make([]error, h.nchunks)
+	d.parallel(int(h.nchunks), func(i int) {
+		errs[i] = d.decodeChunk(&s.chunks[i], recs[i], bufs[i], replica)
+	})
+	if err := d.checkChunks(s, errs, h); err != nil {
+		return nil, err
+	}
+	if sp != nil {
+		if s.state, err = decodeState(sp, d.base); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (d *Decoder) checkHeader(h header) error {
+	if h.memSize != d.cfg.MemSize || h.blockSize != uint32(d.cfg.BlockSize) {
+		return fmt.Errorf("checkpoint for %d bytes / %d B blocks, decoder has %d / %d: %w",
+			h.memSize, h.blockSize, d.cfg.MemSize, d.cfg.BlockSize, ErrConfig)
+	}
+	if uint64(h.npages) > d.cfg.pages() {
+		return fmt.Errorf("%d pages in a %d-page guest: %w", h.npages, d.cfg.pages(), ErrTooLarge)
+	}
+	if h.nchunks > h.npages || uint64(h.nchunks)*ChunkPages < uint64(h.npages) {
+		return fmt.Errorf("%d chunks for %d pages: %w", h.nchunks, h.npages, ErrCorrupt)
+	}
+	return nil
+}
+
+// trailer reads the trailer and checks it covers exactly what was read.
+func (d *Decoder) trailer(rr *recordReader, epoch uint64) error {
+	want := rr.crc
+	rec, b, err := rr.next(nil, 12, 12)
+	if err != nil {
+		return fmt.Errorf("trailer: %w", err)
+	}
+	if rec.typ != recTrailer || rec.seq != 0 || len(b) != 12 {
+		return fmt.Errorf("record type %d seq %d where the trailer belongs: %w", rec.typ, rec.seq, ErrOrder)
+	}
+	if e := binary.LittleEndian.Uint64(b); e != epoch {
+		return fmt.Errorf("trailer of epoch %d in checkpoint %d: %w", e, epoch, ErrOrder)
+	}
+	if c := binary.LittleEndian.Uint32(b[8:]); c != want {
+		return fmt.Errorf("checkpoint checksum %08x, want %08x: %w", want, c, ErrCorrupt)
+	}
+	return nil
+}
+
+// checkChunks returns the first chunk error, then checks that chunks are in
+// ascending page order and add up to the header's page count.
+func (d *Decoder) checkChunks(s *Staged, errs []error, h header) error {
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("chunk %d: %w", i, err)
+		}
+	}
+	pages := 0
+	for i := range s.chunks {
+		c := &s.chunks[i]
+		if i > 0 && c.first <= s.chunks[i-1].last {
+			return fmt.Errorf("chunk %d starts at page %d, not after %d: %w", i, c.first, s.chunks[i-1].last, ErrOrder)
+		}
+		pages += c.pages
+	}
+	if pages != int(h.npages) {
+		return fmt.Errorf("%d pages in chunks, header says %d: %w", pages, h.npages, ErrCorrupt)
+	}
+	return nil
+}
+
+// parallel runs fn(0..n-1) on up to Workers goroutines.
+func (d *Decoder) parallel(n int, fn func(int)) {
+	nw := min(d.cfg.Workers, n)
+	if nw <= 1 {
+		for i := 0; i < n; i++ {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < nw; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package fgbi
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/s2"
+)
+
+// Stats describes one encoded checkpoint.
+type Stats struct {
+	Pages         int   // dirty pages given to Encode
+	SentPages     int   // pages with at least one changed block
+	ChangedBlocks int   // blocks that differed from the backup's copy
+	ZeroBlocks    int   // changed blocks sent as zero runs
+	SharedBlocks  int   // changed blocks sent as references
+	DeltaBlocks   int   // changed blocks sent as a delta against the replica
+	LiteralBytes  int   // literal block bytes before S2
+	StateBytes    int   // wire bytes of the device-state record
+	WireBytes     int64 // total bytes written
+}
+
+func (s *Stats) add(o Stats) {
+	s.SentPages += o.SentPages
+	s.ChangedBlocks += o.ChangedBlocks
+	s.ZeroBlocks += o.ZeroBlocks
+	s.SharedBlocks += o.SharedBlocks
+	s.DeltaBlocks += o.DeltaBlocks
+	s.LiteralBytes += o.LiteralBytes
+}
+
+// Encoder produces checkpoints. It remembers what the backup holds (block
+// fingerprints, the shadow cache, the content index and the last device
+// state), so checkpoints must reach the backup in order; Reset after any
+// loss. An Encoder is not safe for concurrent use.
+type Encoder struct {
+	cfg    Config
+	bpp    int
+	hashes []uint32 // per block: low 32 bits of xxh3 of the last sent content
+	known  []uint8  // per page: 1 when the backup holds it and hashes are valid
+	sh     *shadow
+	idx    *index
+	state  []byte // last device state sent, nil if none
+	broken bool   // a write failed: the backup's content is unknown
+	work   []*worker
+	outs   []*chunkOut
+}
+
+// NewEncoder returns an encoder for cfg. Its memory is MemoryOverhead(cfg).
+func NewEncoder(cfg Config) (*Encoder, error) {
+	c, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	slots := c.cachePages()
+	if uint64(slots) > c.pages() {
+		slots = int(c.pages())
+	}
+	e := &Encoder{
+		cfg:    c,
+		bpp:    c.blocksPerPage(),
+		hashes: make([]uint32, c.pages()*uint64(c.blocksPerPage())),
+		known:  make([]uint8, c.pages()),
+		sh:     newShadow(c.pages(), slots),
+		idx:    newIndex(indexSize(c)),
+	}
+	for i := 0; i < c.Workers; i++ {
+		e.work = append(e.work, newWorker(c))
+	}
+	return e, nil
+}
+
+// Reset forgets what the backup holds: the next Encode sends every block of
+// every page it is given, and the full device state.
+func (e *Encoder) Reset() {
+	clear(e.known)
+	e.sh.reset()
+	e.idx.reset()
+	e.state = nil
+	e.broken = false
+}
+
+// Encode writes one complete checkpoint for epoch to w. pfns are ascending,
+// unique and below MemSize/PageSize; data holds their contents, PageSize
+// bytes each; state may be nil. On a write error the encoder resets itself
+// on the next call, since the backup's content is then unknown.
+func (e *Encoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data []byte, state []byte) (Stats, error) {
+	st := Stats{Pages: len(pfns)}
+	if err := e.check(pfns, data, state); err != nil {
+		return st, err
+	}
+	if e.broken {
+		e.Reset()
+	}
+	nch := (len(pfns) + ChunkPages - 1) / ChunkPages
+	for len(e.outs) < nch {
+		e.outs = append(e.outs, &chunkOut{})
+	}
+	e.parallel(nch, func(wk *worker, i int) {
+		lo, hi := i*ChunkPages, min((i+1)*ChunkPages, len(pfns))
+		wk.encodeChunk(e, e.outs[i], pfns[lo:hi], data[lo*PageSize:hi*PageSize])
+	})
+	h := header{epoch: epoch, memSize: e.cfg.MemSize, blockSize: uint32(e.cfg.BlockSize)}
+	for _, o := range e.outs[:nch] {
+		st.add(o.stats)
+		if o.pages > 0 {
+			h.nchunks++
+			h.npages += uint32(o.pages)
+		}
+	}
+	var sp []byte
+	if state != nil {
+		h.flags |= flagState
+		sp = encodeState(e.state, state, e.cfg.Compression)
+	}
+	rw := &recordWriter{w: w}
+	e.broken = true
+	if err := e.write(rw, h, nch, sp); err != nil {
+		st.WireBytes = rw.n
+		return st, err
+	}
+	e.broken = false
+	st.WireBytes = rw.n
+	st.StateBytes = len(sp) + recordSize
+	if state != nil {
+		e.state = append(e.state[:0], state...)
+	}
+	e.commit(pfns, data, nch)
+	return st, nil
+}
+
+// check validates Encode's arguments.
+func (e *Encoder) check(pfns []uint64, data, state []byte) error {
+	if len(data) != len(pfns)*PageSize {
+		return fmt.Errorf("%d data bytes for %d pages: %w", len(data), len(pfns), ErrInput)
+	}
+	if len(pfns) > 1<<31 || len(state) > MaxStateSize {
+		return fmt.Errorf("%d pages, %d state bytes: %w", len(pfns), len(state), ErrTooLarge)
+	}
+	n := e.cfg.pages()
+	for i, p := range pfns {
+		if p >= n {
+			return fmt.Errorf("page %d beyond %d pages: %w", p, n, ErrRange)
+		}
+		if i > 0 && p <= pfns[i-1] {
+			return fmt.Errorf("page %d after %d: not ascending: %w", p, pfns[i-1], ErrInput)
+		}
+	}
+	return nil
+}
+
+func (e *Encoder) write(rw *recordWriter, h header, nch int, sp []byte) error {
+	if err := rw.write(h.marshal()); err != nil {
+		return err
+	}
+	seq := uint32(0)
+	for _, o := range e.outs[:nch] {
+		if o.pages == 0 {
+			continue
+		}
+		if err := rw.record(record{typ: recChunk, codec: o.codec, seq: seq, rawLen: uint32(len(o.raw))}, o.wire()); err != nil {
+			return err
+		}
+		seq++
+	}
+	if sp != nil {
+		if err := rw.record(record{typ: recState, rawLen: uint32(len(sp))}, sp); err != nil {
+			return err
+		}
+	}
+	return rw.trailer(h.epoch)
+}
+
+// commit records, once the checkpoint is written, the backup's new copies:
+// the shadow cache takes every sent page the backup already held before
+// (pages sent for the first time are usually cold), and the content index
+// learns the blocks of those pages.
+func (e *Encoder) commit(pfns []uint64, data []byte, nch int) {
+	if len(e.sh.owner) == 0 {
+		return
+	}
+	for i, o := range e.outs[:nch] {
+		base := i * ChunkPages
+		for _, p := range o.cache {
+			e.sh.store(pfns[base+p], data[(base+p)*PageSize:(base+p+1)*PageSize])
+		}
+		for _, in := range o.inserts {
+			e.idx.put(in.hash, in.blk)
+		}
+	}
+}
+
+// parallel runs fn for chunks 0..n-1 on up to Workers goroutines.
+func (e *Encoder) parallel(n int, fn func(*worker, int)) {
+	nw := min(len(e.work), n)
+	if nw <= 1 {
+		for i := 0; i < n; i++ {
+			fn(e.work[0], i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for _, wk := range e.work[:nw] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(wk, i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// chunkOut is one chunk's encoded record and the updates it implies.
+type chunkOut struct {
+	raw     []byte // uncompressed payload
+	enc     []byte // S2 payload when codec is codecS2
+	codec   uint8
+	pages   int
+	stats   Stats
+	cache   []int // indexes (within the chunk) of pages to store in the shadow
+	inserts []insert
+}
+
+type insert struct{ hash, blk uint64 }
+
+func (o *chunkOut) wire() []byte {
+	if o.codec == codecS2 {
+		return o.enc
+	}
+	return o.raw
+}
+
+// compress picks S2 for the payload when it saves at least 1/32.
+func (o *chunkOut) compress() {
+	o.codec = codecRaw
+	n := s2.MaxEncodedLen(len(o.raw))
+	if cap(o.enc) < n {
+		o.enc = make([]byte, n)
+	}
+	o.enc = s2.Encode(o.enc[:n], o.raw)
+	if len(o.enc) < len(o.raw)-len(o.raw)/32 {
+		o.codec = codecS2
+	}
+}

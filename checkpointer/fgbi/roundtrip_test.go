@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package fgbi
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+)
+
+// modes are the codec variants the benchmark compares.
+var modes = []struct {
+	name                 string
+	sharing, compression bool
+	cache                int
+}{
+	{"detect", false, false, 0},
+	{"share", true, false, 0},
+	{"full", true, true, 0},
+	{"nocache", true, true, -1},
+	{"tinycache", true, true, 4 * PageSize},
+}
+
+func TestRoundTrip(t *testing.T) {
+	epochs := 40
+	if testing.Short() {
+		epochs = 15
+	}
+	for _, bs := range []int{64, 128, 256, 512, 1024, 2048, 4096} {
+		for _, m := range modes {
+			t.Run(fmt.Sprintf("%s/%d", m.name, bs), func(t *testing.T) {
+				roundTrip(t, Config{MemSize: 64 * PageSize, BlockSize: bs, Sharing: m.sharing,
+					Compression: m.compression, XORCacheBytes: m.cache, Workers: 3}, epochs, uint64(bs))
+			})
+		}
+	}
+}
+
+// roundTrip runs epochs checkpoints of a mutating guest through an encoder
+// and decoder and checks the replica and state after every one.
+func roundTrip(t *testing.T, cfg Config, epochs int, seed uint64) {
+	t.Helper()
+	g := newGuest(int(cfg.MemSize/PageSize), seed)
+	enc, err := NewEncoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := NewDecoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replica := make([]byte, cfg.MemSize)
+	var wire, raw int64
+	for ep := 0; ep < epochs; ep++ {
+		if ep > 0 {
+			g.step(30)
+		}
+		if ep == epochs/2 { // a reconnect: full resync of every page
+			enc.Reset()
+			for p := uint64(0); p < g.pages(); p++ {
+				g.dirty[p] = true
+			}
+		}
+		pfns, data := g.harvest()
+		var buf bytes.Buffer
+		st, err := enc.Encode(&buf, uint64(ep), pfns, data, g.state)
+		if err != nil {
+			t.Fatalf("epoch %d: encode: %v", ep, err)
+		}
+		if st.WireBytes != int64(buf.Len()) {
+			t.Fatalf("epoch %d: stats say %d bytes, wrote %d", ep, st.WireBytes, buf.Len())
+		}
+		wire += st.WireBytes
+		raw += int64(len(data))
+		s, err := dec.Decode(&buf, replica)
+		if err != nil {
+			t.Fatalf("epoch %d: decode: %v", ep, err)
+		}
+		if buf.Len() != 0 {
+			t.Fatalf("epoch %d: decoder left %d bytes", ep, buf.Len())
+		}
+		if s.Epoch() != uint64(ep) {
+			t.Fatalf("epoch %d: staged epoch %d", ep, s.Epoch())
+		}
+		s.Apply(replica)
+		if !bytes.Equal(replica, g.mem) {
+			t.Fatalf("epoch %d: replica differs from the guest at byte %d", ep, firstDiff(replica, g.mem))
+		}
+		if !bytes.Equal(s.State(), g.state) {
+			t.Fatalf("epoch %d: state differs", ep)
+		}
+	}
+	t.Logf("%d epochs: %d wire bytes for %d dirty bytes", epochs, wire, raw)
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestSharingAndDeltaShrink checks that the toggles do what they claim on a
+// workload with sparse writes and duplicated content: each one shrinks the
+// stream.
+func TestSharingAndDeltaShrink(t *testing.T) {
+	sizes := map[string]int64{}
+	for _, m := range modes[:3] {
+		cfg := Config{MemSize: 64 * PageSize, Sharing: m.sharing, Compression: m.compression, Workers: 2}
+		g := newGuest(64, 1)
+		enc, _ := NewEncoder(cfg)
+		for ep := 0; ep < 20; ep++ {
+			g.step(40)
+			pfns, data := g.harvest()
+			var buf bytes.Buffer
+			st, err := enc.Encode(&buf, uint64(ep), pfns, data, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ep > 0 {
+				sizes[m.name] += st.WireBytes
+			}
+		}
+	}
+	if !(sizes["share"] < sizes["detect"] && sizes["full"] < sizes["share"]) {
+		t.Fatalf("wire bytes detect %d, share %d, full %d: want strictly decreasing", sizes["detect"], sizes["share"], sizes["full"])
+	}
+}

@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package fgbi
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"slices"
+)
+
+// Version is the wire format version this package writes and reads.
+const Version = 1
+
+const (
+	headerSize = 44
+	recordSize = 20
+
+	recChunk   = 1
+	recState   = 2
+	recTrailer = 3
+
+	codecRaw = 0
+	codecS2  = 1
+
+	flagState = 1
+)
+
+var (
+	magic  = [4]byte{'R', 'S', 'F', 'G'}
+	crcTab = crc32.MakeTable(crc32.Castagnoli)
+)
+
+// header is the fixed checkpoint header.
+type header struct {
+	flags     uint16
+	epoch     uint64
+	memSize   uint64
+	blockSize uint32
+	nchunks   uint32
+	npages    uint32
+}
+
+func (h header) marshal() []byte {
+	b := make([]byte, headerSize)
+	copy(b, magic[:])
+	binary.LittleEndian.PutUint16(b[4:], Version)
+	binary.LittleEndian.PutUint16(b[6:], h.flags)
+	binary.LittleEndian.PutUint64(b[8:], h.epoch)
+	binary.LittleEndian.PutUint64(b[16:], h.memSize)
+	binary.LittleEndian.PutUint32(b[24:], h.blockSize)
+	binary.LittleEndian.PutUint32(b[28:], h.nchunks)
+	binary.LittleEndian.PutUint32(b[32:], h.npages)
+	binary.LittleEndian.PutUint32(b[40:], crc32.Checksum(b[:40], crcTab))
+	return b
+}
+
+func parseHeader(b []byte) (header, error) {
+	var h header
+	if [4]byte(b[:4]) != magic {
+		return h, fmt.Errorf("bad magic %q: %w", b[:4], ErrCorrupt)
+	}
+	if v := binary.LittleEndian.Uint16(b[4:]); v != Version {
+		return h, fmt.Errorf("version %d, this build reads %d: %w", v, Version, ErrVersion)
+	}
+	if got, want := crc32.Checksum(b[:40], crcTab), binary.LittleEndian.Uint32(b[40:]); got != want {
+		return h, fmt.Errorf("header checksum %08x, want %08x: %w", got, want, ErrCorrupt)
+	}
+	h.flags = binary.LittleEndian.Uint16(b[6:])
+	h.epoch = binary.LittleEndian.Uint64(b[8:])
+	h.memSize = binary.LittleEndian.Uint64(b[16:])
+	h.blockSize = binary.LittleEndian.Uint32(b[24:])
+	h.nchunks = binary.LittleEndian.Uint32(b[28:])
+	h.npages = binary.LittleEndian.Uint32(b[32:])
+	if binary.LittleEndian.Uint32(b[36:]) != 0 || h.flags&^flagState != 0 {
+		return h, fmt.Errorf("reserved header bits set: %w", ErrCorrupt)
+	}
+	return h, nil
+}
+
+// record is one record's header.
+type record struct {
+	typ, codec uint8
+	seq        uint32
+	encLen     uint32 // payload bytes on the wire
+	rawLen     uint32 // payload bytes after decompression
+}
+
+// recordWriter writes records and keeps the running CRC32C of everything
+// written, which the trailer carries.
+type recordWriter struct {
+	w   io.Writer
+	crc uint32
+	n   int64
+}
+
+func (rw *recordWriter) write(b []byte) error {
+	rw.crc = crc32.Update(rw.crc, crcTab, b)
+	n, err := rw.w.Write(b)
+	rw.n += int64(n)
+	if err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	return nil
+}
+
+func (rw *recordWriter) record(r record, payload []byte) error {
+	var h [recordSize]byte
+	h[0], h[1] = r.typ, r.codec
+	binary.LittleEndian.PutUint32(h[4:], r.seq)
+	binary.LittleEndian.PutUint32(h[8:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(h[12:], r.rawLen)
+	c := crc32.Update(crc32.Checksum(h[:16], crcTab), crcTab, payload)
+	binary.LittleEndian.PutUint32(h[16:], c)
+	if err := rw.write(h[:]); err != nil {
+		return err
+	}
+	return rw.write(payload)
+}
+
+// trailer writes the trailer record: epoch and the CRC32C of all preceding
+// bytes, so a reordered, spliced or replayed checkpoint fails as a whole.
+func (rw *recordWriter) trailer(epoch uint64) error {
+	var p [12]byte
+	binary.LittleEndian.PutUint64(p[:], epoch)
+	binary.LittleEndian.PutUint32(p[8:], rw.crc)
+	return rw.record(record{typ: recTrailer, rawLen: 12}, p[:])
+}
+
+// recordReader reads records with the same running CRC.
+type recordReader struct {
+	r   io.Reader
+	crc uint32
+}
+
+func (rr *recordReader) full(b []byte, what string) error {
+	if _, err := io.ReadFull(rr.r, b); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("reading %s: %w", what, ErrTruncated)
+		}
+		return fmt.Errorf("reading %s: %w", what, err)
+	}
+	rr.crc = crc32.Update(rr.crc, crcTab, b)
+	return nil
+}
+
+// next reads one record whose payload may be at most maxEnc bytes on the
+// wire and maxRaw bytes decompressed; buf is reused for the payload.
+func (rr *recordReader) next(buf []byte, maxEnc, maxRaw uint32) (record, []byte, error) {
+	var h [recordSize]byte
+	var r record
+	if err := rr.full(h[:], "record header"); err != nil {
+		return r, buf, err
+	}
+	r = record{typ: h[0], codec: h[1], seq: binary.LittleEndian.Uint32(h[4:]),
+		encLen: binary.LittleEndian.Uint32(h[8:]), rawLen: binary.LittleEndian.Uint32(h[12:])}
+	if h[2] != 0 || h[3] != 0 || r.codec > codecS2 {
+		return r, buf, fmt.Errorf("record header reserved bits or codec %d: %w", r.codec, ErrCorrupt)
+	}
+	if r.encLen > maxEnc || r.rawLen > maxRaw || (r.codec == codecRaw && r.encLen != r.rawLen) {
+		return r, buf, fmt.Errorf("record type %d: %d bytes (%d decoded), limit %d (%d): %w",
+			r.typ, r.encLen, r.rawLen, maxEnc, maxRaw, ErrTooLarge)
+	}
+	// Grow the buffer as bytes arrive, so a lying length costs at most
+	// twice what the peer really sent.
+	buf = buf[:0]
+	for len(buf) < int(r.encLen) {
+		step := min(int(r.encLen)-len(buf), max(len(buf), 64<<10))
+		buf = slices.Grow(buf, step)
+		if err := rr.full(buf[len(buf):len(buf)+step], "record payload"); err != nil {
+			return r, buf, err
+		}
+		buf = buf[:len(buf)+step]
+	}
+	c := crc32.Update(crc32.Checksum(h[:16], crcTab), crcTab, buf)
+	if want := binary.LittleEndian.Uint32(h[16:]); c != want {
+		return r, buf, fmt.Errorf("record type %d seq %d checksum %08x, want %08x: %w", r.typ, r.seq, c, want, ErrCorrupt)
+	}
+	return r, buf, nil
+}
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, crcTab) }

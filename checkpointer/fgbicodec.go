@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package checkpointer
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/resilire/resilire/checkpointer/fgbi"
+)
+
+// FGBICodec is the production codec: fine-grained block identification,
+// sharing and hybrid compression (package fgbi). Config.MemSize is filled
+// in from the guest.
+type FGBICodec struct {
+	Config fgbi.Config
+}
+
+// DefaultFGBI is the codec the agents use unless told otherwise: 64-byte
+// blocks, sharing and compression on, default cache and workers.
+func DefaultFGBI() FGBICodec {
+	return FGBICodec{Config: fgbi.Config{BlockSize: 64, Sharing: true, Compression: true}}
+}
+
+// Name implements Codec. The block size is part of it: both ends must agree.
+func (c FGBICodec) Name() string {
+	bs := c.Config.BlockSize
+	if bs == 0 {
+		bs = 64
+	}
+	return fmt.Sprintf("fgbi-b%d", bs)
+}
+
+func (c FGBICodec) config(memSize uint64) fgbi.Config {
+	cfg := c.Config
+	cfg.MemSize = memSize
+	return cfg
+}
+
+// NewEncoder implements Codec.
+func (c FGBICodec) NewEncoder(memSize uint64) (Encoder, error) {
+	e, err := fgbi.NewEncoder(c.config(memSize))
+	if err != nil {
+		return nil, fmt.Errorf("fgbi encoder: %w", err)
+	}
+	return fgbiEncoder{e}, nil
+}
+
+// NewDecoder implements Codec.
+func (c FGBICodec) NewDecoder(memSize uint64) (Decoder, error) {
+	d, err := fgbi.NewDecoder(c.config(memSize))
+	if err != nil {
+		return nil, fmt.Errorf("fgbi decoder: %w", err)
+	}
+	return fgbiDecoder{d}, nil
+}
+
+type fgbiEncoder struct{ e *fgbi.Encoder }
+
+func (f fgbiEncoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data, state []byte) (EncodeStats, error) {
+	st, err := f.e.Encode(w, epoch, pfns, data, state)
+	return EncodeStats{Pages: st.Pages, WireBytes: st.WireBytes}, err
+}
+
+func (f fgbiEncoder) Reset() { f.e.Reset() }
+
+type fgbiDecoder struct{ d *fgbi.Decoder }
+
+func (f fgbiDecoder) Decode(r io.Reader, replica []byte) (Staged, error) {
+	s, err := f.d.Decode(r, replica)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package checkpointer
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Agent states, exported as the resilire_state gauge (1 for the current
+// state) and in the status JSON.
+const (
+	StateConnecting  = "connecting"  // primary: no backup yet, output held
+	StateSyncing     = "syncing"     // both: initial synchronisation running
+	StateProtected   = "protected"   // primary: epochs acked by the backup
+	StateBlocked     = "blocked"     // primary: backup lost, output held (block)
+	StateUnprotected = "unprotected" // primary: backup lost, output flows (continue)
+	StateWaiting     = "waiting"     // backup: nothing committed yet
+	StateStandby     = "standby"     // backup: a committed checkpoint is held
+	StateFencing     = "fencing"     // backup: primary lost, fence running
+	StateFenceFailed = "fence-failed"
+	StateActive      = "active" // backup: the guest runs here now
+	StateStopped     = "stopped"
+)
+
+var allStates = []string{StateConnecting, StateSyncing, StateProtected, StateBlocked,
+	StateUnprotected, StateWaiting, StateStandby, StateFencing, StateFenceFailed, StateActive, StateStopped}
+
+// Metrics are the Prometheus series of one agent (one protected VM).
+type Metrics struct {
+	// Pause is how long the guest stayed paused per epoch (type II downtime).
+	Pause prometheus.Histogram
+	// Epoch is the time from pause to release (or apply, on the backup).
+	Epoch prometheus.Histogram
+	// AckLatency is the time from END sent to ACK received.
+	AckLatency prometheus.Histogram
+	// DirtyPages counts pages harvested (primary) or applied (backup).
+	DirtyPages prometheus.Counter
+	// WireBytes counts checkpoint bytes sent (primary) or received (backup).
+	WireBytes prometheus.Counter
+	// Checkpoints counts checkpoints by result: acked, applied, refused.
+	Checkpoints *prometheus.CounterVec
+	// HeldBytes is the output held waiting for an ACK (from OutputStats).
+	HeldBytes prometheus.Gauge
+	// Drops is the count of held frames the bounded buffer dropped.
+	Drops prometheus.Gauge
+	// State is 1 for the agent's current state, 0 for the others.
+	State *prometheus.GaugeVec
+}
+
+// NewMetrics registers the series on reg (a fresh registry if nil),
+// labelled with the agent's role and VM.
+func NewMetrics(reg prometheus.Registerer, role, vm string) *Metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	cl := prometheus.Labels{"role": role, "vm": vm}
+	buckets := []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5}
+	m := &Metrics{
+		Pause: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "resilire_pause_seconds",
+			Help: "Time the guest stayed paused per epoch.", ConstLabels: cl, Buckets: buckets}),
+		Epoch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "resilire_epoch_seconds",
+			Help: "Time from pause to release (primary) or from BEGIN to ACK (backup).", ConstLabels: cl, Buckets: buckets}),
+		AckLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "resilire_ack_latency_seconds",
+			Help: "Time from the end of a checkpoint on the wire to its ACK.", ConstLabels: cl, Buckets: buckets}),
+		DirtyPages: prometheus.NewCounter(prometheus.CounterOpts{Name: "resilire_dirty_pages_total",
+			Help: "Pages carried by checkpoints.", ConstLabels: cl}),
+		WireBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "resilire_wire_bytes_total",
+			Help: "Checkpoint bytes on the wire.", ConstLabels: cl}),
+		Checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "resilire_checkpoints_total",
+			Help: "Checkpoints by result (acked, applied, refused).", ConstLabels: cl}, []string{"result"}),
+		HeldBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "resilire_held_bytes",
+			Help: "Guest output held until its epoch is acknowledged.", ConstLabels: cl}),
+		Drops: prometheus.NewGauge(prometheus.GaugeOpts{Name: "resilire_output_drops",
+			Help: "Held frames dropped because the output buffer was full.", ConstLabels: cl}),
+		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "resilire_state",
+			Help: "1 for the agent's current state.", ConstLabels: cl}, []string{"state"}),
+	}
+	reg.MustRegister(m.Pause, m.Epoch, m.AckLatency, m.DirtyPages, m.WireBytes, m.Checkpoints, m.HeldBytes, m.Drops, m.State)
+	return m
+}
+
+// setState marks s as the current state.
+func (m *Metrics) setState(s string) {
+	for _, x := range allStates {
+		v := 0.0
+		if x == s {
+			v = 1
+		}
+		m.State.WithLabelValues(x).Set(v)
+	}
+}

@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package checkpointer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// LossPolicy says what the primary does while it has no backup.
+type LossPolicy string
+
+const (
+	// LossBlock keeps every output frame held until a backup acknowledges
+	// a checkpoint again: the guest runs but talks to no one. Safe.
+	LossBlock LossPolicy = "block"
+	// LossContinue drops the output of the epochs the backup never
+	// acknowledged (it must never leave: the backup may resume from an
+	// older state), then lets new output flow one interval late with no
+	// protection until a backup is back.
+	LossContinue LossPolicy = "continue"
+)
+
+// ParseLossPolicy accepts "block" or "continue".
+func ParseLossPolicy(s string) (LossPolicy, error) {
+	switch LossPolicy(s) {
+	case LossBlock, LossContinue:
+		return LossPolicy(s), nil
+	}
+	return "", fmt.Errorf("backup loss policy %q: want block or continue", s)
+}
+
+// Defaults for PrimaryConfig and BackupConfig.
+const (
+	DefaultInterval          = 50 * time.Millisecond
+	DefaultHeartbeatInterval = 100 * time.Millisecond
+	DefaultHeartbeatTimeout  = 1 * time.Second
+	DefaultAckTimeout        = 10 * time.Second
+	DefaultRetryInterval     = 1 * time.Second
+	DefaultPrecopyRounds     = 5
+	DefaultPrecopyStopPages  = 256
+	precopyChunkPages        = 8192
+)
+
+// PrimaryConfig configures the protecting agent.
+type PrimaryConfig struct {
+	Domain Domain
+	Output OutputCommit
+	Codec  Codec
+	// Dial connects to the backup (DialTCP).
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Interval between checkpoints; DefaultInterval (50 ms) if zero.
+	Interval time.Duration
+	// HeartbeatInterval and HeartbeatTimeout: a backup silent for the
+	// timeout is lost.
+	HeartbeatInterval, HeartbeatTimeout time.Duration
+	// AckTimeout bounds the wait for one checkpoint's ACK.
+	AckTimeout time.Duration
+	// RetryInterval spaces reconnection attempts.
+	RetryInterval time.Duration
+	// OnBackupLoss is LossBlock unless set.
+	OnBackupLoss LossPolicy
+	// PrecopyRounds is the number of rounds after the full copy (negative:
+	// no pre-copy, the first checkpoint copies every page in one pause);
+	// PrecopyStopPages ends pre-copy early when fewer pages are dirty.
+	PrecopyRounds    int
+	PrecopyStopPages int
+	// Progress, if set, is told how far the initial copy is.
+	Progress func(done, total uint64)
+	// Pipeline takes epoch e+1 while e is still being shipped and acked
+	// (at most one epoch in flight besides the one being taken).
+	Pipeline bool
+	// OnEpoch, if set, is called after every committed epoch.
+	OnEpoch func(EpochStats)
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+// Primary runs the epoch loop for one protected VM.
+type Primary struct {
+	cfg PrimaryConfig
+	log *slog.Logger
+	m   *Metrics
+	enc Encoder
+
+	pfns     []uint64 // pre-copy scratch
+	buf      []byte   // pre-copy scratch
+	bufs     [2]capBuf
+	fullNext bool
+
+	mu     sync.Mutex
+	state  string
+	acked  uint64
+	status Status
+}
+
+// NewPrimary checks cfg and fills in defaults.
+func NewPrimary(cfg PrimaryConfig) (*Primary, error) {
+	if cfg.Domain == nil || cfg.Output == nil || cfg.Codec == nil || cfg.Dial == nil {
+		return nil, errors.New("primary: domain, output, codec and dial are required")
+	}
+	setDefault(&cfg.Interval, DefaultInterval)
+	setDefault(&cfg.HeartbeatInterval, DefaultHeartbeatInterval)
+	setDefault(&cfg.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	setDefault(&cfg.AckTimeout, DefaultAckTimeout)
+	setDefault(&cfg.RetryInterval, DefaultRetryInterval)
+	if cfg.OnBackupLoss == "" {
+		cfg.OnBackupLoss = LossBlock
+	}
+	if _, err := ParseLossPolicy(string(cfg.OnBackupLoss)); err != nil {
+		return nil, err
+	}
+	if cfg.PrecopyRounds == 0 {
+		cfg.PrecopyRounds = DefaultPrecopyRounds
+	}
+	if cfg.PrecopyStopPages == 0 {
+		cfg.PrecopyStopPages = DefaultPrecopyStopPages
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil, "primary", cfg.Domain.Name())
+	}
+	enc, err := cfg.Codec.NewEncoder(cfg.Domain.MemorySize())
+	if err != nil {
+		return nil, fmt.Errorf("primary encoder: %w", err)
+	}
+	p := &Primary{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, enc: enc}
+	p.setState(StateConnecting)
+	return p, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// Run protects the VM until ctx ends or a fatal error. Losing the backup
+// is not fatal: the loss policy applies and the primary reconnects, then
+// resynchronises in full. Output still held when Run returns stays held.
+func (p *Primary) Run(ctx context.Context) error {
+	defer p.setState(StateStopped)
+	if err := p.cfg.Domain.EnableDirtyLog(ctx); err != nil {
+		return fmt.Errorf("enable dirty log: %w", err)
+	}
+	var s *session
+	for {
+		if s == nil {
+			var err error
+			if s, err = p.awaitBackup(ctx); err != nil {
+				return err
+			}
+		}
+		err := p.protect(ctx, s)
+		s.close()
+		s = nil
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, ErrBackupLost) && !errors.Is(err, ErrRefused) {
+			return err
+		}
+		// The backup may hold any prefix of what was sent: forget it all.
+		p.enc.Reset()
+		p.log.Error("backup lost: guest no longer protected", "vm", p.cfg.Domain.Name(),
+			"epoch", p.ackedEpoch(), "policy", p.cfg.OnBackupLoss, "err", err)
+		if p.cfg.OnBackupLoss == LossContinue {
+			// Unacknowledged output must never leave: drop it.
+			if err := p.cfg.Output.Discard(); err != nil {
+				return fmt.Errorf("discard unacknowledged output: %w", err)
+			}
+		}
+	}
+}
+
+// protect synchronises the backup, then runs epochs until the session fails.
+func (p *Primary) protect(ctx context.Context, s *session) error {
+	p.setState(StateSyncing)
+	if err := p.initialSync(ctx, s); err != nil {
+		return err
+	}
+	if p.cfg.Pipeline {
+		return p.pipeline(ctx, s)
+	}
+	t := time.NewTicker(p.cfg.Interval)
+	defer t.Stop()
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.dead:
+				return s.err
+			case <-t.C:
+			}
+		}
+		if _, err := p.runEpoch(ctx, s); err != nil {
+			return err
+		}
+	}
+}
+
+// awaitBackup dials until a backup answers. Meanwhile the loss policy
+// applies: block holds all output; continue releases it every interval.
+func (p *Primary) awaitBackup(ctx context.Context) (*session, error) {
+	switch {
+	case p.cfg.OnBackupLoss == LossContinue:
+		p.setState(StateUnprotected)
+	case p.ackedEpoch() > 0:
+		p.setState(StateBlocked)
+	default:
+		p.setState(StateConnecting) // never protected yet: output held too
+	}
+	found := make(chan *session, 1)
+	dctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			s, err := p.dialSession(dctx)
+			if err == nil {
+				found <- s
+				return
+			}
+			p.log.Warn("no backup", "vm", p.cfg.Domain.Name(), "err", err)
+			select {
+			case <-dctx.Done():
+				return
+			case <-time.After(p.cfg.RetryInterval):
+			}
+		}
+	}()
+	defer func() { cancel(); wg.Wait() }()
+	t := time.NewTicker(p.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case s := <-found:
+			return s, nil
+		case <-t.C:
+			if p.cfg.OnBackupLoss == LossContinue {
+				if err := p.releaseUnprotected(ctx); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+}
+
+// releaseUnprotected closes and releases an epoch with no checkpoint
+// (continue policy only). Advance still runs inside a pause, as the output
+// buffer's contract asks, but the pause covers nothing else.
+func (p *Primary) releaseUnprotected(ctx context.Context) error {
+	if err := p.cfg.Domain.Pause(ctx); err != nil {
+		return fmt.Errorf("pause: %w", err)
+	}
+	e, err := p.cfg.Output.Advance()
+	if rerr := p.cfg.Domain.Resume(ctx); rerr != nil {
+		return fmt.Errorf("resume: %w", rerr)
+	}
+	if err != nil {
+		return fmt.Errorf("advance unprotected epoch: %w", err)
+	}
+	if err := p.cfg.Output.Release(e); err != nil {
+		return fmt.Errorf("release unprotected epoch %d: %w", e, err)
+	}
+	return nil
+}
+
+// observeOutput copies the output buffer's counters into the metrics.
+func (p *Primary) observeOutput() {
+	if st, ok := p.cfg.Output.(OutputStats); ok {
+		p.m.HeldBytes.Set(float64(st.HeldBytes()))
+		p.m.Drops.Set(float64(st.Dropped()))
+	}
+}

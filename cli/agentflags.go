@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/checkpointer/fgbi"
+	ucli "github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+)
+
+// Flags shared by `protect` and `standby`.
+
+const defaultMetricsAddr = "127.0.0.1:9470"
+
+func agentVMFlag() ucli.Flag {
+	return &ucli.StringFlag{Name: "vm", Usage: "name of the protected VM (must match on both hosts)", Required: true}
+}
+
+func timingFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.DurationFlag{Name: "heartbeat-interval", Value: checkpointer.DefaultHeartbeatInterval, Usage: "how often each side sends a heartbeat"},
+		&ucli.DurationFlag{Name: "heartbeat-timeout", Value: checkpointer.DefaultHeartbeatTimeout, Usage: "silence after which the peer is declared lost"},
+	}
+}
+
+func codecFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "codec", Value: "fgbi", Usage: "checkpoint codec: fgbi (block diff, sharing, compression) or raw (whole pages); both hosts must agree"},
+		&ucli.IntFlag{Name: "block-size", Value: 64, Usage: "fgbi change-detection block in bytes (power of two, 64..4096); both hosts must agree"},
+		&ucli.BoolFlag{Name: "no-compression", Usage: "fgbi: no XOR delta or S2 compression"},
+	}
+}
+
+func tlsFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "tls-cert", Usage: "PEM certificate of this agent (mutual TLS)"},
+		&ucli.StringFlag{Name: "tls-key", Usage: "PEM private key of this agent"},
+		&ucli.StringFlag{Name: "tls-ca", Usage: "PEM CA bundle that signs the peer's certificate"},
+	}
+}
+
+func metricsFlag() ucli.Flag {
+	return &ucli.StringFlag{Name: "metrics-addr", Value: defaultMetricsAddr, Usage: "address for /metrics (Prometheus) and /status (JSON); empty disables"}
+}
+
+func tlsFiles(c *ucli.Context) checkpointer.TLSFiles {
+	return checkpointer.TLSFiles{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca"), ServerName: c.String("tls-server-name")}
+}
+
+func codecFrom(c *ucli.Context) (checkpointer.Codec, error) {
+	switch c.String("codec") {
+	case "fgbi":
+		cfg := fgbi.Config{BlockSize: c.Int("block-size"), Sharing: true, Compression: !c.Bool("no-compression")}
+		return checkpointer.FGBICodec{Config: cfg}, nil
+	case "raw":
+		return checkpointer.RawCodec{}, nil
+	}
+	return nil, fmt.Errorf("--codec %q: want fgbi or raw", c.String("codec"))
+}
+
+// runAgent runs the agent and, when --metrics-addr is set, its HTTP
+// endpoint, until ctx ends or the agent returns.
+func runAgent(ctx context.Context, c *ucli.Context, reg *prometheus.Registry, status func() checkpointer.Status, log *slog.Logger, agent func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	if addr := c.String("metrics-addr"); addr != "" {
+		g.Go(func() error { return checkpointer.ServeHTTP(gctx, addr, reg, status, nil, log) })
+	}
+	g.Go(func() error {
+		defer cancel()
+		return agent(gctx)
+	})
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/dataplane"
+	"github.com/resilire/resilire/netbuf"
+	ucli "github.com/urfave/cli/v2"
+)
+
+// The one place where hypervisor drivers are chosen (--domain). Adding a
+// driver means one case in each of openPrimary and openBackup, and its
+// flags in domainFlags.
+
+// domainFlags are the flags of every driver.
+func domainFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "domain", Value: "sim", Usage: "hypervisor driver: sim (in-process simulated guest); qemu is wired by the integration"},
+		&ucli.Uint64Flag{Name: "sim-memory-mib", Value: 64, Usage: "sim: guest memory in MiB"},
+		&ucli.Uint64Flag{Name: "sim-seed", Value: 1, Usage: "sim: seed of the write pattern"},
+		&ucli.IntFlag{Name: "sim-writes-per-ms", Value: 200, Usage: "sim: 64-byte writes per millisecond"},
+		&ucli.Uint64Flag{Name: "sim-hot-pages", Value: 4096, Usage: "sim: working set in pages (0 = all memory)"},
+		&ucli.BoolFlag{Name: "dataplane", Usage: "use the guest port attached with 'resilire dataplane attach --vm NAME': " +
+			"protect holds its output (netbuf); standby switches it to pass on failover"},
+		&ucli.StringFlag{Name: "pin-root", Value: dataplane.DefaultPinRoot, Usage: "bpffs directory of the data plane's pinned state"},
+	}
+}
+
+// openDataplane reopens the VM's pinned data-plane port, nil without --dataplane.
+func openDataplane(c *ucli.Context, log *slog.Logger) (*dataplane.Port, error) {
+	if !c.Bool("dataplane") {
+		return nil, nil
+	}
+	p, err := dataplane.Open(c.String("vm"), c.String("pin-root"), log)
+	if err != nil {
+		return nil, fmt.Errorf("open data plane of %s: %w", c.String("vm"), err)
+	}
+	return p, nil
+}
+
+// heldOutput is netbuf.Buffer as the engine's OutputCommit, with stats.
+type heldOutput struct{ *netbuf.Buffer }
+
+func (h heldOutput) HeldBytes() uint64 { return uint64(max(h.Stats().HeldBytes, 0)) }
+func (h heldOutput) Dropped() uint64   { return h.Stats().Dropped }
+
+// passPort switches the standby's port to pass on failover.
+type passPort struct{ p *dataplane.Port }
+
+func (p passPort) Pass() error { return p.p.SetMode(dataplane.ModePass) }
+
+func simConfig(c *ucli.Context) checkpointer.SimConfig {
+	return checkpointer.SimConfig{Name: c.String("vm"), MemSize: c.Uint64("sim-memory-mib") << 20, Seed: c.Uint64("sim-seed"),
+		WritesPerMs: c.Int("sim-writes-per-ms"), HotPages: c.Uint64("sim-hot-pages")}
+}
+
+// primaryDriver is what `protect` needs from a driver.
+type primaryDriver struct {
+	domain checkpointer.Domain
+	output checkpointer.OutputCommit
+	close  func()
+}
+
+// openPrimary opens the protected VM and its output buffer.
+func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
+	var drv primaryDriver
+	switch c.String("domain") {
+	case "sim":
+		d := checkpointer.NewSimDomain(simConfig(c))
+		d.Start()
+		drv.domain, drv.close = d, d.Stop
+	default:
+		return nil, fmt.Errorf("--domain %q: not available in this build (sim)", c.String("domain"))
+	}
+	port, err := openDataplane(c, log)
+	if err != nil || port == nil {
+		if err == nil {
+			log.Warn("no --dataplane: the guest's output is NOT held (nothing to protect it with)", "vm", c.String("vm"))
+			drv.output = checkpointer.NewEpochCounterAt(uint64(time.Now().UnixMilli()))
+		}
+		return &drv, err
+	}
+	buf, err := netbuf.New(port, netbuf.Options{Logger: log})
+	if err != nil {
+		port.Close()
+		return nil, fmt.Errorf("output buffer: %w", err)
+	}
+	stop := drv.close
+	drv.output, drv.close = heldOutput{buf}, func() { buf.Close(); port.Close(); stop() }
+	return &drv, nil
+}
+
+// backupDriver is what `standby` needs from a driver.
+type backupDriver struct {
+	replica checkpointer.Replica
+	standby checkpointer.Standby
+	port    checkpointer.PortSwitch // nil: no data-plane port to switch
+}
+
+// openBackup prepares the replica and the standby VM.
+func openBackup(c *ucli.Context, log *slog.Logger) (*backupDriver, error) {
+	var drv backupDriver
+	switch c.String("domain") {
+	case "sim":
+		r := checkpointer.NewSimReplica(c.Uint64("sim-memory-mib") << 20)
+		drv.replica, drv.standby = r, checkpointer.NewSimStandby(simConfig(c), r)
+	default:
+		return nil, fmt.Errorf("--domain %q: not available in this build (sim)", c.String("domain"))
+	}
+	port, err := openDataplane(c, log)
+	if err != nil {
+		return nil, err
+	}
+	if port != nil {
+		drv.port = passPort{port}
+	}
+	return &drv, nil
+}

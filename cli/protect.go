@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cli
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/schollz/progressbar/v3"
+	ucli "github.com/urfave/cli/v2"
+)
+
+func protectCommand() *ucli.Command {
+	flags := []ucli.Flag{
+		agentVMFlag(),
+		&ucli.StringFlag{Name: "backup", Usage: "host:port of the backup's standby agent", Required: true},
+		&ucli.DurationFlag{Name: "interval", Value: checkpointer.DefaultInterval, Usage: "checkpoint interval (output is delayed by about this much)"},
+		&ucli.DurationFlag{Name: "ack-timeout", Value: checkpointer.DefaultAckTimeout, Usage: "longest wait for one checkpoint's ACK before the backup counts as lost"},
+		&ucli.StringFlag{Name: "on-backup-loss", Value: string(checkpointer.LossBlock), Usage: "block: hold all output until a backup is back (safe); " +
+			"continue: drop unacknowledged output and let the guest talk unprotected"},
+		&ucli.IntFlag{Name: "precopy-rounds", Value: checkpointer.DefaultPrecopyRounds, Usage: "pre-copy rounds after the full copy at (re)synchronisation; -1: no pre-copy, the first checkpoint copies all memory in one pause"},
+		&ucli.BoolFlag{Name: "pipeline", Value: true, Usage: "take epoch e+1 while e is still being shipped (releases stay in order, after each ACK)"},
+		&ucli.BoolFlag{Name: "no-progress", Usage: "no progress bar for the initial synchronisation"},
+		&ucli.StringFlag{Name: "tls-server-name", Usage: "name expected in the backup's certificate (default: host of --backup)"},
+		metricsFlag(),
+	}
+	flags = append(append(append(append(flags, timingFlags()...), codecFlags()...), tlsFlags()...), domainFlags()...)
+	return &ucli.Command{
+		Name:  "protect",
+		Usage: "protect a VM: checkpoint it to a backup every interval and hold its output until each checkpoint is acknowledged",
+		Description: "Runs on the primary host. Starts with a full synchronisation (pre-copy while the guest runs), " +
+			"then every --interval pauses the guest, copies its dirty memory and device state, resumes it, " +
+			"streams the checkpoint to the backup and releases the guest's output of that epoch only after the backup's ACK.",
+		Flags: flags,
+		Action: func(c *ucli.Context) error {
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			cfg, reg, closeDrv, err := primaryConfig(c, log)
+			if err != nil {
+				return err
+			}
+			defer closeDrv()
+			p, err := checkpointer.NewPrimary(cfg)
+			if err != nil {
+				return err
+			}
+			return runAgent(c.Context, c, reg, p.Status, log, p.Run)
+		},
+	}
+}
+
+// primaryConfig turns the flags into the primary's configuration.
+func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfig, *prometheus.Registry, func(), error) {
+	var cfg checkpointer.PrimaryConfig
+	policy, err := checkpointer.ParseLossPolicy(c.String("on-backup-loss"))
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	codec, err := codecFrom(c)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	files := tlsFiles(c)
+	if !files.Enabled() {
+		checkpointer.WarnPlaintext(log, c.String("backup"))
+	}
+	dial, err := checkpointer.DialTCP(c.String("backup"), files, 5*time.Second)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	drv, err := openPrimary(c, log)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	reg := prometheus.NewRegistry()
+	cfg = checkpointer.PrimaryConfig{Domain: drv.domain, Output: drv.output, Codec: codec, Dial: dial,
+		Interval: c.Duration("interval"), HeartbeatInterval: c.Duration("heartbeat-interval"),
+		HeartbeatTimeout: c.Duration("heartbeat-timeout"), AckTimeout: c.Duration("ack-timeout"),
+		OnBackupLoss: policy, Pipeline: c.Bool("pipeline"), PrecopyRounds: c.Int("precopy-rounds"), Logger: log,
+		Metrics: checkpointer.NewMetrics(reg, "primary", c.String("vm"))}
+	if policy == checkpointer.LossContinue {
+		log.Warn("--on-backup-loss=continue: if the backup is lost the guest keeps talking UNPROTECTED", "vm", c.String("vm"))
+	}
+	if !c.Bool("no-progress") {
+		cfg.Progress = progressFunc(c)
+	}
+	return cfg, reg, drv.close, nil
+}
+
+// progressFunc draws the initial synchronisation on stderr.
+func progressFunc(c *ucli.Context) func(done, total uint64) {
+	var bar *progressbar.ProgressBar
+	return func(done, total uint64) {
+		if bar == nil || done*checkpointer.PageSize < uint64(bar.State().CurrentNum) {
+			bar = progressbar.NewOptions64(int64(total*checkpointer.PageSize), progressbar.OptionSetWriter(c.App.ErrWriter),
+				progressbar.OptionSetDescription("initial sync"), progressbar.OptionShowBytes(true),
+				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionOnCompletion(func() { c.App.ErrWriter.Write([]byte("\n")) }))
+		}
+		bar.Set64(int64(done * checkpointer.PageSize))
+	}
+}
