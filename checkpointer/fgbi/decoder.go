@@ -20,7 +20,8 @@ type Decoder struct {
 	maxRaw uint32 // decoded bytes of one chunk record, at most
 	maxEnc uint32 // wire bytes of one chunk record, at most
 	base   []byte
-	pool   sync.Pool // chunk-sized buffers
+	mu     sync.Mutex
+	free   [][]byte // buffers for arenas and S2 output
 }
 
 // NewDecoder returns a decoder for cfg (MemSize and BlockSize must match the
@@ -52,13 +53,18 @@ type staged struct {
 	runs        []run
 	first, last uint64 // first and last page of the chunk
 	pages       int
+	limit       uint64   // most arena bytes the chunk's page count allows
+	ords        []uint32 // per emitted block: arena offset + 1, 0 if not materialized
 }
 
 type run struct {
 	dst uint64 // replica offset
-	src uint32 // arena offset
+	src uint32 // arena offset, or zeroSrc: clear
 	n   uint32
 }
+
+// zeroSrc marks a run that clears replica bytes.
+const zeroSrc = ^uint32(0)
 
 // Epoch is the checkpoint's epoch number.
 func (s *Staged) Epoch() uint64 { return s.epoch }
@@ -73,7 +79,11 @@ func (s *Staged) Apply(replica []byte) {
 	s.d.parallel(len(s.chunks), func(i int) {
 		c := &s.chunks[i]
 		for _, r := range c.runs {
-			copy(replica[r.dst:r.dst+uint64(r.n)], c.arena[r.src:r.src+r.n])
+			if r.src == zeroSrc {
+				clear(replica[r.dst : r.dst+uint64(r.n)])
+			} else {
+				copy(replica[r.dst:r.dst+uint64(r.n)], c.arena[r.src:r.src+r.n])
+			}
 		}
 		s.d.putBuf(c.arena)
 		c.arena, c.runs = nil, nil

@@ -185,8 +185,11 @@ func (e *Encoder) commit(pfns []uint64, data []byte, nch int) {
 	}
 	for i, o := range e.outs[:nch] {
 		base := i * ChunkPages
-		for _, p := range o.cache {
-			e.sh.store(pfns[base+p], data[(base+p)*PageSize:(base+p+1)*PageSize])
+		bs := e.cfg.BlockSize
+		for _, sp := range o.cache {
+			p := base + int(sp.page)
+			lo, hi := int(sp.blk)*bs, int(sp.blk+sp.count)*bs
+			e.sh.store(pfns[p], int(lo), data[p*PageSize+lo:p*PageSize+hi])
 		}
 		for _, in := range o.inserts {
 			e.idx.put(in.hash, in.blk)
@@ -224,11 +227,14 @@ type chunkOut struct {
 	codec   uint8
 	pages   int
 	stats   Stats
-	cache   []int // indexes (within the chunk) of pages to store in the shadow
+	cache   []span // blocks to store in the shadow: whole pages new to it, changed blocks of cached ones
 	inserts []insert
 }
 
 type insert struct{ hash, blk uint64 }
+
+// span is blocks [blk, blk+count) of page number page within a chunk.
+type span struct{ page, blk, count int32 }
 
 func (o *chunkOut) wire() []byte {
 	if o.codec == codecS2 {

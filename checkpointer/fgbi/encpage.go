@@ -94,7 +94,9 @@ func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, pfns []uint64, data []byt
 					s.kind, s.src = segRefR, src
 				}
 			}
-			if s.kind == segLit {
+			// Literal blocks of a cached page will likely be sent as a
+			// delta, which the decoder does not materialize: not a source.
+			if s.kind == segLit && (old == nil || !e.cfg.Compression) {
 				wk.local.put(h, uint32(ord), uint32(p*PageSize+b*bs))
 			} else if s.kind != segZero {
 				o.stats.SharedBlocks++
@@ -112,7 +114,13 @@ func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, pfns []uint64, data []byt
 			continue
 		}
 		if known && cacheOn {
-			o.cache = append(o.cache, p)
+			if old == nil {
+				o.cache = append(o.cache, span{page: int32(p), count: int32(bpp)})
+			} else {
+				for _, s := range wk.segs {
+					o.cache = append(o.cache, span{page: int32(p), blk: int32(s.blk), count: int32(s.count)})
+				}
+			}
 		}
 		if o.pages == 0 {
 			first = pfn

@@ -128,3 +128,9 @@ func TestSharingAndDeltaShrink(t *testing.T) {
 		t.Fatalf("wire bytes detect %d, share %d, full %d: want strictly decreasing", sizes["detect"], sizes["share"], sizes["full"])
 	}
 }
+
+// TestShadowChurn runs a guest whose dirty set is far larger than the shadow
+// cache, so pages are evicted while their changed blocks are being stored.
+func TestShadowChurn(t *testing.T) {
+	roundTrip(t, Config{MemSize: 64 * PageSize, Sharing: true, Compression: true, XORCacheBytes: 3 * PageSize, Workers: 1}, 60, 77)
+}

@@ -37,14 +37,18 @@ func (s *shadow) page(pfn uint64) []byte {
 	return s.mem[int(i)*PageSize : (int(i)+1)*PageSize]
 }
 
-// store records content as the backup's copy of pfn, inserting the page
-// (and evicting a cold one) when it is not cached yet.
-func (s *shadow) store(pfn uint64, content []byte) {
+// store records content as the backup's copy of pfn from byte off on,
+// inserting the page (and evicting a cold one) when it is not cached yet; a
+// page new to the cache must be stored whole.
+func (s *shadow) store(pfn uint64, off int, content []byte) {
 	if len(s.owner) == 0 {
 		return
 	}
 	i := s.slot[pfn]
 	if i < 0 {
+		if off != 0 || len(content) != PageSize {
+			return // evicted earlier in this commit: a partial copy is useless
+		}
 		i = int32(s.victim())
 		if old := s.owner[i]; old != 0 {
 			s.slot[old-1] = -1
@@ -53,7 +57,7 @@ func (s *shadow) store(pfn uint64, content []byte) {
 		s.slot[pfn] = i
 	}
 	s.ref[i] = true
-	copy(s.mem[int(i)*PageSize:(int(i)+1)*PageSize], content)
+	copy(s.mem[int(i)*PageSize+off:(int(i)+1)*PageSize], content)
 }
 
 // victim advances the CLOCK hand to a slot to reuse; it clears at most one
