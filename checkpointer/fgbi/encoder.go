@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/zeebo/xxh3"
 )
 
 // Stats describes one encoded checkpoint.
@@ -68,10 +69,22 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 		sh:     newShadow(c.pages(), slots),
 		idx:    newIndex(indexSize(c)),
 	}
+	e.sh.evicted = e.evicted
 	for i := 0; i < c.Workers; i++ {
 		e.work = append(e.work, newWorker(c))
 	}
 	return e, nil
+}
+
+// evicted brings the fingerprints of a page leaving the shadow cache up to
+// date: while cached, its changes were found by exact comparison and its
+// fingerprints were not maintained.
+func (e *Encoder) evicted(pfn uint64, content []byte) {
+	bs, bpp := e.cfg.BlockSize, uint64(e.bpp)
+	hs := e.hashes[pfn*bpp : (pfn+1)*bpp]
+	for b := range hs {
+		hs[b] = uint32(xxh3.Hash(content[b*bs : (b+1)*bs]))
+	}
 }
 
 // Reset forgets what the backup holds: the next Encode sends every block of

@@ -13,6 +13,8 @@ type shadow struct {
 	ref   []bool   // CLOCK reference bit
 	slot  []int32  // per guest page: slot index, -1 when not cached
 	hand  int
+	// evicted is called with a page's last copy as it leaves the cache.
+	evicted func(pfn uint64, content []byte)
 }
 
 func newShadow(pages uint64, slots int) *shadow {
@@ -52,6 +54,9 @@ func (s *shadow) store(pfn uint64, off int, content []byte) {
 		i = int32(s.victim())
 		if old := s.owner[i]; old != 0 {
 			s.slot[old-1] = -1
+			if s.evicted != nil {
+				s.evicted(old-1, s.mem[int(i)*PageSize:(int(i)+1)*PageSize])
+			}
 		}
 		s.owner[i] = pfn + 1
 		s.slot[pfn] = i
