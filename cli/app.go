@@ -39,6 +39,7 @@ func commands() []*ucli.Command {
 	return []*ucli.Command{
 		versionCommand(),
 		benchCommand(),
+		traceCommand(),
 	}
 }
 

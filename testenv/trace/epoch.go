@@ -28,6 +28,8 @@ type recorder struct {
 	cur   pagebuf // this epoch's reads, indexed by PFN
 	prev  pagebuf // every page as last recorded, indexed by PFN
 	data  pagebuf // the changed pages handed to the writer
+	// resumed is when the process was last resumed.
+	resumed time.Time
 }
 
 // close releases the buffers.
@@ -50,6 +52,7 @@ func (r *recorder) epoch(seq int) (pfns []uint64, data []byte, pause time.Durati
 	if terr := r.fr.thaw(); terr != nil && !errors.Is(terr, errExited) && err == nil {
 		err = terr
 	}
+	r.resumed = time.Now()
 	if err != nil {
 		return nil, nil, pause, err
 	}

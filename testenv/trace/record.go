@@ -23,7 +23,7 @@ type Options struct {
 	PID      int           // running process to trace; it is left running
 	Name     string        // trace name; default the command's base name
 	Dir      string        // output directory
-	Interval time.Duration // epoch period, start to start; default 50ms
+	Interval time.Duration // how long the process runs between two pauses; default 50ms
 	Epochs   int           // stop after this many epochs (0: no count bound)
 	Duration time.Duration // stop after this long (0: no time bound)
 	Freeze   Freeze        // FreezeSIGSTOP (default) or FreezeCgroup
@@ -146,11 +146,14 @@ func (o *Options) check() error {
 }
 
 // loop records epochs until a bound is reached; it returns the total pause.
+// The process runs Interval between the end of one pause and the start of
+// the next (as a Remus guest runs an epoch between checkpoints), whatever
+// the pause costs, so each epoch holds Interval of work; only when comparing
+// and writing an epoch takes longer than Interval does the process run longer.
 func (r *recorder) loop(ctx context.Context, o Options, exited <-chan struct{}, w *Writer, log *slog.Logger) (time.Duration, error) {
 	start := time.Now()
 	var total time.Duration
 	for seq := 0; o.Epochs <= 0 || seq < o.Epochs; seq++ {
-		t0 := time.Now()
 		select {
 		case <-exited:
 			return total, nil
@@ -182,7 +185,7 @@ func (r *recorder) loop(ctx context.Context, o Options, exited <-chan struct{}, 
 			return total, nil
 		case <-exited:
 			return total, nil
-		case <-time.After(time.Until(t0.Add(o.Interval))):
+		case <-time.After(time.Until(r.resumed.Add(o.Interval))):
 		}
 	}
 	return total, nil

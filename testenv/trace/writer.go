@@ -45,7 +45,7 @@ func Create(dir string) (w *Writer, err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
