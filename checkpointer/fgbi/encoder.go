@@ -189,9 +189,9 @@ func (e *Encoder) write(rw *recordWriter, h header, nch int, sp []byte) error {
 }
 
 // commit records, once the checkpoint is written, the backup's new copies:
-// the shadow cache takes every sent page the backup already held before
-// (pages sent for the first time are usually cold), and the content index
-// learns the blocks of those pages.
+// every sent page enters the shadow cache (CLOCK keeps the ones sent again
+// and again), cached pages get their changed blocks, and the content index
+// learns the blocks worth finding again.
 func (e *Encoder) commit(pfns []uint64, data []byte, nch int) {
 	if len(e.sh.owner) == 0 {
 		return
@@ -202,7 +202,7 @@ func (e *Encoder) commit(pfns []uint64, data []byte, nch int) {
 		for _, sp := range o.cache {
 			p := base + int(sp.page)
 			lo, hi := int(sp.blk)*bs, int(sp.blk+sp.count)*bs
-			e.sh.store(pfns[p], int(lo), data[p*PageSize+lo:p*PageSize+hi])
+			e.sh.store(pfns[p], lo, data[p*PageSize+lo:p*PageSize+hi], sp.fresh)
 		}
 		for _, in := range o.inserts {
 			e.idx.put(in.hash, in.blk)
@@ -246,8 +246,12 @@ type chunkOut struct {
 
 type insert struct{ hash, blk uint64 }
 
-// span is blocks [blk, blk+count) of page number page within a chunk.
-type span struct{ page, blk, count int32 }
+// span is blocks [blk, blk+count) of page number page within a chunk;
+// fresh says the page's fingerprints were recomputed this epoch.
+type span struct {
+	page, blk, count int32
+	fresh            bool
+}
 
 func (o *chunkOut) wire() []byte {
 	if o.codec == codecS2 {

@@ -112,7 +112,7 @@ func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, pfns []uint64, data []byt
 					wk.local.put(h, uint32(ord), uint32(p*PageSize+b*bs))
 				}
 			}
-			if known && cacheOn && share && !zero {
+			if cacheOn && share && !zero {
 				o.inserts = append(o.inserts, insert{hash: h, blk: pfn*uint64(bpp) + uint64(b)})
 			}
 			ord++
@@ -124,9 +124,9 @@ func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, pfns []uint64, data []byt
 		if len(wk.segs) == 0 {
 			continue
 		}
-		if known && cacheOn {
+		if cacheOn {
 			if old == nil {
-				o.cache = append(o.cache, span{page: int32(p), count: int32(bpp)})
+				o.cache = append(o.cache, span{page: int32(p), count: int32(bpp), fresh: true})
 			} else {
 				for _, s := range wk.segs {
 					o.cache = append(o.cache, span{page: int32(p), blk: int32(s.blk), count: int32(s.count)})

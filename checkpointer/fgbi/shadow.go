@@ -11,6 +11,7 @@ type shadow struct {
 	mem   []byte   // slots * PageSize
 	owner []uint64 // pfn+1 held by each slot, 0 = free
 	ref   []bool   // CLOCK reference bit
+	stale []bool   // the page changed while cached: its fingerprints are old
 	slot  []int32  // per guest page: slot index, -1 when not cached
 	hand  int
 	// evicted is called with a page's last copy as it leaves the cache.
@@ -22,10 +23,16 @@ func newShadow(pages uint64, slots int) *shadow {
 		mem:   make([]byte, slots*PageSize),
 		owner: make([]uint64, slots),
 		ref:   make([]bool, slots),
+		stale: make([]bool, slots),
 		slot:  make([]int32, pages),
 	}
 	for i := range s.slot {
 		s.slot[i] = -1
+	}
+	// Fault the cache in now, not page by page while checkpoints are
+	// being encoded: it is a fixed, configured budget.
+	for i := 0; i < len(s.mem); i += PageSize {
+		s.mem[i] = 0
 	}
 	return s
 }
@@ -41,8 +48,9 @@ func (s *shadow) page(pfn uint64) []byte {
 
 // store records content as the backup's copy of pfn from byte off on,
 // inserting the page (and evicting a cold one) when it is not cached yet; a
-// page new to the cache must be stored whole.
-func (s *shadow) store(pfn uint64, off int, content []byte) {
+// page new to the cache must be stored whole. fresh says the page's
+// fingerprints match content; otherwise they are recomputed on eviction.
+func (s *shadow) store(pfn uint64, off int, content []byte, fresh bool) {
 	if len(s.owner) == 0 {
 		return
 	}
@@ -54,7 +62,7 @@ func (s *shadow) store(pfn uint64, off int, content []byte) {
 		i = int32(s.victim())
 		if old := s.owner[i]; old != 0 {
 			s.slot[old-1] = -1
-			if s.evicted != nil {
+			if s.stale[i] && s.evicted != nil {
 				s.evicted(old-1, s.mem[int(i)*PageSize:(int(i)+1)*PageSize])
 			}
 		}
@@ -62,6 +70,7 @@ func (s *shadow) store(pfn uint64, off int, content []byte) {
 		s.slot[pfn] = i
 	}
 	s.ref[i] = true
+	s.stale[i] = !fresh
 	copy(s.mem[int(i)*PageSize+off:(int(i)+1)*PageSize], content)
 }
 
@@ -89,6 +98,7 @@ func (s *shadow) reset() {
 		}
 		s.owner[i] = 0
 		s.ref[i] = false
+		s.stale[i] = false
 	}
 	s.hand = 0
 }
