@@ -26,6 +26,7 @@ func benchCodecCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "workers", Value: runtime.GOMAXPROCS(0), Usage: "goroutines for the parallel FGBI row"},
 		},
 		Action: func(c *ucli.Context) error {
+			fmt.Fprintf(c.App.Writer, "%s\n\n", baseline.MemoryNote(c.Int("block")))
 			for _, dir := range c.StringSlice("trace") {
 				if err := benchCodecTrace(c.App.Writer, dir, c.Int("block"), c.Int("workers")); err != nil {
 					return err

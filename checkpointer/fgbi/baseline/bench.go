@@ -178,3 +178,14 @@ func gbps(n int64, d time.Duration) float64 {
 	}
 	return float64(n) / d.Seconds() / 1e9
 }
+
+// MemoryNote describes FGBI's encoder memory for a block size, per GiB of
+// guest and fixed.
+func MemoryNote(block int) string {
+	per, fixed, err := fgbi.MemoryOverhead(fgbi.Config{MemSize: 1 << 30, BlockSize: block})
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("FGBI encoder memory at %d B blocks: %.1f MiB per GiB of guest (%.2f%%) + %.1f MiB fixed (shadow cache and content index)",
+		block, float64(per)/(1<<20), float64(per)/(1<<30)*100, float64(fixed)/(1<<20))
+}
