@@ -92,6 +92,14 @@ func (d *Decoder) decodeChunk(st *staged, rec record, payload, replica []byte) e
 		return fmt.Errorf("%d bytes after the chunk's streams: %w", len(c.b), ErrCorrupt)
 	}
 	st.arena = d.getBuf(int(np) * PageSize)
+	d.mu.Lock()
+	if n := len(d.runs); n > 0 {
+		st.runs, d.runs = d.runs[n-1], d.runs[:n-1]
+	}
+	if n := len(d.ords); n > 0 {
+		st.ords, d.ords = d.ords[n-1], d.ords[:n-1]
+	}
+	d.mu.Unlock()
 	st.limit = np * PageSize
 	st.pages = int(np)
 	pages := d.cfg.pages()

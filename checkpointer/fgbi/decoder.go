@@ -22,6 +22,8 @@ type Decoder struct {
 	base   []byte
 	mu     sync.Mutex
 	free   [][]byte // buffers for arenas and S2 output
+	runs   [][]run    // spare run lists
+	ords   [][]uint32 // spare ordinal maps
 }
 
 // NewDecoder returns a decoder for cfg (MemSize and BlockSize must match the
@@ -86,7 +88,11 @@ func (s *Staged) Apply(replica []byte) {
 			}
 		}
 		s.d.putBuf(c.arena)
-		c.arena, c.runs = nil, nil
+		s.d.mu.Lock()
+		s.d.runs = append(s.d.runs, c.runs[:0])
+		s.d.ords = append(s.d.ords, c.ords[:0])
+		s.d.mu.Unlock()
+		c.arena, c.runs, c.ords = nil, nil, nil
 	})
 	if s.state != nil {
 		s.d.base = s.state
