@@ -105,7 +105,7 @@ func MemoryOverhead(cfg Config) (perGuest, fixed uint64, err error) {
 	}
 	pages := c.pages()
 	perGuest = pages*uint64(c.blocksPerPage())*4 + pages*(1+4)
-	cp := uint64(c.cachePages())
+	cp := min(uint64(c.cachePages()), pages)
 	fixed = cp*(PageSize+8) + uint64(indexSize(c))*8
 	return perGuest, fixed, nil
 }

@@ -21,7 +21,7 @@ type Decoder struct {
 	maxEnc uint32 // wire bytes of one chunk record, at most
 	base   []byte
 	mu     sync.Mutex
-	free   [][]byte // buffers for arenas and S2 output
+	free   [][]byte   // buffers for arenas and S2 output
 	runs   [][]run    // spare run lists
 	ords   [][]uint32 // spare ordinal maps
 }

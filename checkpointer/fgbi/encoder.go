@@ -39,16 +39,18 @@ func (s *Stats) add(o Stats) {
 // state), so checkpoints must reach the backup in order; Reset after any
 // loss. An Encoder is not safe for concurrent use.
 type Encoder struct {
-	cfg    Config
-	bpp    int
-	hashes []uint32 // per block: low 32 bits of xxh3 of the last sent content
-	known  []uint8  // per page: 1 when the backup holds it and hashes are valid
-	sh     *shadow
-	idx    *index
-	state  []byte // last device state sent, nil if none
-	broken bool   // a write failed: the backup's content is unknown
-	work   []*worker
-	outs   []*chunkOut
+	cfg     Config
+	bpp     int
+	hashes  []uint32 // per block: low 32 bits of xxh3 of the last sent content
+	known   []uint8  // per page: 1 when the backup holds it and hashes are valid
+	sh      *shadow
+	idx     *index
+	state   []byte // last device state sent, nil if none
+	broken  bool   // a write failed: the backup's content is unknown
+	sample  int    // look up one block in sample for sharing (see worker.sampled)
+	dsample int    // try a delta on one page in dsample (see worker.deltaSampled)
+	work    []*worker
+	outs    []*chunkOut
 }
 
 // NewEncoder returns an encoder for cfg. Its memory is MemoryOverhead(cfg).
@@ -118,13 +120,27 @@ func (e *Encoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data []byte, 
 		wk.encodeChunk(e, e.outs[i], pfns[lo:hi], data[lo*PageSize:hi*PageSize])
 	})
 	h := header{epoch: epoch, memSize: e.cfg.MemSize, blockSize: uint32(e.cfg.BlockSize)}
+	lookups, hits, tries, wins := 0, 0, 0, 0
 	for _, o := range e.outs[:nch] {
 		st.add(o.stats)
+		lookups += o.lookups
+		hits += o.hits
+		tries += o.deltaTries
+		wins += o.deltaWins
 		if o.pages > 0 {
 			h.nchunks++
 			h.npages += uint32(o.pages)
 		}
 	}
+	// Counts made while sampling stand for sample times as many.
+	ns, nd := 1, 1
+	if lookups*max(e.sample, 1) >= minLookups && hits*missRatio < lookups {
+		ns = shareSample
+	}
+	if tries*max(e.dsample, 1) >= minDeltaTries && wins*4 < tries {
+		nd = shareSample
+	}
+	e.sample, e.dsample = ns, nd
 	var sp []byte
 	if state != nil {
 		h.flags |= flagState
@@ -233,15 +249,30 @@ func (e *Encoder) parallel(n int, fn func(*worker, int)) {
 	wg.Wait()
 }
 
+// Adaptive sharing: when fewer than 1 in missRatio of at least minLookups
+// lookups hit, the next checkpoint looks up only 1 block in shareSample.
+const (
+	minLookups = 1024
+	// Adaptive delta: when fewer than 1 in 4 of at least minDeltaTries
+	// attempts win, the next checkpoint tries 1 page in shareSample.
+	minDeltaTries = 64
+	missRatio     = 64
+	shareSample   = 16
+)
+
 // chunkOut is one chunk's encoded record and the updates it implies.
 type chunkOut struct {
-	raw     []byte // uncompressed payload
-	enc     []byte // S2 payload when codec is codecS2
-	codec   uint8
-	pages   int
-	stats   Stats
-	cache   []span // blocks to store in the shadow: whole pages new to it, changed blocks of cached ones
-	inserts []insert
+	raw        []byte // uncompressed payload
+	enc        []byte // S2 payload when codec is codecS2
+	codec      uint8
+	pages      int
+	stats      Stats
+	lookups    int    // sharing lookups made
+	hits       int    // and how many found a reference
+	deltaTries int    // pages where a delta was tried
+	deltaWins  int    // and where it won
+	cache      []span // blocks to store in the shadow: whole pages new to it, changed blocks of cached ones
+	inserts    []insert
 }
 
 type insert struct{ hash, blk uint64 }

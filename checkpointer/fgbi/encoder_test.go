@@ -58,7 +58,7 @@ func TestMemoryOverhead(t *testing.T) {
 	if want := uint64(64<<20 + 5*(1<<18)); per != want {
 		t.Errorf("per-guest %d, want %d", per, want)
 	}
-	if want := uint64(64<<20 + 8*(1<<14) + 8*(1<<18)); fixed != want {
+	if want := uint64(64<<20 + 8*(1<<14) + 8*(1<<16)); fixed != want {
 		t.Errorf("fixed %d, want %d", fixed, want)
 	}
 	per256, _, _ := MemoryOverhead(Config{MemSize: 1 << 30, BlockSize: 256})

@@ -35,6 +35,8 @@ type worker struct {
 	segs     []seg
 	h        [64]uint64 // block hashes of the current page (pages without a shadow copy)
 	zeroHash uint64     // xxh3 of an all-zero block
+	n        int        // blocks considered for sharing, for sampling
+	nd       int        // pages considered for a delta, for sampling
 	ops      []byte
 	delta    []byte
 	lit      []byte
@@ -98,13 +100,18 @@ func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, pfns []uint64, data []byt
 			case zero:
 				s.kind = segZero
 				o.stats.ZeroBlocks++
+			case !wk.sampled(e):
+				share = false // sharing found little lately: look up a sample only
 			default:
+				o.lookups++
 				if so, ok := wk.local.get(h); ok && bytes.Equal(blk, data[so.off:so.off+uint32(bs)]) {
 					s.kind, s.src = segRefL, uint64(so.ord)
 					o.stats.SharedBlocks++
+					o.hits++
 				} else if src, ok := e.idx.get(h); ok && e.confirm(src, blk) {
 					s.kind, s.src = segRefR, src
 					o.stats.SharedBlocks++
+					o.hits++
 				} else if !deltaPage {
 					// Literal blocks of a cached page will likely go as a
 					// delta, which the decoder does not materialize: only
@@ -227,6 +234,23 @@ func isZero(blk []byte) bool {
 	return x == 0
 }
 
+// sampled says whether this block gets the sharing lookups: every block,
+// or one in shareSample when the last checkpoint's lookups almost never hit
+// (random data), which bounds their cost while still noticing when sharing
+// pays again.
+func (wk *worker) sampled(e *Encoder) bool {
+	wk.n++
+	return e.sample <= 1 || wk.n%e.sample == 0
+}
+
+// deltaSampled says whether this page gets a delta attempt: every page, or
+// one in deltaSample when the last checkpoint's attempts mostly failed
+// (rewritten data), which bounds their cost.
+func (wk *worker) deltaSampled(e *Encoder) bool {
+	wk.nd++
+	return e.dsample <= 1 || wk.nd%e.dsample == 0
+}
+
 // addSeg appends s to the page's run list, merging it with the previous
 // segment when both continue each other.
 func (wk *worker) addSeg(s seg) {
@@ -253,9 +277,10 @@ func (wk *worker) emitPage(e *Encoder, o *chunkOut, page, old []byte) {
 		}
 	}
 	flags := uint8(0)
-	if e.cfg.Compression && old != nil && nlit > 0 {
+	if e.cfg.Compression && old != nil && nlit > 0 && wk.deltaSampled(e) {
+		o.deltaTries++
 		mark, ok := len(wk.delta), true
-		limit := nlit*bs - 1
+		limit := nlit * bs * 7 / 8 // a delta must save at least 1/8
 		for _, s := range wk.segs {
 			if s.kind != segLit {
 				continue
@@ -269,6 +294,7 @@ func (wk *worker) emitPage(e *Encoder, o *chunkOut, page, old []byte) {
 		if ok {
 			flags = pageDelta
 			o.stats.DeltaBlocks += nlit
+			o.deltaWins++
 		} else {
 			wk.delta = wk.delta[:mark]
 		}

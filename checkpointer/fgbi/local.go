@@ -23,7 +23,7 @@ type localHit struct{ ord, off uint32 }
 
 func newLocalTable(blocks int) localTable {
 	n := 1
-	for n < blocks {
+	for n < blocks/2 { // half the chunk's blocks: 196 KiB at 64 B blocks
 		n <<= 1
 	}
 	return localTable{ent: make([]localEnt, n), mask: uint64(n - 1)}

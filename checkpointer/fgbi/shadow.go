@@ -120,7 +120,7 @@ type index struct {
 // cache at 64 B blocks). Most sharing is zero blocks and in-chunk
 // duplicates, which need no entry; a bigger table mostly adds cache misses.
 func indexSize(c Config) int {
-	want := c.cachePages() * c.blocksPerPage() / 4
+	want := int(min(uint64(c.cachePages()), c.pages())) * c.blocksPerPage() / 16
 	if want == 0 {
 		return 0
 	}
