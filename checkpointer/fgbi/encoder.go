@@ -47,8 +47,9 @@ type Encoder struct {
 	idx     *index
 	state   []byte // last device state sent, nil if none
 	broken  bool   // a write failed: the backup's content is unknown
-	sample  int    // look up one block in sample for sharing (see worker.sampled)
-	dsample int    // try a delta on one page in dsample (see worker.deltaSampled)
+	sample  int    // look up one block in sample for sharing (see Encoder.sampled)
+	dsample int    // try a delta on one page in dsample
+	rot     uint64 // rotates the sampled set every checkpoint
 	work    []*worker
 	outs    []*chunkOut
 }
@@ -141,6 +142,7 @@ func (e *Encoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data []byte, 
 		nd = shareSample
 	}
 	e.sample, e.dsample = ns, nd
+	e.rot++
 	var sp []byte
 	if state != nil {
 		h.flags |= flagState

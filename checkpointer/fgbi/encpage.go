@@ -35,8 +35,6 @@ type worker struct {
 	segs     []seg
 	h        [64]uint64 // block hashes of the current page (pages without a shadow copy)
 	zeroHash uint64     // xxh3 of an all-zero block
-	n        int        // blocks considered for sharing, for sampling
-	nd       int        // pages considered for a delta, for sampling
 	ops      []byte
 	delta    []byte
 	lit      []byte
@@ -100,7 +98,7 @@ func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, pfns []uint64, data []byt
 			case zero:
 				s.kind = segZero
 				o.stats.ZeroBlocks++
-			case !wk.sampled(e):
+			case !e.sampled(e.sample, pfn*uint64(bpp)+uint64(b)):
 				share = false // sharing found little lately: look up a sample only
 			default:
 				o.lookups++
@@ -148,7 +146,7 @@ func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, pfns []uint64, data []byt
 		}
 		prev = pfn
 		o.pages++
-		wk.emitPage(e, o, page, old)
+		wk.emitPage(e, o, pfn, page, old)
 	}
 	o.stats.SentPages = o.pages
 	if o.pages == 0 {
@@ -234,21 +232,13 @@ func isZero(blk []byte) bool {
 	return x == 0
 }
 
-// sampled says whether this block gets the sharing lookups: every block,
-// or one in shareSample when the last checkpoint's lookups almost never hit
-// (random data), which bounds their cost while still noticing when sharing
-// pays again.
-func (wk *worker) sampled(e *Encoder) bool {
-	wk.n++
-	return e.sample <= 1 || wk.n%e.sample == 0
-}
-
-// deltaSampled says whether this page gets a delta attempt: every page, or
-// one in deltaSample when the last checkpoint's attempts mostly failed
-// (rewritten data), which bounds their cost.
-func (wk *worker) deltaSampled(e *Encoder) bool {
-	wk.nd++
-	return e.dsample <= 1 || wk.nd%e.dsample == 0
+// sampled says whether the item with the given key (a block or page number)
+// gets an optional effort whose recent payoff made the encoder sample it one
+// in every: sharing lookups on random data, deltas on rewritten pages. It
+// depends only on the key and the epoch, so output does not depend on how
+// chunks were scheduled, and the sampled set rotates across epochs.
+func (e *Encoder) sampled(every int, key uint64) bool {
+	return every <= 1 || (key+e.rot)%uint64(every) == 0
 }
 
 // addSeg appends s to the page's run list, merging it with the previous
@@ -268,7 +258,7 @@ func (wk *worker) addSeg(s seg) {
 // emitPage writes the page's flags and run list to ops, and its literal
 // blocks to lit, or as deltas against old (the replica's copy) when that is
 // smaller.
-func (wk *worker) emitPage(e *Encoder, o *chunkOut, page, old []byte) {
+func (wk *worker) emitPage(e *Encoder, o *chunkOut, pfn uint64, page, old []byte) {
 	bs := wk.bs
 	nlit := 0
 	for _, s := range wk.segs {
@@ -277,7 +267,7 @@ func (wk *worker) emitPage(e *Encoder, o *chunkOut, page, old []byte) {
 		}
 	}
 	flags := uint8(0)
-	if e.cfg.Compression && old != nil && nlit > 0 && wk.deltaSampled(e) {
+	if e.cfg.Compression && old != nil && nlit > 0 && e.sampled(e.dsample, pfn) {
 		o.deltaTries++
 		mark, ok := len(wk.delta), true
 		limit := nlit * bs * 7 / 8 // a delta must save at least 1/8
