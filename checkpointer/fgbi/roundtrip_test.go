@@ -134,3 +134,28 @@ func TestSharingAndDeltaShrink(t *testing.T) {
 func TestShadowChurn(t *testing.T) {
 	roundTrip(t, Config{MemSize: 64 * PageSize, Sharing: true, Compression: true, XORCacheBytes: 3 * PageSize, Workers: 1}, 60, 77)
 }
+
+// TestOutputIndependentOfWorkers checks that parallel encoding produces the
+// same bytes as one worker, epoch after epoch (incl. adaptive sampling).
+func TestOutputIndependentOfWorkers(t *testing.T) {
+	var encs []*Encoder
+	for _, w := range []int{1, 3} {
+		e, _ := NewEncoder(Config{MemSize: 700 * PageSize, Sharing: true, Compression: true, Workers: w})
+		encs = append(encs, e)
+	}
+	g := newGuest(700, 21)
+	for ep := 0; ep < 8; ep++ {
+		g.step(400)
+		pfns, data := g.harvest()
+		var a, b bytes.Buffer
+		if _, err := encs[0].Encode(&a, uint64(ep), pfns, data, g.state); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := encs[1].Encode(&b, uint64(ep), pfns, data, g.state); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a.Bytes(), b.Bytes()) {
+			t.Fatalf("epoch %d: 1 worker wrote %d bytes, 3 workers %d, different", ep, a.Len(), b.Len())
+		}
+	}
+}
