@@ -308,13 +308,18 @@ func (d *Decoder) getBuf(n int) []byte {
 	return make([]byte, 0, n)
 }
 
-// putBuf returns b to the free list. The list holds at most what the
-// largest checkpoint so far needed, so it is bounded by MemSize.
+// maxFree bounds the decoder's free lists (64 chunk buffers, 64 MiB), so a
+// full resync does not pin its staging memory for good.
+const maxFree = 64
+
+// putBuf returns b to the free list, or drops it when the list is full.
 func (d *Decoder) putBuf(b []byte) {
 	if cap(b) == 0 {
 		return
 	}
 	d.mu.Lock()
-	d.free = append(d.free, b[:0])
+	if len(d.free) < maxFree {
+		d.free = append(d.free, b[:0])
+	}
 	d.mu.Unlock()
 }

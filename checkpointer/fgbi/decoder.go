@@ -89,8 +89,10 @@ func (s *Staged) Apply(replica []byte) {
 		}
 		s.d.putBuf(c.arena)
 		s.d.mu.Lock()
-		s.d.runs = append(s.d.runs, c.runs[:0])
-		s.d.ords = append(s.d.ords, c.ords[:0])
+		if len(s.d.runs) < maxFree {
+			s.d.runs = append(s.d.runs, c.runs[:0])
+			s.d.ords = append(s.d.ords, c.ords[:0])
+		}
 		s.d.mu.Unlock()
 		c.arena, c.runs, c.ords = nil, nil, nil
 	})
