@@ -36,12 +36,15 @@
 // MemoryOverhead reports the exact figures: add 5 B per page (flags and
 // shadow slot) and the fixed shadow cache and index (66 MiB by default).
 //
-// Wire format (version 1, little endian): a 44-byte header with CRC32C, then
-// chunk records (at most ChunkPages pages each, in ascending page order),
-// an optional device-state record (a delta against the previous state),
-// and a trailer carrying the epoch and the CRC32C of every preceding byte.
-// Each record has a 20-byte header (type, codec, sequence, lengths, CRC32C
-// of header and payload); every length is bounded before anything is
-// allocated. The decoder stages the whole checkpoint against the untouched
-// replica and verifies all of it; only Staged.Apply writes the replica.
+// Wire format (version 1, little endian): a 44-byte header with CRC32C
+// (magic, version, flags, epoch, MemSize, BlockSize), then chunk records (at
+// most ChunkPages pages each, sequence numbers 0, 1, ..., pages ascending
+// across them), the device-state record when the header announces one, and
+// a trailer with the epoch, the chunk and page counts and the CRC32C of
+// every preceding byte. Counts live in the trailer so the encoder can write
+// each batch of chunks as soon as it is encoded. Each record has a 20-byte
+// header (type, codec, sequence, lengths, CRC32C of header and payload);
+// every length is bounded before anything is allocated. The decoder stages
+// the whole checkpoint against the untouched replica and verifies all of
+// it; only Staged.Apply writes the replica.
 package fgbi

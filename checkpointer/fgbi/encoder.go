@@ -52,6 +52,8 @@ type Encoder struct {
 	rot     uint64 // rotates the sampled set every checkpoint
 	work    []*worker
 	outs    []*chunkOut
+	mu      sync.Mutex
+	pool    []*chunkBufs // payload buffers, at most two batches' worth
 }
 
 // NewEncoder returns an encoder for cfg. Its memory is MemoryOverhead(cfg).
@@ -102,8 +104,10 @@ func (e *Encoder) Reset() {
 
 // Encode writes one complete checkpoint for epoch to w. pfns are ascending,
 // unique and below MemSize/PageSize; data holds their contents, PageSize
-// bytes each; state may be nil. On a write error the encoder resets itself
-// on the next call, since the backup's content is then unknown.
+// bytes each; state may be nil. Chunks are encoded in parallel batches and
+// written as each batch completes, so the encoder's memory does not grow
+// with the dirty set. On a write error the encoder resets itself on the
+// next call, since the backup's content is then unknown.
 func (e *Encoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data []byte, state []byte) (Stats, error) {
 	st := Stats{Pages: len(pfns)}
 	if err := e.check(pfns, data, state); err != nil {
@@ -112,25 +116,74 @@ func (e *Encoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data []byte, 
 	if e.broken {
 		e.Reset()
 	}
+	h := header{epoch: epoch, memSize: e.cfg.MemSize, blockSize: uint32(e.cfg.BlockSize)}
+	var sp []byte
+	if state != nil {
+		h.flags |= flagState
+		sp = encodeState(e.state, state, e.cfg.Compression)
+	}
+	rw := &recordWriter{w: w}
+	e.broken = true
+	tr, err := e.chunks(rw, h, pfns, data, &st)
+	if err == nil && sp != nil {
+		err = rw.record(record{typ: recState, rawLen: uint32(len(sp))}, sp)
+	}
+	if err == nil {
+		err = rw.trailer(tr)
+	}
+	st.WireBytes = rw.n
+	if err != nil {
+		return st, err
+	}
+	e.broken = false
+	if sp != nil {
+		st.StateBytes = len(sp) + recordSize
+		e.state = append(e.state[:0], state...)
+	}
+	e.commit(pfns, data, len(e.outs[:tr.chunksIn]))
+	return st, nil
+}
+
+// chunks writes the header and the chunk records, encoding batches of
+// chunks in parallel, and adapts the sampling for the next checkpoint.
+func (e *Encoder) chunks(rw *recordWriter, h header, pfns []uint64, data []byte, st *Stats) (trailer, error) {
+	tr := trailer{epoch: h.epoch}
+	if err := rw.write(h.marshal()); err != nil {
+		return tr, err
+	}
 	nch := (len(pfns) + ChunkPages - 1) / ChunkPages
+	tr.chunksIn = nch
 	for len(e.outs) < nch {
 		e.outs = append(e.outs, &chunkOut{})
 	}
-	e.parallel(nch, func(wk *worker, i int) {
-		lo, hi := i*ChunkPages, min((i+1)*ChunkPages, len(pfns))
-		wk.encodeChunk(e, e.outs[i], pfns[lo:hi], data[lo*PageSize:hi*PageSize])
-	})
-	h := header{epoch: epoch, memSize: e.cfg.MemSize, blockSize: uint32(e.cfg.BlockSize)}
-	lookups, hits, tries, wins := 0, 0, 0, 0
-	for _, o := range e.outs[:nch] {
-		st.add(o.stats)
-		lookups += o.lookups
-		hits += o.hits
-		tries += o.deltaTries
-		wins += o.deltaWins
-		if o.pages > 0 {
-			h.nchunks++
-			h.npages += uint32(o.pages)
+	batch := 4 * len(e.work)
+	var lookups, hits, tries, wins int
+	for lo := 0; lo < nch; lo += batch {
+		hi := min(lo+batch, nch)
+		e.parallel(hi-lo, func(wk *worker, i int) {
+			i += lo
+			plo, phi := i*ChunkPages, min((i+1)*ChunkPages, len(pfns))
+			wk.encodeChunk(e, e.outs[i], e.getBufs(), pfns[plo:phi], data[plo*PageSize:phi*PageSize])
+		})
+		for _, o := range e.outs[lo:hi] {
+			st.add(o.stats)
+			lookups, hits, tries, wins = lookups+o.lookups, hits+o.hits, tries+o.deltaTries, wins+o.deltaWins
+			// Safe before the checkpoint is complete: a hit is confirmed
+			// against the shadow, which still holds the pre-checkpoint
+			// content the decoder resolves references against.
+			for _, in := range o.bufs.ins {
+				e.idx.put(in.hash, in.blk)
+			}
+			if o.pages > 0 {
+				err := rw.record(record{typ: recChunk, codec: o.codec, seq: tr.chunks, rawLen: uint32(len(o.bufs.raw))}, o.wire())
+				if err != nil {
+					return tr, err
+				}
+				tr.chunks++
+				tr.pages += uint32(o.pages)
+			}
+			e.putBufs(o.bufs)
+			o.bufs = nil
 		}
 	}
 	// Counts made while sampling stand for sample times as many.
@@ -143,25 +196,29 @@ func (e *Encoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data []byte, 
 	}
 	e.sample, e.dsample = ns, nd
 	e.rot++
-	var sp []byte
-	if state != nil {
-		h.flags |= flagState
-		sp = encodeState(e.state, state, e.cfg.Compression)
+	return tr, nil
+}
+
+// getBufs returns a chunk's payload and insert buffers from the pool.
+func (e *Encoder) getBufs() *chunkBufs {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if n := len(e.pool); n > 0 {
+		b := e.pool[n-1]
+		e.pool = e.pool[:n-1]
+		b.raw, b.enc, b.ins = b.raw[:0], b.enc[:0], b.ins[:0]
+		return b
 	}
-	rw := &recordWriter{w: w}
-	e.broken = true
-	if err := e.write(rw, h, nch, sp); err != nil {
-		st.WireBytes = rw.n
-		return st, err
+	return &chunkBufs{}
+}
+
+// putBufs returns b to the pool, which keeps at most two batches' worth.
+func (e *Encoder) putBufs(b *chunkBufs) {
+	e.mu.Lock()
+	if len(e.pool) < 8*len(e.work) {
+		e.pool = append(e.pool, b)
 	}
-	e.broken = false
-	st.WireBytes = rw.n
-	st.StateBytes = len(sp) + recordSize
-	if state != nil {
-		e.state = append(e.state[:0], state...)
-	}
-	e.commit(pfns, data, nch)
-	return st, nil
+	e.mu.Unlock()
 }
 
 // check validates Encode's arguments.
@@ -184,32 +241,9 @@ func (e *Encoder) check(pfns []uint64, data, state []byte) error {
 	return nil
 }
 
-func (e *Encoder) write(rw *recordWriter, h header, nch int, sp []byte) error {
-	if err := rw.write(h.marshal()); err != nil {
-		return err
-	}
-	seq := uint32(0)
-	for _, o := range e.outs[:nch] {
-		if o.pages == 0 {
-			continue
-		}
-		if err := rw.record(record{typ: recChunk, codec: o.codec, seq: seq, rawLen: uint32(len(o.raw))}, o.wire()); err != nil {
-			return err
-		}
-		seq++
-	}
-	if sp != nil {
-		if err := rw.record(record{typ: recState, rawLen: uint32(len(sp))}, sp); err != nil {
-			return err
-		}
-	}
-	return rw.trailer(h.epoch)
-}
-
 // commit records, once the checkpoint is written, the backup's new copies:
 // every sent page enters the shadow cache (CLOCK keeps the ones sent again
-// and again), cached pages get their changed blocks, and the content index
-// learns the blocks worth finding again.
+// and again) and cached pages get their changed blocks.
 func (e *Encoder) commit(pfns []uint64, data []byte, nch int) {
 	if len(e.sh.owner) == 0 {
 		return
@@ -221,9 +255,6 @@ func (e *Encoder) commit(pfns []uint64, data []byte, nch int) {
 			p := base + int(sp.page)
 			lo, hi := int(sp.blk)*bs, int(sp.blk+sp.count)*bs
 			e.sh.store(pfns[p], lo, data[p*PageSize+lo:p*PageSize+hi], sp.fresh)
-		}
-		for _, in := range o.inserts {
-			e.idx.put(in.hash, in.blk)
 		}
 	}
 }
@@ -262,10 +293,16 @@ const (
 	shareSample   = 16
 )
 
+// chunkBufs are a chunk's buffers, pooled: its payload (raw, and S2 in enc
+// when codec is codecS2) and its content-index inserts.
+type chunkBufs struct {
+	raw, enc []byte
+	ins      []insert
+}
+
 // chunkOut is one chunk's encoded record and the updates it implies.
 type chunkOut struct {
-	raw        []byte // uncompressed payload
-	enc        []byte // S2 payload when codec is codecS2
+	bufs       *chunkBufs
 	codec      uint8
 	pages      int
 	stats      Stats
@@ -274,7 +311,6 @@ type chunkOut struct {
 	deltaTries int    // pages where a delta was tried
 	deltaWins  int    // and where it won
 	cache      []span // blocks to store in the shadow: whole pages new to it, changed blocks of cached ones
-	inserts    []insert
 }
 
 type insert struct{ hash, blk uint64 }
@@ -288,20 +324,21 @@ type span struct {
 
 func (o *chunkOut) wire() []byte {
 	if o.codec == codecS2 {
-		return o.enc
+		return o.bufs.enc
 	}
-	return o.raw
+	return o.bufs.raw
 }
 
 // compress picks S2 for the payload when it saves at least 1/32.
 func (o *chunkOut) compress() {
 	o.codec = codecRaw
-	n := s2.MaxEncodedLen(len(o.raw))
-	if cap(o.enc) < n {
-		o.enc = make([]byte, n)
+	b := o.bufs
+	n := s2.MaxEncodedLen(len(b.raw))
+	if cap(b.enc) < n {
+		b.enc = make([]byte, n)
 	}
-	o.enc = s2.Encode(o.enc[:n], o.raw)
-	if len(o.enc) < len(o.raw)-len(o.raw)/32 {
+	b.enc = s2.Encode(b.enc[:n], b.raw)
+	if len(b.enc) < len(b.raw)-len(b.raw)/32 {
 		o.codec = codecS2
 	}
 }

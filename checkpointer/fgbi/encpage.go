@@ -50,10 +50,10 @@ func newWorker(c Config) *worker {
 // encodeChunk encodes pages pfns (contents data) into o. It writes only the
 // fingerprints and flags of its own pages; everything shared across chunks
 // (shadow, index) is read-only until commit.
-func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, pfns []uint64, data []byte) {
+func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, bufs *chunkBufs, pfns []uint64, data []byte) {
 	wk.ops, wk.delta, wk.lit = wk.ops[:0], wk.delta[:0], wk.lit[:0]
 	wk.local.next()
-	*o = chunkOut{raw: o.raw[:0], enc: o.enc, cache: o.cache[:0], inserts: o.inserts[:0]}
+	*o = chunkOut{bufs: bufs, cache: o.cache[:0]}
 	bs, bpp := wk.bs, wk.bpp
 	cacheOn := len(e.sh.owner) > 0
 	ord := uint64(0) // ordinal of the next emitted block in this chunk
@@ -118,7 +118,7 @@ func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, pfns []uint64, data []byt
 				}
 			}
 			if cacheOn && share && !zero {
-				o.inserts = append(o.inserts, insert{hash: h, blk: pfn*uint64(bpp) + uint64(b)})
+				bufs.ins = append(bufs.ins, insert{hash: h, blk: pfn*uint64(bpp) + uint64(b)})
 			}
 			ord++
 			wk.addSeg(s)
@@ -152,12 +152,11 @@ func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, pfns []uint64, data []byt
 	if o.pages == 0 {
 		return
 	}
-	o.raw = binary.AppendUvarint(o.raw, first)
-	o.raw = binary.AppendUvarint(o.raw, uint64(o.pages))
-	o.raw = binary.AppendUvarint(o.raw, uint64(len(wk.ops)))
-	o.raw = binary.AppendUvarint(o.raw, uint64(len(wk.delta)))
-	o.raw = binary.AppendUvarint(o.raw, uint64(len(wk.lit)))
-	o.raw = append(append(append(o.raw, wk.ops...), wk.delta...), wk.lit...)
+	raw := bufs.raw
+	for _, v := range []uint64{first, uint64(o.pages), uint64(len(wk.ops)), uint64(len(wk.delta)), uint64(len(wk.lit))} {
+		raw = binary.AppendUvarint(raw, v)
+	}
+	bufs.raw = append(append(append(raw, wk.ops...), wk.delta...), wk.lit...)
 	if e.cfg.Compression {
 		o.compress()
 	}

@@ -159,3 +159,9 @@ func TestOutputIndependentOfWorkers(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundTripManyBatches covers checkpoints of more chunks than one
+// parallel batch (4 per worker), written batch by batch.
+func TestRoundTripManyBatches(t *testing.T) {
+	roundTrip(t, Config{MemSize: 1500 * PageSize, Sharing: true, Compression: true, Workers: 1}, 4, 5)
+}
