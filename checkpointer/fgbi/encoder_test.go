@@ -50,7 +50,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestMemoryOverhead(t *testing.T) {
-	per, fixed, err := MemoryOverhead(Config{MemSize: 1 << 30})
+	per, fixed, err := MemoryOverhead(Config{MemSize: 1 << 30, Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestMemoryOverhead(t *testing.T) {
 	if want := uint64(64<<20 + 5*(1<<18)); per != want {
 		t.Errorf("per-guest %d, want %d", per, want)
 	}
-	if want := uint64(64<<20 + 8*(1<<14) + 8*(1<<16)); fixed != want {
+	if want := uint64(64<<20 + 10*(1<<14) + 8*(1<<16) + 2*24*(1<<13)); fixed != want {
 		t.Errorf("fixed %d, want %d", fixed, want)
 	}
 	per256, _, _ := MemoryOverhead(Config{MemSize: 1 << 30, BlockSize: 256})
