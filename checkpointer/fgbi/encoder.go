@@ -156,7 +156,7 @@ func (e *Encoder) chunks(rw *recordWriter, h header, pfns []uint64, data []byte,
 	for len(e.outs) < nch {
 		e.outs = append(e.outs, &chunkOut{})
 	}
-	batch := 4 * len(e.work)
+	batch := batchChunks
 	var lookups, hits, tries, wins int
 	for lo := 0; lo < nch; lo += batch {
 		hi := min(lo+batch, nch)
@@ -215,7 +215,7 @@ func (e *Encoder) getBufs() *chunkBufs {
 // putBufs returns b to the pool, which keeps at most two batches' worth.
 func (e *Encoder) putBufs(b *chunkBufs) {
 	e.mu.Lock()
-	if len(e.pool) < 8*len(e.work) {
+	if len(e.pool) < 2*batchChunks {
 		e.pool = append(e.pool, b)
 	}
 	e.mu.Unlock()
@@ -281,6 +281,12 @@ func (e *Encoder) parallel(n int, fn func(*worker, int)) {
 	}
 	wg.Wait()
 }
+
+// batchChunks is how many chunks are encoded in parallel before they are
+// written. It is a constant, not a multiple of Workers, because the index
+// learns each batch's blocks before the next batch: the output then does not
+// depend on the number of workers.
+const batchChunks = 16
 
 // Adaptive sharing: when fewer than 1 in missRatio of at least minLookups
 // lookups hit, the next checkpoint looks up only 1 block in shareSample.
