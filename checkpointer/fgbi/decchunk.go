@@ -185,7 +185,7 @@ func (d *Decoder) decodeSeg(st *staged, kind byte, dst, count uint64, flags byte
 			st.addRun(dst, zeroSrc, uint32(n))
 			return nil
 		}
-		used, err := st.deltaRuns(dst, n, delta.b, replica)
+		used, err := st.deltaRuns(dst, n, delta.b)
 		delta.b = delta.b[used:]
 		return err
 	}
@@ -241,13 +241,9 @@ func (d *Decoder) decodeSeg(st *staged, kind byte, dst, count uint64, flags byte
 }
 
 // deltaRuns parses a delta covering n bytes at replica offset dst and
-// stages its literal runs; it returns the bytes of enc consumed. Literals
-// separated by a short equal gap are staged as one run, the gap copied from
-// the replica (unchanged bytes), so Apply does fewer, longer copies.
-func (st *staged) deltaRuns(dst, n uint64, enc, replica []byte) (int, error) {
-	const maxGap = 32
+// stages its literal runs; it returns the bytes of enc consumed.
+func (st *staged) deltaRuns(dst, n uint64, enc []byte) (int, error) {
 	pos, r := uint64(0), 0
-	lastEnd := uint64(0) // end (within the segment) of the last staged literal, 0 if none
 	for pos < n {
 		eq, a := binary.Uvarint(enc[r:])
 		if a <= 0 {
@@ -269,19 +265,13 @@ func (st *staged) deltaRuns(dst, n uint64, enc, replica []byte) (int, error) {
 		if uint64(len(enc)-r) < ln {
 			return r, fmt.Errorf("delta literal past its record: %w", ErrCorrupt)
 		}
+		off := uint64(len(st.arena))
+		if off+ln > st.limit {
+			return r, fmt.Errorf("more than %d changed bytes: %w", st.limit, ErrTooLarge)
+		}
 		if ln > 0 {
-			from := pos
-			if lastEnd > 0 && eq <= maxGap {
-				from = lastEnd // bridge the gap with the replica's (equal) bytes
-			}
-			off := uint64(len(st.arena))
-			if off+(pos-from)+ln > st.limit {
-				return r, fmt.Errorf("more than %d changed bytes: %w", st.limit, ErrTooLarge)
-			}
-			st.arena = append(st.arena, replica[dst+from:dst+pos]...)
 			st.arena = append(st.arena, enc[r:r+int(ln)]...)
-			st.addRun(dst+from, uint32(off), uint32(pos-from+ln))
-			lastEnd = pos + ln
+			st.addRun(dst+pos, uint32(off), uint32(ln))
 		}
 		r += int(ln)
 		pos += ln
