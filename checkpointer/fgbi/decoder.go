@@ -19,11 +19,14 @@ type Decoder struct {
 	cfg    Config
 	maxRaw uint32 // decoded bytes of one chunk record, at most
 	maxEnc uint32 // wire bytes of one chunk record, at most
-	base   []byte
-	mu     sync.Mutex
-	free   [][]byte   // buffers for arenas and S2 output
-	runs   [][]run    // spare run lists
-	ords   [][]uint32 // spare ordinal maps
+	// maxTotal bounds the decoded bytes of all chunk records together, and
+	// so what one checkpoint can make the decoder hold, by MemSize.
+	maxTotal uint64
+	base     []byte
+	mu       sync.Mutex
+	free     [][]byte   // buffers for arenas and S2 output
+	runs     [][]run    // spare run lists
+	ords     [][]uint32 // spare ordinal maps
 }
 
 // NewDecoder returns a decoder for cfg (MemSize and BlockSize must match the
@@ -37,7 +40,9 @@ func NewDecoder(cfg Config) (*Decoder, error) {
 	// kind + count + reference; plus the page's literal bytes.
 	perPage := PageSize + 3*binary.MaxVarintLen64 + 1 + c.blocksPerPage()*(1+2*binary.MaxVarintLen64)
 	raw := ChunkPages*perPage + 5*binary.MaxVarintLen64
-	return &Decoder{cfg: c, maxRaw: uint32(raw), maxEnc: uint32(s2.MaxEncodedLen(raw))}, nil
+	// A whole checkpoint carries at most every page once.
+	total := c.pages()*uint64(perPage) + c.pages()*uint64(5*binary.MaxVarintLen64+recordSize)
+	return &Decoder{cfg: c, maxRaw: uint32(raw), maxEnc: uint32(s2.MaxEncodedLen(raw)), maxTotal: total}, nil
 }
 
 // Staged is a decoded, fully verified checkpoint not yet applied.
@@ -156,6 +161,7 @@ func (d *Decoder) checkHeader(h header) error {
 func (d *Decoder) records(rr *recordReader, h header) (recs []record, bufs [][]byte, sp []byte, tr trailer, err error) {
 	maxState := uint32(MaxStateSize + 1 + binary.MaxVarintLen64)
 	maxEnc := max(d.maxEnc, uint32(s2.MaxEncodedLen(int(maxState))))
+	var total uint64
 	for {
 		crc := rr.crc
 		rec, b, err := rr.next(nil, maxEnc, max(d.maxRaw, maxState))
@@ -167,8 +173,9 @@ func (d *Decoder) records(rr *recordReader, h header) (recs []record, bufs [][]b
 			if rec.encLen > d.maxEnc || rec.rawLen > d.maxRaw {
 				return nil, nil, nil, tr, fmt.Errorf("chunk %d: %d bytes (%d decoded): %w", len(recs), rec.encLen, rec.rawLen, ErrTooLarge)
 			}
-			if uint64(len(recs)) >= d.cfg.pages() {
-				return nil, nil, nil, tr, fmt.Errorf("more chunks than guest pages: %w", ErrTooLarge)
+			total += uint64(rec.rawLen) + uint64(rec.encLen)
+			if uint64(len(recs)) >= d.cfg.pages() || total > 2*d.maxTotal {
+				return nil, nil, nil, tr, fmt.Errorf("chunks beyond what %d guest pages need: %w", d.cfg.pages(), ErrTooLarge)
 			}
 			recs, bufs = append(recs, rec), append(bufs, b)
 		case rec.typ == recState && sp == nil && h.flags&flagState != 0 && rec.seq == 0 && rec.codec == codecRaw:

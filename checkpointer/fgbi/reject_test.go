@@ -215,3 +215,22 @@ func TestRejectConfigAndBase(t *testing.T) {
 		t.Fatalf("state delta on a fresh decoder: %v", err)
 	}
 }
+
+// TestRejectTooManyChunkBytes sends many small-page chunks each claiming a
+// large decoded size: the decoder must stop once the total exceeds what
+// the guest's pages could need, before holding more.
+func TestRejectTooManyChunkBytes(t *testing.T) {
+	cfg := Config{MemSize: 64 * PageSize}
+	dec, _ := NewDecoder(cfg)
+	var buf bytes.Buffer
+	rw := &recordWriter{w: &buf}
+	_ = rw.write(header{epoch: 1, memSize: cfg.MemSize, blockSize: 64}.marshal())
+	payload := make([]byte, 1000)
+	for i := 0; i < 63; i++ {
+		_ = rw.record(record{typ: recChunk, codec: codecS2, seq: uint32(i), rawLen: dec.maxRaw}, payload)
+	}
+	replica := make([]byte, cfg.MemSize)
+	if _, err := dec.Decode(bytes.NewReader(buf.Bytes()), replica); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("decode error %v, want ErrTooLarge", err)
+	}
+}
