@@ -5,9 +5,10 @@
 //
 // # Model
 //
-// A trace is a sequence of epochs taken every Meta.IntervalMS milliseconds.
-// At each epoch the recorder pauses the process (SIGSTOP or a cgroup
-// freezer), reads its writable mappings (private and shared) through
+// A trace is a sequence of epochs; between two of them the process runs
+// Meta.IntervalMS milliseconds. At each epoch the recorder pauses the
+// process (SIGSTOP or a cgroup freezer), reads its writable mappings
+// (private and shared) with process_vm_readv, falling back to
 // /proc/PID/mem, keeps the 4 KiB pages whose content differs from the copy
 // it kept at the previous epoch, and resumes the process. Epoch 0 holds every
 // page (the full image); later epochs hold only the pages that changed.
@@ -27,6 +28,38 @@
 // slots (address range, first PFN, the mapping's name, the epoch it
 // appeared). Pages that cannot be read (device mappings, a file mapping past
 // its end of file) are left out and stay zero.
+//
+// # Recording
+//
+// Record traces one process (all its threads; not its children), started
+// from a command or given by PID. SIGSTOP pauses it by default: the
+// recorder sends the signal, then polls /proc/PID/task/*/stat until every
+// thread is in state 'T'; SIGCONT resumes it. FreezeCgroup moves it into a
+// cgroup of its own and uses the cgroup v2 freezer (or the v1 freezer
+// controller), invisible to the process and its parent; on a hybrid host
+// such as this project's, the v2 hierarchy at /sys/fs/cgroup/unified has
+// cgroup.freeze even though it carries no controllers. Whatever happens,
+// Record resumes the process before returning, and ends and reaps any
+// process it started. The process runs Interval between two pauses (the
+// pause itself and the writing are not counted), so an epoch holds Interval
+// of the workload's dirtying; epochs are compressed and written on a
+// separate goroutine. Being paused has effects a guest would not see: a
+// stopped process's sleeping system calls are interrupted and restarted
+// (the kernel then writes the remaining time back to user memory), and
+// SIGSTOP notifies the parent; reading a page of shared memory that the
+// process never touched allocates it (a private one maps the zero page).
+// The pause is as long as reading every writable page takes: the kernel
+// here lacks CONFIG_MEM_SOFT_DIRTY, so there is no cheaper way to learn
+// which private pages were written.
+//
+// # Workloads and fixtures
+//
+// `make traces` runs scripts/traces.sh, which records redis-server under
+// redis-benchmark, a PostgreSQL backend under pgbench, gcc's cc1 compiling a
+// generated file, and an NPB-EP-like loop (workloads/ep.c) into the
+// git-ignored traces/ folder. `make trace-fixtures` records the small
+// configurations committed in testdata/redis, testdata/pgbench and
+// testdata/ep, which tests and CI benchmarks read without any workload.
 //
 // # File format (version 1)
 //

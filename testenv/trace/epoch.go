@@ -27,7 +27,6 @@ type recorder struct {
 	space space
 	cur   pagebuf // this epoch's reads, indexed by PFN
 	prev  pagebuf // every page as last recorded, indexed by PFN
-	data  pagebuf // the changed pages handed to the writer
 	// resumed is when the process was last resumed.
 	resumed time.Time
 }
@@ -36,13 +35,12 @@ type recorder struct {
 func (r *recorder) close() {
 	r.cur.free()
 	r.prev.free()
-	r.data.free()
 }
 
 // epoch pauses the process, reads its writable memory, resumes it and
 // returns the pages that changed (every page of a slot new in this epoch).
-// data is valid until the next call.
-func (r *recorder) epoch(seq int) (pfns []uint64, data []byte, pause time.Duration, err error) {
+// data is the caller's to free.
+func (r *recorder) epoch(seq int) (pfns []uint64, data *pagebuf, pause time.Duration, err error) {
 	t0 := time.Now()
 	if err := r.fr.freeze(); err != nil {
 		return nil, nil, 0, err
@@ -66,13 +64,13 @@ func (r *recorder) epoch(seq int) (pfns []uint64, data []byte, pause time.Durati
 		}
 	}
 	slices.Sort(pfns)
-	if err := r.data.grow(len(pfns) * PageSize); err != nil {
+	data = new(pagebuf)
+	if err := data.grow(len(pfns) * PageSize); err != nil {
 		return nil, nil, pause, err
 	}
-	data = r.data.b[:len(pfns)*PageSize]
 	for i, p := range pfns {
 		src := r.cur.b[p*PageSize : (p+1)*PageSize]
-		copy(data[i*PageSize:], src)
+		copy(data.b[i*PageSize:], src)
 		copy(r.prev.b[p*PageSize:], src)
 	}
 	return pfns, data, pause, nil
@@ -134,12 +132,28 @@ func (r *recorder) readRun(rn run, out []run) []run {
 	return out
 }
 
-// pread fills b from address addr of the process. It calls pread(2)
-// directly: os.File.ReadAt would also be right, but under the race detector
-// it annotates every byte read, which makes recording a race-built test
-// helper (hundreds of MiB of mappings) take minutes.
+// pread fills b from address addr of the process. It tries
+// process_vm_readv(2) first (about 1.6x faster than reading /proc/PID/mem
+// here, as it skips the file layer) and falls back to pread(2) of
+// /proc/PID/mem for what it could not read (/proc/PID/mem also reads
+// pages without read permission). Both are called directly:
+// os.File.ReadAt would annotate every byte under the race detector, which
+// makes recording a race-built test helper take minutes.
 func (r *recorder) pread(b []byte, addr uint64) (int, error) {
-	for done := 0; done < len(b); {
+	done := 0
+	for done < len(b) {
+		local := []unix.Iovec{{Base: &b[done], Len: uint64(len(b) - done)}}
+		remote := []unix.RemoteIovec{{Base: uintptr(addr) + uintptr(done), Len: len(b) - done}}
+		n, err := unix.ProcessVMReadv(r.pid, local, remote, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n <= 0 {
+			break
+		}
+		done += n
+	}
+	for done < len(b) {
 		n, err := unix.Pread(int(r.mem.Fd()), b[done:], int64(addr)+int64(done))
 		if err == unix.EINTR {
 			continue

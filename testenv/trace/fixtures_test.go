@@ -3,7 +3,6 @@
 package trace
 
 import (
-	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -12,9 +11,12 @@ import (
 // the recorder's invariants on real data: each slot's pages are all in the
 // epoch it appeared in, and the workload dirtied pages after epoch 0.
 func TestFixtures(t *testing.T) {
-	for _, name := range []string{"redis", "pgbench", "ep"} {
+	for _, name := range Fixtures {
 		t.Run(name, func(t *testing.T) {
-			dir := filepath.Join("testdata", name)
+			dir, err := FixtureDir(name)
+			if err != nil {
+				t.Fatal(err)
+			}
 			meta, eps, err := readAll(dir)
 			if err != nil {
 				t.Fatal(err)

@@ -5,12 +5,15 @@ package trace
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // synthEpochs builds epochs over a space of pages pages: epoch 0 full,
@@ -229,6 +232,49 @@ func FuzzReader(f *testing.F) {
 				if p >= meta.Pages || (i > 0 && p <= e.PFNs[i-1]) {
 					t.Fatalf("epoch %d: bad pfn %d", e.Seq, p)
 				}
+			}
+		}
+	})
+}
+
+// FuzzEpochPayload builds files with valid checksums around an arbitrary
+// epoch payload (PFN varints and page data, compressed here), so the fuzzer
+// reaches the payload checks behind the checksums.
+func FuzzEpochPayload(f *testing.F) {
+	f.Add(uint16(2), uint16(4), append(appendPFNs(nil, []uint64{1, 3}), make([]byte, 2*PageSize)...))
+	f.Add(uint16(1), uint16(1), []byte{0})
+	f.Add(uint16(3), uint16(2), []byte{0, 1, 1})
+	dir := f.TempDir()
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, count, pages uint16, raw []byte) {
+		stored := enc.EncodeAll(raw, nil)
+		h := recHeader{kind: kindEpoch, count: uint32(count), stored: uint32(len(stored)), raw: uint64(len(raw)), sum: crc(raw)}
+		js := fmt.Appendf(nil, `{"name":"f","pages":%d,"epochs":1}`, pages)
+		b := append(fileHeader(), h.marshal()...)
+		b = append(b, stored...)
+		metaOff := uint64(len(b))
+		mh := recHeader{kind: kindMeta, stored: uint32(len(js)), raw: uint64(len(js)), sum: crc(js)}
+		b = append(append(append(b, mh.marshal()...), js...), footer(metaOff, 1)...)
+		if err := os.WriteFile(filepath.Join(dir, FileName), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, eps, err := readAll(dir)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		e := eps[0]
+		if len(e.PFNs) != int(count) || len(e.Data) != int(count)*PageSize {
+			t.Fatalf("%d pfns, %d bytes for count %d", len(e.PFNs), len(e.Data), count)
+		}
+		for i, p := range e.PFNs {
+			if p >= uint64(pages) || (i > 0 && p <= e.PFNs[i-1]) {
+				t.Fatalf("bad pfn %d at %d (pages %d)", p, i, pages)
 			}
 		}
 	})

@@ -84,7 +84,7 @@ func newReader(f *os.File) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
-	return &Reader{f: f, br: bufio.NewReaderSize(f, 1<<20), off: headerLen, metaOff: metaOff, meta: meta, dec: dec}, nil
+	return &Reader{f: f, br: bufio.NewReaderSize(f, 64<<10), off: headerLen, metaOff: metaOff, meta: meta, dec: dec}, nil
 }
 
 // maxRaw bounds the raw payload of an epoch of count pages: at most 10
@@ -193,24 +193,31 @@ func (r *Reader) next1() (*Epoch, error) {
 	return &Epoch{Seq: int(h.seq), PFNs: pfns, Data: raw[n:]}, nil
 }
 
-// decompress inflates stored, which must give exactly want bytes. The output
-// buffer grows with the bytes actually produced, so a lying length cannot
-// force a large allocation by itself.
+// decompress inflates stored, which must give exactly want bytes. want was
+// checked against the meta's page count; up to preallocMax it is allocated
+// at once, beyond that the buffer grows with the bytes actually produced,
+// so a lying header alone cannot force a huge allocation.
 func (r *Reader) decompress(stored []byte, want uint64) ([]byte, error) {
-	if err := r.dec.Reset(bytes.NewReader(stored)); err != nil {
-		return nil, fmt.Errorf("zstd: %v: %w", err, ErrCorrupt)
+	var raw []byte
+	var err error
+	if want <= preallocMax {
+		raw, err = r.dec.DecodeAll(stored, make([]byte, 0, want))
+	} else if err = r.dec.Reset(bytes.NewReader(stored)); err == nil {
+		var buf bytes.Buffer
+		_, err = io.Copy(&buf, io.LimitReader(r.dec, int64(want)+1))
+		raw = buf.Bytes()
 	}
-	var buf bytes.Buffer
-	buf.Grow(int(min(want, 64<<20)))
-	n, err := io.Copy(&buf, io.LimitReader(r.dec, int64(want)+1))
 	if err != nil {
 		return nil, fmt.Errorf("zstd: %v: %w", err, ErrCorrupt)
 	}
-	if uint64(n) != want {
-		return nil, fmt.Errorf("payload inflates to %d bytes, header says %d: %w", n, want, ErrCorrupt)
+	if uint64(len(raw)) != want {
+		return nil, fmt.Errorf("payload inflates to %d bytes, header says %d: %w", len(raw), want, ErrCorrupt)
 	}
-	return buf.Bytes(), nil
+	return raw, nil
 }
+
+// preallocMax is the largest epoch payload decompress allocates up front.
+const preallocMax = 64 << 20
 
 // read fills b from the file, turning a short file into ErrCorrupt.
 func (r *Reader) read(b []byte) error {

@@ -31,8 +31,9 @@ type Options struct {
 	// Stdin, Stdout and Stderr are given to Cmd (nil: /dev/null).
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	// OnEpoch, if set, runs after each epoch is written, while the process
-	// runs; an error aborts the recording (the trace is discarded).
+	// OnEpoch, if set, runs after each epoch is taken (and queued for
+	// writing), while the process runs; an error aborts the recording (the
+	// trace is discarded).
 	OnEpoch func(EpochInfo) error
 	Logger  *slog.Logger
 }
@@ -74,6 +75,13 @@ func Record(ctx context.Context, opts Options) (meta Meta, err error) {
 	} else if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
 		return meta, fmt.Errorf("process %d: %w", pid, err)
 	}
+	meta = Meta{Name: opts.Name, Command: opts.Cmd, IntervalMS: int(opts.Interval / time.Millisecond), PID: pid, Freeze: string(opts.Freeze)}
+	if meta.Name == "" {
+		meta.Name = procName(pid, opts.Cmd)
+	}
+	if meta.Command == nil {
+		meta.Command = procCmdline(pid)
+	}
 	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
 	if err != nil {
 		return meta, fmt.Errorf("open process memory: %w", err)
@@ -95,21 +103,19 @@ func Record(ctx context.Context, opts Options) (meta Meta, err error) {
 	defer w.Close()
 	rec := &recorder{pid: pid, mem: mem, fr: fr, space: space{maxPages: opts.MaxPages}}
 	defer rec.close()
-	pause, err := rec.loop(ctx, opts, exited, w, log)
+	bw := newBgWriter(w)
+	pause, err := rec.loop(ctx, opts, exited, bw, log)
+	if werr := bw.finish(); err == nil {
+		err = werr
+	}
 	if err != nil {
 		return meta, err
 	}
 	if w.Epochs() == 0 {
 		return meta, fmt.Errorf("process %d exited before the first epoch", pid)
 	}
-	meta = Meta{Name: opts.Name, Command: opts.Cmd, IntervalMS: int(opts.Interval / time.Millisecond), Pages: rec.space.pages,
-		PID: pid, Freeze: string(opts.Freeze), Mappings: rec.space.mappings(), PauseUS: pause.Microseconds() / int64(w.Epochs())}
-	if meta.Name == "" {
-		meta.Name = procName(pid, opts.Cmd)
-	}
-	if meta.Command == nil {
-		meta.Command = procCmdline(pid)
-	}
+	meta.Pages, meta.Mappings = rec.space.pages, rec.space.mappings()
+	meta.PauseUS = pause.Microseconds() / int64(w.Epochs())
 	if err := w.Finish(meta); err != nil {
 		return meta, err
 	}
@@ -149,8 +155,9 @@ func (o *Options) check() error {
 // The process runs Interval between the end of one pause and the start of
 // the next (as a Remus guest runs an epoch between checkpoints), whatever
 // the pause costs, so each epoch holds Interval of work; only when comparing
-// and writing an epoch takes longer than Interval does the process run longer.
-func (r *recorder) loop(ctx context.Context, o Options, exited <-chan struct{}, w *Writer, log *slog.Logger) (time.Duration, error) {
+// an epoch takes longer than Interval, or the writer falls queueDepth epochs
+// behind, does the process run longer.
+func (r *recorder) loop(ctx context.Context, o Options, exited <-chan struct{}, w *bgWriter, log *slog.Logger) (time.Duration, error) {
 	start := time.Now()
 	var total time.Duration
 	for seq := 0; o.Epochs <= 0 || seq < o.Epochs; seq++ {
@@ -168,10 +175,10 @@ func (r *recorder) loop(ctx context.Context, o Options, exited <-chan struct{}, 
 			return total, fmt.Errorf("epoch %d: %w", seq, err)
 		}
 		total += pause
-		if err := w.WriteEpoch(pfns, data); err != nil {
+		if err := w.put(pfns, data); err != nil {
 			return total, err
 		}
-		log.Debug("epoch recorded", "epoch", seq, "pages", len(pfns), "bytes", len(data), "dur", pause)
+		log.Debug("epoch recorded", "epoch", seq, "pages", len(pfns), "bytes", len(pfns)*PageSize, "dur", pause)
 		if o.OnEpoch != nil {
 			if err := o.OnEpoch(EpochInfo{Seq: seq, Pages: len(pfns), Space: r.space.pages, Pause: pause}); err != nil {
 				return total, fmt.Errorf("epoch %d: %w", seq, err)

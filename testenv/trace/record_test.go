@@ -38,10 +38,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// zeroStep marks an expected page of zeros.
+const zeroStep = -1
+
 // pageContent is the content of a page written at step (8-byte words that
 // differ in every word, so a torn or misplaced page cannot match).
 func pageContent(step, page, region int) []byte {
 	b := make([]byte, PageSize)
+	if step == zeroStep {
+		return b
+	}
 	for j := 0; j < PageSize; j += 8 {
 		binary.LittleEndian.PutUint64(b[j:], uint64(step)<<48|uint64(region)<<40|uint64(page)<<16|uint64(j))
 	}
@@ -62,7 +68,15 @@ func helperMain() {
 	for p := range helperPages {
 		copy(buf[p*PageSize:], pageContent(0, p, 0))
 	}
-	fmt.Printf("addr %x\n", bufAddr(buf))
+	// A shared file mapping of 3 pages over a 1-page file: pages 1 and 2
+	// lie past the end of the file and cannot be read.
+	fm, err := mmapFile(1, 3)
+	if err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	fm[0] = 1
+	fmt.Printf("addr %x %x\n", bufAddr(buf), bufAddr(fm))
 	var extra []byte
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -91,6 +105,8 @@ func helperMain() {
 		case 6: // the mapping disappears
 			munmap(extra)
 			copy(buf[0:], pageContent(6, 0, 0))
+		case 7: // a page is dropped: it reads as zeros from now on
+			dropPage(buf[10*PageSize : 11*PageSize])
 		}
 		addr := uint64(0)
 		if extra != nil {
@@ -126,12 +142,13 @@ func expected() [][]want {
 	e = append(e, ex)
 	e = append(e, []want{{1, 2, 5}, {0, 7, 5}})
 	e = append(e, []want{{0, 0, 6}})
+	e = append(e, []want{{0, 10, zeroStep}})
 	return e
 }
 
 // startHelper runs the helper and returns its pid, stdin, stdout and
 // buffer address; the process is killed and reaped at cleanup.
-func startHelper(t *testing.T) (int, io.Writer, *bufio.Reader, uint64) {
+func startHelper(t *testing.T) (int, io.Writer, *bufio.Reader, uint64, uint64) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
@@ -151,12 +168,12 @@ func startHelper(t *testing.T) (int, io.Writer, *bufio.Reader, uint64) {
 		cmd.Wait()
 	})
 	out := bufio.NewReader(outp)
-	var addr uint64
+	var addr, faddr uint64
 	line, _ := out.ReadString('\n')
-	if _, err := fmt.Sscanf(line, "addr %x", &addr); err != nil {
+	if _, err := fmt.Sscanf(line, "addr %x %x", &addr, &faddr); err != nil {
 		t.Fatalf("helper said %q: %v", line, err)
 	}
-	return cmd.Process.Pid, in, out, addr
+	return cmd.Process.Pid, in, out, addr, faddr
 }
 
 func procState(t *testing.T, pid int) byte {
@@ -194,7 +211,11 @@ func TestRecordCgroup(t *testing.T) {
 // testRecord drives the helper one step per epoch and checks that each
 // epoch holds exactly the helper pages that step changed, with their bytes.
 func testRecord(t *testing.T, mode Freeze) {
-	pid, in, out, addr := startHelper(t)
+	pid, in, out, addr, faddr := startHelper(t)
+	cgBefore, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
 	exp := expected()
 	var extraAddr uint64
 	dir := t.TempDir()
@@ -218,6 +239,9 @@ func testRecord(t *testing.T, mode Freeze) {
 		t.Fatal(err)
 	}
 	waitRunning(t, pid)
+	if cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); !bytes.Equal(cg, cgBefore) {
+		t.Errorf("process left in cgroups %q, was in %q", cg, cgBefore)
+	}
 	if meta.Epochs != len(exp) || meta.Pages == 0 {
 		t.Fatalf("meta: %d epochs, %d pages", meta.Epochs, meta.Pages)
 	}
@@ -231,18 +255,20 @@ func testRecord(t *testing.T, mode Freeze) {
 		if region == 1 {
 			a = extraAddr + uint64(page)*PageSize
 		}
-		for _, m := range r.Meta().Mappings {
-			if a >= m.Start && a < m.End {
-				return m.FirstPFN + (a-m.Start)/PageSize
-			}
-		}
-		t.Fatalf("address %x (region %d) in no mapping", a, region)
-		return 0
+		return pfnOfAddr(t, r.Meta(), a)
 	}
 	for seq, ws := range exp {
 		e, err := r.Next()
 		if err != nil {
 			t.Fatalf("epoch %d: %v", seq, err)
+		}
+		if seq == 0 { // the file mapping: page 0 read, the pages past EOF skipped
+			for p, want := range []bool{true, false, false} {
+				_, ok := slices.BinarySearch(e.PFNs, pfnOfAddr(t, r.Meta(), faddr+uint64(p)*PageSize))
+				if ok != want {
+					t.Errorf("file mapping page %d recorded: %v, want %v", p, ok, want)
+				}
+			}
 		}
 		ours := map[uint64]want{}
 		for p := range helperPages {
@@ -278,8 +304,20 @@ func testRecord(t *testing.T, mode Freeze) {
 	}
 }
 
+// pfnOfAddr finds the PFN of address a in the trace's slots.
+func pfnOfAddr(t *testing.T, meta Meta, a uint64) uint64 {
+	t.Helper()
+	for _, m := range meta.Mappings {
+		if a >= m.Start && a < m.End {
+			return m.FirstPFN + (a-m.Start)/PageSize
+		}
+	}
+	t.Fatalf("address %x in no mapping", a)
+	return 0
+}
+
 func TestRecordAbortResumes(t *testing.T) {
-	pid, _, _, _ := startHelper(t)
+	pid, _, _, _, _ := startHelper(t)
 	dir := t.TempDir()
 	boom := errors.New("boom")
 	_, err := Record(context.Background(), Options{PID: pid, Dir: dir, Interval: 25 * time.Millisecond, Epochs: 10,
@@ -329,5 +367,29 @@ func TestRecordCommand(t *testing.T) {
 	}
 	if !strings.Contains(fmt.Sprint(meta.Command), "sleep") {
 		t.Fatalf("command %v", meta.Command)
+	}
+}
+
+// TestRecordBounds checks that a duration bound and a cancelled context
+// both end a recording early with a valid trace.
+func TestRecordBounds(t *testing.T) {
+	t0 := time.Now()
+	meta, err := Record(context.Background(), Options{Cmd: []string{"sleep", "30"}, Dir: t.TempDir(),
+		Interval: 25 * time.Millisecond, Duration: 150 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Epochs < 2 || time.Since(t0) > 10*time.Second {
+		t.Fatalf("duration bound: %d epochs in %v", meta.Epochs, time.Since(t0))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	dir := t.TempDir()
+	meta, err = Record(ctx, Options{Cmd: []string{"sleep", "30"}, Dir: dir, Interval: 25 * time.Millisecond, Epochs: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, eps, err := readAll(dir); err != nil || meta.Epochs >= 10000 || len(eps) != meta.Epochs {
+		t.Fatalf("cancelled: %d epochs, read %d: %v", meta.Epochs, len(eps), err)
 	}
 }
