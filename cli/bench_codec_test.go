@@ -50,11 +50,11 @@ func TestBenchCodec(t *testing.T) {
 	dir := t.TempDir()
 	writeTrace(t, dir)
 	var out, errb bytes.Buffer
-	if code := Run(context.Background(), &out, &errb, []string{"resilire", "bench", "codec", "--trace", dir, "--block", "128"}); code != 0 {
+	if code := Run(context.Background(), &out, &errb, []string{"resilire", "bench", "codec", "--trace", dir, "--block", "128", "--repeat", "2"}); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	s := out.String()
-	for _, want := range []string{"trace tiny", "5 measured epochs", "(a) remus raw pages", "(c) xbzrle", "(e) fgbi 128 B: + compression"} {
+	for _, want := range []string{"trace tiny", "5 measured epochs", "(a) remus raw pages", "(c) xbzrle", "(e) fgbi 128 B: + compression", "best of 2 runs"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}

@@ -97,7 +97,9 @@ func (c Config) cachePages() int    { return c.XORCacheBytes / PageSize }
 
 // MemoryOverhead reports the encoder's memory in bytes for cfg: the
 // per-guest part (block fingerprints, page flags and shadow slots, which
-// scale with MemSize) and the fixed part (shadow cache and content index).
+// scale with MemSize) and the fixed part (shadow cache, content index and
+// the workers' in-chunk tables), leaving out the payload buffers of at most
+// two batches of chunks in flight.
 func MemoryOverhead(cfg Config) (perGuest, fixed uint64, err error) {
 	c, err := cfg.normalize()
 	if err != nil {
@@ -105,7 +107,8 @@ func MemoryOverhead(cfg Config) (perGuest, fixed uint64, err error) {
 	}
 	pages := c.pages()
 	perGuest = pages*uint64(c.blocksPerPage())*4 + pages*(1+4)
-	cp := uint64(c.cachePages())
-	fixed = cp*(PageSize+8) + uint64(indexSize(c))*8
+	cp := min(uint64(c.cachePages()), pages)
+	local := uint64(newLocalTable(ChunkPages*c.blocksPerPage()).mask+1) * 24
+	fixed = cp*(PageSize+8+2) + uint64(indexSize(c))*8 + uint64(c.Workers)*local
 	return perGuest, fixed, nil
 }

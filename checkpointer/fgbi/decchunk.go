@@ -5,6 +5,7 @@ package fgbi
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -65,9 +66,9 @@ func (d *Decoder) decodeChunk(st *staged, rec record, payload, replica []byte) e
 		if err != nil || n != int(rec.rawLen) {
 			return fmt.Errorf("s2 length %d, record says %d: %w", n, rec.rawLen, ErrCorrupt)
 		}
-		buf := d.getBuf(n)
+		buf := d.getBuf(n)[:n]
 		defer d.putBuf(buf)
-		if raw, err = s2.Decode(buf[:n], payload); err != nil {
+		if raw, err = s2.Decode(buf, payload); err != nil {
 			return fmt.Errorf("s2: %v: %w", err, ErrCorrupt)
 		}
 	}
@@ -90,7 +91,16 @@ func (d *Decoder) decodeChunk(st *staged, rec record, payload, replica []byte) e
 	if len(c.b) != 0 {
 		return fmt.Errorf("%d bytes after the chunk's streams: %w", len(c.b), ErrCorrupt)
 	}
-	st.arena = d.getBuf(int(np) * PageSize)[:0]
+	st.arena = d.getBuf(int(np) * PageSize)
+	d.mu.Lock()
+	if n := len(d.runs); n > 0 {
+		st.runs, d.runs = d.runs[n-1], d.runs[:n-1]
+	}
+	if n := len(d.ords); n > 0 {
+		st.ords, d.ords = d.ords[n-1], d.ords[:n-1]
+	}
+	d.mu.Unlock()
+	st.limit = np * PageSize
 	st.pages = int(np)
 	pages := d.cfg.pages()
 	pfn := first
@@ -136,7 +146,6 @@ func (d *Decoder) decodePage(st *staged, pfn uint64, ops, delta, lit *cursor, re
 	if flags&^pageDelta != 0 || nseg == 0 || nseg > bpp {
 		return fmt.Errorf("flags %#x, %d segments: %w", flags, nseg, ErrCorrupt)
 	}
-	total := d.cfg.pages() * bpp
 	pos := uint64(0)
 	for s := uint64(0); s < nseg; s++ {
 		kind := ops.byte1("segment kind")
@@ -152,57 +161,122 @@ func (d *Decoder) decodePage(st *staged, pfn uint64, ops, delta, lit *cursor, re
 			continue
 		}
 		dst := pfn*PageSize + pos*bs
-		n := count * bs
-		off := uint64(len(st.arena))
-		if off+n > uint64(cap(st.arena)) {
-			return fmt.Errorf("more than %d changed bytes: %w", cap(st.arena), ErrTooLarge)
+		if err := d.decodeSeg(st, kind, dst, count, flags, ops, delta, lit, replica); err != nil {
+			return err
 		}
-		st.arena = st.arena[:off+n]
-		out := st.arena[off:]
-		switch kind {
-		case segLit:
-			if flags&pageDelta != 0 {
-				used, err := ApplyDelta(out, replica[dst:dst+n], delta.b)
-				if err != nil {
-					return err
-				}
-				delta.b = delta.b[used:]
-			} else {
-				copy(out, lit.take(n, "literal"))
-				if lit.err != nil {
-					return lit.err
-				}
-			}
-		case segZero:
-			clear(out)
-		case segRefR:
-			src := ops.uvarint("reference")
-			if ops.err != nil {
-				return ops.err
-			}
-			if src >= total || count > total-src {
-				return fmt.Errorf("reference to block %d+%d: %w", src, count, ErrRange)
-			}
-			copy(out, replica[src*bs:(src+count)*bs])
-		case segRefL:
-			back := ops.uvarint("local reference")
-			if ops.err != nil {
-				return ops.err
-			}
-			ord := off / bs
-			if back == 0 || back > ord {
-				return fmt.Errorf("local reference %d back from block %d: %w", back, ord, ErrRange)
-			}
-			for k := uint64(0); k < count; k++ { // may overlap: block by block
-				copy(out[k*bs:(k+1)*bs], st.arena[(ord-back+k)*bs:(ord-back+k+1)*bs])
-			}
-		default:
-			return fmt.Errorf("segment kind %d: %w", kind, ErrCorrupt)
-		}
-		st.addRun(dst, uint32(off), uint32(n))
 		pos += count
 	}
 	return nil
+}
+
+// decodeSeg stages one segment of count blocks going to replica offset dst.
+// Literal, replica-reference and local-reference blocks are materialized in
+// the arena (ords maps each emitted block's ordinal to its arena offset+1);
+// zero blocks become clearing runs; a delta becomes runs of its literal
+// bytes only, since the replica already holds the rest.
+func (d *Decoder) decodeSeg(st *staged, kind byte, dst, count uint64, flags byte, ops, delta, lit *cursor, replica []byte) error {
+	bs := uint64(d.cfg.BlockSize)
+	n := count * bs
+	if kind == segZero || (kind == segLit && flags&pageDelta != 0) {
+		for k := uint64(0); k < count; k++ {
+			st.ords = append(st.ords, 0)
+		}
+		if kind == segZero {
+			st.addRun(dst, zeroSrc, uint32(n))
+			return nil
+		}
+		used, err := st.deltaRuns(dst, n, delta.b)
+		delta.b = delta.b[used:]
+		return err
+	}
+	off := uint64(len(st.arena))
+	if off+n > st.limit {
+		return fmt.Errorf("more than %d changed bytes: %w", st.limit, ErrTooLarge)
+	}
+	st.arena = slices.Grow(st.arena, int(n))[:off+n]
+	out := st.arena[off:]
+	switch kind {
+	case segLit:
+		copy(out, lit.take(n, "literal"))
+		if lit.err != nil {
+			return lit.err
+		}
+	case segRefR:
+		src := ops.uvarint("reference")
+		if ops.err != nil {
+			return ops.err
+		}
+		total := d.cfg.pages() * uint64(d.cfg.blocksPerPage())
+		if src >= total || count > total-src {
+			return fmt.Errorf("reference to block %d+%d: %w", src, count, ErrRange)
+		}
+		copy(out, replica[src*bs:(src+count)*bs])
+	case segRefL:
+		back := ops.uvarint("local reference")
+		if ops.err != nil {
+			return ops.err
+		}
+		ord := uint64(len(st.ords))
+		if back == 0 || back > ord {
+			return fmt.Errorf("local reference %d back from block %d: %w", back, ord, ErrRange)
+		}
+		for k := uint64(0); k < count; k++ { // may overlap: block by block
+			so := st.ords[ord-back+k]
+			if so == 0 {
+				return fmt.Errorf("local reference to an unmaterialized block: %w", ErrCorrupt)
+			}
+			copy(out[k*bs:(k+1)*bs], st.arena[so-1:uint64(so-1)+bs])
+			st.ords = append(st.ords, uint32(off+k*bs+1))
+		}
+		st.addRun(dst, uint32(off), uint32(n))
+		return nil
+	default:
+		return fmt.Errorf("segment kind %d: %w", kind, ErrCorrupt)
+	}
+	for k := uint64(0); k < count; k++ {
+		st.ords = append(st.ords, uint32(off+k*bs+1))
+	}
+	st.addRun(dst, uint32(off), uint32(n))
+	return nil
+}
+
+// deltaRuns parses a delta covering n bytes at replica offset dst and
+// stages its literal runs; it returns the bytes of enc consumed.
+func (st *staged) deltaRuns(dst, n uint64, enc []byte) (int, error) {
+	pos, r := uint64(0), 0
+	for pos < n {
+		eq, a := binary.Uvarint(enc[r:])
+		if a <= 0 {
+			return r, fmt.Errorf("delta run header: %w", ErrCorrupt)
+		}
+		r += a
+		ln, b := binary.Uvarint(enc[r:])
+		if b <= 0 {
+			return r, fmt.Errorf("delta run header: %w", ErrCorrupt)
+		}
+		r += b
+		if eq > n-pos || ln > n-pos-eq {
+			return r, fmt.Errorf("delta run past %d bytes: %w", n, ErrCorrupt)
+		}
+		pos += eq
+		if ln == 0 && pos != n {
+			return r, fmt.Errorf("empty delta literal before the end: %w", ErrCorrupt)
+		}
+		if uint64(len(enc)-r) < ln {
+			return r, fmt.Errorf("delta literal past its record: %w", ErrCorrupt)
+		}
+		off := uint64(len(st.arena))
+		if off+ln > st.limit {
+			return r, fmt.Errorf("more than %d changed bytes: %w", st.limit, ErrTooLarge)
+		}
+		if ln > 0 {
+			st.arena = append(st.arena, enc[r:r+int(ln)]...)
+			st.addRun(dst+pos, uint32(off), uint32(ln))
+		}
+		r += int(ln)
+		pos += ln
+	}
+	return r, nil
 }
 
 // addRun records that arena[src:src+n] goes to replica offset dst, merging
@@ -210,7 +284,7 @@ func (d *Decoder) decodePage(st *staged, pfn uint64, ops, delta, lit *cursor, re
 func (st *staged) addRun(dst uint64, src, n uint32) {
 	if k := len(st.runs); k > 0 {
 		l := &st.runs[k-1]
-		if l.dst+uint64(l.n) == dst && l.src+l.n == src {
+		if l.dst+uint64(l.n) == dst && (l.src+l.n == src || l.src == zeroSrc && src == zeroSrc) {
 			l.n += n
 			return
 		}
@@ -218,17 +292,34 @@ func (st *staged) addRun(dst uint64, src, n uint32) {
 	st.runs = append(st.runs, run{dst: dst, src: src, n: n})
 }
 
-// getBuf returns a buffer of capacity at least n from the decoder's pool;
-// buffers come back through putBuf (S2 scratch) or Staged.Apply (arenas).
+// getBuf returns an empty buffer from the decoder's free list (or a new
+// one); buffers come back through putBuf (S2 scratch) and Staged.Apply
+// (arenas). A free list, not a sync.Pool, so buffers survive GC cycles.
 func (d *Decoder) getBuf(n int) []byte {
-	if b, ok := d.pool.Get().(*[]byte); ok && cap(*b) >= n {
-		return (*b)[:n]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.free) - 1; i >= 0; i-- {
+		if b := d.free[i]; cap(b) >= n {
+			d.free[i] = d.free[len(d.free)-1]
+			d.free = d.free[:len(d.free)-1]
+			return b[:0]
+		}
 	}
-	return make([]byte, n, max(n, ChunkPages*PageSize))
+	return make([]byte, 0, n)
 }
 
+// maxFree bounds the decoder's free lists (64 chunk buffers, 64 MiB), so a
+// full resync does not pin its staging memory for good.
+const maxFree = 64
+
+// putBuf returns b to the free list, or drops it when the list is full.
 func (d *Decoder) putBuf(b []byte) {
-	if cap(b) >= ChunkPages*PageSize {
-		d.pool.Put(&b)
+	if cap(b) == 0 {
+		return
 	}
+	d.mu.Lock()
+	if len(d.free) < maxFree {
+		d.free = append(d.free, b[:0])
+	}
+	d.mu.Unlock()
 }

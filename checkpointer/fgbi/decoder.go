@@ -19,8 +19,14 @@ type Decoder struct {
 	cfg    Config
 	maxRaw uint32 // decoded bytes of one chunk record, at most
 	maxEnc uint32 // wire bytes of one chunk record, at most
-	base   []byte
-	pool   sync.Pool // chunk-sized buffers
+	// maxTotal bounds the decoded bytes of all chunk records together, and
+	// so what one checkpoint can make the decoder hold, by MemSize.
+	maxTotal uint64
+	base     []byte
+	mu       sync.Mutex
+	free     [][]byte   // buffers for arenas and S2 output
+	runs     [][]run    // spare run lists
+	ords     [][]uint32 // spare ordinal maps
 }
 
 // NewDecoder returns a decoder for cfg (MemSize and BlockSize must match the
@@ -34,7 +40,9 @@ func NewDecoder(cfg Config) (*Decoder, error) {
 	// kind + count + reference; plus the page's literal bytes.
 	perPage := PageSize + 3*binary.MaxVarintLen64 + 1 + c.blocksPerPage()*(1+2*binary.MaxVarintLen64)
 	raw := ChunkPages*perPage + 5*binary.MaxVarintLen64
-	return &Decoder{cfg: c, maxRaw: uint32(raw), maxEnc: uint32(s2.MaxEncodedLen(raw))}, nil
+	// A whole checkpoint carries at most every page once.
+	total := c.pages()*uint64(perPage) + c.pages()*uint64(5*binary.MaxVarintLen64+recordSize)
+	return &Decoder{cfg: c, maxRaw: uint32(raw), maxEnc: uint32(s2.MaxEncodedLen(raw)), maxTotal: total}, nil
 }
 
 // Staged is a decoded, fully verified checkpoint not yet applied.
@@ -52,13 +60,18 @@ type staged struct {
 	runs        []run
 	first, last uint64 // first and last page of the chunk
 	pages       int
+	limit       uint64   // most arena bytes the chunk's page count allows
+	ords        []uint32 // per emitted block: arena offset + 1, 0 if not materialized
 }
 
 type run struct {
 	dst uint64 // replica offset
-	src uint32 // arena offset
+	src uint32 // arena offset, or zeroSrc: clear
 	n   uint32
 }
+
+// zeroSrc marks a run that clears replica bytes.
+const zeroSrc = ^uint32(0)
 
 // Epoch is the checkpoint's epoch number.
 func (s *Staged) Epoch() uint64 { return s.epoch }
@@ -73,10 +86,20 @@ func (s *Staged) Apply(replica []byte) {
 	s.d.parallel(len(s.chunks), func(i int) {
 		c := &s.chunks[i]
 		for _, r := range c.runs {
-			copy(replica[r.dst:r.dst+uint64(r.n)], c.arena[r.src:r.src+r.n])
+			if r.src == zeroSrc {
+				clear(replica[r.dst : r.dst+uint64(r.n)])
+			} else {
+				copy(replica[r.dst:r.dst+uint64(r.n)], c.arena[r.src:r.src+r.n])
+			}
 		}
 		s.d.putBuf(c.arena)
-		c.arena, c.runs = nil, nil
+		s.d.mu.Lock()
+		if len(s.d.runs) < maxFree {
+			s.d.runs = append(s.d.runs, c.runs[:0])
+			s.d.ords = append(s.d.ords, c.ords[:0])
+		}
+		s.d.mu.Unlock()
+		c.arena, c.runs, c.ords = nil, nil, nil
 	})
 	if s.state != nil {
 		s.d.base = s.state
@@ -102,39 +125,16 @@ func (d *Decoder) Decode(r io.Reader, replica []byte) (*Staged, error) {
 	if err := d.checkHeader(h); err != nil {
 		return nil, err
 	}
-	bufs := make([][]byte, h.nchunks)
-	recs := make([]record, h.nchunks)
-	for i := range bufs {
-		rec, b, err := rr.next(nil, d.maxEnc, d.maxRaw)
-		if err != nil {
-			return nil, fmt.Errorf("chunk %d: %w", i, err)
-		}
-		if rec.typ != recChunk || rec.seq != uint32(i) {
-			return nil, fmt.Errorf("record type %d seq %d where chunk %d belongs: %w", rec.typ, rec.seq, i, ErrOrder)
-		}
-		recs[i], bufs[i] = rec, b
-	}
-	var sp []byte
-	if h.flags&flagState != 0 {
-		maxState := uint32(MaxStateSize + 1 + binary.MaxVarintLen64)
-		rec, b, err := rr.next(nil, uint32(s2.MaxEncodedLen(int(maxState))), maxState)
-		if err != nil {
-			return nil, fmt.Errorf("device state: %w", err)
-		}
-		if rec.typ != recState || rec.seq != 0 || rec.codec != codecRaw {
-			return nil, fmt.Errorf("record type %d seq %d where the device state belongs: %w", rec.typ, rec.seq, ErrOrder)
-		}
-		sp = b
-	}
-	if err := d.trailer(rr, h.epoch); err != nil {
+	recs, bufs, sp, tr, err := d.records(rr, h)
+	if err != nil {
 		return nil, err
 	}
-	s := &Staged{d: d, epoch: h.epoch, chunks: make([]staged, h.nchunks)}
-	errs := make([]error, h.nchunks)
-	d.parallel(int(h.nchunks), func(i int) {
+	s := &Staged{d: d, epoch: h.epoch, chunks: make([]staged, len(recs))}
+	errs := make([]error, len(recs))
+	d.parallel(len(recs), func(i int) {
 		errs[i] = d.decodeChunk(&s.chunks[i], recs[i], bufs[i], replica)
 	})
-	if err := d.checkChunks(s, errs, h); err != nil {
+	if err := d.checkChunks(s, errs, tr); err != nil {
 		return nil, err
 	}
 	if sp != nil {
@@ -150,37 +150,61 @@ func (d *Decoder) checkHeader(h header) error {
 		return fmt.Errorf("checkpoint for %d bytes / %d B blocks, decoder has %d / %d: %w",
 			h.memSize, h.blockSize, d.cfg.MemSize, d.cfg.BlockSize, ErrConfig)
 	}
-	if uint64(h.npages) > d.cfg.pages() {
-		return fmt.Errorf("%d pages in a %d-page guest: %w", h.npages, d.cfg.pages(), ErrTooLarge)
-	}
-	if h.nchunks > h.npages || uint64(h.nchunks)*ChunkPages < uint64(h.npages) {
-		return fmt.Errorf("%d chunks for %d pages: %w", h.nchunks, h.npages, ErrCorrupt)
-	}
 	return nil
 }
 
-// trailer reads the trailer and checks it covers exactly what was read.
-func (d *Decoder) trailer(rr *recordReader, epoch uint64) error {
-	want := rr.crc
-	rec, b, err := rr.next(nil, 12, 12)
-	if err != nil {
-		return fmt.Errorf("trailer: %w", err)
+// records reads every record after the header, in the only order allowed
+// (chunks 0, 1, ..., then the device state if the header announced one,
+// then the trailer), and checks the trailer covers exactly what was read.
+// Each chunk holds at least one page, so at most MemSize/PageSize chunks
+// are accepted.
+func (d *Decoder) records(rr *recordReader, h header) (recs []record, bufs [][]byte, sp []byte, tr trailer, err error) {
+	maxState := uint32(MaxStateSize + 1 + binary.MaxVarintLen64)
+	maxEnc := max(d.maxEnc, uint32(s2.MaxEncodedLen(int(maxState))))
+	var total uint64
+	for {
+		crc := rr.crc
+		rec, b, err := rr.next(nil, maxEnc, max(d.maxRaw, maxState))
+		if err != nil {
+			return nil, nil, nil, tr, fmt.Errorf("record after chunk %d: %w", len(recs), err)
+		}
+		switch {
+		case rec.typ == recChunk && sp == nil && rec.seq == uint32(len(recs)):
+			if rec.encLen > d.maxEnc || rec.rawLen > d.maxRaw {
+				return nil, nil, nil, tr, fmt.Errorf("chunk %d: %d bytes (%d decoded): %w", len(recs), rec.encLen, rec.rawLen, ErrTooLarge)
+			}
+			total += uint64(rec.rawLen) + uint64(rec.encLen)
+			if uint64(len(recs)) >= d.cfg.pages() || total > 2*d.maxTotal {
+				return nil, nil, nil, tr, fmt.Errorf("chunks beyond what %d guest pages need: %w", d.cfg.pages(), ErrTooLarge)
+			}
+			recs, bufs = append(recs, rec), append(bufs, b)
+		case rec.typ == recState && sp == nil && h.flags&flagState != 0 && rec.seq == 0 && rec.codec == codecRaw:
+			sp = b
+		case rec.typ == recTrailer && rec.seq == 0 && len(b) == trailerSize:
+			if h.flags&flagState != 0 && sp == nil {
+				return nil, nil, nil, tr, fmt.Errorf("trailer where the device state belongs: %w", ErrOrder)
+			}
+			tr = parseTrailer(b)
+			switch {
+			case tr.epoch != h.epoch:
+				return nil, nil, nil, tr, fmt.Errorf("trailer of epoch %d in checkpoint %d: %w", tr.epoch, h.epoch, ErrOrder)
+			case tr.crc != crc:
+				return nil, nil, nil, tr, fmt.Errorf("checkpoint checksum %08x, want %08x: %w", crc, tr.crc, ErrCorrupt)
+			case tr.chunks != uint32(len(recs)):
+				return nil, nil, nil, tr, fmt.Errorf("%d chunks, trailer says %d: %w", len(recs), tr.chunks, ErrOrder)
+			}
+			return recs, bufs, sp, tr, nil
+		case rec.typ == recChunk || rec.typ == recState || rec.typ == recTrailer:
+			return nil, nil, nil, tr, fmt.Errorf("record type %d seq %d after %d chunks: %w", rec.typ, rec.seq, len(recs), ErrOrder)
+		default:
+			return nil, nil, nil, tr, fmt.Errorf("record type %d: %w", rec.typ, ErrCorrupt)
+		}
 	}
-	if rec.typ != recTrailer || rec.seq != 0 || len(b) != 12 {
-		return fmt.Errorf("record type %d seq %d where the trailer belongs: %w", rec.typ, rec.seq, ErrOrder)
-	}
-	if e := binary.LittleEndian.Uint64(b); e != epoch {
-		return fmt.Errorf("trailer of epoch %d in checkpoint %d: %w", e, epoch, ErrOrder)
-	}
-	if c := binary.LittleEndian.Uint32(b[8:]); c != want {
-		return fmt.Errorf("checkpoint checksum %08x, want %08x: %w", want, c, ErrCorrupt)
-	}
-	return nil
 }
 
 // checkChunks returns the first chunk error, then checks that chunks are in
-// ascending page order and add up to the header's page count.
-func (d *Decoder) checkChunks(s *Staged, errs []error, h header) error {
+// ascending page order and add up to the trailer's page count.
+func (d *Decoder) checkChunks(s *Staged, errs []error, tr trailer) error {
 	for i, err := range errs {
 		if err != nil {
 			return fmt.Errorf("chunk %d: %w", i, err)
@@ -194,8 +218,8 @@ func (d *Decoder) checkChunks(s *Staged, errs []error, h header) error {
 		}
 		pages += c.pages
 	}
-	if pages != int(h.npages) {
-		return fmt.Errorf("%d pages in chunks, header says %d: %w", pages, h.npages, ErrCorrupt)
+	if pages != int(tr.pages) {
+		return fmt.Errorf("%d pages in chunks, trailer says %d: %w", pages, tr.pages, ErrCorrupt)
 	}
 	return nil
 }

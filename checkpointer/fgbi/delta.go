@@ -30,6 +30,15 @@ func AppendDelta(dst, old, cur []byte, limit int) (out []byte, ok bool) {
 		}
 		k := j
 		for k < n {
+			// Skip 8 bytes at once while no byte of the word is equal
+			// (SWAR zero-byte test on the XOR): random data runs fast.
+			if k+8 <= n {
+				x := binary.LittleEndian.Uint64(old[k:]) ^ binary.LittleEndian.Uint64(cur[k:])
+				if (x-0x0101010101010101)&^x&0x8080808080808080 == 0 {
+					k += 8
+					continue
+				}
+			}
 			if old[k] != cur[k] {
 				k++
 				continue

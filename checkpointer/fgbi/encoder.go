@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/zeebo/xxh3"
 )
 
 // Stats describes one encoded checkpoint.
@@ -38,16 +39,21 @@ func (s *Stats) add(o Stats) {
 // state), so checkpoints must reach the backup in order; Reset after any
 // loss. An Encoder is not safe for concurrent use.
 type Encoder struct {
-	cfg    Config
-	bpp    int
-	hashes []uint32 // per block: low 32 bits of xxh3 of the last sent content
-	known  []uint8  // per page: 1 when the backup holds it and hashes are valid
-	sh     *shadow
-	idx    *index
-	state  []byte // last device state sent, nil if none
-	broken bool   // a write failed: the backup's content is unknown
-	work   []*worker
-	outs   []*chunkOut
+	cfg     Config
+	bpp     int
+	hashes  []uint32 // per block: low 32 bits of xxh3 of the last sent content
+	known   []uint8  // per page: 1 when the backup holds it and hashes are valid
+	sh      *shadow
+	idx     *index
+	state   []byte // last device state sent, nil if none
+	broken  bool   // a write failed: the backup's content is unknown
+	sample  int    // look up one block in sample for sharing (see Encoder.sampled)
+	dsample int    // try a delta on one page in dsample
+	rot     uint64 // rotates the sampled set every checkpoint
+	work    []*worker
+	outs    []*chunkOut
+	mu      sync.Mutex
+	pool    []*chunkBufs // payload buffers, at most two batches' worth
 }
 
 // NewEncoder returns an encoder for cfg. Its memory is MemoryOverhead(cfg).
@@ -68,10 +74,22 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 		sh:     newShadow(c.pages(), slots),
 		idx:    newIndex(indexSize(c)),
 	}
+	e.sh.evicted = e.evicted
 	for i := 0; i < c.Workers; i++ {
 		e.work = append(e.work, newWorker(c))
 	}
 	return e, nil
+}
+
+// evicted brings the fingerprints of a page leaving the shadow cache up to
+// date: while cached, its changes were found by exact comparison and its
+// fingerprints were not maintained.
+func (e *Encoder) evicted(pfn uint64, content []byte) {
+	bs, bpp := e.cfg.BlockSize, uint64(e.bpp)
+	hs := e.hashes[pfn*bpp : (pfn+1)*bpp]
+	for b := range hs {
+		hs[b] = uint32(xxh3.Hash(content[b*bs : (b+1)*bs]))
+	}
 }
 
 // Reset forgets what the backup holds: the next Encode sends every block of
@@ -86,8 +104,10 @@ func (e *Encoder) Reset() {
 
 // Encode writes one complete checkpoint for epoch to w. pfns are ascending,
 // unique and below MemSize/PageSize; data holds their contents, PageSize
-// bytes each; state may be nil. On a write error the encoder resets itself
-// on the next call, since the backup's content is then unknown.
+// bytes each; state may be nil. Chunks are encoded in parallel batches and
+// written as each batch completes, so the encoder's memory does not grow
+// with the dirty set. On a write error the encoder resets itself on the
+// next call, since the backup's content is then unknown.
 func (e *Encoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data []byte, state []byte) (Stats, error) {
 	st := Stats{Pages: len(pfns)}
 	if err := e.check(pfns, data, state); err != nil {
@@ -96,22 +116,7 @@ func (e *Encoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data []byte, 
 	if e.broken {
 		e.Reset()
 	}
-	nch := (len(pfns) + ChunkPages - 1) / ChunkPages
-	for len(e.outs) < nch {
-		e.outs = append(e.outs, &chunkOut{})
-	}
-	e.parallel(nch, func(wk *worker, i int) {
-		lo, hi := i*ChunkPages, min((i+1)*ChunkPages, len(pfns))
-		wk.encodeChunk(e, e.outs[i], pfns[lo:hi], data[lo*PageSize:hi*PageSize])
-	})
 	h := header{epoch: epoch, memSize: e.cfg.MemSize, blockSize: uint32(e.cfg.BlockSize)}
-	for _, o := range e.outs[:nch] {
-		st.add(o.stats)
-		if o.pages > 0 {
-			h.nchunks++
-			h.npages += uint32(o.pages)
-		}
-	}
 	var sp []byte
 	if state != nil {
 		h.flags |= flagState
@@ -119,18 +124,101 @@ func (e *Encoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data []byte, 
 	}
 	rw := &recordWriter{w: w}
 	e.broken = true
-	if err := e.write(rw, h, nch, sp); err != nil {
-		st.WireBytes = rw.n
+	tr, err := e.chunks(rw, h, pfns, data, &st)
+	if err == nil && sp != nil {
+		err = rw.record(record{typ: recState, rawLen: uint32(len(sp))}, sp)
+	}
+	if err == nil {
+		err = rw.trailer(tr)
+	}
+	st.WireBytes = rw.n
+	if err != nil {
 		return st, err
 	}
 	e.broken = false
-	st.WireBytes = rw.n
-	st.StateBytes = len(sp) + recordSize
-	if state != nil {
+	if sp != nil {
+		st.StateBytes = len(sp) + recordSize
 		e.state = append(e.state[:0], state...)
 	}
-	e.commit(pfns, data, nch)
+	e.commit(pfns, data, len(e.outs[:tr.chunksIn]))
 	return st, nil
+}
+
+// chunks writes the header and the chunk records, encoding batches of
+// chunks in parallel, and adapts the sampling for the next checkpoint.
+func (e *Encoder) chunks(rw *recordWriter, h header, pfns []uint64, data []byte, st *Stats) (trailer, error) {
+	tr := trailer{epoch: h.epoch}
+	if err := rw.write(h.marshal()); err != nil {
+		return tr, err
+	}
+	nch := (len(pfns) + ChunkPages - 1) / ChunkPages
+	tr.chunksIn = nch
+	for len(e.outs) < nch {
+		e.outs = append(e.outs, &chunkOut{})
+	}
+	batch := batchChunks
+	var lookups, hits, tries, wins int
+	for lo := 0; lo < nch; lo += batch {
+		hi := min(lo+batch, nch)
+		e.parallel(hi-lo, func(wk *worker, i int) {
+			i += lo
+			plo, phi := i*ChunkPages, min((i+1)*ChunkPages, len(pfns))
+			wk.encodeChunk(e, e.outs[i], e.getBufs(), pfns[plo:phi], data[plo*PageSize:phi*PageSize])
+		})
+		for _, o := range e.outs[lo:hi] {
+			st.add(o.stats)
+			lookups, hits, tries, wins = lookups+o.lookups, hits+o.hits, tries+o.deltaTries, wins+o.deltaWins
+			// Safe before the checkpoint is complete: a hit is confirmed
+			// against the shadow, which still holds the pre-checkpoint
+			// content the decoder resolves references against.
+			for _, in := range o.bufs.ins {
+				e.idx.put(in.hash, in.blk)
+			}
+			if o.pages > 0 {
+				err := rw.record(record{typ: recChunk, codec: o.codec, seq: tr.chunks, rawLen: uint32(len(o.bufs.raw))}, o.wire())
+				if err != nil {
+					return tr, err
+				}
+				tr.chunks++
+				tr.pages += uint32(o.pages)
+			}
+			e.putBufs(o.bufs)
+			o.bufs = nil
+		}
+	}
+	// Counts made while sampling stand for sample times as many.
+	ns, nd := 1, 1
+	if lookups*max(e.sample, 1) >= minLookups && hits*missRatio < lookups {
+		ns = shareSample
+	}
+	if tries*max(e.dsample, 1) >= minDeltaTries && wins*4 < tries {
+		nd = shareSample
+	}
+	e.sample, e.dsample = ns, nd
+	e.rot++
+	return tr, nil
+}
+
+// getBufs returns a chunk's payload and insert buffers from the pool.
+func (e *Encoder) getBufs() *chunkBufs {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if n := len(e.pool); n > 0 {
+		b := e.pool[n-1]
+		e.pool = e.pool[:n-1]
+		b.raw, b.enc, b.ins = b.raw[:0], b.enc[:0], b.ins[:0]
+		return b
+	}
+	return &chunkBufs{}
+}
+
+// putBufs returns b to the pool, which keeps at most two batches' worth.
+func (e *Encoder) putBufs(b *chunkBufs) {
+	e.mu.Lock()
+	if len(e.pool) < 2*batchChunks {
+		e.pool = append(e.pool, b)
+	}
+	e.mu.Unlock()
 }
 
 // check validates Encode's arguments.
@@ -153,43 +241,20 @@ func (e *Encoder) check(pfns []uint64, data, state []byte) error {
 	return nil
 }
 
-func (e *Encoder) write(rw *recordWriter, h header, nch int, sp []byte) error {
-	if err := rw.write(h.marshal()); err != nil {
-		return err
-	}
-	seq := uint32(0)
-	for _, o := range e.outs[:nch] {
-		if o.pages == 0 {
-			continue
-		}
-		if err := rw.record(record{typ: recChunk, codec: o.codec, seq: seq, rawLen: uint32(len(o.raw))}, o.wire()); err != nil {
-			return err
-		}
-		seq++
-	}
-	if sp != nil {
-		if err := rw.record(record{typ: recState, rawLen: uint32(len(sp))}, sp); err != nil {
-			return err
-		}
-	}
-	return rw.trailer(h.epoch)
-}
-
 // commit records, once the checkpoint is written, the backup's new copies:
-// the shadow cache takes every sent page the backup already held before
-// (pages sent for the first time are usually cold), and the content index
-// learns the blocks of those pages.
+// every sent page enters the shadow cache (CLOCK keeps the ones sent again
+// and again) and cached pages get their changed blocks.
 func (e *Encoder) commit(pfns []uint64, data []byte, nch int) {
 	if len(e.sh.owner) == 0 {
 		return
 	}
 	for i, o := range e.outs[:nch] {
 		base := i * ChunkPages
-		for _, p := range o.cache {
-			e.sh.store(pfns[base+p], data[(base+p)*PageSize:(base+p+1)*PageSize])
-		}
-		for _, in := range o.inserts {
-			e.idx.put(in.hash, in.blk)
+		bs := e.cfg.BlockSize
+		for _, sp := range o.cache {
+			p := base + int(sp.page)
+			lo, hi := int(sp.blk)*bs, int(sp.blk+sp.count)*bs
+			e.sh.store(pfns[p], lo, data[p*PageSize+lo:p*PageSize+hi], sp.fresh)
 		}
 	}
 }
@@ -217,35 +282,69 @@ func (e *Encoder) parallel(n int, fn func(*worker, int)) {
 	wg.Wait()
 }
 
+// batchChunks is how many chunks are encoded in parallel before they are
+// written. It is a constant, not a multiple of Workers, because the index
+// learns each batch's blocks before the next batch: the output then does not
+// depend on the number of workers.
+const batchChunks = 16
+
+// Adaptive sharing: when fewer than 1 in missRatio of at least minLookups
+// lookups hit, the next checkpoint looks up only 1 block in shareSample.
+const (
+	minLookups = 1024
+	// Adaptive delta: when fewer than 1 in 4 of at least minDeltaTries
+	// attempts win, the next checkpoint tries 1 page in shareSample.
+	minDeltaTries = 64
+	missRatio     = 64
+	shareSample   = 16
+)
+
+// chunkBufs are a chunk's buffers, pooled: its payload (raw, and S2 in enc
+// when codec is codecS2) and its content-index inserts.
+type chunkBufs struct {
+	raw, enc []byte
+	ins      []insert
+}
+
 // chunkOut is one chunk's encoded record and the updates it implies.
 type chunkOut struct {
-	raw     []byte // uncompressed payload
-	enc     []byte // S2 payload when codec is codecS2
-	codec   uint8
-	pages   int
-	stats   Stats
-	cache   []int // indexes (within the chunk) of pages to store in the shadow
-	inserts []insert
+	bufs       *chunkBufs
+	codec      uint8
+	pages      int
+	stats      Stats
+	lookups    int    // sharing lookups made
+	hits       int    // and how many found a reference
+	deltaTries int    // pages where a delta was tried
+	deltaWins  int    // and where it won
+	cache      []span // blocks to store in the shadow: whole pages new to it, changed blocks of cached ones
 }
 
 type insert struct{ hash, blk uint64 }
 
+// span is blocks [blk, blk+count) of page number page within a chunk;
+// fresh says the page's fingerprints were recomputed this epoch.
+type span struct {
+	page, blk, count int32
+	fresh            bool
+}
+
 func (o *chunkOut) wire() []byte {
 	if o.codec == codecS2 {
-		return o.enc
+		return o.bufs.enc
 	}
-	return o.raw
+	return o.bufs.raw
 }
 
 // compress picks S2 for the payload when it saves at least 1/32.
 func (o *chunkOut) compress() {
 	o.codec = codecRaw
-	n := s2.MaxEncodedLen(len(o.raw))
-	if cap(o.enc) < n {
-		o.enc = make([]byte, n)
+	b := o.bufs
+	n := s2.MaxEncodedLen(len(b.raw))
+	if cap(b.enc) < n {
+		b.enc = make([]byte, n)
 	}
-	o.enc = s2.Encode(o.enc[:n], o.raw)
-	if len(o.enc) < len(o.raw)-len(o.raw)/32 {
+	b.enc = s2.Encode(b.enc[:n], b.raw)
+	if len(b.enc) < len(b.raw)-len(b.raw)/32 {
 		o.codec = codecS2
 	}
 }

@@ -122,6 +122,16 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	rt := filepath.Join("testdata", "fuzz", "FuzzRoundTrip")
+	if err := os.MkdirAll(rt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, ops := range [][]byte{{0, 1, 2, 3, 9}, bytes.Repeat([]byte{7, 0, 255, 64, 1}, 40), bytes.Repeat([]byte{200, 3, 17, 5, 0, 0, 9, 255, 255, 2}, 30)} {
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\nbyte(%q)\n", ops, byte(i*9))
+		if err := os.WriteFile(filepath.Join(rt, fmt.Sprintf("seed-%d", i)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i, s := range seedStreams() {
 		for j, b := range [][]byte{s, s[:len(s)/2], flip(s, len(s)/3)} {
 			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)

@@ -5,47 +5,49 @@ package fgbi
 import "bytes"
 
 // localTable finds blocks emitted earlier in the same chunk by content. It is
-// a direct-mapped table cleared in O(1) per chunk by a generation counter.
+// a direct-mapped table, one 24-byte entry per slot (one cache line per
+// lookup), cleared in O(1) per chunk by a generation counter.
 type localTable struct {
-	hash []uint64
-	ord  []uint32 // ordinal of the block within the chunk
-	off  []uint32 // offset of its content in the chunk's data
-	gen  []uint32
+	ent  []localEnt
 	cur  uint32
 	mask uint64
+}
+
+type localEnt struct {
+	hash     uint64
+	gen      uint32
+	ord, off uint32 // ordinal of the block within the chunk; offset of its content in the chunk's data
 }
 
 type localHit struct{ ord, off uint32 }
 
 func newLocalTable(blocks int) localTable {
 	n := 1
-	for n < 2*blocks {
+	for n < blocks/2 { // half the chunk's blocks: 196 KiB at 64 B blocks
 		n <<= 1
 	}
-	return localTable{hash: make([]uint64, n), ord: make([]uint32, n), off: make([]uint32, n),
-		gen: make([]uint32, n), mask: uint64(n - 1)}
+	return localTable{ent: make([]localEnt, n), mask: uint64(n - 1)}
 }
 
 // next starts a new chunk: every entry becomes empty.
 func (t *localTable) next() {
 	t.cur++
 	if t.cur == 0 {
-		clear(t.gen)
+		clear(t.ent)
 		t.cur = 1
 	}
 }
 
 func (t *localTable) put(h uint64, ord, off uint32) {
-	i := h & t.mask
-	t.hash[i], t.ord[i], t.off[i], t.gen[i] = h, ord, off, t.cur
+	t.ent[h&t.mask] = localEnt{hash: h, gen: t.cur, ord: ord, off: off}
 }
 
 func (t *localTable) get(h uint64) (localHit, bool) {
-	i := h & t.mask
-	if t.gen[i] != t.cur || t.hash[i] != h {
+	e := &t.ent[h&t.mask]
+	if e.gen != t.cur || e.hash != h {
 		return localHit{}, false
 	}
-	return localHit{ord: t.ord[i], off: t.off[i]}, true
+	return localHit{ord: e.ord, off: e.off}, true
 }
 
 // confirm reports whether block src (a global block number) is in the shadow

@@ -144,12 +144,12 @@ func TestRejectBitFlips(t *testing.T) {
 func craft(cfg Config, npages uint32, chunks ...[]byte) []byte {
 	var buf bytes.Buffer
 	rw := &recordWriter{w: &buf}
-	h := header{epoch: 5, memSize: cfg.MemSize, blockSize: 64, nchunks: uint32(len(chunks)), npages: npages}
+	h := header{epoch: 5, memSize: cfg.MemSize, blockSize: 64}
 	_ = rw.write(h.marshal())
 	for i, c := range chunks {
 		_ = rw.record(record{typ: recChunk, seq: uint32(i), rawLen: uint32(len(c))}, c)
 	}
-	_ = rw.trailer(5)
+	_ = rw.trailer(trailer{epoch: 5, chunks: uint32(len(chunks)), pages: npages})
 	return buf.Bytes()
 }
 
@@ -186,8 +186,14 @@ func TestRejectOversized(t *testing.T) {
 	b := bytes.Clone(f.stream)
 	binary.LittleEndian.PutUint32(b[headerSize+8:], 1<<31) // first record's length
 	f.expect(t, b, ErrTooLarge)
-	h := header{epoch: 1, memSize: f.cfg.MemSize, blockSize: 64, nchunks: 3, npages: 601}
-	f.expect(t, h.marshal(), ErrTooLarge)
+	// A chunk whose decoded size exceeds what ChunkPages pages can need.
+	var buf bytes.Buffer
+	rw := &recordWriter{w: &buf}
+	_ = rw.write(header{epoch: 5, memSize: f.cfg.MemSize, blockSize: 64}.marshal())
+	_ = rw.record(record{typ: recChunk, codec: codecS2, rawLen: f.dec.maxRaw + 1}, []byte{1, 2, 3})
+	f.expect(t, buf.Bytes(), ErrTooLarge)
+	// A trailer that claims more pages than the chunks carry.
+	f.expect(t, craft(f.cfg, 2, chunk(3, []byte{segLit, 1}, make([]byte, 64))), ErrCorrupt)
 }
 
 func TestRejectWrongVersion(t *testing.T) {
@@ -207,5 +213,24 @@ func TestRejectConfigAndBase(t *testing.T) {
 	fresh, _ := NewDecoder(f.cfg)
 	if _, err := fresh.Decode(bytes.NewReader(f.stream), f.replica); !errors.Is(err, ErrNoBase) {
 		t.Fatalf("state delta on a fresh decoder: %v", err)
+	}
+}
+
+// TestRejectTooManyChunkBytes sends many small-page chunks each claiming a
+// large decoded size: the decoder must stop once the total exceeds what
+// the guest's pages could need, before holding more.
+func TestRejectTooManyChunkBytes(t *testing.T) {
+	cfg := Config{MemSize: 64 * PageSize}
+	dec, _ := NewDecoder(cfg)
+	var buf bytes.Buffer
+	rw := &recordWriter{w: &buf}
+	_ = rw.write(header{epoch: 1, memSize: cfg.MemSize, blockSize: 64}.marshal())
+	payload := make([]byte, 1000)
+	for i := 0; i < 63; i++ {
+		_ = rw.record(record{typ: recChunk, codec: codecS2, seq: uint32(i), rawLen: dec.maxRaw}, payload)
+	}
+	replica := make([]byte, cfg.MemSize)
+	if _, err := dec.Decode(bytes.NewReader(buf.Bytes()), replica); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("decode error %v, want ErrTooLarge", err)
 	}
 }

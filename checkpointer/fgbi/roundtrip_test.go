@@ -128,3 +128,50 @@ func TestSharingAndDeltaShrink(t *testing.T) {
 		t.Fatalf("wire bytes detect %d, share %d, full %d: want strictly decreasing", sizes["detect"], sizes["share"], sizes["full"])
 	}
 }
+
+// TestShadowChurn runs a guest whose dirty set is far larger than the shadow
+// cache, so pages are evicted while their changed blocks are being stored.
+func TestShadowChurn(t *testing.T) {
+	roundTrip(t, Config{MemSize: 64 * PageSize, Sharing: true, Compression: true, XORCacheBytes: 3 * PageSize, Workers: 1}, 60, 77)
+}
+
+// TestOutputIndependentOfWorkers checks that parallel encoding produces the
+// same bytes as one worker, epoch after epoch (incl. adaptive sampling and
+// the index learning batch by batch; a tiny cache makes index slots churn).
+func TestOutputIndependentOfWorkers(t *testing.T) {
+	const pages = 4400 // 18 chunks: more than one batch
+	var encs []*Encoder
+	for _, w := range []int{1, 3} {
+		e, _ := NewEncoder(Config{MemSize: pages * PageSize, Sharing: true, Compression: true,
+			XORCacheBytes: 64 * PageSize, Workers: w})
+		encs = append(encs, e)
+	}
+	g := newGuest(pages, 21)
+	for ep := 0; ep < 4; ep++ {
+		for k := 0; k < 3000; k++ { // blocks copied between pages all over memory
+			src, dst := g.page(g.randPage()), g.touch(g.hot(64))
+			if k%2 == 0 {
+				dst = g.touch(g.randPage())
+			}
+			so, do := g.off(64), g.off(64)
+			copy(dst[do:do+64], src[so:so+64])
+		}
+		pfns, data := g.harvest()
+		var a, b bytes.Buffer
+		if _, err := encs[0].Encode(&a, uint64(ep), pfns, data, g.state); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := encs[1].Encode(&b, uint64(ep), pfns, data, g.state); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a.Bytes(), b.Bytes()) {
+			t.Fatalf("epoch %d: 1 worker wrote %d bytes, 3 workers %d, different", ep, a.Len(), b.Len())
+		}
+	}
+}
+
+// TestRoundTripManyBatches covers checkpoints of more chunks than one
+// parallel batch, written batch by batch.
+func TestRoundTripManyBatches(t *testing.T) {
+	roundTrip(t, Config{MemSize: 4400 * PageSize, Sharing: true, Compression: true, Workers: 2}, 3, 5)
+}

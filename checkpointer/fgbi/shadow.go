@@ -11,8 +11,11 @@ type shadow struct {
 	mem   []byte   // slots * PageSize
 	owner []uint64 // pfn+1 held by each slot, 0 = free
 	ref   []bool   // CLOCK reference bit
+	stale []bool   // the page changed while cached: its fingerprints are old
 	slot  []int32  // per guest page: slot index, -1 when not cached
 	hand  int
+	// evicted is called with a page's last copy as it leaves the cache.
+	evicted func(pfn uint64, content []byte)
 }
 
 func newShadow(pages uint64, slots int) *shadow {
@@ -20,10 +23,16 @@ func newShadow(pages uint64, slots int) *shadow {
 		mem:   make([]byte, slots*PageSize),
 		owner: make([]uint64, slots),
 		ref:   make([]bool, slots),
+		stale: make([]bool, slots),
 		slot:  make([]int32, pages),
 	}
 	for i := range s.slot {
 		s.slot[i] = -1
+	}
+	// Fault the cache in now, not page by page while checkpoints are
+	// being encoded: it is a fixed, configured budget.
+	for i := 0; i < len(s.mem); i += PageSize {
+		s.mem[i] = 0
 	}
 	return s
 }
@@ -37,23 +46,32 @@ func (s *shadow) page(pfn uint64) []byte {
 	return s.mem[int(i)*PageSize : (int(i)+1)*PageSize]
 }
 
-// store records content as the backup's copy of pfn, inserting the page
-// (and evicting a cold one) when it is not cached yet.
-func (s *shadow) store(pfn uint64, content []byte) {
+// store records content as the backup's copy of pfn from byte off on,
+// inserting the page (and evicting a cold one) when it is not cached yet; a
+// page new to the cache must be stored whole. fresh says the page's
+// fingerprints match content; otherwise they are recomputed on eviction.
+func (s *shadow) store(pfn uint64, off int, content []byte, fresh bool) {
 	if len(s.owner) == 0 {
 		return
 	}
 	i := s.slot[pfn]
 	if i < 0 {
+		if off != 0 || len(content) != PageSize {
+			return // evicted earlier in this commit: a partial copy is useless
+		}
 		i = int32(s.victim())
 		if old := s.owner[i]; old != 0 {
 			s.slot[old-1] = -1
+			if s.stale[i] && s.evicted != nil {
+				s.evicted(old-1, s.mem[int(i)*PageSize:(int(i)+1)*PageSize])
+			}
 		}
 		s.owner[i] = pfn + 1
 		s.slot[pfn] = i
 	}
 	s.ref[i] = true
-	copy(s.mem[int(i)*PageSize:(int(i)+1)*PageSize], content)
+	s.stale[i] = !fresh
+	copy(s.mem[int(i)*PageSize+off:(int(i)+1)*PageSize], content)
 }
 
 // victim advances the CLOCK hand to a slot to reuse; it clears at most one
@@ -80,6 +98,7 @@ func (s *shadow) reset() {
 		}
 		s.owner[i] = 0
 		s.ref[i] = false
+		s.stale[i] = false
 	}
 	s.hand = 0
 }
@@ -101,7 +120,7 @@ type index struct {
 // cache at 64 B blocks). Most sharing is zero blocks and in-chunk
 // duplicates, which need no entry; a bigger table mostly adds cache misses.
 func indexSize(c Config) int {
-	want := c.cachePages() * c.blocksPerPage() / 4
+	want := int(min(uint64(c.cachePages()), c.pages())) * c.blocksPerPage() / 16
 	if want == 0 {
 		return 0
 	}

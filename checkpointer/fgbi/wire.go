@@ -39,8 +39,6 @@ type header struct {
 	epoch     uint64
 	memSize   uint64
 	blockSize uint32
-	nchunks   uint32
-	npages    uint32
 }
 
 func (h header) marshal() []byte {
@@ -51,8 +49,6 @@ func (h header) marshal() []byte {
 	binary.LittleEndian.PutUint64(b[8:], h.epoch)
 	binary.LittleEndian.PutUint64(b[16:], h.memSize)
 	binary.LittleEndian.PutUint32(b[24:], h.blockSize)
-	binary.LittleEndian.PutUint32(b[28:], h.nchunks)
-	binary.LittleEndian.PutUint32(b[32:], h.npages)
 	binary.LittleEndian.PutUint32(b[40:], crc32.Checksum(b[:40], crcTab))
 	return b
 }
@@ -72,9 +68,7 @@ func parseHeader(b []byte) (header, error) {
 	h.epoch = binary.LittleEndian.Uint64(b[8:])
 	h.memSize = binary.LittleEndian.Uint64(b[16:])
 	h.blockSize = binary.LittleEndian.Uint32(b[24:])
-	h.nchunks = binary.LittleEndian.Uint32(b[28:])
-	h.npages = binary.LittleEndian.Uint32(b[32:])
-	if binary.LittleEndian.Uint32(b[36:]) != 0 || h.flags&^flagState != 0 {
+	if binary.LittleEndian.Uint64(b[28:]) != 0 || binary.LittleEndian.Uint32(b[36:]) != 0 || h.flags&^flagState != 0 {
 		return h, fmt.Errorf("reserved header bits set: %w", ErrCorrupt)
 	}
 	return h, nil
@@ -120,13 +114,32 @@ func (rw *recordWriter) record(r record, payload []byte) error {
 	return rw.write(payload)
 }
 
-// trailer writes the trailer record: epoch and the CRC32C of all preceding
-// bytes, so a reordered, spliced or replayed checkpoint fails as a whole.
-func (rw *recordWriter) trailer(epoch uint64) error {
-	var p [12]byte
-	binary.LittleEndian.PutUint64(p[:], epoch)
-	binary.LittleEndian.PutUint32(p[8:], rw.crc)
-	return rw.record(record{typ: recTrailer, rawLen: 12}, p[:])
+// trailer is the last record: the epoch again, how many chunk records and
+// pages came before it, and the CRC32C of all preceding bytes, so a
+// truncated, reordered, spliced or replayed checkpoint fails as a whole.
+type trailer struct {
+	epoch    uint64
+	chunks   uint32
+	pages    uint32
+	crc      uint32
+	chunksIn int // encoder only: chunks of input, sent or not
+}
+
+const trailerSize = 20
+
+// trailer writes the trailer record for tr with the running CRC.
+func (rw *recordWriter) trailer(tr trailer) error {
+	var p [trailerSize]byte
+	binary.LittleEndian.PutUint64(p[:], tr.epoch)
+	binary.LittleEndian.PutUint32(p[8:], tr.chunks)
+	binary.LittleEndian.PutUint32(p[12:], tr.pages)
+	binary.LittleEndian.PutUint32(p[16:], rw.crc)
+	return rw.record(record{typ: recTrailer, rawLen: trailerSize}, p[:])
+}
+
+func parseTrailer(p []byte) trailer {
+	return trailer{epoch: binary.LittleEndian.Uint64(p), chunks: binary.LittleEndian.Uint32(p[8:]),
+		pages: binary.LittleEndian.Uint32(p[12:]), crc: binary.LittleEndian.Uint32(p[16:])}
 }
 
 // recordReader reads records with the same running CRC.

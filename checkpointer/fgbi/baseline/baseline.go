@@ -66,6 +66,7 @@ func pageOff(pfn uint64, replica []byte) (uint64, error) {
 // FGBI is (e): the real codec behind the Codec interface.
 type FGBI struct {
 	Label string
+	Stats fgbi.Stats // sums over every epoch encoded
 	enc   *fgbi.Encoder
 	dec   *fgbi.Decoder
 	epoch uint64
@@ -91,7 +92,15 @@ func (f *FGBI) Name() string { return f.Label }
 func (f *FGBI) Encode(dst []byte, pfns []uint64, data []byte) ([]byte, error) {
 	w := bytes.NewBuffer(dst)
 	f.epoch++
-	_, err := f.enc.Encode(w, f.epoch, pfns, data, nil)
+	st, err := f.enc.Encode(w, f.epoch, pfns, data, nil)
+	f.Stats.Pages += st.Pages
+	f.Stats.SentPages += st.SentPages
+	f.Stats.ChangedBlocks += st.ChangedBlocks
+	f.Stats.ZeroBlocks += st.ZeroBlocks
+	f.Stats.SharedBlocks += st.SharedBlocks
+	f.Stats.DeltaBlocks += st.DeltaBlocks
+	f.Stats.LiteralBytes += st.LiteralBytes
+	f.Stats.WireBytes += st.WireBytes
 	return w.Bytes(), err
 }
 
