@@ -13,7 +13,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 )
 
-// readQEMUConfig loads --qemu-config.
+// readQEMUConfig loads --qemu-config; Name is set to --vm.
 func readQEMUConfig(c *ucli.Context) (qemu.Config, error) {
 	var cfg qemu.Config
 	name := c.String("qemu-config")
@@ -26,6 +26,11 @@ func readQEMUConfig(c *ucli.Context) (qemu.Config, error) {
 	}
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return cfg, fmt.Errorf("--qemu-config %s: %w", name, err)
+	}
+	// The agents agree on --vm; the domain reports its Config.Name.
+	cfg.Name = c.String("vm")
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = qemu.DefaultMemoryMiB
 	}
 	return cfg, nil
 }
