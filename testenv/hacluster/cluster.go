@@ -67,6 +67,8 @@ type Cluster struct {
 	protect   *Agent
 	standby   *Agent
 	fence     string
+	// standbyRuns numbers the standby agent's log files.
+	standbyRuns int
 }
 
 // GuestAddr is the guest's key-value server, host:port.
@@ -244,7 +246,8 @@ func (c *Cluster) StartStandby(ctx context.Context) error {
 		"--heartbeat-interval", (hb / 5).String(), "--heartbeat-timeout", hb.String(), "--codec", c.Opts.Codec,
 		"--domain", "qemu", "--qemu-config", filepath.Join(c.RunDir, "b.json"),
 		"--dataplane", "--pin-root", c.PinB, "--metrics-addr", "127.0.0.1:9470"}
-	a, err := startAgent(c.Rig.B.Netns, c.Bin, filepath.Join(c.RunDir, "standby.log"), args)
+	c.standbyRuns++
+	a, err := startAgent(c.Rig.B.Netns, c.Bin, filepath.Join(c.RunDir, fmt.Sprintf("standby-%d.log", c.standbyRuns)), args)
 	if err != nil {
 		return err
 	}

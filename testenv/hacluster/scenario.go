@@ -95,7 +95,7 @@ func KillDuring(ctx context.Context, c *Cluster, o KillOptions) (*KillResult, er
 	r.KillAt = killed.Sub(res.Samples[0].Start)
 	before := &kvload.Result{}
 	for _, x := range res.Samples {
-		if x.Start.Before(killed) {
+		if x.Start.Add(x.Latency).Before(killed) {
 			before.Samples = append(before.Samples, x)
 		}
 	}
