@@ -50,7 +50,8 @@ type options struct {
 }
 
 // run sets up the cluster, runs the client across the kill and reports.
-// ok is false when an acknowledged write was lost or a reply rolled back.
+// ok is false when an acknowledged write was lost, a reply rolled back,
+// the connection broke or the guest never answered after the kill.
 func run(ctx context.Context, o options, w io.Writer) (ok bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
@@ -81,8 +82,8 @@ func run(ctx context.Context, o options, w io.Writer) (ok bool, err error) {
 		return false, err
 	}
 	fmt.Fprintf(w, "timeline:                        %s\n", png)
-	if !r.Safe() {
+	if !r.Survived() {
 		c.DumpLogs(os.Stderr)
 	}
-	return r.Safe(), nil
+	return r.Survived(), nil
 }

@@ -77,7 +77,12 @@ func (c *Cluster) GuestAddr() string {
 }
 
 // GuestMAC is the guest NIC's MAC address (the same on both hosts).
-func (c *Cluster) GuestMAC() string { return c.CfgA.MAC }
+func (c *Cluster) GuestMAC() string {
+	if c.CfgA.MAC == "" {
+		return qemu.DefaultMAC
+	}
+	return c.CfgA.MAC
+}
 
 // Dial connects from the client namespace.
 func (c *Cluster) Dial(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -105,8 +105,8 @@ func TestE2EHostKill(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("kill at %v: %d acked, downtime %v, standby active after %v, reconnects %d, inconsistent %d, lost %d",
-				r.KillAt.Round(time.Millisecond), r.Summary.Acked, r.Summary.Outage.Round(time.Millisecond),
+			t.Logf("kill at %v: %d acked (%d after the kill), downtime %v, standby active after %v, reconnects %d, inconsistent %d, lost %d",
+				r.KillAt.Round(time.Millisecond), r.Summary.Acked, r.AckedAfterKill, r.Summary.Outage.Round(time.Millisecond),
 				r.Activated.Round(time.Millisecond), r.Load.Reconnects, r.Load.Inconsistent, len(r.Lost))
 			if len(r.Lost) != 0 {
 				t.Errorf("%d acknowledged writes lost: %v", len(r.Lost), r.Lost[:min(len(r.Lost), 10)])
@@ -117,8 +117,8 @@ func TestE2EHostKill(t *testing.T) {
 			if r.Load.Reconnects != 0 {
 				t.Errorf("the client's TCP connection broke (%d reconnects)", r.Load.Reconnects)
 			}
-			if r.Summary.Acked == 0 || r.Load.Samples[len(r.Load.Samples)-1].Start.Before(r.Load.Samples[0].Start.Add(r.KillAt)) {
-				t.Errorf("no request after the kill: the test proves nothing")
+			if r.AckedAfterKill == 0 {
+				t.Errorf("no request acknowledged after the kill: the guest did not come back")
 			}
 		})
 		if !ok {
@@ -223,6 +223,7 @@ func TestE2EBackupReturn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	c := setup(t, ctx, Options{})
+	time.Sleep(time.Second) // some epochs on the first backup
 	before, err := c.Protect().Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +249,8 @@ func TestE2EBackupReturn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Lost) != 0 || r.Load.Inconsistent != 0 || r.Load.Reconnects != 0 {
-		t.Errorf("after the backup's return: lost %d, inconsistent %d, reconnects %d", len(r.Lost), r.Load.Inconsistent, r.Load.Reconnects)
+	if !r.Survived() {
+		t.Errorf("after the backup's return: lost %d, inconsistent %d, reconnects %d, acked after the kill %d",
+			len(r.Lost), r.Load.Inconsistent, r.Load.Reconnects, r.AckedAfterKill)
 	}
 }

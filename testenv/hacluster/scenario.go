@@ -35,6 +35,9 @@ type KillResult struct {
 	Activated time.Duration
 	// Interval is the checkpoint interval that was protecting the guest.
 	Interval time.Duration
+	// AckedAfterKill counts acknowledgements of requests sent after the
+	// kill: zero means the guest never answered again.
+	AckedAfterKill int
 	// Protected summarises the requests sent before the kill (latency
 	// under output commit).
 	Protected kvload.Summary
@@ -43,6 +46,12 @@ type KillResult struct {
 // Safe reports whether nothing the client was told survived wrongly: no
 // acknowledged write lost, no rolled-back or inconsistent reply.
 func (r *KillResult) Safe() bool { return len(r.Lost) == 0 && r.Load.Inconsistent == 0 }
+
+// Survived reports a safe failover that kept the client's TCP connection
+// and served it again after the kill.
+func (r *KillResult) Survived() bool {
+	return r.Safe() && r.Load.Reconnects == 0 && r.AckedAfterKill > 0
+}
 
 // KillDuring runs the kvload client from the client namespace on one TCP
 // connection, kills host-a after o.KillAfter, keeps the client going for
@@ -100,6 +109,11 @@ func KillDuring(ctx context.Context, c *Cluster, o KillOptions) (*KillResult, er
 		}
 	}
 	r.Protected = before.Summarize()
+	for _, x := range res.Samples {
+		if x.OK && x.Start.After(killed) {
+			r.AckedAfterKill++
+		}
+	}
 	lost, err := kvload.Verify(ctx, lo, res.Acked)
 	if err != nil {
 		return nil, err
@@ -124,7 +138,7 @@ func (r *KillResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "host-a killed at:                %v into the client run\n", r.KillAt.Round(time.Millisecond))
 	fmt.Fprintf(w, "standby active after:            %v\n", r.Activated.Round(time.Millisecond))
 	fmt.Fprintf(w, "client-observed downtime:        %v (longest gap between acknowledgements)\n", s.Outage.Round(time.Millisecond))
-	fmt.Fprintf(w, "requests / acknowledged:         %d / %d\n", s.Requests, s.Acked)
+	fmt.Fprintf(w, "requests / acknowledged:         %d / %d (%d acknowledged after the kill)\n", s.Requests, s.Acked, r.AckedAfterKill)
 	fmt.Fprintf(w, "latency while protected p50/p99: %v / %v (replies wait for their epoch's ACK)\n",
 		r.Protected.P50.Round(100*time.Microsecond), r.Protected.P99.Round(100*time.Microsecond))
 	fmt.Fprintf(w, "acknowledged writes lost:        %d\n", len(r.Lost))
