@@ -60,10 +60,7 @@ func (l testLog) Write(p []byte) (int, error) { l.t.Logf("%s", p); return len(p)
 // the agents' logs are printed.
 func setup(t *testing.T, ctx context.Context, o Options) *Cluster {
 	t.Helper()
-	testenv.RequirePrivileged(t)
-	if testing.Short() {
-		t.Skip("boots a VM")
-	}
+	requireVM(t)
 	o.Prefix, o.Binary, o.RunDir, o.Log = "rvm", resilireBin(t), t.TempDir(), testLog{t}
 	c, err := Setup(ctx, o)
 	if err != nil {
@@ -80,6 +77,15 @@ func setup(t *testing.T, ctx context.Context, o Options) *Cluster {
 	return c
 }
 
+// requireVM skips (or fails, in CI) where the tests cannot run.
+func requireVM(t *testing.T) {
+	t.Helper()
+	testenv.RequirePrivileged(t)
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+}
+
 // killPhase is a random kill moment: a random offset into the epoch as
 // well as into the run.
 func killPhase() time.Duration { return 1500*time.Millisecond + rand.N(2*time.Second) }
@@ -89,6 +95,7 @@ func killPhase() time.Duration { return 1500*time.Millisecond + rand.N(2*time.Se
 // survives and no reply is rolled back. RESILIRE_SOAK_N sets the number of
 // kills (default 3; `make soak` runs 100).
 func TestE2EHostKill(t *testing.T) {
+	requireVM(t)
 	n := 3
 	if v := os.Getenv("RESILIRE_SOAK_N"); v != "" {
 		var err error
@@ -132,6 +139,7 @@ func TestE2EHostKill(t *testing.T) {
 // or a rolled-back reply), which proves the checks above can fail. The
 // outcome is probabilistic, so up to three kills run.
 func TestE2EUnsafeNoOutputCommit(t *testing.T) {
+	requireVM(t)
 	const attempts = 3
 	for i := range attempts {
 		var violated bool
