@@ -9,7 +9,7 @@ SOAK_N ?= 100
 demo: build assets ## (root) boot a guest, protect it, kill its host under load, report; timeline in out/demo-timeline.png
 	$(GO) run ./testenv/demo -bin $(CURDIR)/$(BIN) -out out $(DEMO_FLAGS)
 
-test-vm: build assets ## (root) the end-to-end failover tests (3 random-phase host kills, unsafe mode, partition, backup return)
+test-vm: build assets ## (root) the end-to-end failover tests (3 random-phase host kills, unsafe mode, partition, agent crash, backup return)
 	RESILIRE_TEST_PRIVILEGED=1 RESILIRE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m -v -run 'TestE2E' ./testenv/hacluster/
 
 soak: build assets ## (root) SOAK_N (default 100) random-phase host kills; every acknowledged write must survive

@@ -30,6 +30,7 @@ func main() {
 	flag.DurationVar(&o.after, "after", 6*time.Second, "how long the client keeps going after the kill")
 	flag.BoolVar(&o.unsafe, "unsafe-no-output-commit", false, "run protect without output commit (shows the violation)")
 	flag.BoolVar(&o.verbose, "v", false, "progress lines")
+	flag.StringVar(&o.runDir, "run-dir", "", "keep configs, agent logs and sockets here (default: a temporary directory, removed)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -45,6 +46,7 @@ func main() {
 
 type options struct {
 	prefix, bin, out string
+	runDir           string
 	interval, after  time.Duration
 	unsafe, verbose  bool
 }
@@ -60,7 +62,7 @@ func run(ctx context.Context, o options, w io.Writer) (ok bool, err error) {
 		progress = os.Stderr
 	}
 	t0 := time.Now()
-	c, err := hacluster.Setup(ctx, hacluster.Options{Prefix: o.prefix, Interval: o.interval, Binary: o.bin,
+	c, err := hacluster.Setup(ctx, hacluster.Options{Prefix: o.prefix, Interval: o.interval, Binary: o.bin, RunDir: o.runDir,
 		UnsafeNoOutputCommit: o.unsafe, Log: progress})
 	if err != nil {
 		return false, err

@@ -127,7 +127,7 @@ func (a *Agent) WaitStatus(ctx context.Context, limit time.Duration, ok func(Sta
 			return fmt.Errorf("agent exited: %v; log:\n%s", a.err, a.tail(30))
 		case <-ctx.Done():
 			return fmt.Errorf("agent status %+v (last error %v): %w; log:\n%s", last, lastErr, ctx.Err(), a.tail(30))
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

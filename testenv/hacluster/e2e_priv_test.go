@@ -262,3 +262,43 @@ func TestE2EBackupReturn(t *testing.T) {
 			len(r.Lost), r.Load.Inconsistent, r.Load.Reconnects, r.AckedAfterKill)
 	}
 }
+
+// TestE2EAgentCrash kills the protect agent alone: the guest on host-a
+// keeps running but nothing releases its output; the backup fences host-a
+// and takes over, and the client loses nothing.
+func TestE2EAgentCrash(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := setup(t, ctx, Options{})
+	lo := kvload.Options{Addr: c.GuestAddr(), Duration: 5 * time.Second, Dial: c.Dial, Think: 10 * time.Millisecond}
+	var res *kvload.Result
+	var loadErr error
+	done := make(chan struct{})
+	go func() { defer close(done); res, loadErr = kvload.Run(ctx, lo) }()
+	time.Sleep(killPhase())
+	crash := time.Now()
+	if err := c.KillPrimaryAgent(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitFailover(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("standby active %v after the agent crash", time.Since(crash).Round(time.Millisecond))
+	<-done
+	if loadErr != nil {
+		t.Fatal(loadErr)
+	}
+	lost, err := kvload.Verify(ctx, lo, res.Acked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := 0
+	for _, x := range res.Samples {
+		if x.OK && x.Start.After(crash) {
+			after++
+		}
+	}
+	if len(lost) != 0 || res.Inconsistent != 0 || res.Reconnects != 0 || after == 0 {
+		t.Errorf("agent crash: lost %d, inconsistent %d, reconnects %d, acked after the crash %d", len(lost), res.Inconsistent, res.Reconnects, after)
+	}
+}

@@ -23,6 +23,14 @@ func (c *Cluster) KillPrimaryHost() (time.Time, error) {
 	return t, errors.Join(errs...)
 }
 
+// KillPrimaryAgent is a crash of the protect agent alone: the guest keeps
+// running on host-a, its output held by the pinned data plane (nobody
+// releases it), until the backup fences host-a and takes over.
+func (c *Cluster) KillPrimaryAgent() error {
+	c.logf("protect agent killed (guest left running)")
+	return c.protect.Kill()
+}
+
 // PartitionReplication cuts the replication link only: both hosts stay on
 // the LAN and the primary keeps running until it is fenced.
 func (c *Cluster) PartitionReplication() error {
