@@ -27,6 +27,8 @@ type Status struct {
 	Peer string `json:"peer,omitempty"`
 	// Since is when the agent entered State.
 	Since time.Time `json:"since"`
+	// Stats summarises recent epochs (primary; nil until one committed).
+	Stats *EpochSummary `json:"stats,omitempty"`
 }
 
 func (p *Primary) setState(s string) {

@@ -20,7 +20,9 @@ import (
 // domainFlags are the flags of every driver.
 func domainFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.StringFlag{Name: "domain", Value: "sim", Usage: "hypervisor driver: sim (in-process simulated guest); qemu is wired by the integration"},
+		&ucli.StringFlag{Name: "domain", Value: "sim", Usage: "hypervisor driver: sim (in-process simulated guest), qemu (--qemu-config) or xen (build tag xen)"},
+		&ucli.StringFlag{Name: "qemu-config", Usage: "qemu: `FILE` with this host's qemu.Config as JSON (same machine on both hosts; see Config.ForHost)"},
+		&ucli.Uint64Flag{Name: "xen-memory-mib", Usage: "xen (standby): guest memory in MiB, as in the domain's xl config"},
 		&ucli.Uint64Flag{Name: "sim-memory-mib", Value: 64, Usage: "sim: guest memory in MiB"},
 		&ucli.Uint64Flag{Name: "sim-seed", Value: 1, Usage: "sim: seed of the write pattern"},
 		&ucli.IntFlag{Name: "sim-writes-per-ms", Value: 200, Usage: "sim: 64-byte writes per millisecond"},
@@ -74,10 +76,26 @@ func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 		d := checkpointer.NewSimDomain(simConfig(c))
 		d.Start()
 		drv.domain, drv.close = d, d.Stop
+	case "qemu":
+		if err := openQEMUPrimary(c, log, &drv); err != nil {
+			return nil, err
+		}
+	case "xen":
+		if err := openXenPrimary(c, log, &drv); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, fmt.Errorf("--domain %q: not available in this build (sim)", c.String("domain"))
+		return nil, fmt.Errorf("--domain %q: want sim, qemu or xen", c.String("domain"))
 	}
 	port, err := openDataplane(c, log)
+	if err == nil && port != nil && c.Bool("unsafe-no-output-commit") {
+		log.Warn("--unsafe-no-output-commit: the guest's output leaves BEFORE its checkpoint is safe; a failover can roll back what clients saw", "vm", c.String("vm"))
+		err = port.SetMode(dataplane.ModePass)
+		port.Close()
+		port = nil
+		drv.output = checkpointer.NewEpochCounterAt(uint64(time.Now().UnixMilli()))
+		return &drv, err
+	}
 	if err != nil || port == nil {
 		if err == nil {
 			log.Warn("no --dataplane: the guest's output is NOT held (nothing to protect it with)", "vm", c.String("vm"))
@@ -109,15 +127,27 @@ func openBackup(c *ucli.Context, log *slog.Logger) (*backupDriver, error) {
 	case "sim":
 		r := checkpointer.NewSimReplica(c.Uint64("sim-memory-mib") << 20)
 		drv.replica, drv.standby = r, checkpointer.NewSimStandby(simConfig(c), r)
+	case "qemu":
+		if err := openQEMUBackup(c, log, &drv); err != nil {
+			return nil, err
+		}
+	case "xen":
+		if err := openXenBackup(c, log, &drv); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, fmt.Errorf("--domain %q: not available in this build (sim)", c.String("domain"))
+		return nil, fmt.Errorf("--domain %q: want sim, qemu or xen", c.String("domain"))
 	}
 	port, err := openDataplane(c, log)
-	if err != nil {
-		return nil, err
-	}
-	if port != nil {
+	if err == nil && port != nil {
+		// Passive: nothing from the local copy may leave until fencing
+		// succeeded and the guest runs here (failover sets pass).
+		err = port.SetMode(dataplane.ModeBlock)
 		drv.port = passPort{port}
+	}
+	if err != nil {
+		drv.standby.Close()
+		return nil, err
 	}
 	return &drv, nil
 }

@@ -22,6 +22,8 @@ func protectCommand() *ucli.Command {
 			"continue: drop unacknowledged output and let the guest talk unprotected"},
 		&ucli.IntFlag{Name: "precopy-rounds", Value: checkpointer.DefaultPrecopyRounds, Usage: "pre-copy rounds after the full copy at (re)synchronisation; -1: no pre-copy, the first checkpoint copies all memory in one pause"},
 		&ucli.BoolFlag{Name: "pipeline", Value: true, Usage: "take epoch e+1 while e is still being shipped (releases stay in order, after each ACK)"},
+		&ucli.BoolFlag{Name: "unsafe-no-output-commit", Usage: "UNSAFE, for tests (like xl remus -n): release output at once, not after the ACK; " +
+			"a failover can then roll back replies clients already saw"},
 		&ucli.BoolFlag{Name: "no-progress", Usage: "no progress bar for the initial synchronisation"},
 		&ucli.StringFlag{Name: "tls-server-name", Usage: "name expected in the backup's certificate (default: host of --backup)"},
 		metricsFlag(),
@@ -44,14 +46,20 @@ func protectCommand() *ucli.Command {
 				return err
 			}
 			defer closeDrv()
+			ring := checkpointer.NewEpochRing(statsWindow)
+			cfg.OnEpoch = ring.Add
 			p, err := checkpointer.NewPrimary(cfg)
 			if err != nil {
 				return err
 			}
-			return runAgent(c.Context, c, reg, p.Status, log, p.Run)
+			status := func() checkpointer.Status { s := p.Status(); s.Stats = ring.Summary(); return s }
+			return runAgent(c.Context, c, reg, status, log, p.Run)
 		},
 	}
 }
+
+// statsWindow is how many recent epochs /status summarises.
+const statsWindow = 1000
 
 // primaryConfig turns the flags into the primary's configuration.
 func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfig, *prometheus.Registry, func(), error) {

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/resilire/resilire/checkpointer/qemu"
+	ucli "github.com/urfave/cli/v2"
+)
+
+// readQEMUConfig loads --qemu-config; Name is set to --vm.
+func readQEMUConfig(c *ucli.Context) (qemu.Config, error) {
+	var cfg qemu.Config
+	name := c.String("qemu-config")
+	if name == "" {
+		return cfg, errors.New("--domain qemu needs --qemu-config FILE")
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return cfg, fmt.Errorf("--qemu-config: %w", err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("--qemu-config %s: %w", name, err)
+	}
+	// The agents agree on --vm; the domain reports its Config.Name.
+	cfg.Name = c.String("vm")
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = qemu.DefaultMemoryMiB
+	}
+	return cfg, nil
+}
+
+// openQEMUPrimary attaches to the running QEMU (the agent owns its one QMP
+// connection from now on) and maps its RAM. Closing detaches: the guest
+// keeps running, held by the data plane, when the agent exits or crashes.
+func openQEMUPrimary(c *ucli.Context, log *slog.Logger, drv *primaryDriver) error {
+	cfg, err := readQEMUConfig(c)
+	if err != nil {
+		return err
+	}
+	vm, err := qemu.Attach(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	d, err := qemu.NewDomain(vm, qemu.DomainOptions{Logger: log})
+	if err != nil {
+		vm.Detach()
+		return err
+	}
+	drv.domain, drv.close = d, func() { d.Close(); vm.Detach() }
+	return nil
+}
+
+// qemuStandby is the warm standby QEMU plus the replica file it maps.
+type qemuStandby struct {
+	*qemu.Standby
+	replica *qemu.Replica
+}
+
+// Close kills a standby never activated and unmaps the replica; an
+// activated standby is the live guest and keeps running.
+func (s qemuStandby) Close() error {
+	return errors.Join(s.Standby.Close(), s.replica.Close())
+}
+
+// openQEMUBackup creates the replica RAM file at the config's MemPath and
+// starts the warm standby QEMU on it (-incoming defer -S).
+func openQEMUBackup(c *ucli.Context, log *slog.Logger, drv *backupDriver) error {
+	cfg, err := readQEMUConfig(c)
+	if err != nil {
+		return err
+	}
+	r, err := qemu.CreateReplica(cfg.MemPath, cfg.MemoryBytes())
+	if err != nil {
+		return err
+	}
+	sb, err := qemu.StartStandby(c.Context, cfg)
+	if err != nil {
+		r.Close()
+		return err
+	}
+	log.Info("warm standby QEMU waiting", "vm", cfg.Name, "pid", sb.VM().Pid())
+	drv.replica, drv.standby = r, qemuStandby{sb, r}
+	return nil
+}

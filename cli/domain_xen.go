@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cli
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/resilire/resilire/checkpointer/xen"
+	ucli "github.com/urfave/cli/v2"
+)
+
+// openXenPrimary opens the running Xen domain --vm (build tag xen; other
+// builds return xen.ErrNotBuilt).
+func openXenPrimary(c *ucli.Context, log *slog.Logger, drv *primaryDriver) error {
+	d, err := xen.OpenDomain(c.Context, c.String("vm"), xen.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	drv.domain, drv.close = d, func() { d.Close() }
+	return nil
+}
+
+// xenStandby closes the replica with the standby.
+type xenStandby struct {
+	*xen.Standby
+	replica *xen.Replica
+}
+
+func (s xenStandby) Close() error { return errors.Join(s.Standby.Close(), s.replica.Close()) }
+
+// openXenBackup holds the replica in memory and restores it with
+// `xl restore` (xen.DefaultStandbyOptions) on failover.
+func openXenBackup(c *ucli.Context, log *slog.Logger, drv *backupDriver) error {
+	if !xen.Built {
+		return xen.ErrNotBuilt
+	}
+	size := c.Uint64("xen-memory-mib") << 20
+	if size == 0 {
+		return errors.New("--domain xen on the standby needs --xen-memory-mib")
+	}
+	r, err := xen.NewReplica(size)
+	if err != nil {
+		return err
+	}
+	opts := xen.DefaultStandbyOptions(c.String("vm"))
+	opts.Logger = log
+	sb, err := xen.NewStandby(r, opts)
+	if err != nil {
+		r.Close()
+		return err
+	}
+	drv.replica, drv.standby = r, xenStandby{sb, r}
+	return nil
+}

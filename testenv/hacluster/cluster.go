@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package hacluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/resilire/resilire/checkpointer/qemu"
+	"github.com/resilire/resilire/testenv"
+	"github.com/resilire/resilire/testenv/guest"
+	"github.com/resilire/resilire/testenv/guest/kv"
+	"golang.org/x/sys/unix"
+)
+
+// Options shape a cluster. Zero fields take the documented defaults.
+type Options struct {
+	// Prefix names the namespaces, /dev/shm files and the VM (<= 8
+	// characters). Required.
+	Prefix string
+	// Interval is the checkpoint interval (default 50 ms).
+	Interval time.Duration
+	// HeartbeatTimeout is how long the standby waits before fencing
+	// (default 500 ms); the heartbeat interval is a fifth of it.
+	HeartbeatTimeout time.Duration
+	// UnsafeNoOutputCommit runs protect with --unsafe-no-output-commit.
+	UnsafeNoOutputCommit bool
+	// Unprotected boots the guest with no agents (baseline for benchmarks).
+	Unprotected bool
+	// Codec is --codec (default fgbi).
+	Codec string
+	// Binary is the resilire binary; empty builds one into RunDir.
+	Binary string
+	// AssetsDir caches the guest (default guest.DefaultDir()).
+	AssetsDir string
+	// RunDir holds configs, logs, sockets and the bpffs mount; empty makes
+	// a temporary directory that Close removes.
+	RunDir string
+	// Log receives progress lines (nil: discarded).
+	Log io.Writer
+}
+
+// Cluster is a running protected guest on the two-host rig.
+type Cluster struct {
+	Rig    *testenv.Rig
+	Opts   Options
+	RunDir string
+	Bin    string
+	VM     string      // --vm of both agents
+	CfgA   qemu.Config // primary QEMU (host-a)
+	CfgB   qemu.Config // warm standby QEMU (host-b)
+	PinA   string      // host-a's data-plane pin root
+	PinB   string
+
+	ownRunDir bool
+	bpfMount  string
+	protect   *Agent
+	standby   *Agent
+	fence     string
+	// standbyRuns numbers the standby agent's log files.
+	standbyRuns int
+}
+
+// GuestAddr is the guest's key-value server, host:port.
+func (c *Cluster) GuestAddr() string {
+	return net.JoinHostPort(c.Rig.GuestAddr.Addr().String(), strconv.Itoa(kv.Port))
+}
+
+// GuestMAC is the guest NIC's MAC address (the same on both hosts).
+func (c *Cluster) GuestMAC() string {
+	if c.CfgA.MAC == "" {
+		return qemu.DefaultMAC
+	}
+	return c.CfgA.MAC
+}
+
+// Dial connects from the client namespace.
+func (c *Cluster) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return testenv.DialIn(ctx, c.Rig.Client, network, addr)
+}
+
+// Protect and Standby are the agents (nil when not running).
+func (c *Cluster) Protect() *Agent { return c.protect }
+
+// Standby is the backup agent.
+func (c *Cluster) Standby() *Agent { return c.standby }
+
+func (c *Cluster) logf(format string, args ...any) {
+	if c.Opts.Log != nil {
+		fmt.Fprintf(c.Opts.Log, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+	}
+}
+
+// Setup builds everything and returns once the guest is protected (the
+// first checkpoint acknowledged), or serving when Unprotected. On error
+// everything built so far is removed.
+func Setup(ctx context.Context, o Options) (_ *Cluster, err error) {
+	if o.Interval == 0 {
+		o.Interval = 50 * time.Millisecond
+	}
+	if o.HeartbeatTimeout == 0 {
+		o.HeartbeatTimeout = 500 * time.Millisecond
+	}
+	if o.Codec == "" {
+		o.Codec = "fgbi"
+	}
+	if o.AssetsDir == "" {
+		o.AssetsDir = guest.DefaultDir()
+	}
+	c := &Cluster{Opts: o, RunDir: o.RunDir, Bin: o.Binary, VM: o.Prefix + "-vm"}
+	if c.RunDir == "" {
+		if c.RunDir, err = os.MkdirTemp("", o.Prefix+"-run-"); err != nil {
+			return nil, err
+		}
+		c.ownRunDir = true
+	}
+	defer func() {
+		if err != nil {
+			c.DumpLogs(os.Stderr)
+			c.Close()
+		}
+	}()
+	if err := c.prepare(ctx); err != nil {
+		return c, err
+	}
+	if err := c.bootPrimary(ctx); err != nil {
+		return c, err
+	}
+	if o.Unprotected {
+		return c, nil
+	}
+	if err := c.StartStandby(ctx); err != nil {
+		return c, err
+	}
+	return c, c.StartProtect(ctx)
+}
+
+// prepare builds the binary, guest assets, rig, bpffs, configs, data
+// plane ports and fence script.
+func (c *Cluster) prepare(ctx context.Context) error {
+	if c.Bin == "" {
+		c.Bin = filepath.Join(c.RunDir, "resilire")
+		c.logf("building %s", c.Bin)
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", c.Bin, "github.com/resilire/resilire").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("build resilire: %w: %s", err, out)
+		}
+	}
+	assets, err := guest.Build(ctx, c.Opts.AssetsDir)
+	if err != nil {
+		return fmt.Errorf("guest assets: %w", err)
+	}
+	if c.Rig, err = testenv.NewRig(testenv.RigConfig{Prefix: c.Opts.Prefix}); err != nil {
+		return err
+	}
+	// A private bpffs: `ip netns exec` remounts /sys, so pins under
+	// /sys/fs/bpf would not be visible to the agents.
+	c.bpfMount = filepath.Join(c.RunDir, "bpf")
+	if err := os.MkdirAll(c.bpfMount, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("bpf", c.bpfMount, "bpf", 0, "mode=0700"); err != nil {
+		c.bpfMount = ""
+		return fmt.Errorf("mount bpffs: %w", err)
+	}
+	c.PinA, c.PinB = filepath.Join(c.bpfMount, "host-a"), filepath.Join(c.bpfMount, "host-b")
+	shm := "/dev/shm/" + c.Opts.Prefix
+	c.CfgA = assets.QEMUConfig(c.Opts.Prefix+"-a", shm+"-a.ram", c.Rig.A.Tap, c.Rig.A.Netns, c.RunDir, c.Rig.GuestAddr)
+	c.CfgB = c.CfgA.ForHost(c.Opts.Prefix+"-b", shm+"-b.ram", c.Rig.B.Tap,
+		filepath.Join(c.RunDir, c.Opts.Prefix+"-b.qmp"), filepath.Join(c.RunDir, c.Opts.Prefix+"-b.serial"), c.Rig.B.Netns)
+	for _, f := range []struct {
+		cfg  qemu.Config
+		name string
+	}{{c.CfgA, "a.json"}, {c.CfgB, "b.json"}} {
+		b, err := json.MarshalIndent(f.cfg, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(c.RunDir, f.name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	if c.Opts.Unprotected {
+		return nil
+	}
+	for _, h := range []struct {
+		host testenv.Host
+		pin  string
+	}{{c.Rig.A, c.PinA}, {c.Rig.B, c.PinB}} {
+		if err := os.MkdirAll(h.pin, 0o700); err != nil {
+			return err
+		}
+		if out, err := testenv.Run(ctx, h.host.Netns, c.Bin, "dataplane", "--pin-root", h.pin, "attach", "--vm", c.VM, "--port", h.host.Tap); err != nil {
+			return fmt.Errorf("attach data plane in %s: %w", h.host.Netns, err)
+		} else {
+			c.logf("%s: %s", h.host.Netns, trimNL(out))
+		}
+	}
+	c.fence = filepath.Join(c.RunDir, "fence.sh")
+	script := fmt.Sprintf("#!/bin/sh\n# fence host-a: its QEMU dies, its cables are pulled\n"+
+		"kill -9 \"$(cat %s 2>/dev/null)\" 2>/dev/null\nip -n %s link set %s down\nip -n %s link set %s down\n"+
+		"echo \"fenced $RESILIRE_PEER at epoch $RESILIRE_EPOCH ($RESILIRE_REASON)\"\nexit 0\n",
+		c.CfgA.PIDPath(), c.Rig.A.Netns, c.Rig.A.Uplink, c.Rig.A.Netns, c.Rig.A.RepLink)
+	return os.WriteFile(c.fence, []byte(script), 0o700)
+}
+
+func trimNL(b []byte) string {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}
+
+// bootPrimary starts QEMU in host-a, waits for the server and lets go of
+// QMP (the protect agent takes the one QMP connection).
+func (c *Cluster) bootPrimary(ctx context.Context) error {
+	cfg := c.CfgA
+	cfg.KillWithParent = true
+	t0 := time.Now()
+	vm, err := qemu.Start(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	bctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := vm.WaitSerial(bctx, kv.ReadyLine); err != nil {
+		vm.Kill()
+		return err
+	}
+	c.logf("primary guest up in %v (pid %d)", time.Since(t0).Round(time.Millisecond), vm.Pid())
+	vm.Detach()
+	return nil
+}
+
+// StartStandby starts `resilire standby` in host-b: it creates the replica
+// file, starts the warm standby QEMU and blocks host-b's port.
+func (c *Cluster) StartStandby(ctx context.Context) error {
+	hb := c.Opts.HeartbeatTimeout
+	args := []string{"standby", "--vm", c.VM, "--listen", netip.AddrPortFrom(c.Rig.B.RepAddr, 7470).String(),
+		"--fence-cmd", c.fence, "--fence-timeout", "10s", "--peer", "host-a",
+		"--heartbeat-interval", (hb / 5).String(), "--heartbeat-timeout", hb.String(), "--codec", c.Opts.Codec,
+		"--domain", "qemu", "--qemu-config", filepath.Join(c.RunDir, "b.json"),
+		"--dataplane", "--pin-root", c.PinB, "--metrics-addr", "127.0.0.1:9470"}
+	c.standbyRuns++
+	a, err := startAgent(c.Rig.B.Netns, c.Bin, filepath.Join(c.RunDir, fmt.Sprintf("standby-%d.log", c.standbyRuns)), args)
+	if err != nil {
+		return err
+	}
+	c.standby = a
+	return a.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State != "" })
+}
+
+// StartProtect starts `resilire protect` in host-a and waits for the first
+// acknowledged checkpoint.
+func (c *Cluster) StartProtect(ctx context.Context) error {
+	hb := c.Opts.HeartbeatTimeout
+	args := []string{"protect", "--vm", c.VM, "--backup", netip.AddrPortFrom(c.Rig.B.RepAddr, 7470).String(),
+		"--interval", c.Opts.Interval.String(), "--heartbeat-interval", (hb / 5).String(), "--heartbeat-timeout", hb.String(),
+		"--codec", c.Opts.Codec, "--no-progress", "--domain", "qemu", "--qemu-config", filepath.Join(c.RunDir, "a.json"),
+		"--dataplane", "--pin-root", c.PinA, "--metrics-addr", "127.0.0.1:9470"}
+	if c.Opts.UnsafeNoOutputCommit {
+		args = append(args, "--unsafe-no-output-commit")
+	}
+	a, err := startAgent(c.Rig.A.Netns, c.Bin, filepath.Join(c.RunDir, "protect.log"), args)
+	if err != nil {
+		return err
+	}
+	c.protect = a
+	t0 := time.Now()
+	if err := a.WaitStatus(ctx, 60*time.Second, func(s Status) bool { return s.Epoch > 0 }); err != nil {
+		return fmt.Errorf("first checkpoint: %w", err)
+	}
+	c.logf("protected: first checkpoint acknowledged after %v", time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// DumpLogs copies the agents' logs to w.
+func (c *Cluster) DumpLogs(w io.Writer) {
+	for _, a := range []*Agent{c.standby, c.protect} {
+		if a != nil {
+			a.DumpLog(w)
+		}
+	}
+}
+
+// Close kills the agents and both QEMUs and removes the namespaces, RAM
+// files, pins and (if it made it) the run directory.
+func (c *Cluster) Close() error {
+	var errs []error
+	for _, a := range []*Agent{c.protect, c.standby} {
+		if a != nil {
+			a.Kill()
+		}
+	}
+	for _, cfg := range []qemu.Config{c.CfgA, c.CfgB} {
+		if cfg.QMPPath != "" {
+			killPidFile(cfg.PIDPath())
+			os.Remove(cfg.MemPath)
+		}
+	}
+	if c.Rig != nil {
+		errs = append(errs, c.Rig.Close())
+	}
+	if c.bpfMount != "" {
+		if err := unix.Unmount(c.bpfMount, unix.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", c.bpfMount, err))
+		}
+	}
+	if c.ownRunDir {
+		errs = append(errs, os.RemoveAll(c.RunDir))
+	}
+	return errors.Join(errs...)
+}
