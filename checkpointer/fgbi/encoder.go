@@ -74,21 +74,22 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 		sh:     newShadow(c.pages(), slots),
 		idx:    newIndex(indexSize(c)),
 	}
-	e.sh.evicted = e.evicted
+	e.sh.rehash = e.rehash
 	for i := 0; i < c.Workers; i++ {
 		e.work = append(e.work, newWorker(c))
 	}
 	return e, nil
 }
 
-// evicted brings the fingerprints of a page leaving the shadow cache up to
-// date: while cached, its changes were found by exact comparison and its
-// fingerprints were not maintained.
-func (e *Encoder) evicted(pfn uint64, content []byte) {
-	bs, bpp := e.cfg.BlockSize, uint64(e.bpp)
-	hs := e.hashes[pfn*bpp : (pfn+1)*bpp]
-	for b := range hs {
-		hs[b] = uint32(xxh3.Hash(content[b*bs : (b+1)*bs]))
+// rehash sets the fingerprints of the blocks of pfn that content (starting
+// at byte off, block-aligned) holds on the backup. While a page is cached
+// its changes are found by exact comparison and its fingerprints are not
+// maintained; they are brought up to date when it leaves the cache.
+func (e *Encoder) rehash(pfn uint64, off int, content []byte) {
+	bs := e.cfg.BlockSize
+	hs := e.hashes[pfn*uint64(e.bpp) : (pfn+1)*uint64(e.bpp)]
+	for b := 0; b < len(content)/bs; b++ {
+		hs[off/bs+b] = uint32(xxh3.Hash(content[b*bs : (b+1)*bs]))
 	}
 }
 

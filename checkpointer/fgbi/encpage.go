@@ -77,7 +77,7 @@ func (wk *worker) encodeChunk(e *Encoder, o *chunkOut, bufs *chunkBufs, pfns []u
 			// A block of a cached page that differs in a word or two will
 			// be a tiny delta: not worth hashing or sharing lookups. The
 			// fingerprints of a cached page are brought up to date only
-			// when it leaves the cache (see Encoder.evicted).
+			// when it leaves the cache (see Encoder.rehash).
 			tiny := deltaPage && small&(1<<b) != 0
 			share := e.cfg.Sharing && !tiny
 			var h uint64

@@ -14,8 +14,12 @@ type shadow struct {
 	stale []bool   // the page changed while cached: its fingerprints are old
 	slot  []int32  // per guest page: slot index, -1 when not cached
 	hand  int
-	// evicted is called with a page's last copy as it leaves the cache.
-	evicted func(pfn uint64, content []byte)
+	// rehash brings fingerprints up to date with content, the backup's
+	// copy of pfn from byte off on. It is called with a stale page's last
+	// copy as it leaves the cache, and with blocks sent for a page that
+	// left the cache earlier in the same commit: without it a block changed
+	// back to an older value would go unseen.
+	rehash func(pfn uint64, off int, content []byte)
 }
 
 func newShadow(pages uint64, slots int) *shadow {
@@ -57,13 +61,19 @@ func (s *shadow) store(pfn uint64, off int, content []byte, fresh bool) {
 	i := s.slot[pfn]
 	if i < 0 {
 		if off != 0 || len(content) != PageSize {
-			return // evicted earlier in this commit: a partial copy is useless
+			// Evicted earlier in this commit, with fingerprints computed
+			// from the older copy: a partial copy is useless here, but
+			// the fingerprints of these blocks must be brought forward.
+			if s.rehash != nil {
+				s.rehash(pfn, off, content)
+			}
+			return
 		}
 		i = int32(s.victim())
 		if old := s.owner[i]; old != 0 {
 			s.slot[old-1] = -1
-			if s.stale[i] && s.evicted != nil {
-				s.evicted(old-1, s.mem[int(i)*PageSize:(int(i)+1)*PageSize])
+			if s.stale[i] && s.rehash != nil {
+				s.rehash(old-1, 0, s.mem[int(i)*PageSize:(int(i)+1)*PageSize])
 			}
 		}
 		s.owner[i] = pfn + 1
