@@ -13,7 +13,18 @@ func mmapAnon(pages int) ([]byte, error) {
 	return unix.Mmap(-1, 0, pages*PageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
 }
 
-func munmap(b []byte) { unix.Munmap(b) }
+// unmapWritable takes b's range away as a writable mapping while keeping
+// the address range reserved (PROT_NONE, MAP_FIXED): a plain munmap lets
+// the Go runtime map its own memory there before the next epoch, which the
+// recorder would rightly see as the old range's slot being written.
+func unmapWritable(b []byte) error {
+	_, _, errno := unix.Syscall6(unix.SYS_MMAP, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.PROT_NONE, unix.MAP_FIXED|unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE, ^uintptr(0), 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
 
 // mmapFile maps pages pages of a new, already unlinked file of size pages.
 func mmapFile(size, pages int) ([]byte, error) {

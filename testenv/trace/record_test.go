@@ -103,7 +103,10 @@ func helperMain() {
 			copy(extra[2*PageSize:], pageContent(5, 2, 1))
 			copy(buf[7*PageSize:], pageContent(5, 7, 0))
 		case 6: // the mapping disappears
-			munmap(extra)
+			if err := unmapWritable(extra); err != nil {
+				fmt.Println("error", err)
+				return
+			}
 			copy(buf[0:], pageContent(6, 0, 0))
 		case 7: // a page is dropped: it reads as zeros from now on
 			dropPage(buf[10*PageSize : 11*PageSize])
