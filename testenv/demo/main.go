@@ -27,6 +27,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "resilire binary (empty: build one)")
 	flag.StringVar(&o.out, "out", "out", "directory for demo-timeline.png")
 	flag.DurationVar(&o.interval, "interval", 50*time.Millisecond, "checkpoint interval")
+	flag.DurationVar(&o.heartbeat, "heartbeat-timeout", 0, "standby's heartbeat timeout before fencing (0: the cluster default, 500ms)")
 	flag.DurationVar(&o.after, "after", 6*time.Second, "how long the client keeps going after the kill")
 	flag.BoolVar(&o.unsafe, "unsafe-no-output-commit", false, "run protect without output commit (shows the violation)")
 	flag.BoolVar(&o.verbose, "v", false, "progress lines")
@@ -45,10 +46,10 @@ func main() {
 }
 
 type options struct {
-	prefix, bin, out string
-	runDir           string
-	interval, after  time.Duration
-	unsafe, verbose  bool
+	prefix, bin, out           string
+	runDir                     string
+	interval, after, heartbeat time.Duration
+	unsafe, verbose            bool
 }
 
 // run sets up the cluster, runs the client across the kill and reports.
@@ -63,7 +64,7 @@ func run(ctx context.Context, o options, w io.Writer) (ok bool, err error) {
 	}
 	t0 := time.Now()
 	c, err := hacluster.Setup(ctx, hacluster.Options{Prefix: o.prefix, Interval: o.interval, Binary: o.bin, RunDir: o.runDir,
-		UnsafeNoOutputCommit: o.unsafe, Log: progress})
+		UnsafeNoOutputCommit: o.unsafe, HeartbeatTimeout: o.heartbeat, Log: progress})
 	if err != nil {
 		return false, err
 	}
