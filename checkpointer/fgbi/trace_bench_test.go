@@ -49,7 +49,7 @@ func BenchmarkTrace(b *testing.B) {
 	cfg := Config{MemSize: pages * PageSize, Sharing: true, Compression: true, Workers: 1}
 	streams := make([][]byte, len(pfns))
 	b.Run("encode", func(b *testing.B) {
-		var n, cpu int64
+		var n, cpu, wire int64
 		for i := 0; i < b.N; i++ {
 			enc, _ := NewEncoder(cfg)
 			for k := range pfns {
@@ -64,10 +64,12 @@ func BenchmarkTrace(b *testing.B) {
 				if k > 0 {
 					cpu += int64(cpuNow() - c0)
 					n += int64(len(data[k]))
+					wire += int64(buf.Len())
 				}
 			}
 		}
 		reportPerPage(b, n, time.Duration(cpu))
+		b.ReportMetric(float64(wire)/float64(n), "wire/raw")
 	})
 	b.Run("decode", func(b *testing.B) {
 		var n int64
