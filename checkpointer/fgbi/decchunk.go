@@ -93,7 +93,6 @@ func (d *Decoder) decodeChunk(st *staged, rec record, payload, replica []byte) e
 	if len(c.b) != 0 {
 		return fmt.Errorf("%d bytes after the chunk's streams: %w", len(c.b), ErrCorrupt)
 	}
-	st.arena = d.getBuf(int(np) * PageSize)
 	d.mu.Lock()
 	if n := len(d.runs); n > 0 {
 		st.runs, d.runs = d.runs[n-1], d.runs[:n-1]
@@ -206,6 +205,9 @@ func (d *Decoder) decodeSeg(st *staged, kind byte, dst, count uint64, flags byte
 	off := uint64(len(st.arena))
 	if off+n > st.limit {
 		return fmt.Errorf("more than %d changed bytes: %w", st.limit, ErrTooLarge)
+	}
+	if st.arena == nil { // only chunks with references need an arena
+		st.arena = d.getBuf(int(st.limit))
 	}
 	st.arena = slices.Grow(st.arena, int(n))[:off+n]
 	out := st.arena[off:]
