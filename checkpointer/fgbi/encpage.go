@@ -227,7 +227,7 @@ func diffStats(a, b []byte) (words, nbytes int) {
 		if x != 0 {
 			words++
 			// High bit of each byte set where the byte of x is nonzero.
-			nz := (((x & 0x7f7f7f7f7f7f7f7f) + 0x7f7f7f7f7f7f7f7f) | x) & 0x8080808080808080
+			nz := ((x & 0x7f7f7f7f7f7f7f7f) + 0x7f7f7f7f7f7f7f7f | x) & 0x8080808080808080
 			nbytes += bits.OnesCount64(nz)
 		}
 	}
