@@ -34,7 +34,6 @@ type worker struct {
 	bs, bpp  int
 	segs     []seg
 	h        [64]uint64 // block hashes of the current page (pages without a shadow copy)
-	dbytes   [64]int32  // differing bytes of each changed block of the current page (pages with a shadow copy)
 	zeroHash uint64     // xxh3 of an all-zero block
 	ops      []byte
 	delta    []byte
@@ -198,11 +197,9 @@ func (wk *worker) detect(page, old []byte, hs []uint32, known bool) (changed, sm
 			continue
 		}
 		changed |= 1 << b
-		words, nb := diffStats(blk, ob)
-		if words <= 2 {
+		if diffWords(blk, ob) <= 2 {
 			small |= 1 << b
 		}
-		wk.dbytes[b] = int32(nb)
 	}
 	return changed, small
 }
@@ -219,19 +216,16 @@ func diff64(a, b []byte) bool {
 	return x != 0
 }
 
-// diffStats counts the differing 8-byte words and bytes of a and b.
-func diffStats(a, b []byte) (words, nbytes int) {
+// diffWords counts the differing 8-byte words of a and b, stopping at 3.
+func diffWords(a, b []byte) int {
+	n := 0
 	b = b[:len(a)]
-	for i := 0; i+8 <= len(a); i += 8 {
-		x := binary.LittleEndian.Uint64(a[i:]) ^ binary.LittleEndian.Uint64(b[i:])
-		if x != 0 {
-			words++
-			// High bit of each byte set where the byte of x is nonzero.
-			nz := ((x & 0x7f7f7f7f7f7f7f7f) + 0x7f7f7f7f7f7f7f7f | x) & 0x8080808080808080
-			nbytes += bits.OnesCount64(nz)
+	for i := 0; i+8 <= len(a) && n < 3; i += 8 {
+		if binary.LittleEndian.Uint64(a[i:]) != binary.LittleEndian.Uint64(b[i:]) {
+			n++
 		}
 	}
-	return words, nbytes
+	return n
 }
 
 // isZero reports whether blk is all zero bytes. Most nonzero blocks have a
@@ -284,23 +278,9 @@ func (wk *worker) emitPage(e *Encoder, o *chunkOut, pfn uint64, page, old []byte
 	flags := uint8(0)
 	if e.cfg.Compression && old != nil && nlit > 0 && e.sampled(e.dsample, pfn) {
 		o.deltaTries++
-		mark := len(wk.delta)
+		mark, ok := len(wk.delta), true
 		limit := nlit * bs * 7 / 8 // a delta must save at least 1/8
-		// Its literal bytes alone, every differing byte, may already be
-		// over the limit: then AppendDelta would fail, so skip it.
-		diff := 0
 		for _, s := range wk.segs {
-			if s.kind == segLit {
-				for _, n := range wk.dbytes[s.blk : s.blk+s.count] {
-					diff += int(n)
-				}
-			}
-		}
-		ok := diff <= limit
-		for _, s := range wk.segs {
-			if !ok {
-				break
-			}
 			if s.kind != segLit {
 				continue
 			}
