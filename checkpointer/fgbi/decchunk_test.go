@@ -2,7 +2,10 @@
 
 package fgbi
 
-import "testing"
+import (
+	"math/rand/v2"
+	"testing"
+)
 
 // TestAddRunZero checks that a run is merged only with a run from the same
 // kind of source: a zero run's end (zeroSrc+n) wraps around to small
@@ -21,6 +24,24 @@ func TestAddRunZero(t *testing.T) {
 	for i := range want {
 		if st.runs[i] != want[i] {
 			t.Fatalf("runs %v, want %v", st.runs, want)
+		}
+	}
+}
+
+// TestCRCCombine checks crcCombine against checksumming the concatenation.
+func TestCRCCombine(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 5))
+	for i := 0; i < 300; i++ {
+		a, b := make([]byte, rng.IntN(3000)), make([]byte, rng.IntN(70000))
+		for k := range a {
+			a[k] = byte(rng.Uint32())
+		}
+		for k := range b {
+			b[k] = byte(rng.Uint32())
+		}
+		want := crc32c(append(append([]byte(nil), a...), b...))
+		if got := crcCombine(crc32c(a), crc32c(b), len(b)); got != want {
+			t.Fatalf("case %d (%d+%d bytes): %08x, want %08x", i, len(a), len(b), got, want)
 		}
 	}
 }
