@@ -67,11 +67,13 @@ func (d *Decoder) decodeChunk(st *staged, rec record, payload, replica []byte) e
 			return fmt.Errorf("s2 length %d, record says %d: %w", n, rec.rawLen, ErrCorrupt)
 		}
 		buf := d.getBuf(n)[:n]
-		defer d.putBuf(buf)
 		if raw, err = s2.Decode(buf, payload); err != nil {
 			return fmt.Errorf("s2: %v: %w", err, ErrCorrupt)
 		}
+		d.putBuf(payload)
 	}
+	// The staged chunk owns raw from here: literal runs are applied from it.
+	st.raw = raw
 	c := &cursor{b: raw}
 	first := c.uvarint("first page")
 	np := c.uvarint("page count")
@@ -91,7 +93,6 @@ func (d *Decoder) decodeChunk(st *staged, rec record, payload, replica []byte) e
 	if len(c.b) != 0 {
 		return fmt.Errorf("%d bytes after the chunk's streams: %w", len(c.b), ErrCorrupt)
 	}
-	st.arena = d.getBuf(int(np) * PageSize)
 	d.mu.Lock()
 	if n := len(d.runs); n > 0 {
 		st.runs, d.runs = d.runs[n-1], d.runs[:n-1]
@@ -170,10 +171,11 @@ func (d *Decoder) decodePage(st *staged, pfn uint64, ops, delta, lit *cursor, re
 }
 
 // decodeSeg stages one segment of count blocks going to replica offset dst.
-// Literal, replica-reference and local-reference blocks are materialized in
-// the arena (ords maps each emitted block's ordinal to its arena offset+1);
-// zero blocks become clearing runs; a delta becomes runs of its literal
-// bytes only, since the replica already holds the rest.
+// Literal blocks become runs from the decoded payload; replica-reference and
+// local-reference blocks are materialized in the arena (ords maps each
+// emitted block's ordinal to its source+1); zero blocks become clearing
+// runs; a delta becomes runs of its literal bytes only (from the payload),
+// since the replica already holds the rest.
 func (d *Decoder) decodeSeg(st *staged, kind byte, dst, count uint64, flags byte, ops, delta, lit *cursor, replica []byte) error {
 	bs := uint64(d.cfg.BlockSize)
 	n := count * bs
@@ -189,18 +191,27 @@ func (d *Decoder) decodeSeg(st *staged, kind byte, dst, count uint64, flags byte
 		delta.b = delta.b[used:]
 		return err
 	}
+	if kind == segLit {
+		src := st.rawOff(lit.b)
+		if lit.take(n, "literal"); lit.err != nil {
+			return lit.err
+		}
+		for k := uint64(0); k < count; k++ {
+			st.ords = append(st.ords, src+uint32(k*bs)+1)
+		}
+		st.addRun(dst, src, uint32(n))
+		return nil
+	}
 	off := uint64(len(st.arena))
 	if off+n > st.limit {
 		return fmt.Errorf("more than %d changed bytes: %w", st.limit, ErrTooLarge)
 	}
+	if st.arena == nil { // only chunks with references need an arena
+		st.arena = d.getBuf(int(st.limit))
+	}
 	st.arena = slices.Grow(st.arena, int(n))[:off+n]
 	out := st.arena[off:]
 	switch kind {
-	case segLit:
-		copy(out, lit.take(n, "literal"))
-		if lit.err != nil {
-			return lit.err
-		}
 	case segRefR:
 		src := ops.uvarint("reference")
 		if ops.err != nil {
@@ -225,7 +236,7 @@ func (d *Decoder) decodeSeg(st *staged, kind byte, dst, count uint64, flags byte
 			if so == 0 {
 				return fmt.Errorf("local reference to an unmaterialized block: %w", ErrCorrupt)
 			}
-			copy(out[k*bs:(k+1)*bs], st.arena[so-1:uint64(so-1)+bs])
+			copy(out[k*bs:(k+1)*bs], st.bytes(so-1, uint32(bs)))
 			st.ords = append(st.ords, uint32(off+k*bs+1))
 		}
 		st.addRun(dst, uint32(off), uint32(n))
@@ -265,13 +276,8 @@ func (st *staged) deltaRuns(dst, n uint64, enc []byte) (int, error) {
 		if uint64(len(enc)-r) < ln {
 			return r, fmt.Errorf("delta literal past its record: %w", ErrCorrupt)
 		}
-		off := uint64(len(st.arena))
-		if off+ln > st.limit {
-			return r, fmt.Errorf("more than %d changed bytes: %w", st.limit, ErrTooLarge)
-		}
 		if ln > 0 {
-			st.arena = append(st.arena, enc[r:r+int(ln)]...)
-			st.addRun(dst+pos, uint32(off), uint32(ln))
+			st.addRun(dst+pos, st.rawOff(enc[r:]), uint32(ln))
 		}
 		r += int(ln)
 		pos += ln
@@ -284,7 +290,8 @@ func (st *staged) deltaRuns(dst, n uint64, enc []byte) (int, error) {
 func (st *staged) addRun(dst uint64, src, n uint32) {
 	if k := len(st.runs); k > 0 {
 		l := &st.runs[k-1]
-		if l.dst+uint64(l.n) == dst && (l.src+l.n == src || l.src == zeroSrc && src == zeroSrc) {
+		// A zero run continues only a zero run (zeroSrc+n wraps around).
+		if l.dst+uint64(l.n) == dst && (l.src == zeroSrc) == (src == zeroSrc) && (src == zeroSrc || l.src+l.n == src) {
 			l.n += n
 			return
 		}

@@ -53,25 +53,46 @@ type Staged struct {
 	state  []byte
 }
 
-// staged is one chunk's changed blocks: arena holds them in emission order
+// staged is one chunk's changed blocks: literal bytes stay in the decoded
+// payload (raw), blocks copied from references are materialized in arena,
 // and runs say where they go in the replica.
 type staged struct {
+	raw         []byte
 	arena       []byte
 	runs        []run
 	first, last uint64 // first and last page of the chunk
 	pages       int
 	limit       uint64   // most arena bytes the chunk's page count allows
-	ords        []uint32 // per emitted block: arena offset + 1, 0 if not materialized
+	ords        []uint32 // per emitted block: its source (see run.src) + 1, 0 if not materialized
 }
 
 type run struct {
 	dst uint64 // replica offset
-	src uint32 // arena offset, or zeroSrc: clear
+	src uint32 // arena offset, rawSrc | offset in raw, or zeroSrc: clear
 	n   uint32
 }
 
-// zeroSrc marks a run that clears replica bytes.
-const zeroSrc = ^uint32(0)
+const (
+	// zeroSrc marks a run that clears replica bytes.
+	zeroSrc = ^uint32(0)
+	// rawSrc marks a source offset in the decoded payload rather than the
+	// arena (payloads are far below 2 GiB, so it never makes zeroSrc).
+	rawSrc = uint32(1) << 31
+)
+
+// bytes returns the n staged bytes at src (an arena or payload offset).
+func (st *staged) bytes(src, n uint32) []byte {
+	if src&rawSrc != 0 {
+		src &^= rawSrc
+		return st.raw[src : src+n]
+	}
+	return st.arena[src : src+n]
+}
+
+// rawOff is the source of b[0], b being a part of the decoded payload.
+func (st *staged) rawOff(b []byte) uint32 {
+	return rawSrc | uint32(cap(st.raw)-cap(b))
+}
 
 // Epoch is the checkpoint's epoch number.
 func (s *Staged) Epoch() uint64 { return s.epoch }
@@ -89,17 +110,18 @@ func (s *Staged) Apply(replica []byte) {
 			if r.src == zeroSrc {
 				clear(replica[r.dst : r.dst+uint64(r.n)])
 			} else {
-				copy(replica[r.dst:r.dst+uint64(r.n)], c.arena[r.src:r.src+r.n])
+				copy(replica[r.dst:r.dst+uint64(r.n)], c.bytes(r.src, r.n))
 			}
 		}
 		s.d.putBuf(c.arena)
+		s.d.putBuf(c.raw)
 		s.d.mu.Lock()
 		if len(s.d.runs) < maxFree {
 			s.d.runs = append(s.d.runs, c.runs[:0])
 			s.d.ords = append(s.d.ords, c.ords[:0])
 		}
 		s.d.mu.Unlock()
-		c.arena, c.runs, c.ords = nil, nil, nil
+		c.raw, c.arena, c.runs, c.ords = nil, nil, nil, nil
 	})
 	if s.state != nil {
 		s.d.base = s.state
@@ -141,6 +163,7 @@ func (d *Decoder) Decode(r io.Reader, replica []byte) (*Staged, error) {
 		if s.state, err = decodeState(sp, d.base); err != nil {
 			return nil, err
 		}
+		d.putBuf(sp)
 	}
 	return s, nil
 }
@@ -164,7 +187,7 @@ func (d *Decoder) records(rr *recordReader, h header) (recs []record, bufs [][]b
 	var total uint64
 	for {
 		crc := rr.crc
-		rec, b, err := rr.next(nil, maxEnc, max(d.maxRaw, maxState))
+		rec, b, err := rr.next(d.getBuf(0), maxEnc, max(d.maxRaw, maxState))
 		if err != nil {
 			return nil, nil, nil, tr, fmt.Errorf("record after chunk %d: %w", len(recs), err)
 		}
@@ -185,6 +208,7 @@ func (d *Decoder) records(rr *recordReader, h header) (recs []record, bufs [][]b
 				return nil, nil, nil, tr, fmt.Errorf("trailer where the device state belongs: %w", ErrOrder)
 			}
 			tr = parseTrailer(b)
+			d.putBuf(b)
 			switch {
 			case tr.epoch != h.epoch:
 				return nil, nil, nil, tr, fmt.Errorf("trailer of epoch %d in checkpoint %d: %w", tr.epoch, h.epoch, ErrOrder)

@@ -228,8 +228,12 @@ func diffWords(a, b []byte) int {
 	return n
 }
 
-// isZero reports whether blk is all zero bytes.
+// isZero reports whether blk is all zero bytes. Most nonzero blocks have a
+// nonzero first word: they cost one load.
 func isZero(blk []byte) bool {
+	if len(blk) >= 8 && binary.LittleEndian.Uint64(blk) != 0 {
+		return false
+	}
 	var x uint64
 	for i := 0; i+8 <= len(blk); i += 8 {
 		x |= binary.LittleEndian.Uint64(blk[i:])

@@ -92,6 +92,11 @@ type recordWriter struct {
 
 func (rw *recordWriter) write(b []byte) error {
 	rw.crc = crc32.Update(rw.crc, crcTab, b)
+	return rw.put(b)
+}
+
+// put writes b without adding it to the running CRC.
+func (rw *recordWriter) put(b []byte) error {
 	n, err := rw.w.Write(b)
 	rw.n += int64(n)
 	if err != nil {
@@ -106,12 +111,15 @@ func (rw *recordWriter) record(r record, payload []byte) error {
 	binary.LittleEndian.PutUint32(h[4:], r.seq)
 	binary.LittleEndian.PutUint32(h[8:], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(h[12:], r.rawLen)
-	c := crc32.Update(crc32.Checksum(h[:16], crcTab), crcTab, payload)
-	binary.LittleEndian.PutUint32(h[16:], c)
+	// The payload is read once: its CRC joins both the record's and the
+	// running one by combination.
+	pc := crc32.Checksum(payload, crcTab)
+	binary.LittleEndian.PutUint32(h[16:], crcCombine(crc32.Checksum(h[:16], crcTab), pc, len(payload)))
 	if err := rw.write(h[:]); err != nil {
 		return err
 	}
-	return rw.write(payload)
+	rw.crc = crcCombine(rw.crc, pc, len(payload))
+	return rw.put(payload)
 }
 
 // trailer is the last record: the epoch again, how many chunk records and
@@ -149,13 +157,21 @@ type recordReader struct {
 }
 
 func (rr *recordReader) full(b []byte, what string) error {
+	if err := rr.get(b, what); err != nil {
+		return err
+	}
+	rr.crc = crc32.Update(rr.crc, crcTab, b)
+	return nil
+}
+
+// get reads exactly len(b) bytes without adding them to the running CRC.
+func (rr *recordReader) get(b []byte, what string) error {
 	if _, err := io.ReadFull(rr.r, b); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return fmt.Errorf("reading %s: %w", what, ErrTruncated)
 		}
 		return fmt.Errorf("reading %s: %w", what, err)
 	}
-	rr.crc = crc32.Update(rr.crc, crcTab, b)
 	return nil
 }
 
@@ -182,12 +198,14 @@ func (rr *recordReader) next(buf []byte, maxEnc, maxRaw uint32) (record, []byte,
 	for len(buf) < int(r.encLen) {
 		step := min(int(r.encLen)-len(buf), max(len(buf), 64<<10))
 		buf = slices.Grow(buf, step)
-		if err := rr.full(buf[len(buf):len(buf)+step], "record payload"); err != nil {
+		if err := rr.get(buf[len(buf):len(buf)+step], "record payload"); err != nil {
 			return r, buf, err
 		}
 		buf = buf[:len(buf)+step]
 	}
-	c := crc32.Update(crc32.Checksum(h[:16], crcTab), crcTab, buf)
+	pc := crc32.Checksum(buf, crcTab)
+	rr.crc = crcCombine(rr.crc, pc, len(buf))
+	c := crcCombine(crc32.Checksum(h[:16], crcTab), pc, len(buf))
 	if want := binary.LittleEndian.Uint32(h[16:]); c != want {
 		return r, buf, fmt.Errorf("record type %d seq %d checksum %08x, want %08x: %w", r.typ, r.seq, c, want, ErrCorrupt)
 	}
@@ -195,3 +213,52 @@ func (rr *recordReader) next(buf []byte, maxEnc, maxRaw uint32) (record, []byte,
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, crcTab) }
+
+// castagnoliPoly is the reflected CRC32C polynomial.
+const castagnoliPoly = 0x82f63b78
+
+// crcCombine returns the CRC32C of A followed by B from crc1 = CRC32C(A),
+// crc2 = CRC32C(B) and len2 = len(B), in O(log len2) (zlib's
+// crc32_combine), so each payload byte is checksummed once.
+func crcCombine(crc1, crc2 uint32, len2 int) uint32 {
+	return multModP(x2nModP(uint64(len2), 3), crc1) ^ crc2
+}
+
+// multModP multiplies a and b modulo the CRC polynomial (reflected bit
+// order: bit 31 is x^0).
+func multModP(a, b uint32) uint32 {
+	var p uint32
+	for m := uint32(1) << 31; m != 0; m >>= 1 {
+		if a&m != 0 {
+			p ^= b
+		}
+		if b&1 != 0 {
+			b = b>>1 ^ castagnoliPoly
+		} else {
+			b >>= 1
+		}
+	}
+	return p
+}
+
+// x2nTable[k] is x^(2^k) modulo the CRC polynomial.
+var x2nTable = func() (t [32]uint32) {
+	p := uint32(1) << 30 // x^1
+	for k := range t {
+		t[k] = p
+		p = multModP(p, p)
+	}
+	return t
+}()
+
+// x2nModP returns x^(n*2^k) modulo the CRC polynomial.
+func x2nModP(n uint64, k uint) uint32 {
+	p := uint32(1) << 31 // x^0
+	for ; n != 0; n >>= 1 {
+		if n&1 != 0 {
+			p = multModP(x2nTable[k&31], p)
+		}
+		k++
+	}
+	return p
+}
