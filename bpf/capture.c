@@ -20,21 +20,11 @@ struct {
 	__uint(max_entries, 1 << 20);
 } capture_ring SEC(".maps");
 
-SEC("tc")
-int capture(struct __sk_buff *skb)
+/* count_record counts the outcome of one capture; the frame is dropped
+ * either way (captured frames leave later, from the tap). */
+static __always_inline int count_record(enum record_result r)
 {
-	struct port_config *cfg = get_config();
-	int verdict;
-
-	if (!cfg) {
-		count(CNT_BLOCKED);
-		return TC_ACT_SHOT;
-	}
-	verdict = common_verdict(skb, cfg);
-	if (verdict >= 0)
-		return verdict;
-
-	switch (record(skb, cfg, &capture_ring)) {
+	switch (r) {
 	case REC_OK:
 		count(CNT_CAPTURED);
 		break;
@@ -49,6 +39,42 @@ int capture(struct __sk_buff *skb)
 		break;
 	}
 	return TC_ACT_SHOT;
+}
+
+/* capture copies each held frame twice (skb -> scratch -> ring): it runs
+ * on every kernel with BTF and ring buffers. */
+SEC("tc")
+int capture(struct __sk_buff *skb)
+{
+	struct port_config *cfg = get_config();
+	int verdict;
+
+	if (!cfg) {
+		count(CNT_BLOCKED);
+		return TC_ACT_SHOT;
+	}
+	verdict = common_verdict(skb, cfg);
+	if (verdict >= 0)
+		return verdict;
+	return count_record(record(skb, cfg, &capture_ring));
+}
+
+/* capture_copy is capture with one copy (skb -> ring, record_copy). Go
+ * loads it in capture's place when the kernel has bpf_dynptr_copy. */
+SEC("tc")
+int capture_copy(struct __sk_buff *skb)
+{
+	struct port_config *cfg = get_config();
+	int verdict;
+
+	if (!cfg) {
+		count(CNT_BLOCKED);
+		return TC_ACT_SHOT;
+	}
+	verdict = common_verdict(skb, cfg);
+	if (verdict >= 0)
+		return verdict;
+	return count_record(record_copy(skb, cfg, &capture_ring));
 }
 
 SEC("tc")
