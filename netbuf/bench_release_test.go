@@ -83,13 +83,21 @@ func BenchmarkReleaseRate(b *testing.B) {
 	}
 }
 
-// BenchmarkTCPBuffered is the 10 ms TCP row of BenchmarkDataplane on its
-// own, for profiling: go test -bench TCPBuffered -benchtime 1x.
+// BenchmarkTCPBuffered is the TCP rows of BenchmarkDataplane on their
+// own, for profiling and repeated runs: go test -bench TCPBuffered/10ms
+// -benchtime 1x -count 5.
 func BenchmarkTCPBuffered(b *testing.B) {
-	var gbps float64
-	for i := 0; i < b.N; i++ {
-		g, _ := tcpThroughput(b, 10*time.Millisecond, tcpDur10)
-		gbps += g
+	for _, c := range []struct {
+		epoch, dur time.Duration
+	}{{10 * time.Millisecond, tcpDur10}, {50 * time.Millisecond, tcpDur50}} {
+		b.Run(c.epoch.String(), func(b *testing.B) {
+			var gbps float64
+			for i := 0; i < b.N; i++ {
+				g, info := tcpThroughput(b, c.epoch, c.dur)
+				gbps += g
+				b.Logf("%.2f Gbit/s; %s", g, info)
+			}
+			b.ReportMetric(gbps/float64(b.N), "Gbit/s")
+		})
 	}
-	b.ReportMetric(gbps/float64(b.N), "Gbit/s")
 }
