@@ -59,8 +59,15 @@ int capture(struct __sk_buff *skb)
 	return count_record(record(skb, cfg, &capture_ring));
 }
 
-/* capture_copy is capture with one copy (skb -> ring, record_copy). Go
- * loads it in capture's place when the kernel has bpf_dynptr_copy. */
+/* Frames up to this size are cheaper to copy twice: for them the dynptr
+ * calls of record_copy cost more than the second copy saves (measured with
+ * BPF_PROG_TEST_RUN: 64 B 113 vs 170 ns, 1500 B 240 vs 285 ns, 3000 B
+ * equal). GSO super-packets, where the copies dominate, take one copy. */
+#define ONE_COPY_MIN 2048
+
+/* capture_copy is capture with one copy (skb -> ring, record_copy) for
+ * frames above ONE_COPY_MIN. Go loads it in capture's place when the
+ * kernel has bpf_dynptr_copy. */
 SEC("tc")
 int capture_copy(struct __sk_buff *skb)
 {
@@ -74,6 +81,8 @@ int capture_copy(struct __sk_buff *skb)
 	verdict = common_verdict(skb, cfg);
 	if (verdict >= 0)
 		return verdict;
+	if (skb->len <= ONE_COPY_MIN)
+		return count_record(record(skb, cfg, &capture_ring));
 	return count_record(record_copy(skb, cfg, &capture_ring));
 }
 

@@ -241,6 +241,8 @@ func TestCaptureRecord(t *testing.T) { captureVariants(t, testCaptureRecord) }
 func testCaptureRecord(t *testing.T) {
 	objs := loadForTest(t, PathRing, 1<<20, ModeBuffer, 42)
 	var frames [][]byte
+	// capture_copy copies frames up to ONE_COPY_MIN (2048) twice, larger
+	// ones once: these sizes cover both branches.
 	for i, size := range []int{60, 1514, 3000} {
 		frames = append(frames, udpFrame(t, size, uint32(i)))
 		ctx := newSkbCtx(t).set("gso_size", 1448).set("gso_segs", 3).set("mark", 0)
@@ -268,19 +270,27 @@ func testCaptureRecord(t *testing.T) {
 func TestCaptureRingFull(t *testing.T) { captureVariants(t, testCaptureRingFull) }
 
 func testCaptureRingFull(t *testing.T) {
-	objs := loadForTest(t, PathRing, 4096, ModeBuffer, 1)
-	frame := udpFrame(t, 1000, 0)
-	const runs = 10
-	for i := 0; i < runs; i++ {
-		if v, _ := run(t, objs.progs[progCapture], frame, newSkbCtx(t)); v != tcActShot {
-			t.Fatalf("run %d: verdict %d, want SHOT (never pass when full)", i, v)
+	// 1000 B frames take the two-copy branch of capture_copy, 3000 B ones
+	// its one-copy branch (above ONE_COPY_MIN): both must count ring full.
+	for _, size := range []int{1000, 3000} {
+		objs := loadForTest(t, PathRing, 8192, ModeBuffer, 1)
+		frame := udpFrame(t, size, 0)
+		const runs = 10
+		for i := 0; i < runs; i++ {
+			if v, _ := run(t, objs.progs[progCapture], frame, newSkbCtx(t)); v != tcActShot {
+				t.Fatalf("%d B run %d: verdict %d, want SHOT (never pass when full)", size, i, v)
+			}
+		}
+		c := counters(t, objs)
+		if c.Captured == 0 || c.RingFull == 0 || c.Captured+c.RingFull != runs {
+			t.Errorf("%d B: captured %d + ring full %d, want both > 0 summing to %d", size, c.Captured, c.RingFull, runs)
+		}
+		for _, r := range readRecords(t, objs.maps[mapCapRing], int(c.Captured)) {
+			if !bytes.Equal(r.Frame, frame) {
+				t.Errorf("%d B: record frame differs", size)
+			}
 		}
 	}
-	c := counters(t, objs)
-	if c.Captured == 0 || c.RingFull == 0 || c.Captured+c.RingFull != runs {
-		t.Errorf("captured %d + ring full %d, want both > 0 summing to %d", c.Captured, c.RingFull, runs)
-	}
-	readRecords(t, objs.maps[mapCapRing], int(c.Captured))
 }
 
 func TestTapIngress(t *testing.T) {
