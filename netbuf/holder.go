@@ -126,14 +126,7 @@ type holder struct {
 }
 
 func (h *holder) tick(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	for next := time.Now().Add(every); sleepUntil(ctx, next); next = nextTick(next, every) {
 		if _, err := h.commit(request{}); err != nil {
 			h.mu.Lock()
 			h.err = err
