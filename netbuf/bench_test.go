@@ -83,11 +83,13 @@ func timedLoop(ctx context.Context, b *Buffer, interval time.Duration) <-chan lo
 	out := make(chan loopStats, 1)
 	go func() {
 		var ls loopStats
-		// The holder's loop (holder.tick): the same sleep and tick rule.
-		for next := time.Now().Add(interval); ; next = nextTick(next, interval) {
-			if !sleepUntil(ctx, next) {
+		next := time.Now().Add(interval)
+		for {
+			select {
+			case <-ctx.Done():
 				out <- ls
 				return
+			case <-time.After(time.Until(next)):
 			}
 			t0 := time.Now()
 			e, err := b.Advance()
@@ -104,6 +106,11 @@ func timedLoop(ctx context.Context, b *Buffer, interval time.Duration) <-chan lo
 			ls.late += t0.Sub(next)
 			ls.adv += t1.Sub(t0)
 			ls.rel += time.Since(t1)
+			// Like time.Ticker, drop ticks rather than fire back to back
+			// after a stall, so "late" is per tick, not accumulated lag.
+			if next = next.Add(interval); time.Until(next) < 0 {
+				next = time.Now().Add(interval)
+			}
 		}
 	}()
 	return out

@@ -126,7 +126,14 @@ type holder struct {
 }
 
 func (h *holder) tick(ctx context.Context, every time.Duration) {
-	for next := time.Now().Add(every); sleepUntil(ctx, next); next = nextTick(next, every) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 		if _, err := h.commit(request{}); err != nil {
 			h.mu.Lock()
 			h.err = err
