@@ -20,21 +20,11 @@ struct {
 	__uint(max_entries, 1 << 20);
 } capture_ring SEC(".maps");
 
-SEC("tc")
-int capture(struct __sk_buff *skb)
+/* count_record counts the outcome of one capture; the frame is dropped
+ * either way (captured frames leave later, from the tap). */
+static __always_inline int count_record(enum record_result r)
 {
-	struct port_config *cfg = get_config();
-	int verdict;
-
-	if (!cfg) {
-		count(CNT_BLOCKED);
-		return TC_ACT_SHOT;
-	}
-	verdict = common_verdict(skb, cfg);
-	if (verdict >= 0)
-		return verdict;
-
-	switch (record(skb, cfg, &capture_ring)) {
+	switch (r) {
 	case REC_OK:
 		count(CNT_CAPTURED);
 		break;
@@ -49,6 +39,51 @@ int capture(struct __sk_buff *skb)
 		break;
 	}
 	return TC_ACT_SHOT;
+}
+
+/* capture copies each held frame twice (skb -> scratch -> ring): it runs
+ * on every kernel with BTF and ring buffers. */
+SEC("tc")
+int capture(struct __sk_buff *skb)
+{
+	struct port_config *cfg = get_config();
+	int verdict;
+
+	if (!cfg) {
+		count(CNT_BLOCKED);
+		return TC_ACT_SHOT;
+	}
+	verdict = common_verdict(skb, cfg);
+	if (verdict >= 0)
+		return verdict;
+	return count_record(record(skb, cfg, &capture_ring));
+}
+
+/* Frames up to this size are cheaper to copy twice: for them the dynptr
+ * calls of record_copy cost more than the second copy saves (measured with
+ * BPF_PROG_TEST_RUN: 64 B 113 vs 170 ns, 1500 B 240 vs 285 ns, 3000 B
+ * equal). GSO super-packets, where the copies dominate, take one copy. */
+#define ONE_COPY_MIN 2048
+
+/* capture_copy is capture with one copy (skb -> ring, record_copy) for
+ * frames above ONE_COPY_MIN. Go loads it in capture's place when the
+ * kernel has bpf_dynptr_copy. */
+SEC("tc")
+int capture_copy(struct __sk_buff *skb)
+{
+	struct port_config *cfg = get_config();
+	int verdict;
+
+	if (!cfg) {
+		count(CNT_BLOCKED);
+		return TC_ACT_SHOT;
+	}
+	verdict = common_verdict(skb, cfg);
+	if (verdict >= 0)
+		return verdict;
+	if (skb->len <= ONE_COPY_MIN)
+		return count_record(record(skb, cfg, &capture_ring));
+	return count_record(record_copy(skb, cfg, &capture_ring));
 }
 
 SEC("tc")

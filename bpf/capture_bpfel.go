@@ -91,13 +91,14 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	CaptureMapCaptureRing = "capture_ring"
-	CaptureMapConfig      = "config"
-	CaptureMapCounters    = "counters"
-	CaptureMapScratch     = "scratch"
-	CaptureProgCapture    = "capture"
-	CaptureProgSetConfig  = "set_config"
-	CaptureProgTapIngress = "tap_ingress"
+	CaptureMapCaptureRing  = "capture_ring"
+	CaptureMapConfig       = "config"
+	CaptureMapCounters     = "counters"
+	CaptureMapScratch      = "scratch"
+	CaptureProgCapture     = "capture"
+	CaptureProgCaptureCopy = "capture_copy"
+	CaptureProgSetConfig   = "set_config"
+	CaptureProgTapIngress  = "tap_ingress"
 )
 
 // LoadCapture returns the embedded CollectionSpec for Capture.
@@ -142,9 +143,10 @@ type CaptureSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureProgramSpecs struct {
-	Capture    *ebpf.ProgramSpec `ebpf:"capture"`
-	SetConfig  *ebpf.ProgramSpec `ebpf:"set_config"`
-	TapIngress *ebpf.ProgramSpec `ebpf:"tap_ingress"`
+	Capture     *ebpf.ProgramSpec `ebpf:"capture"`
+	CaptureCopy *ebpf.ProgramSpec `ebpf:"capture_copy"`
+	SetConfig   *ebpf.ProgramSpec `ebpf:"set_config"`
+	TapIngress  *ebpf.ProgramSpec `ebpf:"tap_ingress"`
 }
 
 // CaptureMapSpecs contains maps before they are loaded into the kernel.
@@ -208,14 +210,16 @@ type CaptureVariables struct {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CapturePrograms struct {
-	Capture    *ebpf.Program `ebpf:"capture"`
-	SetConfig  *ebpf.Program `ebpf:"set_config"`
-	TapIngress *ebpf.Program `ebpf:"tap_ingress"`
+	Capture     *ebpf.Program `ebpf:"capture"`
+	CaptureCopy *ebpf.Program `ebpf:"capture_copy"`
+	SetConfig   *ebpf.Program `ebpf:"set_config"`
+	TapIngress  *ebpf.Program `ebpf:"tap_ingress"`
 }
 
 func (p *CapturePrograms) Close() error {
 	return _CaptureClose(
 		p.Capture,
+		p.CaptureCopy,
 		p.SetConfig,
 		p.TapIngress,
 	)

@@ -38,6 +38,38 @@ enum record_result {
 	REC_RING_FULL,
 };
 
+/* fill_hdr stamps h from skb and cfg (len already set). */
+static __always_inline void fill_hdr(struct frame_hdr *h, struct __sk_buff *skb, struct port_config *cfg)
+{
+	struct sk_buff *k;
+
+	h->epoch = *(volatile __u64 *)&cfg->epoch;
+	h->tstamp_ns = bpf_ktime_get_ns();
+	h->ifindex = skb->ifindex;
+	h->gso_size = skb->gso_size;
+	h->gso_segs = skb->gso_segs;
+	h->gso_type = 0;
+	h->flags = 0;
+	h->csum_start = 0;
+	h->csum_offset = 0;
+	h->reserved = 0;
+
+	k = bpf_cast_to_kern_ctx(skb);
+	h->ip_summed = BPF_CORE_READ_BITFIELD(k, ip_summed);
+	if (h->ip_summed == CHECKSUM_PARTIAL) {
+		/* csum_start counts from skb->head; the frame starts at the mac header. */
+		h->csum_start = k->csum_start - k->mac_header;
+		h->csum_offset = k->csum_offset;
+	}
+	if (h->gso_size != 0) {
+		unsigned char *head = BPF_CORE_READ(k, head);
+		unsigned int end = BPF_CORE_READ(k, end);
+		struct skb_shared_info *sh = (void *)(head + end);
+
+		h->gso_type = (__u16)BPF_CORE_READ(sh, gso_type);
+	}
+}
+
 /* record copies skb (from its mac header, which is skb->data at tc) and
  * its GSO/checksum metadata into ring, stamped with cfg's epoch. */
 static __always_inline enum record_result record(struct __sk_buff *skb, struct port_config *cfg, void *ring)
@@ -45,7 +77,6 @@ static __always_inline enum record_result record(struct __sk_buff *skb, struct p
 	__u32 len = skb->len;
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct scratch *s;
-	struct sk_buff *k;
 
 	if (len > MAX_CAP)
 		return REC_TOO_BIG;
@@ -61,35 +92,51 @@ static __always_inline enum record_result record(struct __sk_buff *skb, struct p
 	if (bpf_skb_load_bytes(skb, 0, s->data, len) < 0)
 		return REC_ERROR;
 
-	s->hdr.epoch = *(volatile __u64 *)&cfg->epoch;
-	s->hdr.tstamp_ns = bpf_ktime_get_ns();
 	s->hdr.len = len;
-	s->hdr.ifindex = skb->ifindex;
-	s->hdr.gso_size = skb->gso_size;
-	s->hdr.gso_segs = skb->gso_segs;
-	s->hdr.gso_type = 0;
-	s->hdr.flags = 0;
-	s->hdr.csum_start = 0;
-	s->hdr.csum_offset = 0;
-	s->hdr.reserved = 0;
-
-	k = bpf_cast_to_kern_ctx(skb);
-	s->hdr.ip_summed = BPF_CORE_READ_BITFIELD(k, ip_summed);
-	if (s->hdr.ip_summed == CHECKSUM_PARTIAL) {
-		/* csum_start counts from skb->head; the frame starts at the mac header. */
-		s->hdr.csum_start = k->csum_start - k->mac_header;
-		s->hdr.csum_offset = k->csum_offset;
-	}
-	if (s->hdr.gso_size != 0) {
-		unsigned char *head = BPF_CORE_READ(k, head);
-		unsigned int end = BPF_CORE_READ(k, end);
-		struct skb_shared_info *sh = (void *)(head + end);
-
-		s->hdr.gso_type = (__u16)BPF_CORE_READ(sh, gso_type);
-	}
+	fill_hdr(&s->hdr, skb, cfg);
 
 	if (bpf_ringbuf_output(ring, s, sizeof(s->hdr) + len, 0) != 0)
 		return REC_RING_FULL;
+	return REC_OK;
+}
+
+/* Kernel 6.15+ kfuncs for the one-copy path (record_copy). Weak, so an
+ * object that references them still loads where they are missing: Go loads
+ * the program that calls them only when the kernel BTF has both. */
+extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags, struct bpf_dynptr *ptr) __ksym __weak;
+extern int bpf_dynptr_copy(struct bpf_dynptr *dst, __u32 dst_off, struct bpf_dynptr *src, __u32 src_off,
+			   __u32 size) __ksym __weak;
+
+/* record_copy is record with one copy instead of two: it reserves a
+ * record of the exact size with bpf_ringbuf_reserve_dynptr, writes the
+ * header in place and copies the frame straight from the skb into the
+ * reservation (bpf_dynptr_copy reads the skb into the contiguous ring
+ * slice with skb_copy_bits). No scratch slot, no second copy by
+ * bpf_ringbuf_output. The record is byte for byte the one record() emits. */
+static __always_inline enum record_result record_copy(struct __sk_buff *skb, struct port_config *cfg, void *ring)
+{
+	__u32 len = skb->len;
+	struct bpf_dynptr src, dst;
+	struct frame_hdr *h;
+
+	if (len > MAX_CAP)
+		return REC_TOO_BIG;
+	if (len < ETH_HLEN)
+		return REC_ERROR;
+	if (bpf_dynptr_from_skb(skb, 0, &src) < 0)
+		return REC_ERROR;
+	if (bpf_ringbuf_reserve_dynptr(ring, sizeof(*h) + len, 0, &dst) < 0) {
+		bpf_ringbuf_discard_dynptr(&dst, 0); /* the verifier wants it released even on failure */
+		return REC_RING_FULL;
+	}
+	h = bpf_dynptr_data(&dst, 0, sizeof(*h));
+	if (!h || bpf_dynptr_copy(&dst, sizeof(*h), &src, 0, len) < 0) {
+		bpf_ringbuf_discard_dynptr(&dst, 0);
+		return REC_ERROR;
+	}
+	h->len = len;
+	fill_hdr(h, skb, cfg);
+	bpf_ringbuf_submit_dynptr(&dst, 0);
 	return REC_OK;
 }
 

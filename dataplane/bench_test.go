@@ -14,15 +14,26 @@ import (
 
 // BenchmarkCapture measures the in-kernel cost per frame of each capture
 // verdict (BPF_PROG_TEST_RUN, so without the rest of the stack): pass,
-// path-B redirect, and the path-A copy into the ring (the ring is drained
+// path-B redirect, and the path-A copy into the ring, with the two-copy
+// program and with the one the kernel gets (capture_copy where it can) (the ring is drained
 // between batches, outside the timed runs, so no run hits "ring full").
 func BenchmarkCapture(b *testing.B) {
 	for _, bc := range []struct {
-		path CapturePath
-		mode Mode
-	}{{PathRing, ModePass}, {PathRedirect, ModeBuffer}, {PathRing, ModeBuffer}} {
+		path    CapturePath
+		mode    Mode
+		twoCopy bool // force the two-copy capture program
+	}{{PathRing, ModePass, false}, {PathRedirect, ModeBuffer, false}, {PathRing, ModeBuffer, true}, {PathRing, ModeBuffer, false}} {
+		name := bc.path.String()
+		if bc.twoCopy {
+			name += "-2copy"
+		}
 		for _, size := range []int{64, 1500, 3000} {
-			b.Run(fmt.Sprintf("%s/%s/%dB", bc.mode, bc.path, size), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/%s/%dB", bc.mode, name, size), func(b *testing.B) {
+				if bc.twoCopy {
+					old := oneCopy
+					oneCopy = func() bool { return false }
+					defer func() { oneCopy = old }()
+				}
 				benchCapture(b, bc.path, bc.mode, size)
 			})
 		}

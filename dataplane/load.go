@@ -5,6 +5,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -16,15 +17,16 @@ import (
 
 // Names of programs and maps in the bpf objects (bpf2go constants).
 const (
-	progCapture   = bpf.CaptureProgCapture
-	progTap       = bpf.CaptureProgTapIngress
-	progInputLog  = bpf.InputlogProgInputLog
-	progSetConfig = bpf.CaptureProgSetConfig
-	mapConfig     = bpf.CaptureMapConfig
-	mapCounters   = bpf.CaptureMapCounters
-	mapCapRing    = bpf.CaptureMapCaptureRing
-	mapInputRing  = bpf.InputlogMapInputRing
-	mapScratch    = bpf.CaptureMapScratch
+	progCapture     = bpf.CaptureProgCapture
+	progCaptureCopy = bpf.CaptureProgCaptureCopy
+	progTap         = bpf.CaptureProgTapIngress
+	progInputLog    = bpf.InputlogProgInputLog
+	progSetConfig   = bpf.CaptureProgSetConfig
+	mapConfig       = bpf.CaptureMapConfig
+	mapCounters     = bpf.CaptureMapCounters
+	mapCapRing      = bpf.CaptureMapCaptureRing
+	mapInputRing    = bpf.InputlogMapInputRing
+	mapScratch      = bpf.CaptureMapScratch
 )
 
 // objects are the loaded programs and maps of one port.
@@ -47,7 +49,7 @@ func (o *objects) close() {
 // on Open) replace the spec's; the rest are created with ring buffers of
 // ringBytes and a scratch slot per possible CPU.
 func loadObjects(path CapturePath, ringBytes int, inputLog bool, reuse map[string]*ebpf.Map) (_ *objects, err error) {
-	load := bpf.LoadCapture
+	load := loadCaptureSpec
 	if path == PathRedirect {
 		load = bpf.LoadRedirect
 	}
@@ -70,6 +72,42 @@ func loadObjects(path CapturePath, ringBytes int, inputLog bool, reuse map[strin
 		}
 	}
 	return objs, nil
+}
+
+// oneCopy reports whether the ring capture should use capture_copy (one
+// copy per frame) instead of capture (two). Tests override it to cover both.
+var oneCopy = sync.OnceValue(haveDynptrCopy)
+
+// haveDynptrCopy reports whether the kernel BTF has the kfuncs that
+// capture_copy calls (bpf_dynptr_copy appeared in Linux 6.15).
+func haveDynptrCopy() bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	for _, name := range []string{"bpf_dynptr_copy", "bpf_dynptr_from_skb"} {
+		var fn *btf.Func
+		if spec.TypeByName(name, &fn) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// loadCaptureSpec is the path-ring capture object with exactly one capture
+// program, named capture: capture_copy where the kernel supports it, the
+// two-copy capture elsewhere. The scratch map stays (the input log shares
+// record.h); capture_copy never touches it.
+func loadCaptureSpec() (*ebpf.CollectionSpec, error) {
+	spec, err := bpf.LoadCapture()
+	if err != nil {
+		return nil, err
+	}
+	if oneCopy() {
+		spec.Programs[progCapture] = spec.Programs[progCaptureCopy]
+	}
+	delete(spec.Programs, progCaptureCopy)
+	return spec, nil
 }
 
 // loadInto loads one collection spec into objs. Maps it takes from reuse are

@@ -156,21 +156,24 @@ func TestCaptureVerdicts(t *testing.T) {
 		{PathRedirect, ModeBuffer, testMagic, tcActOK, Counters{Injected: 1}, 0},
 		{PathRedirect, Mode(7), 0, tcActShot, Counters{Blocked: 1}, 0},
 	}
-	for _, tc := range cases {
-		t.Run(tc.path.String()+"/"+tc.mode.String(), func(t *testing.T) {
-			objs := loadForTest(t, tc.path, 1<<16, tc.mode, 5)
-			verdict, out := run(t, objs.progs[progCapture], frame, newSkbCtx(t).set("mark", tc.mark))
-			if verdict != tc.verdict {
-				t.Errorf("verdict %d, want %d", verdict, tc.verdict)
-			}
-			if got := counters(t, objs); got != tc.want {
-				t.Errorf("counters %+v, want %+v", got, tc.want)
-			}
-			if got := out.get("mark"); got != tc.markOut {
-				t.Errorf("mark out %#x, want %#x", got, tc.markOut)
-			}
-		})
-	}
+	// Path redirect has no capture variants; running it twice is cheap.
+	captureVariants(t, func(t *testing.T) {
+		for _, tc := range cases {
+			t.Run(tc.path.String()+"/"+tc.mode.String(), func(t *testing.T) {
+				objs := loadForTest(t, tc.path, 1<<16, tc.mode, 5)
+				verdict, out := run(t, objs.progs[progCapture], frame, newSkbCtx(t).set("mark", tc.mark))
+				if verdict != tc.verdict {
+					t.Errorf("verdict %d, want %d", verdict, tc.verdict)
+				}
+				if got := counters(t, objs); got != tc.want {
+					t.Errorf("counters %+v, want %+v", got, tc.want)
+				}
+				if got := out.get("mark"); got != tc.markOut {
+					t.Errorf("mark out %#x, want %#x", got, tc.markOut)
+				}
+			})
+		}
+	})
 }
 
 // readRecords reads n records from ring, failing after a second.
@@ -203,9 +206,43 @@ func readRecords(t *testing.T, ring *ebpf.Map, n int) []*Record {
 	return recs
 }
 
-func TestCaptureRecord(t *testing.T) {
+// captureVariants runs f once per ring capture program: the two-copy
+// capture everywhere, and capture_copy where the kernel has
+// bpf_dynptr_copy. It first checks that loading picks that program.
+func captureVariants(t *testing.T, f func(t *testing.T)) {
+	for _, v := range []struct {
+		name string
+		one  bool
+		prog string
+	}{{"twocopy", false, progCapture}, {"onecopy", true, progCaptureCopy}} {
+		t.Run(v.name, func(t *testing.T) {
+			testenv.RequirePrivileged(t)
+			if v.one && !haveDynptrCopy() {
+				t.Skip("kernel BTF has no bpf_dynptr_copy (Linux < 6.15)")
+			}
+			old := oneCopy
+			oneCopy = func() bool { return v.one }
+			t.Cleanup(func() { oneCopy = old })
+			objs := loadForTest(t, PathRing, 4096, ModeBuffer, 1)
+			info, err := objs.progs[progCapture].Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Name != v.prog {
+				t.Fatalf("loaded capture program %q, want %q", info.Name, v.prog)
+			}
+			f(t)
+		})
+	}
+}
+
+func TestCaptureRecord(t *testing.T) { captureVariants(t, testCaptureRecord) }
+
+func testCaptureRecord(t *testing.T) {
 	objs := loadForTest(t, PathRing, 1<<20, ModeBuffer, 42)
 	var frames [][]byte
+	// capture_copy copies frames up to ONE_COPY_MIN (2048) twice, larger
+	// ones once: these sizes cover both branches.
 	for i, size := range []int{60, 1514, 3000} {
 		frames = append(frames, udpFrame(t, size, uint32(i)))
 		ctx := newSkbCtx(t).set("gso_size", 1448).set("gso_segs", 3).set("mark", 0)
@@ -230,20 +267,30 @@ func TestCaptureRecord(t *testing.T) {
 	}
 }
 
-func TestCaptureRingFull(t *testing.T) {
-	objs := loadForTest(t, PathRing, 4096, ModeBuffer, 1)
-	frame := udpFrame(t, 1000, 0)
-	const runs = 10
-	for i := 0; i < runs; i++ {
-		if v, _ := run(t, objs.progs[progCapture], frame, newSkbCtx(t)); v != tcActShot {
-			t.Fatalf("run %d: verdict %d, want SHOT (never pass when full)", i, v)
+func TestCaptureRingFull(t *testing.T) { captureVariants(t, testCaptureRingFull) }
+
+func testCaptureRingFull(t *testing.T) {
+	// 1000 B frames take the two-copy branch of capture_copy, 3000 B ones
+	// its one-copy branch (above ONE_COPY_MIN): both must count ring full.
+	for _, size := range []int{1000, 3000} {
+		objs := loadForTest(t, PathRing, 8192, ModeBuffer, 1)
+		frame := udpFrame(t, size, 0)
+		const runs = 10
+		for i := 0; i < runs; i++ {
+			if v, _ := run(t, objs.progs[progCapture], frame, newSkbCtx(t)); v != tcActShot {
+				t.Fatalf("%d B run %d: verdict %d, want SHOT (never pass when full)", size, i, v)
+			}
+		}
+		c := counters(t, objs)
+		if c.Captured == 0 || c.RingFull == 0 || c.Captured+c.RingFull != runs {
+			t.Errorf("%d B: captured %d + ring full %d, want both > 0 summing to %d", size, c.Captured, c.RingFull, runs)
+		}
+		for _, r := range readRecords(t, objs.maps[mapCapRing], int(c.Captured)) {
+			if !bytes.Equal(r.Frame, frame) {
+				t.Errorf("%d B: record frame differs", size)
+			}
 		}
 	}
-	c := counters(t, objs)
-	if c.Captured == 0 || c.RingFull == 0 || c.Captured+c.RingFull != runs {
-		t.Errorf("captured %d + ring full %d, want both > 0 summing to %d", c.Captured, c.RingFull, runs)
-	}
-	readRecords(t, objs.maps[mapCapRing], int(c.Captured))
 }
 
 func TestTapIngress(t *testing.T) {

@@ -4,8 +4,9 @@ package netbuf
 
 import "slices"
 
-// chunkSize is the unit of arena memory. A stored frame (virtio-net header
-// plus at most MaxFrameLen bytes) always fits in one chunk.
+// chunkSize is the unit of arena memory. The reader lands records in the
+// free tail of one chunk at a time and starts a new chunk when the tail
+// could not take the largest record (so a ring record never misses).
 const chunkSize = 1 << 20
 
 // refOverhead is what one held frame costs besides its bytes (its frameRef),
@@ -23,19 +24,28 @@ type frameRef struct {
 	hash   uint32 // flow hash, picks the release queue
 }
 
+// chunk is arena memory shared by the epochs whose frames landed in it
+// (records of two epochs can interleave in the ring). refs counts the
+// arenas holding frames in it, plus one while it is the landing chunk; at
+// zero it goes back to the free list. Guarded by Buffer.mu.
+type chunk struct {
+	buf  []byte // chunkSize bytes
+	refs int
+}
+
 // arena holds the frames of one epoch in capture order.
 type arena struct {
 	epoch  uint64
 	frames []frameRef
-	chunks [][]byte
-	bytes  int64 // charged bytes (data + refOverhead per frame)
+	chunks []*chunk // chunks its frames lie in, each once
+	bytes  int64    // charged bytes (data + refOverhead per frame)
 }
 
 // arenas is the ordered set of open and closed, unreleased epochs, with a
 // free list of chunks. It is not safe for concurrent use (Buffer.mu).
 type arenas struct {
 	list []*arena // ascending epoch
-	free [][]byte
+	free []*chunk
 }
 
 // get returns the arena for epoch, creating it in order if needed.
@@ -61,31 +71,33 @@ func (as *arenas) get(epoch uint64) *arena {
 	return a
 }
 
-// reserve returns n writable bytes at the end of a's last chunk, starting
-// a new chunk when needed. The caller fills them and calls commit.
-func (as *arenas) reserve(a *arena, n int) []byte {
-	if k := len(a.chunks); k > 0 {
-		if c := a.chunks[k-1]; cap(c)-len(c) >= n {
-			return c[len(c) : len(c)+n]
-		}
-	}
-	var c []byte
+// newChunk returns a chunk with one reference (the landing's).
+func (as *arenas) newChunk() *chunk {
 	if k := len(as.free); k > 0 {
-		c, as.free = as.free[k-1][:0], as.free[:k-1]
-	} else {
-		c = make([]byte, 0, chunkSize)
+		c := as.free[k-1]
+		as.free = as.free[:k-1]
+		c.refs = 1
+		return c
 	}
-	a.chunks = append(a.chunks, c)
-	return c[:n]
+	return &chunk{buf: make([]byte, chunkSize), refs: 1}
 }
 
-// commit appends the first n reserved bytes as a frame.
-func (as *arenas) commit(a *arena, n int, tstamp int64, hash uint32) {
-	k := len(a.chunks) - 1
-	c := a.chunks[k]
-	a.chunks[k] = c[:len(c)+n]
-	a.frames = append(a.frames, frameRef{data: c[len(c) : len(c)+n : len(c)+n], tstamp: tstamp, hash: hash})
-	a.bytes += int64(n) + refOverhead
+// unref drops one reference to c, recycling it at zero.
+func (as *arenas) unref(c *chunk) {
+	if c.refs--; c.refs == 0 && len(as.free) < maxFreeChunks {
+		as.free = append(as.free, c)
+	}
+}
+
+// add appends f, whose data lies in c (nil: memory of its own), to a.
+// Landing only moves forward, so c is either a's last chunk or new to a.
+func (as *arenas) add(a *arena, f frameRef, c *chunk) {
+	if c != nil && (len(a.chunks) == 0 || a.chunks[len(a.chunks)-1] != c) {
+		a.chunks = append(a.chunks, c)
+		c.refs++
+	}
+	a.frames = append(a.frames, f)
+	a.bytes += int64(len(f.data)) + refOverhead
 }
 
 // take removes and returns the arenas of epochs <= e, oldest first.
@@ -99,14 +111,38 @@ func (as *arenas) take(e uint64) []*arena {
 	return out
 }
 
-// recycle returns the chunks of released arenas to the free list.
+// recycle drops released arenas' references to their chunks.
 func (as *arenas) recycle(list []*arena) {
 	for _, a := range list {
 		for _, c := range a.chunks {
-			if len(as.free) >= maxFreeChunks {
-				return
-			}
-			as.free = append(as.free, c)
+			as.unref(c)
 		}
 	}
 }
+
+// landing is the free tail of the chunk the reader fills next. It belongs
+// to the reader (path A's goroutine; path B's reader or drain, under the
+// source's read lock): only the reader writes past pos, and everything
+// before pos is immutable frames, so readers of held frames never race it.
+type landing struct {
+	c   *chunk
+	pos int
+}
+
+// reserve returns n bytes with capacity want (n <= want <= chunkSize) at
+// the landing point, starting a new chunk if the tail is shorter than want.
+// The caller fills them; advance keeps them, else the next reserve reuses
+// them.
+func (l *landing) reserve(b *Buffer, n, want int) ([]byte, *chunk) {
+	if l.c == nil || len(l.c.buf)-l.pos < want {
+		b.mu.Lock()
+		if l.c != nil {
+			b.ar.unref(l.c)
+		}
+		l.c, l.pos = b.ar.newChunk(), 0
+		b.mu.Unlock()
+	}
+	return l.c.buf[l.pos : l.pos+n : l.pos+want], l.c
+}
+
+func (l *landing) advance(n int) { l.pos += n }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -58,4 +59,45 @@ func releaseRate(tb testing.TB, path dataplane.CapturePath, queues, n, flows int
 		tb.Fatal(err)
 	}
 	return b.Stats()
+}
+
+// BenchmarkReleaseRate is the release rows of BenchmarkDataplane on their
+// own (path ring, 64-byte frames, client socket), for profiling one
+// setting: go test -bench ReleaseRate/q2pin -benchtime 1x.
+func BenchmarkReleaseRate(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		queues int
+		noPin  bool
+	}{{"q1pin", 1, false}, {"q2pin", 2, false}, {"q2nopin", 2, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			var frames uint64
+			var wall time.Duration
+			for i := 0; i < b.N; i++ {
+				s := releaseRate(b, dataplane.PathRing, c.queues, releaseFrames, 8, c.noPin, false)
+				frames += s.LastFrames
+				wall += s.LastRelease
+			}
+			b.ReportMetric(float64(frames)/wall.Seconds(), "pps")
+		})
+	}
+}
+
+// BenchmarkTCPBuffered is the TCP rows of BenchmarkDataplane on their
+// own, for profiling and repeated runs: go test -bench TCPBuffered/10ms
+// -benchtime 1x -count 5.
+func BenchmarkTCPBuffered(b *testing.B) {
+	for _, c := range []struct {
+		epoch, dur time.Duration
+	}{{10 * time.Millisecond, tcpDur10}, {50 * time.Millisecond, tcpDur50}} {
+		b.Run(c.epoch.String(), func(b *testing.B) {
+			var gbps float64
+			for i := 0; i < b.N; i++ {
+				g, info := tcpThroughput(b, c.epoch, c.dur)
+				gbps += g
+				b.Logf("%.2f Gbit/s; %s", g, info)
+			}
+			b.ReportMetric(gbps/float64(b.N), "Gbit/s")
+		})
+	}
 }

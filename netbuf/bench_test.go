@@ -285,9 +285,9 @@ func tcpThroughput(tb testing.TB, epoch, dur time.Duration) (float64, string) {
 	return float64(out.n) * 8 / out.last.Sub(out.first).Seconds() / 1e9, info + ", retransmits " + retrans
 }
 
-// tcpRetrans reads RetransSegs from this namespace's /proc/net/snmp.
+// tcpRetrans reads RetransSegs from the calling thread's namespace.
 func tcpRetrans() string {
-	b, err := os.ReadFile("/proc/net/snmp")
+	b, err := os.ReadFile("/proc/thread-self/net/snmp") // /proc/net is the process's netns, not this thread's
 	if err != nil {
 		return "?"
 	}

@@ -98,6 +98,8 @@ type Buffer struct {
 	// WritePcap), so that releases never overtake each other.
 	wmu sync.Mutex
 
+	land landing // the reader's end of the arena memory
+
 	mu           sync.Mutex
 	ar           arenas
 	cur          uint64 // open epoch

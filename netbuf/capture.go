@@ -20,8 +20,13 @@ func monotonicNow() int64 {
 	return ts.Nano()
 }
 
-// holdRecord takes one path A ring record.
-func (b *Buffer) holdRecord(raw []byte) {
+// holdRecord holds one path A ring record in place. raw lies at the
+// landing point when c is not nil (else in memory of its own): the record
+// was copied once, from the ring, and is never copied again. The header's
+// last VnetHdrLen bytes are overwritten with the virtio-net header, so
+// the stored frame is raw[HeaderLen-VnetHdrLen:]. It reports the bytes of
+// the landing chunk it kept.
+func (b *Buffer) holdRecord(raw []byte, c *chunk) int {
 	rec, err := ParseRecord(raw)
 	var v VnetHdr
 	if err == nil {
@@ -31,46 +36,58 @@ func (b *Buffer) holdRecord(raw []byte) {
 		b.mu.Lock()
 		b.st.Malformed++
 		b.mu.Unlock()
-		return
+		return 0
 	}
-	var vnet [VnetHdrLen]byte
-	v.Put(vnet[:])
-	b.hold(rec.Epoch, int64(rec.TstampNS), vnet[:], rec.Frame)
+	data := raw[HeaderLen-VnetHdrLen : len(raw) : len(raw)]
+	v.Put(data) // rec.Header is a decoded copy: the raw header is not needed any more
+	if !b.keep(rec.Epoch, int64(rec.TstampNS), data, c) {
+		return 0
+	}
+	return len(raw)
 }
 
-// hold stores one frame of epoch, or writes it at once when its epoch was
-// already released (the straggler rule: the backup has acknowledged it).
+// hold copies one frame (path B) to the landing point and holds it.
 func (b *Buffer) hold(epoch uint64, tstamp int64, vnet, frame []byte) {
-	hash := flowHash(frame)
 	n := VnetHdrLen + len(frame)
+	dst, c := b.land.reserve(b, n, n)
+	copy(dst, vnet)
+	copy(dst[VnetHdrLen:], frame)
+	if b.keep(epoch, tstamp, dst, c) {
+		b.land.advance(n)
+	}
+}
+
+// keep stores one frame of epoch whose data lies in c (nil: its own
+// memory), or writes it at once when its epoch was already released (the
+// straggler rule: the backup has acknowledged it). It reports whether the
+// arena kept data; if not, its memory may be reused at once.
+func (b *Buffer) keep(epoch uint64, tstamp int64, data []byte, c *chunk) bool {
+	hash := flowHash(data[VnetHdrLen:])
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return
+		return false
 	}
 	if b.hasCommitted && epoch <= b.committed {
 		b.mu.Unlock()
-		data := append(append(make([]byte, 0, n), vnet...), frame...)
-		b.straggler(frameRef{data: data, tstamp: tstamp, hash: hash})
-		return
+		b.straggler(frameRef{data: data, tstamp: tstamp, hash: hash}) // written before it returns
+		return false
 	}
 	defer b.mu.Unlock()
+	n := len(data)
 	if b.st.HeldBytes+int64(n)+refOverhead > b.maxBytes {
 		b.st.Dropped++
-		b.st.DropBytes += uint64(len(frame))
-		return
+		b.st.DropBytes += uint64(n - VnetHdrLen)
+		return false
 	}
-	a := b.ar.get(epoch)
-	dst := b.ar.reserve(a, n)
-	copy(dst, vnet)
-	copy(dst[VnetHdrLen:], frame)
-	b.ar.commit(a, n, tstamp, hash)
+	b.ar.add(b.ar.get(epoch), frameRef{data: data, tstamp: tstamp, hash: hash}, c)
 	b.st.Held++
-	if vnet[1] != vnetGSONone {
+	if data[1] != vnetGSONone {
 		b.st.HeldGSO++
 	}
 	b.st.HeldFrames++
 	b.st.HeldBytes += int64(n) + refOverhead
+	return true
 }
 
 // straggler writes one frame whose epoch is already committed. Taking wmu
@@ -100,15 +117,37 @@ type ringSource struct{ rd *ringbuf.Reader }
 
 func (s *ringSource) run(b *Buffer) error {
 	var rec ringbuf.Record
+	read := func(dst []byte) ([]byte, error) {
+		rec.RawSample = dst
+		err := s.rd.ReadInto(&rec)
+		return rec.RawSample, err
+	}
 	for {
-		if err := s.rd.ReadInto(&rec); err != nil {
+		if err := b.landRecord(read); err != nil {
 			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("read capture ring: %w", err)
 		}
-		b.holdRecord(rec.RawSample)
 	}
+}
+
+// landRecord reads one ring record with read, which copies it into dst
+// when dst has the capacity (ringbuf.Reader.ReadInto's contract) and
+// returns it, then holds it where it landed.
+func (b *Buffer) landRecord(read func(dst []byte) ([]byte, error)) error {
+	tail, c := b.land.reserve(b, 0, HeaderLen+MaxFrameLen)
+	raw, err := read(tail)
+	if err != nil {
+		return err
+	}
+	if len(raw) > cap(tail) {
+		c = nil // read allocated it: memory of its own
+	}
+	if n := b.holdRecord(raw, c); c != nil {
+		b.land.advance(n)
+	}
+	return nil
 }
 
 func (s *ringSource) drainClosing(*Buffer, uint64) error { return nil }

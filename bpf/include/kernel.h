@@ -52,6 +52,11 @@ enum bpf_map_type {
 struct bpf_flow_keys;
 struct bpf_sock;
 
+/* UAPI (include/uapi/linux/bpf.h): opaque, filled by dynptr helpers. */
+struct bpf_dynptr {
+	__u64 __opaque[2];
+} __attribute__((aligned(8)));
+
 /* UAPI context of tc programs: layout is ABI (include/uapi/linux/bpf.h). */
 struct __sk_buff {
 	__u32 len;
