@@ -5,8 +5,11 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(xen-utils-4.17 vagrant clang-14 llvm-14 libbpf-dev bpftool iproute2 iperf3 tcpdump ethtool qemu-system-x86 libxen-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
+# apt lists are needed for the installs and for `apt-get download` of the guest kernel.
+if [ ${#missing[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
   apt-get update -q
+fi
+if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 export PATH=/usr/local/go/bin:$PATH
