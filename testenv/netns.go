@@ -78,15 +78,19 @@ func (n *NS) Handle() netns.NsHandle { return n.handle }
 // Do runs fn on an OS thread switched into n, then switches it back. If
 // switching back fails, the thread is never reused (it exits with its
 // goroutine still locked).
-func (n *NS) Do(fn func() error) error {
+func (n *NS) Do(fn func() error) error { return doIn(n.handle, n.Name, fn) }
+
+// doIn runs fn on an OS thread switched into the namespace h (named name
+// in errors) and back.
+func doIn(h netns.NsHandle, name string, fn func() error) error {
 	return onLockedThread(func() error {
 		orig, err := netns.Get()
 		if err != nil {
 			return err
 		}
 		defer orig.Close()
-		if err := netns.Set(n.handle); err != nil {
-			return fmt.Errorf("enter netns %s: %w", n.Name, err)
+		if err := netns.Set(h); err != nil {
+			return fmt.Errorf("enter netns %s: %w", name, err)
 		}
 		ferr := fn()
 		if err := netns.Set(orig); err != nil {

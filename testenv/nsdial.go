@@ -6,44 +6,20 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"runtime"
 
-	"golang.org/x/sys/unix"
+	"github.com/vishvananda/netns"
 )
 
 // InNetns runs fn on an OS thread switched into the named namespace
 // (/run/netns/<ns>). Sockets fn creates stay in that namespace after it
 // returns, so a test can dial from the client namespace in-process.
 func InNetns(ns string, fn func() error) error {
-	target, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	h, err := netns.GetFromName(ns)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", ns, err)
 	}
-	defer unix.Close(target)
-	errc := make(chan error, 1)
-	go func() {
-		// The thread stays locked (and so is discarded when this goroutine
-		// exits) unless it is back in its own namespace.
-		runtime.LockOSThread()
-		self, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open own netns: %w", err)
-			return
-		}
-		defer unix.Close(self)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns back from %s: %w", ns, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	defer h.Close()
+	return doIn(h, ns, fn)
 }
 
 // DialIn connects to addr from inside namespace ns.
