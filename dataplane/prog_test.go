@@ -198,7 +198,7 @@ func readRecords(t *testing.T, ring *ebpf.Map, n int) []*Record {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, rec)
+		recs = append(recs, &rec)
 	}
 	if rd.AvailableBytes() != 0 {
 		t.Errorf("%d bytes left in the ring after %d records", rd.AvailableBytes(), n)

@@ -4,6 +4,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/resilire/resilire/bpf"
@@ -13,12 +14,34 @@ import (
 // record (capture and input log).
 const RecordHeaderLen = 40
 
+// MaxFrameLen bounds a captured frame: a GSO super-packet is at most 64 KiB
+// (MAX_CAP in bpf/resilire.h).
+const MaxFrameLen = 65536
+
+// MinFrameLen is an Ethernet header; anything shorter cannot be forwarded.
+const MinFrameLen = 14
+
 // Values of FrameHdr.IpSummed (the kernel's CHECKSUM_*).
 const (
 	ChecksumNone        = 0
 	ChecksumUnnecessary = 1
 	ChecksumComplete    = 2
 	ChecksumPartial     = 3
+)
+
+// Errors returned by ParseRecord. Every error it returns wraps both
+// ErrBadRecord and exactly one of these, with the offending values.
+var (
+	// ErrShortRecord means the record is shorter than its 40-byte header.
+	ErrShortRecord = errors.New("record shorter than frame header")
+	// ErrRecordLength means the header's len disagrees with the bytes that follow.
+	ErrRecordLength = errors.New("record length mismatch")
+	// ErrFrameSize means the frame is shorter than MinFrameLen or longer
+	// than MaxFrameLen.
+	ErrFrameSize = errors.New("frame size out of range")
+	// ErrChecksum means the checksum metadata (ip_summed, csum_start,
+	// csum_offset) is inconsistent with the frame.
+	ErrChecksum = errors.New("bad checksum metadata")
 )
 
 // FrameHdr is the ring-record header, generated from struct frame_hdr.
@@ -31,28 +54,83 @@ type Record struct {
 }
 
 // ParseRecord decodes a ring record: the 40-byte little-endian header and
-// exactly Hdr.Len bytes of frame. It checks every field that a reader
-// relies on and never panics.
-func ParseRecord(b []byte) (*Record, error) {
+// exactly Hdr.Len bytes of frame. It rejects anything the release path
+// could not write safely, never panics and does not allocate unless it
+// fails. The returned Frame aliases b.
+func ParseRecord(b []byte) (Record, error) {
 	if len(b) < RecordHeaderLen {
-		return nil, fmt.Errorf("record of %d bytes: %w", len(b), ErrBadRecord)
+		return Record{}, fmt.Errorf("%w: %w: %d bytes", ErrBadRecord, ErrShortRecord, len(b))
 	}
-	var r Record
-	if _, err := binary.Decode(b[:RecordHeaderLen], binary.LittleEndian, &r.Hdr); err != nil {
-		return nil, fmt.Errorf("record header: %w: %w", ErrBadRecord, err)
+	h := decodeFrameHdr(b)
+	if uint64(h.Len) != uint64(len(b)-RecordHeaderLen) {
+		return Record{}, fmt.Errorf("%w: %w: header says %d, record carries %d",
+			ErrBadRecord, ErrRecordLength, h.Len, len(b)-RecordHeaderLen)
 	}
-	if int(r.Hdr.Len) != len(b)-RecordHeaderLen {
-		return nil, fmt.Errorf("record says %d frame bytes, has %d: %w", r.Hdr.Len, len(b)-RecordHeaderLen, ErrBadRecord)
+	if err := validateFrameHdr(&h); err != nil {
+		return Record{}, err
 	}
-	if r.Hdr.Len < 14 || r.Hdr.Len > 65536 {
-		return nil, fmt.Errorf("frame of %d bytes: %w", r.Hdr.Len, ErrBadRecord)
+	return Record{Hdr: h, Frame: b[RecordHeaderLen:]}, nil
+}
+
+// validateFrameHdr checks a header on its own (its Len is the frame length).
+func validateFrameHdr(h *FrameHdr) error {
+	if h.Len < MinFrameLen || h.Len > MaxFrameLen {
+		return fmt.Errorf("%w: %w: %d bytes", ErrBadRecord, ErrFrameSize, h.Len)
 	}
-	if r.Hdr.IpSummed > ChecksumPartial {
-		return nil, fmt.Errorf("ip_summed %d: %w", r.Hdr.IpSummed, ErrBadRecord)
+	if h.IpSummed > ChecksumPartial {
+		return fmt.Errorf("%w: %w: ip_summed %d", ErrBadRecord, ErrChecksum, h.IpSummed)
 	}
-	if r.Hdr.IpSummed == ChecksumPartial && uint32(r.Hdr.CsumStart)+uint32(r.Hdr.CsumOffset)+2 > r.Hdr.Len {
-		return nil, fmt.Errorf("checksum at %d+%d outside %d-byte frame: %w", r.Hdr.CsumStart, r.Hdr.CsumOffset, r.Hdr.Len, ErrBadRecord)
+	if h.IpSummed == ChecksumPartial {
+		// The checksum field (2 bytes at start+offset) must lie inside the
+		// frame, behind the Ethernet header.
+		if end := uint32(h.CsumStart) + uint32(h.CsumOffset) + 2; h.CsumStart < MinFrameLen || end > h.Len {
+			return fmt.Errorf("%w: %w: csum_start %d csum_offset %d in %d-byte frame",
+				ErrBadRecord, ErrChecksum, h.CsumStart, h.CsumOffset, h.Len)
+		}
 	}
-	r.Frame = b[RecordHeaderLen:]
-	return &r, nil
+	return nil
+}
+
+// decodeFrameHdr reads the header field by field: binary.Decode of the
+// struct goes through reflection, too slow for the per-frame path.
+// TestRecordLayout checks the offsets against the generated type.
+func decodeFrameHdr(b []byte) FrameHdr {
+	_ = b[RecordHeaderLen-1]
+	le := binary.LittleEndian
+	return FrameHdr{
+		Epoch:      le.Uint64(b[0:]),
+		TstampNs:   le.Uint64(b[8:]),
+		Len:        le.Uint32(b[16:]),
+		Ifindex:    le.Uint32(b[20:]),
+		GsoSize:    le.Uint16(b[24:]),
+		GsoSegs:    le.Uint16(b[26:]),
+		GsoType:    le.Uint16(b[28:]),
+		IpSummed:   b[30],
+		Flags:      b[31],
+		CsumStart:  le.Uint16(b[32:]),
+		CsumOffset: le.Uint16(b[34:]),
+		Reserved:   le.Uint32(b[36:]),
+	}
+}
+
+// AppendRecord appends h followed by frame to dst in the ring-record
+// layout, with h.Len set from frame. The release path stores held frames
+// in this form, and tests use it to build records.
+func AppendRecord(dst []byte, h FrameHdr, frame []byte) []byte {
+	le := binary.LittleEndian
+	var b [RecordHeaderLen]byte
+	le.PutUint64(b[0:], h.Epoch)
+	le.PutUint64(b[8:], h.TstampNs)
+	le.PutUint32(b[16:], uint32(len(frame)))
+	le.PutUint32(b[20:], h.Ifindex)
+	le.PutUint16(b[24:], h.GsoSize)
+	le.PutUint16(b[26:], h.GsoSegs)
+	le.PutUint16(b[28:], h.GsoType)
+	b[30] = h.IpSummed
+	b[31] = h.Flags
+	le.PutUint16(b[32:], h.CsumStart)
+	le.PutUint16(b[34:], h.CsumOffset)
+	le.PutUint32(b[36:], h.Reserved)
+	dst = append(dst, b[:]...)
+	return append(dst, frame...)
 }

@@ -149,7 +149,7 @@ func readAll(t *testing.T, rd *ringbuf.Reader, d time.Duration) []*Record {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, r)
+		recs = append(recs, &r)
 	}
 }
 

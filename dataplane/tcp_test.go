@@ -147,7 +147,7 @@ func (e *rigEnv) releaseLoop(ctx context.Context, tap *os.File, gso, partial *at
 		if r.Hdr.IpSummed == ChecksumPartial {
 			partial.Add(1)
 		}
-		if _, err := tap.Write(append(gsoVnetHdr(r), r.Frame...)); err != nil {
+		if _, err := tap.Write(append(gsoVnetHdr(&r), r.Frame...)); err != nil {
 			return err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+	"github.com/resilire/resilire/dataplane"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,7 +93,7 @@ func udpSeq(t testing.TB, flow uint16, seq uint32) []byte {
 
 // send stamps frame with epoch and feeds it to the reader goroutine.
 func (r *rig) send(epoch uint64, frame []byte) {
-	r.src.ch <- AppendRecord(nil, Header{Epoch: epoch, TstampNS: uint64(monotonicNow())}, frame)
+	r.src.ch <- dataplane.AppendRecord(nil, dataplane.FrameHdr{Epoch: epoch, TstampNs: uint64(monotonicNow())}, frame)
 }
 
 // waitStats waits (bounded) until cond holds on the Buffer's counters.
@@ -320,7 +321,7 @@ func TestWritePcap(t *testing.T) {
 func TestReleaseRebuildsVnetHdrAndSkipsMalformed(t *testing.T) {
 	r := newRig(t, 1, 0)
 	gso := tcpFrame(t, false, 20000, 0)
-	r.src.ch <- AppendRecord(nil, Header{Epoch: 1, GSOSize: 1448, GSOSegs: 14, IPSummed: SummedPartial, CsumStart: 34, CsumOffset: 16}, gso)
+	r.src.ch <- dataplane.AppendRecord(nil, dataplane.FrameHdr{Epoch: 1, GsoSize: 1448, GsoSegs: 14, IpSummed: dataplane.ChecksumPartial, CsumStart: 34, CsumOffset: 16}, gso)
 	r.src.ch <- []byte("garbage")
 	r.waitStats(t, "held + malformed", func(s Stats) bool { return s.HeldFrames == 1 && s.Malformed == 1 })
 	r.b.Advance()

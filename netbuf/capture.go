@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/resilire/resilire/dataplane"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,13 +25,13 @@ func monotonicNow() int64 {
 // landing point when c is not nil (else in memory of its own): the record
 // was copied once, from the ring, and is never copied again. The header's
 // last VnetHdrLen bytes are overwritten with the virtio-net header, so
-// the stored frame is raw[HeaderLen-VnetHdrLen:]. It reports the bytes of
-// the landing chunk it kept.
+// the stored frame is raw[dataplane.RecordHeaderLen-VnetHdrLen:]. It
+// reports the bytes of the landing chunk it kept.
 func (b *Buffer) holdRecord(raw []byte, c *chunk) int {
-	rec, err := ParseRecord(raw)
+	rec, err := dataplane.ParseRecord(raw)
 	var v VnetHdr
 	if err == nil {
-		v, err = BuildVnetHdr(&rec.Header, rec.Frame)
+		v, err = BuildVnetHdr(&rec.Hdr, rec.Frame)
 	}
 	if err != nil {
 		b.mu.Lock()
@@ -38,9 +39,9 @@ func (b *Buffer) holdRecord(raw []byte, c *chunk) int {
 		b.mu.Unlock()
 		return 0
 	}
-	data := raw[HeaderLen-VnetHdrLen : len(raw) : len(raw)]
-	v.Put(data) // rec.Header is a decoded copy: the raw header is not needed any more
-	if !b.keep(rec.Epoch, int64(rec.TstampNS), data, c) {
+	data := raw[dataplane.RecordHeaderLen-VnetHdrLen : len(raw) : len(raw)]
+	v.Put(data) // rec.Hdr is a decoded copy: the raw header is not needed any more
+	if !b.keep(rec.Hdr.Epoch, int64(rec.Hdr.TstampNs), data, c) {
 		return 0
 	}
 	return len(raw)
@@ -136,7 +137,7 @@ func (s *ringSource) run(b *Buffer) error {
 // when dst has the capacity (ringbuf.Reader.ReadInto's contract) and
 // returns it, then holds it where it landed.
 func (b *Buffer) landRecord(read func(dst []byte) ([]byte, error)) error {
-	tail, c := b.land.reserve(b, 0, HeaderLen+MaxFrameLen)
+	tail, c := b.land.reserve(b, 0, dataplane.RecordHeaderLen+dataplane.MaxFrameLen)
 	raw, err := read(tail)
 	if err != nil {
 		return err
@@ -173,7 +174,7 @@ func newTapSource(q *tapQueue) (*tapSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tap raw conn: %w", err)
 	}
-	return &tapSource{q: q, rc: rc, buf: make([]byte, VnetHdrLen+MaxFrameLen+4096)}, nil
+	return &tapSource{q: q, rc: rc, buf: make([]byte, VnetHdrLen+dataplane.MaxFrameLen+4096)}, nil
 }
 
 func (s *tapSource) run(b *Buffer) error {
@@ -217,7 +218,7 @@ func (s *tapSource) readOne(b *Buffer, fd int, epoch int64) (again bool, err err
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("read tap: %w", err)
-	case n < VnetHdrLen+minFrameLen:
+	case n < VnetHdrLen+dataplane.MinFrameLen:
 		b.mu.Lock()
 		b.st.Malformed++
 		b.mu.Unlock()

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/resilire/resilire/dataplane"
 )
 
 // VnetHdrLen is the size of struct virtio_net_hdr, the header a tap with
@@ -54,7 +56,7 @@ func (h VnetHdr) Put(b []byte) {
 // DecodeVnetHdr reads a virtio_net_hdr from b (at least VnetHdrLen bytes).
 func DecodeVnetHdr(b []byte) (VnetHdr, error) {
 	if len(b) < VnetHdrLen {
-		return VnetHdr{}, fmt.Errorf("virtio_net_hdr: %d bytes: %w", len(b), ErrShortRecord)
+		return VnetHdr{}, fmt.Errorf("virtio_net_hdr: %d bytes: %w", len(b), dataplane.ErrShortRecord)
 	}
 	le := binary.LittleEndian
 	return VnetHdr{Flags: b[0], GSOType: b[1], HdrLen: le.Uint16(b[2:]), GSOSize: le.Uint16(b[4:]),
@@ -65,14 +67,14 @@ func DecodeVnetHdr(b []byte) (VnetHdr, error) {
 // the frame on a tap: NEEDS_CSUM with csum_start/offset when the skb was
 // CHECKSUM_PARTIAL, and for GSO records gso_size plus a gso type derived
 // from the frame itself (the capture's raw gso_type bits are not portable).
-func BuildVnetHdr(h *Header, frame []byte) (VnetHdr, error) {
+func BuildVnetHdr(h *dataplane.FrameHdr, frame []byte) (VnetHdr, error) {
 	var v VnetHdr
-	if h.IPSummed == SummedPartial {
+	if h.IpSummed == dataplane.ChecksumPartial {
 		v.Flags = vnetFlagNeedsCsum
 		v.CsumStart, v.CsumOffset = h.CsumStart, h.CsumOffset
 		v.HdrLen = h.CsumStart + h.CsumOffset + 2
 	}
-	if h.GSOSize == 0 {
+	if h.GsoSize == 0 {
 		return v, nil
 	}
 	l4 := parseL4(frame)
@@ -84,12 +86,12 @@ func BuildVnetHdr(h *Header, frame []byte) (VnetHdr, error) {
 	case l4.proto == protoUDP:
 		v.GSOType = vnetGSOUDPL4
 	default:
-		return VnetHdr{}, fmt.Errorf("%w (gso_size %d, %d bytes)", ErrGSOFrame, h.GSOSize, len(frame))
+		return VnetHdr{}, fmt.Errorf("%w (gso_size %d, %d bytes)", ErrGSOFrame, h.GsoSize, len(frame))
 	}
-	if l4.proto == protoTCP && (l4.cwr || h.GSOType&skbGSOTCPECN != 0) {
+	if l4.proto == protoTCP && (l4.cwr || h.GsoType&skbGSOTCPECN != 0) {
 		v.GSOType |= vnetGSOECN
 	}
-	v.GSOSize = h.GSOSize
+	v.GSOSize = h.GsoSize
 	v.HdrLen = uint16(l4.off + l4.hdrLen)
 	return v, nil
 }

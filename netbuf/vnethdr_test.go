@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/resilire/resilire/dataplane"
 )
 
 var (
@@ -70,24 +71,24 @@ func TestBuildVnetHdr(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		frame []byte
-		hdr   Header
+		hdr   dataplane.FrameHdr
 		want  VnetHdr
 	}{
-		{"arp, no offload", arp, Header{}, VnetHdr{}},
-		{"checksum complete", tcpFrame(t, false, 100, 0), Header{IPSummed: SummedComplete}, VnetHdr{}},
-		{"tcp4 partial, not gso", tcpFrame(t, false, 100, 0), Header{IPSummed: SummedPartial, CsumStart: 34, CsumOffset: 16},
+		{"arp, no offload", arp, dataplane.FrameHdr{}, VnetHdr{}},
+		{"checksum complete", tcpFrame(t, false, 100, 0), dataplane.FrameHdr{IpSummed: dataplane.ChecksumComplete}, VnetHdr{}},
+		{"tcp4 partial, not gso", tcpFrame(t, false, 100, 0), dataplane.FrameHdr{IpSummed: dataplane.ChecksumPartial, CsumStart: 34, CsumOffset: 16},
 			VnetHdr{Flags: vnetFlagNeedsCsum, HdrLen: 52, CsumStart: 34, CsumOffset: 16}},
-		{"tcp4 gso", tcpFrame(t, false, 30000, 0), Header{GSOSize: 1448, IPSummed: SummedPartial, CsumStart: 34, CsumOffset: 16},
+		{"tcp4 gso", tcpFrame(t, false, 30000, 0), dataplane.FrameHdr{GsoSize: 1448, IpSummed: dataplane.ChecksumPartial, CsumStart: 34, CsumOffset: 16},
 			VnetHdr{Flags: vnetFlagNeedsCsum, GSOType: vnetGSOTCPv4, HdrLen: 14 + 20 + 32, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}},
-		{"tcp4 gso cwr", tcpFrame(t, false, 30000, 1), Header{GSOSize: 1448, IPSummed: SummedPartial, CsumStart: 34, CsumOffset: 16},
+		{"tcp4 gso cwr", tcpFrame(t, false, 30000, 1), dataplane.FrameHdr{GsoSize: 1448, IpSummed: dataplane.ChecksumPartial, CsumStart: 34, CsumOffset: 16},
 			VnetHdr{Flags: vnetFlagNeedsCsum, GSOType: vnetGSOTCPv4 | vnetGSOECN, HdrLen: 66, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}},
-		{"tcp4 gso raw ecn bit", tcpFrame(t, false, 30000, 0), Header{GSOSize: 1448, GSOType: skbGSOTCPECN, IPSummed: SummedPartial, CsumStart: 34, CsumOffset: 16},
+		{"tcp4 gso raw ecn bit", tcpFrame(t, false, 30000, 0), dataplane.FrameHdr{GsoSize: 1448, GsoType: skbGSOTCPECN, IpSummed: dataplane.ChecksumPartial, CsumStart: 34, CsumOffset: 16},
 			VnetHdr{Flags: vnetFlagNeedsCsum, GSOType: vnetGSOTCPv4 | vnetGSOECN, HdrLen: 66, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}},
-		{"tcp6 gso", tcpFrame(t, true, 30000, 0), Header{GSOSize: 1428, IPSummed: SummedPartial, CsumStart: 54, CsumOffset: 16},
+		{"tcp6 gso", tcpFrame(t, true, 30000, 0), dataplane.FrameHdr{GsoSize: 1428, IpSummed: dataplane.ChecksumPartial, CsumStart: 54, CsumOffset: 16},
 			VnetHdr{Flags: vnetFlagNeedsCsum, GSOType: vnetGSOTCPv6, HdrLen: 14 + 40 + 32, GSOSize: 1428, CsumStart: 54, CsumOffset: 16}},
-		{"udp6 gso behind vlan", udpFrame(t, true, 12000), Header{GSOSize: 1200, IPSummed: SummedPartial, CsumStart: 58, CsumOffset: 6},
+		{"udp6 gso behind vlan", udpFrame(t, true, 12000), dataplane.FrameHdr{GsoSize: 1200, IpSummed: dataplane.ChecksumPartial, CsumStart: 58, CsumOffset: 6},
 			VnetHdr{Flags: vnetFlagNeedsCsum, GSOType: vnetGSOUDPL4, HdrLen: 18 + 40 + 8, GSOSize: 1200, CsumStart: 58, CsumOffset: 6}},
-		{"udp4 gso behind vlan", udpFrame(t, false, 12000), Header{GSOSize: 1200, IPSummed: SummedPartial, CsumStart: 38, CsumOffset: 6},
+		{"udp4 gso behind vlan", udpFrame(t, false, 12000), dataplane.FrameHdr{GsoSize: 1200, IpSummed: dataplane.ChecksumPartial, CsumStart: 38, CsumOffset: 6},
 			VnetHdr{Flags: vnetFlagNeedsCsum, GSOType: vnetGSOUDPL4, HdrLen: 18 + 20 + 8, GSOSize: 1200, CsumStart: 38, CsumOffset: 6}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,7 +107,7 @@ func TestBuildVnetHdr(t *testing.T) {
 func TestBuildVnetHdrRejectsNonL4GSO(t *testing.T) {
 	ls := ipLayers(false, false, layers.IPProtocolICMPv4)
 	frame := buildFrame(t, append(ls, &layers.ICMPv4{}, gopacket.Payload(make([]byte, 3000)))...)
-	h := Header{Len: uint32(len(frame)), GSOSize: 1400}
+	h := dataplane.FrameHdr{Len: uint32(len(frame)), GsoSize: 1400}
 	if _, err := BuildVnetHdr(&h, frame); !errors.Is(err, ErrGSOFrame) {
 		t.Fatalf("err = %v, want ErrGSOFrame", err)
 	}
@@ -117,4 +118,34 @@ func TestBuildVnetHdrRejectsNonL4GSO(t *testing.T) {
 			t.Fatalf("parseL4 accepted a header past %d bytes", n)
 		}
 	}
+}
+
+// FuzzBuildVnetHdr feeds arbitrary ring records that the parser accepts
+// to the virtio-net header builder: it may not panic, the header must not
+// reach past the frame, and it must survive Put/DecodeVnetHdr. The parser
+// itself is fuzzed by dataplane's FuzzParseRecord.
+func FuzzBuildVnetHdr(f *testing.F) {
+	f.Add(dataplane.AppendRecord(nil, dataplane.FrameHdr{Epoch: 1}, make([]byte, 60)))
+	f.Add(dataplane.AppendRecord(nil, dataplane.FrameHdr{Epoch: 2, GsoSize: 1448, IpSummed: dataplane.ChecksumPartial,
+		CsumStart: 34, CsumOffset: 16}, tcpFrame(f, false, 3000, 0)))
+	f.Add(dataplane.AppendRecord(nil, dataplane.FrameHdr{Epoch: 3, GsoSize: 1200, IpSummed: dataplane.ChecksumPartial,
+		CsumStart: 54, CsumOffset: 6}, udpFrame(f, true, 2400)))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		rec, err := dataplane.ParseRecord(raw)
+		if err != nil {
+			return
+		}
+		v, err := BuildVnetHdr(&rec.Hdr, rec.Frame)
+		if err != nil {
+			return
+		}
+		if int(v.HdrLen) > len(rec.Frame) {
+			t.Fatalf("hdr_len %d beyond %d-byte frame", v.HdrLen, len(rec.Frame))
+		}
+		var b [VnetHdrLen]byte
+		v.Put(b[:])
+		if back, _ := DecodeVnetHdr(b[:]); back != v {
+			t.Fatalf("vnet header round trip: %+v != %+v", back, v)
+		}
+	})
 }
