@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Shared definitions of Resilire's tc programs: the ring-buffer record
- * header (struct frame_hdr, a contract with package netbuf), the per-port
+ * header (struct frame_hdr, parsed by dataplane.ParseRecord), the per-port
  * config, the counters, and the maps every object shares.
  *
  * Go gets these types from bpf2go -type; never mirror them by hand.
@@ -39,7 +39,7 @@ enum counter {
 };
 
 /* Ring-buffer record header: 40 bytes, then len bytes of frame from the
- * Ethernet header on. Layout is the contract in CONTRACTS.md. */
+ * Ethernet header on. Layout: dataplane/record.go. */
 struct frame_hdr {
 	__u64 epoch;       /* config epoch at capture time */
 	__u64 tstamp_ns;   /* bpf_ktime_get_ns() at capture */
