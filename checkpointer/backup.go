@@ -28,8 +28,8 @@ type BackupConfig struct {
 	// InputKeepBytes bounds the input-log frames kept for replay
 	// (DefaultInputKeepBytes if zero); only used with Failover.Inject.
 	InputKeepBytes int
-	Logger                              *slog.Logger
-	Metrics                             *Metrics
+	Logger         *slog.Logger
+	Metrics        *Metrics
 }
 
 // Backup receives checkpoints into the replica and takes over when the
