@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,10 +89,34 @@ func (s *inputShipper) run(log *slog.Logger) {
 			continue // still no room: this frame is lost too, and already covered
 		}
 		pending = 0
-		if !s.send(checkpointer.InputRecord{Epoch: r.Epoch, Frame: append([]byte(nil), r.Frame...)}) {
+		frame := append([]byte(nil), r.Frame...)
+		completeChecksum(r.Header, frame)
+		if !s.send(checkpointer.InputRecord{Epoch: r.Epoch, Frame: frame}) {
 			pending = r.Epoch
 		}
 	}
+}
+
+// completeChecksum fills in the L4 checksum of a CHECKSUM_PARTIAL frame
+// (the field holds the pseudo-header sum), as skb_checksum_help does: the
+// replayed frame reaches the guest without offload metadata.
+func completeChecksum(h netbuf.Header, f []byte) {
+	start, off := int(h.CsumStart), int(h.CsumStart)+int(h.CsumOffset)
+	if h.IPSummed != netbuf.SummedPartial || start >= len(f) || off+2 > len(f) {
+		return
+	}
+	var sum uint32
+	b := f[start:]
+	for ; len(b) >= 2; b = b[2:] {
+		sum += uint32(binary.BigEndian.Uint16(b))
+	}
+	if len(b) == 1 {
+		sum += uint32(b[0]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(f[off:], ^uint16(sum))
 }
 
 func minEpoch(cur, e uint64) uint64 {
