@@ -25,8 +25,11 @@ type BackupConfig struct {
 	// timeout is declared dead and failover starts.
 	HeartbeatInterval, HeartbeatTimeout time.Duration
 	Failover                            FailoverConfig
-	Logger                              *slog.Logger
-	Metrics                             *Metrics
+	// InputKeepBytes bounds the input-log frames kept for replay
+	// (DefaultInputKeepBytes if zero); only used with Failover.Inject.
+	InputKeepBytes int
+	Logger         *slog.Logger
+	Metrics        *Metrics
 }
 
 // Backup receives checkpoints into the replica and takes over when the
@@ -38,6 +41,7 @@ type Backup struct {
 	m         *Metrics
 	lastSeen  atomic.Int64 // unix nanos of the last frame from the current primary
 	activated chan struct{}
+	input     *inputKeeper
 
 	mu        sync.Mutex // guards the fields below and every write to the replica
 	state     string
@@ -68,7 +72,7 @@ func NewBackup(cfg BackupConfig) (*Backup, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil, "backup", cfg.VM)
 	}
-	b := &Backup{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, activated: make(chan struct{})}
+	b := &Backup{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, activated: make(chan struct{}), input: newInputKeeper(cfg.InputKeepBytes)}
 	b.setStateLocked(StateWaiting)
 	switch {
 	case cfg.Failover.Fence == nil && cfg.Failover.UnsafeNoFence:

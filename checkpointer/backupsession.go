@@ -44,6 +44,7 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 		return
 	}
 	committed, _ := b.Committed()
+	b.input.reset(committed)
 	b.touch()
 	if err := l.write(frameHelloAck, helloAck{Session: h.Session, Committed: committed}.marshal(), true); err != nil {
 		return
@@ -67,6 +68,11 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 		switch typ {
 		case frameHeartbeat:
 			continue
+		case frameInput:
+			if err := b.onInput(payload); err != nil {
+				b.refuse(l, peer, err)
+				return
+			}
 		case frameBegin:
 			m, err := parseCkptMsg(payload)
 			if err == nil {
@@ -123,7 +129,7 @@ func (b *Backup) receive(l *link, s *backupSession, dec Decoder, m ckptMsg, last
 		return fmt.Errorf("pre-copy over committed epoch %d: %w", committed, ErrSession)
 	}
 	mem := b.cfg.Replica.Memory()
-	dr := &dataReader{l: l, timeout: b.cfg.HeartbeatTimeout, onBeat: b.touch}
+	dr := &dataReader{l: l, timeout: b.cfg.HeartbeatTimeout, onBeat: b.touch, onInput: b.onInput}
 	staged, err := dec.Decode(dr, mem)
 	if err != nil {
 		return fmt.Errorf("checkpoint seq %d epoch %d: %w", m.Seq, m.Epoch, err)
@@ -168,6 +174,7 @@ func (b *Backup) commit(s *backupSession, staged Staged, m ckptMsg) error {
 	}
 	if m.Kind == kindEpoch {
 		b.committed = m.Epoch
+		b.input.commit(m.Epoch)
 		b.devState = append([]byte(nil), staged.State()...)
 		if b.state != StateStandby {
 			b.log.Info("first consistent checkpoint committed", "vm", b.cfg.VM, "epoch", m.Epoch)
@@ -176,6 +183,19 @@ func (b *Backup) commit(s *backupSession, staged Staged, m ckptMsg) error {
 		b.m.Checkpoints.WithLabelValues("applied").Inc()
 	} else if b.state != StateSyncing {
 		b.setStateLocked(StateSyncing)
+	}
+	return nil
+}
+
+// onInput keeps one input-log record for replay after a failover.
+func (b *Backup) onInput(p []byte) error {
+	r, err := parseInput(p)
+	if err != nil {
+		return err
+	}
+	if b.cfg.Failover.Inject != nil {
+		committed, _ := b.Committed()
+		b.input.add(r, committed)
 	}
 	return nil
 }

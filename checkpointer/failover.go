@@ -27,6 +27,9 @@ type FailoverConfig struct {
 	Peer string
 	// Port, if set, is switched to pass once the guest runs.
 	Port PortSwitch
+	// Inject, if set, re-injects the input log kept since the committed
+	// epoch toward the resumed guest, after the port passes (InputReplay).
+	Inject InputInjector
 	// Announce, if set, sends gratuitous ARP for the guest's address.
 	Announce *Announcer
 }
@@ -84,6 +87,14 @@ func (b *Backup) failover(ctx context.Context, reason string) error {
 	if fo.Port != nil {
 		if err := fo.Port.Pass(); err != nil {
 			return fmt.Errorf("port to pass after failover: %w", err)
+		}
+	}
+	if fo.Inject != nil {
+		frames := b.input.take(epoch)
+		n, err := fo.Inject.Inject(frames)
+		b.log.Warn("input log replayed to the guest", "vm", b.cfg.VM, "epoch", epoch, "frames", n, "kept", len(frames))
+		if err != nil {
+			return fmt.Errorf("replay input log: %w", err)
 		}
 	}
 	if fo.Announce != nil {

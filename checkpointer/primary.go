@@ -75,6 +75,9 @@ type PrimaryConfig struct {
 	// Pipeline takes epoch e+1 while e is still being shipped and acked
 	// (at most one epoch in flight besides the one being taken).
 	Pipeline bool
+	// Input, if set, is the guest's input log: each record is shipped to
+	// the backup for replay after a failover (INPUT frames).
+	Input <-chan InputRecord
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
 	Logger  *slog.Logger

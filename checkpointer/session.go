@@ -67,6 +67,10 @@ func (p *Primary) dialSession(ctx context.Context) (*session, error) {
 	s.wg.Add(2)
 	go s.readLoop(p.cfg.HeartbeatTimeout)
 	go s.beatLoop(p.cfg.HeartbeatInterval)
+	if p.cfg.Input != nil {
+		s.wg.Add(1)
+		go s.shipInput(p.cfg.Input)
+	}
 	return s, nil
 }
 

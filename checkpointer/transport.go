@@ -32,6 +32,7 @@ const (
 	frameAck       byte = 6 // backup: checkpoint applied
 	frameHeartbeat byte = 7 // both ways, periodically
 	frameError     byte = 8 // either: why the session is being closed
+	frameInput     byte = 9 // primary: one input-log record (inputlog.go), anywhere
 )
 
 const (
@@ -46,6 +47,8 @@ func maxPayload(typ byte) int {
 	switch typ {
 	case frameData:
 		return maxDataPayload
+	case frameInput:
+		return maxInputPayload
 	case frameHello, frameHelloAck, frameBegin, frameEnd, frameAck, frameHeartbeat, frameError:
 		return maxControlPayload
 	}
@@ -180,6 +183,7 @@ type dataReader struct {
 	l       *link
 	timeout time.Duration
 	onBeat  func()
+	onInput func([]byte) error // INPUT frames inside a checkpoint; nil: refused
 	cur     []byte
 	n       int64
 	pending struct {
@@ -203,6 +207,13 @@ func (d *dataReader) Read(p []byte) (int, error) {
 			d.cur = payload
 		case frameHeartbeat:
 			d.onBeat()
+		case frameInput:
+			if d.onInput == nil {
+				return 0, fmt.Errorf("input frame: %w", ErrFrame)
+			}
+			if err := d.onInput(payload); err != nil {
+				return 0, err
+			}
 		default:
 			d.pending.ok, d.pending.typ = true, typ
 			d.pending.payload = append(d.pending.payload[:0], payload...)
@@ -232,6 +243,13 @@ func (d *dataReader) next() (byte, []byte, error) {
 		switch typ {
 		case frameHeartbeat:
 			d.onBeat()
+		case frameInput:
+			if d.onInput == nil {
+				return 0, nil, fmt.Errorf("input frame: %w", ErrFrame)
+			}
+			if err := d.onInput(payload); err != nil {
+				return 0, nil, err
+			}
 		case frameData:
 			return 0, nil, fmt.Errorf("%d bytes after the checkpoint's end: %w", len(payload), ErrCorrupt)
 		default:

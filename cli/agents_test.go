@@ -174,3 +174,15 @@ func TestStandbyRejectsBadFlags(t *testing.T) {
 		t.Fatalf("bad policy accepted: %q", errb.String())
 	}
 }
+
+func TestInputReplayNeedsDataplane(t *testing.T) {
+	for _, args := range [][]string{
+		{"resilire", "protect", "--vm", "x", "--backup", "127.0.0.1:1", "--input-replay", "--metrics-addr", ""},
+		{"resilire", "standby", "--vm", "x", "--listen", "127.0.0.1:0", "--input-replay", "--metrics-addr", ""},
+	} {
+		var out, errb bytes.Buffer
+		if Run(context.Background(), &out, &errb, args) == 0 || !strings.Contains(errb.String(), "--input-replay needs --dataplane") {
+			t.Fatalf("%s --input-replay without --dataplane: %q", args[1], errb.String())
+		}
+	}
+}

@@ -29,6 +29,8 @@ func domainFlags() []ucli.Flag {
 		&ucli.Uint64Flag{Name: "sim-hot-pages", Value: 4096, Usage: "sim: working set in pages (0 = all memory)"},
 		&ucli.BoolFlag{Name: "dataplane", Usage: "use the guest port attached with 'resilire dataplane attach --vm NAME': " +
 			"protect holds its output (netbuf); standby switches it to pass on failover"},
+		&ucli.BoolFlag{Name: "input-replay", Usage: "with --dataplane (port attached with --input-log): protect ships the guest's input log to the backup; " +
+			"standby re-injects it into the resumed guest after a failover"},
 		&ucli.StringFlag{Name: "pin-root", Value: dataplane.DefaultPinRoot, Usage: "bpffs directory of the data plane's pinned state"},
 	}
 }
@@ -65,12 +67,16 @@ func simConfig(c *ucli.Context) checkpointer.SimConfig {
 type primaryDriver struct {
 	domain checkpointer.Domain
 	output checkpointer.OutputCommit
+	input  <-chan checkpointer.InputRecord // nil without --input-replay
 	close  func()
 }
 
 // openPrimary opens the protected VM and its output buffer.
 func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 	var drv primaryDriver
+	if c.Bool("input-replay") && !c.Bool("dataplane") {
+		return nil, errInputReplay
+	}
 	switch c.String("domain") {
 	case "sim":
 		d := checkpointer.NewSimDomain(simConfig(c))
@@ -110,6 +116,16 @@ func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 	}
 	stop := drv.close
 	drv.output, drv.close = heldOutput{buf}, func() { buf.Close(); port.Close(); stop() }
+	if c.Bool("input-replay") {
+		in, err := startInputShipper(port, log)
+		if err != nil {
+			drv.close()
+			return nil, err
+		}
+		stopAll := drv.close
+		drv.input, drv.close = in.out, func() { in.close(); stopAll() }
+		log.Info("input log shipped to the backup for replay", "vm", c.String("vm"))
+	}
 	return &drv, nil
 }
 
@@ -117,12 +133,16 @@ func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 type backupDriver struct {
 	replica checkpointer.Replica
 	standby checkpointer.Standby
-	port    checkpointer.PortSwitch // nil: no data-plane port to switch
+	port    checkpointer.PortSwitch    // nil: no data-plane port to switch
+	inject  checkpointer.InputInjector // nil without --input-replay
 }
 
 // openBackup prepares the replica and the standby VM.
 func openBackup(c *ucli.Context, log *slog.Logger) (*backupDriver, error) {
 	var drv backupDriver
+	if c.Bool("input-replay") && !c.Bool("dataplane") {
+		return nil, errInputReplay
+	}
 	switch c.String("domain") {
 	case "sim":
 		r := checkpointer.NewSimReplica(c.Uint64("sim-memory-mib") << 20)
@@ -144,6 +164,9 @@ func openBackup(c *ucli.Context, log *slog.Logger) (*backupDriver, error) {
 		// succeeded and the guest runs here (failover sets pass).
 		err = port.SetMode(dataplane.ModeBlock)
 		drv.port = passPort{port}
+		if c.Bool("input-replay") {
+			drv.inject = tapInjector{iface: port.PortName(), log: log}
+		}
 	}
 	if err != nil {
 		drv.standby.Close()

@@ -88,7 +88,7 @@ func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfi
 	cfg = checkpointer.PrimaryConfig{Domain: drv.domain, Output: drv.output, Codec: codec, Dial: dial,
 		Interval: c.Duration("interval"), HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout: c.Duration("heartbeat-timeout"), AckTimeout: c.Duration("ack-timeout"),
-		OnBackupLoss: policy, Pipeline: c.Bool("pipeline"), PrecopyRounds: c.Int("precopy-rounds"), Logger: log,
+		Input: drv.input, OnBackupLoss: policy, Pipeline: c.Bool("pipeline"), PrecopyRounds: c.Int("precopy-rounds"), Logger: log,
 		Metrics: checkpointer.NewMetrics(reg, "primary", c.String("vm"))}
 	if policy == checkpointer.LossContinue {
 		log.Warn("--on-backup-loss=continue: if the backup is lost the guest keeps talking UNPROTECTED", "vm", c.String("vm"))

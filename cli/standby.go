@@ -72,7 +72,7 @@ func backupConfig(c *ucli.Context, log *slog.Logger) (checkpointer.BackupConfig,
 	if err != nil {
 		return cfg, nil, err
 	}
-	fo := checkpointer.FailoverConfig{UnsafeNoFence: c.Bool("unsafe-no-fence"), Peer: c.String("peer"), Port: drv.port, Announce: ann}
+	fo := checkpointer.FailoverConfig{UnsafeNoFence: c.Bool("unsafe-no-fence"), Peer: c.String("peer"), Port: drv.port, Announce: ann, Inject: drv.inject}
 	if cmd := c.String("fence-cmd"); cmd != "" {
 		fo.Fence = checkpointer.CommandFencer{Command: cmd, Timeout: c.Duration("fence-timeout")}
 	}

@@ -30,6 +30,7 @@ func main() {
 	flag.DurationVar(&o.heartbeat, "heartbeat-timeout", 0, "standby's heartbeat timeout before fencing (0: the cluster default, 500ms)")
 	flag.DurationVar(&o.after, "after", 6*time.Second, "how long the client keeps going after the kill")
 	flag.BoolVar(&o.unsafe, "unsafe-no-output-commit", false, "run protect without output commit (shows the violation)")
+	flag.BoolVar(&o.inputReplay, "input-replay", false, "ship the guest's input log to the backup and replay it after the failover")
 	flag.BoolVar(&o.verbose, "v", false, "progress lines")
 	flag.StringVar(&o.runDir, "run-dir", "", "keep configs, agent logs and sockets here (default: a temporary directory, removed)")
 	flag.Parse()
@@ -46,10 +47,10 @@ func main() {
 }
 
 type options struct {
-	prefix, bin, out           string
-	runDir                     string
-	interval, after, heartbeat time.Duration
-	unsafe, verbose            bool
+	prefix, bin, out             string
+	runDir                       string
+	interval, after, heartbeat   time.Duration
+	unsafe, verbose, inputReplay bool
 }
 
 // run sets up the cluster, runs the client across the kill and reports.
@@ -64,7 +65,7 @@ func run(ctx context.Context, o options, w io.Writer) (ok bool, err error) {
 	}
 	t0 := time.Now()
 	c, err := hacluster.Setup(ctx, hacluster.Options{Prefix: o.prefix, Interval: o.interval, Binary: o.bin, RunDir: o.runDir,
-		UnsafeNoOutputCommit: o.unsafe, HeartbeatTimeout: o.heartbeat, Log: progress})
+		UnsafeNoOutputCommit: o.unsafe, InputReplay: o.inputReplay, HeartbeatTimeout: o.heartbeat, Log: progress})
 	if err != nil {
 		return false, err
 	}

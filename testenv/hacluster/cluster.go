@@ -35,6 +35,9 @@ type Options struct {
 	HeartbeatTimeout time.Duration
 	// UnsafeNoOutputCommit runs protect with --unsafe-no-output-commit.
 	UnsafeNoOutputCommit bool
+	// InputReplay attaches both ports with --input-log and runs protect
+	// and standby with --input-replay (LLM input replay after failover).
+	InputReplay bool
 	// Unprotected boots the guest with no agents (baseline for benchmarks).
 	Unprotected bool
 	// Codec is --codec (default fgbi).
@@ -200,7 +203,11 @@ func (c *Cluster) prepare(ctx context.Context) error {
 		if err := os.MkdirAll(h.pin, 0o700); err != nil {
 			return err
 		}
-		if out, err := testenv.Run(ctx, h.host.Netns, c.Bin, "dataplane", "--pin-root", h.pin, "attach", "--vm", c.VM, "--port", h.host.Tap); err != nil {
+		attach := []string{"dataplane", "--pin-root", h.pin, "attach", "--vm", c.VM, "--port", h.host.Tap}
+		if c.Opts.InputReplay {
+			attach = append(attach, "--input-log")
+		}
+		if out, err := testenv.Run(ctx, h.host.Netns, c.Bin, attach...); err != nil {
 			return fmt.Errorf("attach data plane in %s: %w", h.host.Netns, err)
 		} else {
 			c.logf("%s: %s", h.host.Netns, trimNL(out))
@@ -251,6 +258,9 @@ func (c *Cluster) StartStandby(ctx context.Context) error {
 		"--heartbeat-interval", (hb / 5).String(), "--heartbeat-timeout", hb.String(), "--codec", c.Opts.Codec,
 		"--domain", "qemu", "--qemu-config", filepath.Join(c.RunDir, "b.json"),
 		"--dataplane", "--pin-root", c.PinB, "--metrics-addr", "127.0.0.1:9470"}
+	if c.Opts.InputReplay {
+		args = append(args, "--input-replay")
+	}
 	c.standbyRuns++
 	a, err := startAgent(c.Rig.B.Netns, c.Bin, filepath.Join(c.RunDir, fmt.Sprintf("standby-%d.log", c.standbyRuns)), args)
 	if err != nil {
@@ -270,6 +280,9 @@ func (c *Cluster) StartProtect(ctx context.Context) error {
 		"--dataplane", "--pin-root", c.PinA, "--metrics-addr", "127.0.0.1:9470"}
 	if c.Opts.UnsafeNoOutputCommit {
 		args = append(args, "--unsafe-no-output-commit")
+	}
+	if c.Opts.InputReplay {
+		args = append(args, "--input-replay")
 	}
 	a, err := startAgent(c.Rig.A.Netns, c.Bin, filepath.Join(c.RunDir, "protect.log"), args)
 	if err != nil {

@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package checkpointer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+)
+
+// Input log replay (Options InputReplay, off by default). The primary
+// ships every frame sent to the guest, stamped with the port's epoch, as
+// an INPUT frame on the replication link; the backup keeps the frames of
+// epochs >= its committed epoch and, on failover, re-injects them toward
+// the resumed guest so requests whose replies died with the uncommitted
+// epoch are answered at once instead of after the client's retransmission.
+
+// INPUT payload: epoch u64 | flags u8 | frame (empty for a pure marker).
+const (
+	inputFixedLen = 9
+	// maxInputFrame bounds one logged frame (a GSO super-packet).
+	maxInputFrame   = 65536
+	maxInputPayload = inputFixedLen + maxInputFrame
+	minInputFrame   = 14 // an Ethernet header
+	inputBroken     = 1  // flag: the log of this epoch lost frames before this one
+	// DefaultInputKeepBytes bounds the frames a backup keeps for replay.
+	DefaultInputKeepBytes = 16 << 20
+)
+
+// InputRecord is one frame sent to the guest, with the epoch it arrived in.
+type InputRecord struct {
+	Epoch uint64
+	// Broken marks the epoch's log incomplete (frames were lost before
+	// this one); Frame may then be empty.
+	Broken bool
+	Frame  []byte
+}
+
+func (r InputRecord) marshal(dst []byte) []byte {
+	var fl byte
+	if r.Broken {
+		fl = inputBroken
+	}
+	dst = append(binary.LittleEndian.AppendUint64(dst, r.Epoch), fl)
+	return append(dst, r.Frame...)
+}
+
+// parseInput decodes an INPUT payload; Frame aliases p.
+func parseInput(p []byte) (InputRecord, error) {
+	if len(p) < inputFixedLen || len(p) > maxInputPayload {
+		return InputRecord{}, fmt.Errorf("input record: %d bytes: %w", len(p), ErrFrame)
+	}
+	r := InputRecord{Epoch: binary.LittleEndian.Uint64(p), Broken: p[8]&inputBroken != 0, Frame: p[inputFixedLen:]}
+	if p[8]&^inputBroken != 0 {
+		return r, fmt.Errorf("input record flags %#x: %w", p[8], ErrFrame)
+	}
+	if n := len(r.Frame); (n == 0 && !r.Broken) || (n > 0 && n < minInputFrame) {
+		return r, fmt.Errorf("input frame of %d bytes: %w", n, ErrFrame)
+	}
+	return r, nil
+}
+
+// InputInjector re-injects frames toward the resumed guest (the backup's
+// guest port) in order.
+type InputInjector interface {
+	Inject(frames [][]byte) (int, error)
+}
+
+// inputKeeper is the backup's store of input frames not yet covered by a
+// committed checkpoint. Frames stamped e may still sit unconsumed in the
+// guest's queue when checkpoint e is taken, so frames of epochs >= the
+// committed epoch are kept (TCP ignores the duplicates).
+type inputKeeper struct {
+	mu         sync.Mutex
+	limit      int
+	recs       []InputRecord
+	bytes      int
+	brokenFrom uint64 // first epoch whose log is incomplete; 0: none
+}
+
+func newInputKeeper(limit int) *inputKeeper {
+	if limit <= 0 {
+		limit = DefaultInputKeepBytes
+	}
+	return &inputKeeper{limit: limit}
+}
+
+func (k *inputKeeper) markBrokenLocked(epoch uint64) {
+	if k.brokenFrom == 0 || epoch < k.brokenFrom {
+		k.brokenFrom = max(epoch, 1)
+	}
+}
+
+// add keeps a copy of r, dropping the oldest frames (and marking their
+// epoch broken) beyond the byte bound.
+func (k *inputKeeper) add(r InputRecord, committed uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if r.Broken {
+		k.markBrokenLocked(r.Epoch)
+	}
+	if len(r.Frame) == 0 || r.Epoch < committed {
+		return
+	}
+	k.recs = append(k.recs, InputRecord{Epoch: r.Epoch, Frame: append([]byte(nil), r.Frame...)})
+	k.bytes += len(r.Frame)
+	drop := 0
+	for k.bytes > k.limit && drop < len(k.recs) {
+		k.bytes -= len(k.recs[drop].Frame)
+		k.markBrokenLocked(k.recs[drop].Epoch)
+		drop++
+	}
+	k.recs = k.recs[drop:]
+}
+
+// commit drops the frames of epochs before the committed epoch e; a log
+// broken before e no longer matters.
+func (k *inputKeeper) commit(e uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	i := 0
+	for i < len(k.recs) && k.recs[i].Epoch < e {
+		k.bytes -= len(k.recs[i].Frame)
+		i++
+	}
+	k.recs = k.recs[i:]
+	if k.brokenFrom != 0 && k.brokenFrom < e {
+		k.brokenFrom = 0
+	}
+}
+
+// reset starts a new session: frames sent while no session ran are
+// unknown, so the log is broken from the committed epoch until the next
+// commit.
+func (k *inputKeeper) reset(committed uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.recs, k.bytes, k.brokenFrom = nil, 0, 0
+	k.markBrokenLocked(committed)
+}
+
+// take returns the frames to replay over committed epoch e, in order: those
+// stamped >= e and before the first broken epoch.
+func (k *inputKeeper) take(e uint64) [][]byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out [][]byte
+	for _, r := range k.recs {
+		if r.Epoch < e {
+			continue
+		}
+		if k.brokenFrom != 0 && r.Epoch >= k.brokenFrom {
+			break
+		}
+		out = append(out, r.Frame)
+	}
+	return out
+}
+
+// shipInput sends the input log on the session until it dies: one record,
+// then whatever else is ready (bounded), flushed together.
+func (s *session) shipInput(in <-chan InputRecord) {
+	defer s.wg.Done()
+	const batch = 64
+	var buf []byte
+	for {
+		var r InputRecord
+		select {
+		case <-s.dead:
+			return
+		case r = <-in:
+		}
+		for n := 0; ; n++ {
+			buf = r.marshal(buf[:0])
+			more := false
+			if n < batch {
+				select {
+				case r = <-in:
+					more = true
+				default:
+				}
+			}
+			if err := s.l.write(frameInput, buf, !more); err != nil {
+				s.fail(fmt.Errorf("%w: input log: %w", ErrBackupLost, err))
+				return
+			}
+			if !more {
+				break
+			}
+		}
+	}
+}
