@@ -16,7 +16,6 @@ import (
 
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/dataplane"
-	"github.com/resilire/resilire/netbuf"
 )
 
 // Input log replay (--input-replay, off by default): protect ships the
@@ -70,7 +69,7 @@ func (s *inputShipper) run(log *slog.Logger) {
 			}
 			return
 		}
-		r, err := netbuf.ParseRecord(rec.RawSample)
+		r, err := dataplane.ParseRecord(rec.RawSample)
 		if err != nil {
 			continue
 		}
@@ -81,18 +80,18 @@ func (s *inputShipper) run(log *slog.Logger) {
 			}
 			checked, checkedEpoch = time.Now(), lastEpoch
 		}
-		lastEpoch = r.Epoch
-		if r.Flags&1 != 0 {
-			pending = minEpoch(pending, r.Epoch)
+		lastEpoch = r.Hdr.Epoch
+		if r.Hdr.Flags&1 != 0 {
+			pending = minEpoch(pending, r.Hdr.Epoch)
 		}
 		if pending != 0 && !s.send(checkpointer.InputRecord{Epoch: pending, Broken: true}) {
 			continue // still no room: this frame is lost too, and already covered
 		}
 		pending = 0
 		frame := append([]byte(nil), r.Frame...)
-		completeChecksum(r.Header, frame)
-		if !s.send(checkpointer.InputRecord{Epoch: r.Epoch, Frame: frame}) {
-			pending = r.Epoch
+		completeChecksum(&r.Hdr, frame)
+		if !s.send(checkpointer.InputRecord{Epoch: r.Hdr.Epoch, Frame: frame}) {
+			pending = r.Hdr.Epoch
 		}
 	}
 }
@@ -100,9 +99,9 @@ func (s *inputShipper) run(log *slog.Logger) {
 // completeChecksum fills in the L4 checksum of a CHECKSUM_PARTIAL frame
 // (the field holds the pseudo-header sum), as skb_checksum_help does: the
 // replayed frame reaches the guest without offload metadata.
-func completeChecksum(h netbuf.Header, f []byte) {
+func completeChecksum(h *dataplane.FrameHdr, f []byte) {
 	start, off := int(h.CsumStart), int(h.CsumStart)+int(h.CsumOffset)
-	if h.IPSummed != netbuf.SummedPartial || start >= len(f) || off+2 > len(f) {
+	if h.IpSummed != dataplane.ChecksumPartial || start >= len(f) || off+2 > len(f) {
 		return
 	}
 	var sum uint32

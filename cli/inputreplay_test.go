@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/resilire/resilire/netbuf"
+	"github.com/resilire/resilire/dataplane"
 )
 
 // onesSum is the folded one's-complement sum of b.
@@ -33,8 +33,8 @@ func TestCompleteChecksum(t *testing.T) {
 		const start, off = 34, 16 // TCP over IPv4: the checksum field
 		pseudo := uint16(0x1234)
 		binary.BigEndian.PutUint16(f[start+off:], pseudo)
-		h := netbuf.Header{IPSummed: netbuf.SummedPartial, CsumStart: start, CsumOffset: off}
-		completeChecksum(h, f)
+		h := dataplane.FrameHdr{IpSummed: dataplane.ChecksumPartial, CsumStart: start, CsumOffset: off}
+		completeChecksum(&h, f)
 		// A correct checksum makes the range plus the pseudo-header sum fold to 0xffff.
 		var sum [4]byte
 		binary.BigEndian.PutUint16(sum[:], onesSum(f[start:]))
@@ -43,7 +43,7 @@ func TestCompleteChecksum(t *testing.T) {
 			t.Fatalf("%d bytes: checksum does not verify (sum %#x)", n, got)
 		}
 		before := append([]byte(nil), f...)
-		completeChecksum(netbuf.Header{IPSummed: netbuf.SummedUnnecessary, CsumStart: start, CsumOffset: off}, f)
+		completeChecksum(&dataplane.FrameHdr{IpSummed: dataplane.ChecksumUnnecessary, CsumStart: start, CsumOffset: off}, f)
 		if string(before) != string(f) {
 			t.Fatalf("frame without CHECKSUM_PARTIAL changed")
 		}
