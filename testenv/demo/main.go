@@ -30,7 +30,7 @@ func main() {
 	flag.DurationVar(&o.heartbeat, "heartbeat-timeout", 0, "standby's heartbeat timeout before fencing (0: the cluster default, 500ms)")
 	flag.DurationVar(&o.after, "after", 6*time.Second, "how long the client keeps going after the kill")
 	flag.BoolVar(&o.unsafe, "unsafe-no-output-commit", false, "run protect without output commit (shows the violation)")
-	flag.BoolVar(&o.inputReplay, "input-replay", false, "ship the guest's input log to the backup and replay it after the failover")
+	flag.BoolVar(&o.inputReplay, "input-replay", true, "ship the guest's input log to the backup and replay it after the failover (LLM); -input-replay=false to compare")
 	flag.BoolVar(&o.verbose, "v", false, "progress lines")
 	flag.StringVar(&o.runDir, "run-dir", "", "keep configs, agent logs and sockets here (default: a temporary directory, removed)")
 	flag.Parse()
