@@ -30,6 +30,21 @@ func timingFlags() []ucli.Flag {
 	}
 }
 
+// checkTimings refuses durations that make no sense instead of letting
+// them fall back to defaults unnoticed: each named flag must be positive,
+// and the heartbeat timeout must exceed the heartbeat interval.
+func checkTimings(c *ucli.Context, names ...string) error {
+	for _, n := range append(names, "heartbeat-interval", "heartbeat-timeout") {
+		if d := c.Duration(n); d <= 0 {
+			return fmt.Errorf("--%s %v: must be positive", n, d)
+		}
+	}
+	if hi, ht := c.Duration("heartbeat-interval"), c.Duration("heartbeat-timeout"); ht <= hi {
+		return fmt.Errorf("--heartbeat-timeout %v must be longer than --heartbeat-interval %v", ht, hi)
+	}
+	return nil
+}
+
 func codecFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "codec", Value: "fgbi", Usage: "checkpoint codec: fgbi (block diff, sharing, compression) or raw (whole pages); both hosts must agree"},

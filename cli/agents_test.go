@@ -186,3 +186,21 @@ func TestInputReplayNeedsDataplane(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentsRejectBadTimings(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--interval=-5s"}, "--interval -5s: must be positive"},
+		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--ack-timeout", "0s"}, "--ack-timeout 0s: must be positive"},
+		{[]string{"standby", "--vm", "x", "--heartbeat-timeout", "50ms"}, "must be longer than --heartbeat-interval"},
+		{[]string{"standby", "--vm", "x", "--fence-timeout=-1s"}, "--fence-timeout -1s: must be positive"},
+	} {
+		var out, errb bytes.Buffer
+		args := append([]string{"resilire"}, append(tc.args, "--metrics-addr", "")...)
+		if Run(context.Background(), &out, &errb, args) == 0 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v: stderr %q, want %q", tc.args, errb.String(), tc.want)
+		}
+	}
+}

@@ -64,6 +64,9 @@ const statsWindow = 1000
 // primaryConfig turns the flags into the primary's configuration.
 func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfig, *prometheus.Registry, func(), error) {
 	var cfg checkpointer.PrimaryConfig
+	if err := checkTimings(c, "interval", "ack-timeout"); err != nil {
+		return cfg, nil, nil, err
+	}
 	policy, err := checkpointer.ParseLossPolicy(c.String("on-backup-loss"))
 	if err != nil {
 		return cfg, nil, nil, err

@@ -56,6 +56,9 @@ func standbyCommand() *ucli.Command {
 // backupConfig turns the flags into the backup's configuration.
 func backupConfig(c *ucli.Context, log *slog.Logger) (checkpointer.BackupConfig, *prometheus.Registry, error) {
 	var cfg checkpointer.BackupConfig
+	if err := checkTimings(c, "fence-timeout"); err != nil {
+		return cfg, nil, err
+	}
 	codec, err := codecFrom(c)
 	if err != nil {
 		return cfg, nil, err
