@@ -112,21 +112,7 @@ func TestE2EHostKill(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("kill at %v: %d acked (%d after the kill), downtime %v, standby active after %v, reconnects %d, inconsistent %d, lost %d",
-				r.KillAt.Round(time.Millisecond), r.Summary.Acked, r.AckedAfterKill, r.Summary.Outage.Round(time.Millisecond),
-				r.Activated.Round(time.Millisecond), r.Load.Reconnects, r.Load.Inconsistent, len(r.Lost))
-			if len(r.Lost) != 0 {
-				t.Errorf("%d acknowledged writes lost: %v", len(r.Lost), r.Lost[:min(len(r.Lost), 10)])
-			}
-			if r.Load.Inconsistent != 0 {
-				t.Errorf("%d rolled-back or inconsistent replies", r.Load.Inconsistent)
-			}
-			if r.Load.Reconnects != 0 {
-				t.Errorf("the client's TCP connection broke (%d reconnects)", r.Load.Reconnects)
-			}
-			if r.AckedAfterKill == 0 {
-				t.Errorf("no request acknowledged after the kill: the guest did not come back")
-			}
+			checkSafeKill(t, "", r)
 		})
 		if !ok {
 			break
@@ -316,8 +302,17 @@ func TestE2EHostKillInputReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("input replay: kill at %v: %d acked (%d after the kill), downtime %v, standby active after %v, reconnects %d, inconsistent %d, lost %d",
-		r.KillAt.Round(time.Millisecond), r.Summary.Acked, r.AckedAfterKill, r.Summary.Outage.Round(time.Millisecond),
+	checkSafeKill(t, "input replay: ", r)
+}
+
+// checkSafeKill logs a host kill's figures and fails the test unless
+// output commit held through it: no acknowledged write lost, no
+// rolled-back reply, the client's connection intact, the guest answering
+// again. The downtime is logged, never asserted.
+func checkSafeKill(t *testing.T, label string, r *KillResult) {
+	t.Helper()
+	t.Logf("%skill at %v: %d acked (%d after the kill), downtime %v, standby active after %v, reconnects %d, inconsistent %d, lost %d",
+		label, r.KillAt.Round(time.Millisecond), r.Summary.Acked, r.AckedAfterKill, r.Summary.Outage.Round(time.Millisecond),
 		r.Activated.Round(time.Millisecond), r.Load.Reconnects, r.Load.Inconsistent, len(r.Lost))
 	if len(r.Lost) != 0 {
 		t.Errorf("%d acknowledged writes lost: %v", len(r.Lost), r.Lost[:min(len(r.Lost), 10)])
