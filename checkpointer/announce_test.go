@@ -1,16 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package checkpointer_test
 
 import (
-	"context"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/resilire/resilire/dataplane"
+
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/checkpointer/sim"
+
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/resilire/resilire/checkpointer/codec"
 )
 
 type captureSender struct {
@@ -57,12 +63,12 @@ func TestFailoverAnnouncesGuest(t *testing.T) {
 	ip := net.ParseIP("10.77.0.10")
 	snd := &orderSender{order: &order}
 	port := &recPort{order: &order}
-	replica := NewSimReplica(testMem)
+	replica := sim.NewSimReplica(testMem)
 	sb := &fakeStandby{replica: replica}
 	sb.before = func() error { order = append(order, "activate"); return nil }
-	b, addr, _ := startBackup(t, BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: RawCodec{},
-		HeartbeatTimeout: 200 * time.Millisecond, Failover: FailoverConfig{Fence: CommandFencer{Command: "true"},
-			Port: port, Announce: &Announcer{MAC: mac, IP: ip, Sender: snd, Count: 2, Gap: time.Millisecond}}})
+	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec.Raw{},
+		HeartbeatTimeout: 200 * time.Millisecond, Failover: checkpointer.FailoverConfig{Fence: checkpointer.CommandFencer{Command: "true"},
+			Port: port, Announce: &dataplane.Announcer{MAC: mac, IP: ip, Sender: snd, Count: 2, Gap: time.Millisecond}}})
 	tp := dialTestPrimary(t, addr, nil)
 	commitFirst(t, tp)
 	tp.conn.Close()
@@ -87,43 +93,5 @@ func TestFailoverAnnouncesGuest(t *testing.T) {
 	if arp.Operation != layers.ARPRequest || net.IP(arp.SourceProtAddress).String() != "10.77.0.10" ||
 		net.IP(arp.DstProtAddress).String() != "10.77.0.10" || net.HardwareAddr(arp.SourceHwAddress).String() != mac.String() {
 		t.Fatalf("arp %+v", arp)
-	}
-}
-
-func TestGratuitousARPRejectsBadInput(t *testing.T) {
-	if _, err := GratuitousARP(net.HardwareAddr{1, 2}, net.ParseIP("10.0.0.1")); err == nil {
-		t.Fatal("short mac accepted")
-	}
-	if _, err := GratuitousARP(net.HardwareAddr{1, 2, 3, 4, 5, 6}, net.ParseIP("fe80::1")); err == nil {
-		t.Fatal("ipv6 accepted")
-	}
-}
-
-// A guest restored from a checkpoint continues the seeded workload at
-// the saved step: its next writes are the original's next writes.
-func TestSimRestoreContinuesWorkload(t *testing.T) {
-	cfg := SimConfig{Name: "vm1", MemSize: 256 << 10, Seed: 42, WritesPerMs: 50, HotPages: 16}
-	d := NewSimDomain(cfg)
-	d.Start()
-	time.Sleep(20 * time.Millisecond)
-	ctx := context.Background()
-	d.Pause(ctx)
-	state, _ := d.SaveState(ctx)
-	mem, step := d.Snapshot()
-	d.Stop()
-	if step == 0 {
-		t.Fatal("workload made no writes")
-	}
-	r, err := restoreSim(cfg, mem, state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 100; i++ {
-		if a, b := d.nextWrite(), r.nextWrite(); a != b {
-			t.Fatalf("write %d after restore at %d, original %d", i, b, a)
-		}
-	}
-	if _, err := restoreSim(cfg, mem, state[:8]); err == nil {
-		t.Fatal("short state accepted")
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer/codec"
 )
 
 // BackupConfig configures the standby agent for one VM.
@@ -18,7 +20,7 @@ type BackupConfig struct {
 	VM      string
 	Replica Replica
 	Standby Standby
-	Codec   Codec
+	Codec   codec.Codec
 	// Listener accepts the primary (ListenTCP; TLS already wrapped).
 	Listener net.Listener
 	// HeartbeatInterval and HeartbeatTimeout: a primary silent for the

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package checkpointer_test
 
 import (
 	"bytes"
@@ -11,6 +11,12 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/checkpointer/sim"
+
+	"github.com/resilire/resilire/checkpointer/codec"
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // testPrimary is a hand-driven primary: it speaks the protocol frame by
@@ -18,22 +24,22 @@ import (
 type testPrimary struct {
 	t     *testing.T
 	conn  net.Conn
-	l     *link
+	l     *wire.Conn
 	seq   uint64
-	enc   Encoder
-	codec Codec
+	enc   codec.Encoder
+	codec codec.Codec
 }
 
 // testCodecs are the codecs every protocol test runs with.
-var testCodecs = []Codec{RawCodec{}, DefaultFGBI()}
+var testCodecs = []codec.Codec{codec.Raw{}, codec.DefaultFGBI()}
 
 const testMem = 256 << 10 // 64 pages
 
 func dialTestPrimary(t *testing.T, addr string, cfg *tls.Config) *testPrimary {
-	return dialTestPrimaryCodec(t, addr, cfg, RawCodec{})
+	return dialTestPrimaryCodec(t, addr, cfg, codec.Raw{})
 }
 
-func dialTestPrimaryCodec(t *testing.T, addr string, cfg *tls.Config, codec Codec) *testPrimary {
+func dialTestPrimaryCodec(t *testing.T, addr string, cfg *tls.Config, cdc codec.Codec) *testPrimary {
 	t.Helper()
 	var conn net.Conn
 	var err error
@@ -45,8 +51,8 @@ func dialTestPrimaryCodec(t *testing.T, addr string, cfg *tls.Config, codec Code
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &testPrimary{t: t, conn: conn, l: newLink(conn, 2*time.Second), codec: codec}
-	if tp.enc, err = codec.NewEncoder(testMem); err != nil {
+	tp := &testPrimary{t: t, conn: conn, l: wire.NewConn(conn, 2*time.Second), codec: cdc}
+	if tp.enc, err = cdc.NewEncoder(testMem); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
@@ -54,13 +60,17 @@ func dialTestPrimaryCodec(t *testing.T, addr string, cfg *tls.Config, codec Code
 }
 
 // hello opens the session; it returns the backup's answer type and payload.
-func (tp *testPrimary) hello(vm string) (byte, []byte) {
-	h := hello{MemSize: testMem, VM: vm, Codec: tp.codec.Name()}
+func (tp *testPrimary) hello(vm string) (wire.Type, []byte) {
+	h := wire.HelloMsg{MemSize: testMem, VM: vm, Codec: tp.codec.Name()}
 	h.Session[0] = 1
-	if err := tp.l.write(frameHello, h.marshal(), true); err != nil {
+	hp, err := h.Marshal()
+	if err != nil {
 		tp.t.Fatal(err)
 	}
-	typ, p, err := tp.l.read(2 * time.Second)
+	if err := tp.l.Write(wire.Hello, hp, true); err != nil {
+		tp.t.Fatal(err)
+	}
+	typ, p, err := tp.l.Read(2 * time.Second)
 	if err != nil {
 		return 0, []byte(err.Error())
 	}
@@ -70,7 +80,7 @@ func (tp *testPrimary) hello(vm string) (byte, []byte) {
 // encode returns the raw checkpoint bytes for a full memory image.
 func (tp *testPrimary) encode(epoch uint64, mem, state []byte) []byte {
 	var buf bytes.Buffer
-	if _, err := tp.enc.Encode(&buf, epoch, allPages(nil, testMem/PageSize), mem, state); err != nil {
+	if _, err := tp.enc.Encode(&buf, epoch, checkpointer.AllPages(nil, testMem/checkpointer.PageSize), mem, state); err != nil {
 		tp.t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -78,27 +88,27 @@ func (tp *testPrimary) encode(epoch uint64, mem, state []byte) []byte {
 
 // sendRaw sends BEGIN, the first n bytes of body as DATA (all if n < 0),
 // and END if end is set.
-func (tp *testPrimary) sendRaw(seq, epoch uint64, kind byte, body []byte, n int, end bool) {
-	m := ckptMsg{Seq: seq, Epoch: epoch, Kind: kind}
+func (tp *testPrimary) sendRaw(seq, epoch uint64, kind wire.Kind, body []byte, n int, end bool) {
+	m := wire.CheckpointMsg{Seq: seq, Epoch: epoch, Kind: kind}
 	if n < 0 {
 		n = len(body)
 	}
-	tp.l.write(frameBegin, m.marshal(), false)
-	(&dataWriter{l: tp.l}).Write(body[:n])
+	tp.l.Write(wire.Begin, m.Marshal(), false)
+	wire.NewDataWriter(tp.l).Write(body[:n])
 	if end {
-		tp.l.write(frameEnd, m.marshal(), false)
+		tp.l.Write(wire.End, m.Marshal(), false)
 	}
-	tp.l.w.Flush()
+	tp.l.Flush()
 }
 
 // answer reads the backup's next non-heartbeat frame.
-func (tp *testPrimary) answer() (byte, string) {
+func (tp *testPrimary) answer() (wire.Type, string) {
 	for {
-		typ, p, err := tp.l.read(3 * time.Second)
+		typ, p, err := tp.l.Read(3 * time.Second)
 		if err != nil {
 			return 0, err.Error()
 		}
-		if typ != frameHeartbeat {
+		if typ != wire.Heartbeat {
 			return typ, string(p)
 		}
 	}
@@ -112,34 +122,34 @@ func image(seed byte) []byte {
 	return mem
 }
 
-func newTestBackup(t *testing.T, fence Fencer, ln net.Listener) (*Backup, string, *fakeStandby, *syncBuffer) {
-	return newTestBackupCodec(t, fence, ln, RawCodec{})
+func newTestBackup(t *testing.T, fence checkpointer.Fencer, ln net.Listener) (*checkpointer.Backup, string, *fakeStandby, *syncBuffer) {
+	return newTestBackupCodec(t, fence, ln, codec.Raw{})
 }
 
-func newTestBackupCodec(t *testing.T, fence Fencer, ln net.Listener, codec Codec) (*Backup, string, *fakeStandby, *syncBuffer) {
+func newTestBackupCodec(t *testing.T, fence checkpointer.Fencer, ln net.Listener, codec codec.Codec) (*checkpointer.Backup, string, *fakeStandby, *syncBuffer) {
 	return newTestBackupTimeout(t, fence, ln, codec, 250*time.Millisecond)
 }
 
 // newTestBackupTimeout is newTestBackupCodec with another heartbeat timeout.
-func newTestBackupTimeout(t *testing.T, fence Fencer, ln net.Listener, codec Codec, timeout time.Duration) (*Backup, string, *fakeStandby, *syncBuffer) {
-	replica := NewSimReplica(testMem)
+func newTestBackupTimeout(t *testing.T, fence checkpointer.Fencer, ln net.Listener, codec codec.Codec, timeout time.Duration) (*checkpointer.Backup, string, *fakeStandby, *syncBuffer) {
+	replica := sim.NewSimReplica(testMem)
 	sb := &fakeStandby{replica: replica}
 	log, buf := testLogger(t)
-	b, addr, _ := startBackup(t, BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec,
+	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec,
 		Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: timeout,
-		Failover: FailoverConfig{Fence: fence}, Logger: log})
+		Failover: checkpointer.FailoverConfig{Fence: fence}, Logger: log})
 	return b, addr, sb, buf
 }
 
 // commitFirst sends checkpoint 1 (image 1, state "s1") and expects its ACK.
 func commitFirst(t *testing.T, tp *testPrimary) []byte {
 	t.Helper()
-	if typ, p := tp.hello("vm1"); typ != frameHelloAck {
+	if typ, p := tp.hello("vm1"); typ != wire.HelloAck {
 		t.Fatalf("hello answered %d %q", typ, p)
 	}
 	mem1 := image(1)
-	tp.sendRaw(1, 1, kindEpoch, tp.encode(1, mem1, []byte("s1")), -1, true)
-	if typ, p := tp.answer(); typ != frameAck {
+	tp.sendRaw(1, 1, wire.Consistent, tp.encode(1, mem1, []byte("s1")), -1, true)
+	if typ, p := tp.answer(); typ != wire.Ack {
 		t.Fatalf("checkpoint 1 answered %d %q", typ, p)
 	}
 	return mem1
@@ -168,12 +178,12 @@ func TestKillStreamAtEveryPhase(t *testing.T) {
 				// overtake the decode of a complete checkpoint 2 on a
 				// loaded machine: had it done so, resuming from epoch 1
 				// would be consistent too, but not what this case checks.
-				b, addr, sb, _ := newTestBackupTimeout(t, CommandFencer{Command: "true"}, nil, codec, time.Second)
+				b, addr, sb, _ := newTestBackupTimeout(t, checkpointer.CommandFencer{Command: "true"}, nil, codec, time.Second)
 				tp := dialTestPrimaryCodec(t, addr, nil, codec)
 				mem1 := commitFirst(t, tp)
 				body := tp.encode(2, mem2, []byte("s2"))
 				n, end := tc.cut(body)
-				tp.sendRaw(2, 2, kindEpoch, body, n, end)
+				tp.sendRaw(2, 2, wire.Consistent, body, n, end)
 				tp.conn.Close()
 				waitFor(t, 10*time.Second, "failover", func() bool { ok, _, _, _ := sb.get(); return ok })
 				want, wantState := mem1, "s1"
@@ -204,19 +214,19 @@ func TestRefusesBadCheckpoints(t *testing.T) {
 		{"corrupt-byte", func(tp *testPrimary) {
 			body := tp.encode(2, mem2, nil)
 			body[len(body)/3] ^= 0x40
-			tp.sendRaw(2, 2, kindEpoch, body, -1, true)
+			tp.sendRaw(2, 2, wire.Consistent, body, -1, true)
 		}, "corrupt checkpoint"},
 		{"replayed-epoch", func(tp *testPrimary) {
-			tp.sendRaw(2, 1, kindEpoch, tp.encode(1, mem2, nil), -1, true)
+			tp.sendRaw(2, 1, wire.Consistent, tp.encode(1, mem2, nil), -1, true)
 		}, "old or replayed"},
 		{"replayed-seq", func(tp *testPrimary) {
-			tp.sendRaw(1, 2, kindEpoch, tp.encode(2, mem2, nil), -1, true)
+			tp.sendRaw(1, 2, wire.Consistent, tp.encode(2, mem2, nil), -1, true)
 		}, "old or replayed"},
 		{"epoch-mismatch", func(tp *testPrimary) {
-			tp.sendRaw(2, 3, kindEpoch, tp.encode(2, mem2, nil), -1, true)
+			tp.sendRaw(2, 3, wire.Consistent, tp.encode(2, mem2, nil), -1, true)
 		}, "corrupt checkpoint"},
 		{"precopy-over-committed", func(tp *testPrimary) {
-			tp.sendRaw(2, 0, kindPrecopy, tp.encode(0, mem2, nil), -1, true)
+			tp.sendRaw(2, 0, wire.Precopy, tp.encode(0, mem2, nil), -1, true)
 		}, "session refused"},
 		{"garbage-frame", func(tp *testPrimary) {
 			tp.conn.Write([]byte{99, 0, 0, 0, 1, 0, 0, 0, 0})
@@ -228,12 +238,12 @@ func TestRefusesBadCheckpoints(t *testing.T) {
 				tp := dialTestPrimaryCodec(t, addr, nil, codec)
 				mem1 := commitFirst(t, tp)
 				tc.send(tp)
-				if typ, msg := tp.answer(); typ != frameError {
+				if typ, msg := tp.answer(); typ != wire.Error {
 					t.Fatalf("answer %d %q, want a refusal", typ, msg)
 				}
 				waitFor(t, 2*time.Second, "log", func() bool { return bytes.Contains([]byte(log.String()), []byte(tc.want)) })
 				mustContain(t, log.String(), "refused primary")
-				if got, _ := b.Committed(); got != 1 || b.replicaHash() != sha256.Sum256(mem1) {
+				if got, _ := b.Committed(); got != 1 || b.ReplicaHash() != sha256.Sum256(mem1) {
 					t.Fatalf("something was applied: committed %d", got)
 				}
 			})
@@ -242,7 +252,7 @@ func TestRefusesBadCheckpoints(t *testing.T) {
 	t.Run("wrong-vm", func(t *testing.T) {
 		_, addr, _, log := newTestBackup(t, nil, nil)
 		tp := dialTestPrimary(t, addr, nil)
-		if typ, p := tp.hello("other"); typ != frameError {
+		if typ, p := tp.hello("other"); typ != wire.Error {
 			t.Fatalf("hello for another vm answered %d %q", typ, p)
 		}
 		mustContain(t, log.String(), "session refused")
@@ -255,12 +265,12 @@ func TestFencing(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name      string
-		fence     Fencer
+		fence     checkpointer.Fencer
 		activates bool
 	}{
 		{"no-fence", nil, false},
-		{"fence-fails", CommandFencer{Command: "exit 3"}, false},
-		{"fence-ok", CommandFencer{Command: `echo "$RESILIRE_VM $RESILIRE_EPOCH $RESILIRE_REASON $RESILIRE_PEER" > ` + dir + "/fenced"}, true},
+		{"fence-fails", checkpointer.CommandFencer{Command: "exit 3"}, false},
+		{"fence-ok", checkpointer.CommandFencer{Command: `echo "$RESILIRE_VM $RESILIRE_EPOCH $RESILIRE_REASON $RESILIRE_PEER" > ` + dir + "/fenced"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, addr, sb, log := newTestBackup(t, tc.fence, nil)
@@ -269,7 +279,7 @@ func TestFencing(t *testing.T) {
 			commitFirst(t, tp)
 			tp.conn.Close() // heartbeats stop
 			if !tc.activates {
-				waitFor(t, 3*time.Second, "fence-failed", func() bool { return b.stateNow() == StateFenceFailed })
+				waitFor(t, 3*time.Second, "fence-failed", func() bool { return b.StateNow() == checkpointer.StateFenceFailed })
 				time.Sleep(500 * time.Millisecond) // two more timeouts
 				if ok, _, _, _ := sb.get(); ok {
 					t.Fatal("activated without a successful fence")
@@ -285,7 +295,7 @@ func TestFencing(t *testing.T) {
 			if _, _, _, err := sb.get(); err != nil {
 				t.Fatal(err)
 			}
-			if b.Status().State != StateActive {
+			if b.Status().State != checkpointer.StateActive {
 				t.Fatalf("state %s", b.Status().State)
 			}
 		})
@@ -312,10 +322,10 @@ func (e *fenceEnvError) Error() string { return "fence command saw env " + e.got
 
 // The unsafe flag goes live without fencing.
 func TestUnsafeNoFence(t *testing.T) {
-	replica := NewSimReplica(testMem)
+	replica := sim.NewSimReplica(testMem)
 	sb := &fakeStandby{replica: replica}
-	b, addr, _ := startBackup(t, BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: RawCodec{},
-		HeartbeatTimeout: 200 * time.Millisecond, Failover: FailoverConfig{UnsafeNoFence: true}})
+	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec.Raw{},
+		HeartbeatTimeout: 200 * time.Millisecond, Failover: checkpointer.FailoverConfig{UnsafeNoFence: true}})
 	tp := dialTestPrimary(t, addr, nil)
 	commitFirst(t, tp)
 	tp.conn.Close()
@@ -329,18 +339,18 @@ func TestUnsafeNoFence(t *testing.T) {
 // A primary whose epochs are behind what the backup holds stops with a
 // clear error instead of being refused forever.
 func TestPrimaryBehindBackupIsFatal(t *testing.T) {
-	dom := NewSimDomain(SimConfig{Name: "vm1", MemSize: testMem, Seed: 1})
+	dom := sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: testMem, Seed: 1})
 	_, addr, _, _ := newTestBackup(t, nil, nil)
 	commitFirst(t, dialTestPrimary(t, addr, nil)) // backup now holds epoch 1
-	p, err := NewPrimary(PrimaryConfig{Domain: dom, Output: NewEpochCounter(), Codec: RawCodec{}, Dial: dialer(addr),
+	p, err := checkpointer.NewPrimary(checkpointer.PrimaryConfig{Domain: dom, Output: checkpointer.NewEpochCounter(), Codec: codec.Raw{}, Dial: dialer(addr),
 		Interval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := p.Run(ctx); !errors.Is(err, ErrEpochBehind) {
-		t.Fatalf("Run: %v, want ErrEpochBehind", err)
+	if err := p.Run(ctx); !errors.Is(err, checkpointer.ErrEpochBehind) {
+		t.Fatalf("Run: %v, want checkpointer.ErrEpochBehind", err)
 	}
 }
 
@@ -351,23 +361,23 @@ func TestNewerSessionWins(t *testing.T) {
 	old := dialTestPrimary(t, addr, nil)
 	commitFirst(t, old)
 	fresh := dialTestPrimary(t, addr, nil)
-	if typ, p := fresh.hello("vm1"); typ != frameHelloAck {
+	if typ, p := fresh.hello("vm1"); typ != wire.HelloAck {
 		t.Fatalf("second session refused: %q", p)
 	}
 	mem2 := image(2)
-	old.sendRaw(2, 2, kindEpoch, old.encode(2, mem2, nil), -1, true)
-	if typ, _ := old.answer(); typ == frameAck {
+	old.sendRaw(2, 2, wire.Consistent, old.encode(2, mem2, nil), -1, true)
+	if typ, _ := old.answer(); typ == wire.Ack {
 		t.Fatal("the replaced session's checkpoint was acknowledged")
 	}
-	if got, _ := b.Committed(); got != 1 || b.replicaHash() != sha256.Sum256(image(1)) {
+	if got, _ := b.Committed(); got != 1 || b.ReplicaHash() != sha256.Sum256(image(1)) {
 		t.Fatalf("replaced session applied: committed %d", got)
 	}
 	mem3 := image(3)
-	fresh.sendRaw(1, 3, kindEpoch, fresh.encode(3, mem3, nil), -1, true)
-	if typ, p := fresh.answer(); typ != frameAck {
+	fresh.sendRaw(1, 3, wire.Consistent, fresh.encode(3, mem3, nil), -1, true)
+	if typ, p := fresh.answer(); typ != wire.Ack {
 		t.Fatalf("new session's checkpoint answered %d %q", typ, p)
 	}
-	if got, _ := b.Committed(); got != 3 || b.replicaHash() != sha256.Sum256(mem3) {
+	if got, _ := b.Committed(); got != 3 || b.ReplicaHash() != sha256.Sum256(mem3) {
 		t.Fatalf("committed %d after the new session's checkpoint", got)
 	}
 }

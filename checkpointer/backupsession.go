@@ -4,18 +4,20 @@ package checkpointer
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer/codec"
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // handle runs one primary connection: hello, then checkpoints until the
 // connection fails, a checkpoint is refused, or a newer session replaces it.
 func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
-	l := newLink(conn, b.cfg.HeartbeatTimeout)
+	l := wire.NewConn(conn, b.cfg.HeartbeatTimeout)
 	peer := conn.RemoteAddr().String()
 	h, err := b.readHello(l)
 	if err != nil {
@@ -28,7 +30,7 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 	if b.state == StateFencing || b.state == StateActive {
 		st := b.state
 		b.mu.Unlock()
-		b.refuse(l, peer, fmt.Errorf("backup is %s: %w", st, ErrSession))
+		b.refuse(l, peer, fmt.Errorf("backup is %s: %w", st, wire.ErrSession))
 		return
 	}
 	old := b.cur
@@ -46,17 +48,17 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 	committed, _ := b.Committed()
 	b.input.reset(committed)
 	b.touch()
-	if err := l.write(frameHelloAck, helloAck{Session: h.Session, Committed: committed}.marshal(), true); err != nil {
+	if err := l.Write(wire.HelloAck, wire.HelloAckMsg{Session: h.Session, Committed: committed}.Marshal(), true); err != nil {
 		return
 	}
 	b.log.Info("primary connected", "vm", b.cfg.VM, "peer", peer, "epoch", committed)
 	stop := make(chan struct{})
 	defer close(stop)
-	go b.beat(l, stop)
+	go func() { _ = l.Heartbeat(stop, b.cfg.HeartbeatInterval) }() // a failed write ends the session through its reads
 	var seq uint64
 	for ctx.Err() == nil {
-		typ, payload, err := l.read(b.cfg.HeartbeatTimeout)
-		if errors.Is(err, ErrFrame) {
+		typ, payload, err := l.Read(b.cfg.HeartbeatTimeout)
+		if errors.Is(err, wire.ErrFrame) {
 			b.refuse(l, peer, err)
 			return
 		}
@@ -66,15 +68,15 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 		}
 		b.touch()
 		switch typ {
-		case frameHeartbeat:
+		case wire.Heartbeat:
 			continue
-		case frameInput:
+		case wire.Input:
 			if err := b.onInput(payload); err != nil {
 				b.refuse(l, peer, err)
 				return
 			}
-		case frameBegin:
-			m, err := parseCkptMsg(payload)
+		case wire.Begin:
+			m, err := wire.ParseCheckpoint(payload)
 			if err == nil {
 				err = b.receive(l, s, dec, m, seq)
 			}
@@ -84,86 +86,87 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 			}
 			seq = m.Seq
 		default:
-			b.refuse(l, peer, fmt.Errorf("frame type %d outside a checkpoint: %w", typ, ErrFrame))
+			b.refuse(l, peer, fmt.Errorf("frame type %d outside a checkpoint: %w", typ, wire.ErrFrame))
 			return
 		}
 	}
 }
 
 // readHello reads and checks the session hello.
-func (b *Backup) readHello(l *link) (hello, error) {
-	typ, payload, err := l.read(b.cfg.HeartbeatTimeout)
+func (b *Backup) readHello(l *wire.Conn) (wire.HelloMsg, error) {
+	typ, payload, err := l.Read(b.cfg.HeartbeatTimeout)
 	if err != nil {
-		return hello{}, fmt.Errorf("hello: %w", err)
+		return wire.HelloMsg{}, fmt.Errorf("hello: %w", err)
 	}
-	if typ != frameHello {
-		return hello{}, fmt.Errorf("first frame type %d: %w", typ, ErrSession)
+	if typ != wire.Hello {
+		return wire.HelloMsg{}, fmt.Errorf("first frame type %d: %w", typ, wire.ErrSession)
 	}
-	h, err := parseHello(payload)
+	h, err := wire.ParseHello(payload)
 	if err != nil {
 		return h, err
 	}
 	switch {
 	case h.VM != b.cfg.VM:
-		return h, fmt.Errorf("hello for vm %q, this backup protects %q: %w", h.VM, b.cfg.VM, ErrSession)
+		return h, fmt.Errorf("hello for vm %q, this backup protects %q: %w", h.VM, b.cfg.VM, wire.ErrSession)
 	case h.MemSize != uint64(len(b.cfg.Replica.Memory())):
-		return h, fmt.Errorf("hello memory %d bytes, replica %d: %w", h.MemSize, len(b.cfg.Replica.Memory()), ErrSession)
+		return h, fmt.Errorf("hello memory %d bytes, replica %d: %w", h.MemSize, len(b.cfg.Replica.Memory()), wire.ErrSession)
 	case h.Codec != b.cfg.Codec.Name():
-		return h, fmt.Errorf("hello codec %q, backup %q: %w", h.Codec, b.cfg.Codec.Name(), ErrSession)
+		return h, fmt.Errorf("hello codec %q, backup %q: %w", h.Codec, b.cfg.Codec.Name(), wire.ErrSession)
 	}
 	return h, nil
 }
 
 // receive stages one checkpoint whole, verifies it, applies it atomically
 // and ACKs it. Until Apply nothing touches the replica.
-func (b *Backup) receive(l *link, s *backupSession, dec Decoder, m ckptMsg, lastSeq uint64) error {
+func (b *Backup) receive(l *wire.Conn, s *backupSession, dec codec.Decoder, m wire.CheckpointMsg, lastSeq uint64) error {
 	start := time.Now()
 	if m.Seq != lastSeq+1 {
 		return fmt.Errorf("checkpoint seq %d after %d: %w", m.Seq, lastSeq, ErrReplay)
 	}
 	committed, _ := b.Committed()
-	if m.Kind == kindEpoch && m.Epoch <= committed {
+	if m.Kind == wire.Consistent && m.Epoch <= committed {
 		return fmt.Errorf("checkpoint epoch %d, committed %d: %w", m.Epoch, committed, ErrReplay)
 	}
-	if m.Kind == kindPrecopy && committed > 0 {
-		return fmt.Errorf("pre-copy over committed epoch %d: %w", committed, ErrSession)
+	if m.Kind == wire.Precopy && committed > 0 {
+		return fmt.Errorf("pre-copy over committed epoch %d: %w", committed, wire.ErrSession)
 	}
 	mem := b.cfg.Replica.Memory()
-	dr := &dataReader{l: l, timeout: b.cfg.HeartbeatTimeout, onBeat: b.touch, onInput: b.onInput}
+	dr := wire.NewDataReader(l, b.cfg.HeartbeatTimeout)
+	dr.OnBeat, dr.OnInput = b.touch, b.onInput
 	staged, err := dec.Decode(dr, mem)
 	if err != nil {
 		return fmt.Errorf("checkpoint seq %d epoch %d: %w", m.Seq, m.Epoch, err)
 	}
-	typ, payload, err := dr.next()
+	typ, payload, err := dr.Next()
 	if err != nil {
-		return fmt.Errorf("checkpoint epoch %d end: %w", m.Epoch, eofIsTruncated(err))
+		return fmt.Errorf("checkpoint epoch %d end: %w", m.Epoch, wire.TruncatedOnEOF(err))
 	}
 	b.touch()
-	if typ != frameEnd {
-		return fmt.Errorf("frame type %d instead of END: %w", typ, ErrTruncated)
+	if typ != wire.End {
+		return fmt.Errorf("frame type %d instead of END: %w", typ, wire.ErrTruncated)
 	}
-	end, err := parseCkptMsg(payload)
+	end, err := wire.ParseCheckpoint(payload)
 	if err != nil {
 		return err
 	}
 	if end != m || staged.Epoch() != m.Epoch {
-		return fmt.Errorf("END %+v / codec epoch %d for BEGIN %+v: %w", end, staged.Epoch(), m, ErrCorrupt)
+		return fmt.Errorf("END %+v / codec epoch %d for BEGIN %+v: %w", end, staged.Epoch(), m, wire.ErrCorrupt)
 	}
 	if err := b.commit(s, staged, m); err != nil {
 		return err
 	}
-	b.m.WireBytes.Add(float64(dr.n))
+	b.m.WireBytes.Add(float64(dr.N()))
 	b.m.Epoch.Observe(time.Since(start).Seconds())
-	b.log.Debug("checkpoint applied", "vm", b.cfg.VM, "epoch", m.Epoch, "bytes", dr.n, "dur", time.Since(start))
-	return l.write(frameAck, m.marshal(), true)
+	b.log.Debug("checkpoint applied", "vm", b.cfg.VM, "epoch", m.Epoch, "bytes", dr.N(), "dur", time.Since(start))
+	return l.Write(wire.Ack, m.Marshal(), true)
 }
 
 // commit applies a verified checkpoint if this session may still write.
-func (b *Backup) commit(s *backupSession, staged Staged, m ckptMsg) error {
+func (b *Backup) commit(s *backupSession, staged codec.Staged, m wire.CheckpointMsg) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.cur != s || b.state == StateFencing || b.state == StateActive {
-		return fmt.Errorf("session superseded before epoch %d applied: %w", m.Epoch, ErrSession)
+		return fmt.Errorf("session superseded before epoch %d applied: %w", m.Epoch, wire.ErrSession)
 	}
 	staged.Apply(b.cfg.Replica.Memory())
 	if err := b.cfg.Replica.Sync(); err != nil {
@@ -172,7 +175,7 @@ func (b *Backup) commit(s *backupSession, staged Staged, m ckptMsg) error {
 		b.setStateLocked(StateWaiting)
 		return fmt.Errorf("sync replica after epoch %d: %w", m.Epoch, err)
 	}
-	if m.Kind == kindEpoch {
+	if m.Kind == wire.Consistent {
 		b.committed = m.Epoch
 		b.input.commit(m.Epoch)
 		b.devState = append([]byte(nil), staged.State()...)
@@ -189,7 +192,7 @@ func (b *Backup) commit(s *backupSession, staged Staged, m ckptMsg) error {
 
 // onInput keeps one input-log record for replay after a failover.
 func (b *Backup) onInput(p []byte) error {
-	r, err := parseInput(p)
+	r, err := wire.ParseInput(p)
 	if err != nil {
 		return err
 	}
@@ -201,30 +204,12 @@ func (b *Backup) onInput(p []byte) error {
 }
 
 // refuse tells the peer why, logs it and counts it. Nothing was applied.
-func (b *Backup) refuse(l *link, peer string, err error) {
+func (b *Backup) refuse(l *wire.Conn, peer string, err error) {
 	b.m.Checkpoints.WithLabelValues("refused").Inc()
 	b.log.Warn("refused primary", "vm", b.cfg.VM, "peer", peer, "err", err)
 	msg := err.Error()
-	if len(msg) > maxControlPayload {
-		msg = msg[:maxControlPayload]
+	if len(msg) > wire.MaxControlPayload {
+		msg = msg[:wire.MaxControlPayload]
 	}
-	l.write(frameError, []byte(msg), true)
-}
-
-// beat sends heartbeats to the primary until stop.
-func (b *Backup) beat(l *link, stop <-chan struct{}) {
-	t := time.NewTicker(b.cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case now := <-t.C:
-			var p [8]byte
-			binary.LittleEndian.PutUint64(p[:], uint64(now.UnixNano()))
-			if err := l.write(frameHeartbeat, p[:], true); err != nil {
-				return
-			}
-		}
-	}
+	l.Write(wire.Error, []byte(msg), true)
 }

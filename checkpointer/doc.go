@@ -47,7 +47,7 @@
 // Each checkpoint (BEGIN, DATA..., END) is decoded and verified whole, END
 // must follow exactly, the sequence number must be the next one and a
 // consistent checkpoint's epoch must be above the committed one; only then
-// is it applied to the replica (Staged.Apply), synced, recorded as
+// is it applied to the replica (codec.Staged.Apply), synced, recorded as
 // committed with its device state, and ACKed. Anything else is refused,
 // logged and counted, and closes the session; the replica keeps the last
 // committed checkpoint byte for byte.

@@ -2,11 +2,15 @@
 
 package checkpointer
 
-import "context"
+import (
+	"context"
+
+	"github.com/resilire/resilire/checkpointer/codec"
+)
 
 // PageSize is the guest page size the replication works in. Every driver
 // reports memory in these units (x86 4 KiB frames).
-const PageSize = 4096
+const PageSize = codec.PageSize
 
 // Domain is a protected VM as the primary's hypervisor shows it. The epoch
 // loop calls Pause, HarvestDirty, ReadPages and SaveState with the guest

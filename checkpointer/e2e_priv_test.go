@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package checkpointer_test
 
 import (
 	"context"
@@ -11,19 +11,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/checkpointer/sim"
+
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/resilire/resilire/dataplane"
 	"github.com/resilire/resilire/netbuf"
 	"github.com/resilire/resilire/testenv"
+
+	"github.com/resilire/resilire/checkpointer/codec"
 )
 
 // gatedGuest is a simulated guest whose network sender stops while the
 // guest is paused, like a real vCPU: the sender holds gate for reading
 // around each datagram, Pause takes it for writing.
 type gatedGuest struct {
-	*SimDomain
+	*sim.SimDomain
 	gate sync.RWMutex
 	mu   sync.Mutex
 	sent int
@@ -42,7 +47,7 @@ func (g *gatedGuest) sentCount() int { g.mu.Lock(); defer g.mu.Unlock(); return 
 // records how many datagrams the guest had sent, so datagram seq belongs to
 // the first epoch e with sentAt[e] > seq.
 type epochOutput struct {
-	OutputCommit
+	checkpointer.OutputCommit
 	guest    *gatedGuest
 	mu       sync.Mutex
 	sentAt   map[uint64]int
@@ -67,27 +72,27 @@ func (o *epochOutput) Release(e uint64) error {
 // applyClock records when the backup applied each epoch, after a delay
 // that makes every ACK late.
 type applyClock struct {
-	RawCodec
+	codec.Raw
 	mu sync.Mutex
 	at map[uint64]time.Time
 }
 
 type clockDecoder struct {
-	Decoder
+	codec.Decoder
 	c *applyClock
 }
 
 type clockStaged struct {
-	Staged
+	codec.Staged
 	c *applyClock
 }
 
-func (c *applyClock) NewDecoder(memSize uint64) (Decoder, error) {
-	d, err := c.RawCodec.NewDecoder(memSize)
+func (c *applyClock) NewDecoder(memSize uint64) (codec.Decoder, error) {
+	d, err := c.Raw.NewDecoder(memSize)
 	return clockDecoder{d, c}, err
 }
 
-func (d clockDecoder) Decode(r io.Reader, replica []byte) (Staged, error) {
+func (d clockDecoder) Decode(r io.Reader, replica []byte) (codec.Staged, error) {
 	s, err := d.Decoder.Decode(r, replica)
 	if err != nil {
 		return nil, err
@@ -160,15 +165,15 @@ func TestEndToEndOutputCommit(t *testing.T) {
 	}
 	defer gconn.Close()
 
-	guest := &gatedGuest{SimDomain: NewSimDomain(SimConfig{Name: "ren-e2e", MemSize: 1 << 20, Seed: 2, WritesPerMs: 20, HotPages: 64})}
+	guest := &gatedGuest{SimDomain: sim.NewSimDomain(sim.SimConfig{Name: "ren-e2e", MemSize: 1 << 20, Seed: 2, WritesPerMs: 20, HotPages: 64})}
 	guest.Start()
 	defer guest.Stop()
 	out := &epochOutput{OutputCommit: buf, guest: guest, sentAt: map[uint64]int{}}
 	codec := &applyClock{at: map[uint64]time.Time{}}
-	replica := NewSimReplica(guest.MemorySize())
-	_, addr, _ := startBackup(t, BackupConfig{VM: "ren-e2e", Replica: replica, Standby: &fakeStandby{replica: replica},
+	replica := sim.NewSimReplica(guest.MemorySize())
+	_, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "ren-e2e", Replica: replica, Standby: &fakeStandby{replica: replica},
 		Codec: codec, HeartbeatTimeout: 5 * time.Second})
-	p, err := NewPrimary(PrimaryConfig{Domain: guest, Output: out, Codec: codec, Dial: dialer(addr), Interval: 20 * time.Millisecond,
+	p, err := checkpointer.NewPrimary(checkpointer.PrimaryConfig{Domain: guest, Output: out, Codec: codec, Dial: dialer(addr), Interval: 20 * time.Millisecond,
 		Pipeline: true})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package checkpointer_test
 
 import (
 	"context"
@@ -10,6 +10,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/checkpointer/sim"
+
+	"github.com/resilire/resilire/checkpointer/codec"
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // recOutput is the fake output buffer: it numbers epochs, remembers the
@@ -19,12 +25,12 @@ import (
 // hashedDomain is a test guest whose memory can be hashed while paused.
 type hashedDomain interface {
 	Hash() [32]byte
-	isPaused() bool
+	Paused() bool
 }
 
 type recOutput struct {
 	dom    hashedDomain
-	backup func() *Backup
+	backup func() *checkpointer.Backup
 	// unprotected, if set, says a Release is an unprotected one (continue
 	// policy, no backup): it is then not checked against the backup.
 	unprotected func() bool
@@ -38,14 +44,14 @@ type recOutput struct {
 	errs     []string
 }
 
-func newRecOutput(dom hashedDomain, backup func() *Backup) *recOutput {
+func newRecOutput(dom hashedDomain, backup func() *checkpointer.Backup) *recOutput {
 	return &recOutput{dom: dom, backup: backup, next: 1, hashes: map[uint64][32]byte{}}
 }
 
 func (o *recOutput) Advance() (uint64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.dom.isPaused() {
+	if !o.dom.Paused() {
 		o.errs = append(o.errs, fmt.Sprintf("Advance of epoch %d with the guest running", o.next))
 	}
 	e := o.next
@@ -64,7 +70,7 @@ func (o *recOutput) Release(e uint64) error {
 		if committed, _ := b.Committed(); committed < e {
 			o.errs = append(o.errs, fmt.Sprintf("Release(%d) before ACK: backup committed %d", e, committed))
 		}
-		if b.replicaHash() != o.hashes[e] {
+		if b.ReplicaHash() != o.hashes[e] {
 			o.errs = append(o.errs, fmt.Sprintf("replica differs from the primary at epoch %d", e))
 		}
 	}
@@ -94,47 +100,47 @@ func (o *recOutput) hashAt(e uint64) [32]byte {
 
 // slowCodec delays every decode: ACKs come late.
 type slowCodec struct {
-	RawCodec
+	codec.Raw
 	delay time.Duration
 }
 
 type slowDecoder struct {
-	Decoder
+	codec.Decoder
 	delay time.Duration
 }
 
-func (c slowCodec) NewDecoder(memSize uint64) (Decoder, error) {
-	d, err := c.RawCodec.NewDecoder(memSize)
+func (c slowCodec) NewDecoder(memSize uint64) (codec.Decoder, error) {
+	d, err := c.Raw.NewDecoder(memSize)
 	return slowDecoder{d, c.delay}, err
 }
 
-func (d slowDecoder) Decode(r io.Reader, replica []byte) (Staged, error) {
+func (d slowDecoder) Decode(r io.Reader, replica []byte) (codec.Staged, error) {
 	s, err := d.Decoder.Decode(r, replica)
 	time.Sleep(d.delay)
 	return s, err
 }
 
 func dialer(addr string) func(context.Context) (net.Conn, error) {
-	d, _ := DialTCP(addr, TLSFiles{}, time.Second)
+	d, _ := wire.Dialer(addr, wire.TLSFiles{}, time.Second)
 	return d
 }
 
 // runPair protects a busy simulated guest over loopback TCP until want
 // epochs were released, then stops the primary.
-func runPair(t *testing.T, codec Codec, interval time.Duration, want int, pipeline bool) (*recOutput, *Backup, *fakeStandby) {
+func runPair(t *testing.T, codec codec.Codec, interval time.Duration, want int, pipeline bool) (*recOutput, *checkpointer.Backup, *fakeStandby) {
 	t.Helper()
-	dom := NewSimDomain(SimConfig{Name: "vm1", MemSize: 4 << 20, Seed: 7, WritesPerMs: 100, HotPages: 512})
+	dom := sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: 4 << 20, Seed: 7, WritesPerMs: 100, HotPages: 512})
 	dom.Start()
 	t.Cleanup(dom.Stop)
-	replica := NewSimReplica(dom.MemorySize())
+	replica := sim.NewSimReplica(dom.MemorySize())
 	sb := &fakeStandby{replica: replica}
 	log, _ := testLogger(t)
-	b, addr, _ := startBackup(t, BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec,
+	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec,
 		HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
-		Failover: FailoverConfig{Fence: CommandFencer{Command: "true"}}, Logger: log})
-	out := newRecOutput(dom, func() *Backup { return b })
+		Failover: checkpointer.FailoverConfig{Fence: checkpointer.CommandFencer{Command: "true"}}, Logger: log})
+	out := newRecOutput(dom, func() *checkpointer.Backup { return b })
 	var progress []uint64
-	p, err := NewPrimary(PrimaryConfig{Domain: dom, Output: out, Codec: codec, Dial: dialer(addr),
+	p, err := checkpointer.NewPrimary(checkpointer.PrimaryConfig{Domain: dom, Output: out, Codec: codec, Dial: dialer(addr),
 		Interval: interval, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
 		PrecopyStopPages: 64, Pipeline: pipeline, Progress: func(done, _ uint64) { progress = append(progress, done) }, Logger: log})
 	if err != nil {
@@ -151,10 +157,10 @@ func runPair(t *testing.T, codec Codec, interval time.Duration, want int, pipeli
 	if err := recvWithin(t, errc, 20*time.Second, "primary"); err != nil {
 		t.Fatalf("primary: %v", err)
 	}
-	if len(progress) == 0 || progress[len(progress)-1] != dom.MemorySize()/PageSize {
+	if len(progress) == 0 || progress[len(progress)-1] != dom.MemorySize()/checkpointer.PageSize {
 		t.Errorf("progress %v never reached every page", progress)
 	}
-	if st := p.Status(); st.State != StateStopped || st.Epoch == 0 {
+	if st := p.Status(); st.State != checkpointer.StateStopped || st.Epoch == 0 {
 		t.Errorf("primary status %+v", st)
 	}
 	return out, b, sb
@@ -171,7 +177,7 @@ func TestReplicaMatchesEveryAckedEpoch(t *testing.T) {
 	}
 }
 
-func testReplicaMatches(t *testing.T, codec Codec, pipeline bool) {
+func testReplicaMatches(t *testing.T, codec codec.Codec, pipeline bool) {
 	out, b, sb := runPair(t, codec, 10*time.Millisecond, 15, pipeline)
 	checked, released, errs := out.snapshot()
 	for _, e := range errs {
@@ -209,14 +215,14 @@ func TestDelayedAcksHoldRelease(t *testing.T) {
 // The checker itself must be able to fail: a primary that released
 // before the ACK is caught.
 func TestRecOutputCatchesEarlyRelease(t *testing.T) {
-	dom := NewSimDomain(SimConfig{Name: "vm1", MemSize: 64 << 10, Seed: 1})
-	replica := NewSimReplica(dom.MemorySize())
-	b, err := NewBackup(BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
-		Codec: RawCodec{}, Listener: nopListener{}})
+	dom := sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: 64 << 10, Seed: 1})
+	replica := sim.NewSimReplica(dom.MemorySize())
+	b, err := checkpointer.NewBackup(checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
+		Codec: codec.Raw{}, Listener: nopListener{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := newRecOutput(dom, func() *Backup { return b })
+	out := newRecOutput(dom, func() *checkpointer.Backup { return b })
 	dom.Pause(context.Background())
 	e, _ := out.Advance()
 	out.Release(e)

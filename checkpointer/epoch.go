@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // The primary's epoch, as in the design's diagram:
@@ -92,7 +94,7 @@ func (p *Primary) ship(ctx context.Context, s *session, c *checkpoint) error {
 	r := &c.stats
 	e := r.Epoch
 	// 4. Encode and stream checkpoint e.
-	m, st, err := s.send(p.enc, kindEpoch, e, c.pfns, c.data, c.state)
+	m, st, err := s.send(p.enc, wire.Consistent, e, c.pfns, c.data, c.state)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ type FailoverConfig struct {
 	// epoch toward the resumed guest, after the port passes (InputReplay).
 	Inject InputInjector
 	// Announce, if set, sends gratuitous ARP for the guest's address.
-	Announce *Announcer
+	Announce Announcer
 }
 
 // failover runs: fence -> Standby.Activate(committed state) -> port pass
@@ -111,4 +111,10 @@ func hostOf(addr string) string {
 		return h
 	}
 	return addr
+}
+
+// Announcer tells the network where the guest now lives (gratuitous ARP:
+// dataplane.Announcer).
+type Announcer interface {
+	Announce() error
 }

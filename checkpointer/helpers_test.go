@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package checkpointer_test
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer"
 )
 
 // syncBuffer is a goroutine-safe log sink.
@@ -40,23 +42,10 @@ func testLogger(t *testing.T) (*slog.Logger, *syncBuffer) {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
-// replicaHash hashes the backup's replica under the lock that guards applies.
-func (b *Backup) replicaHash() [32]byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return sha256.Sum256(b.cfg.Replica.Memory())
-}
-
-func (b *Backup) stateNow() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.state
-}
-
 // fakeStandby records what it was activated with and when.
 type fakeStandby struct {
 	mu        sync.Mutex
-	replica   Replica
+	replica   checkpointer.Replica
 	activated bool
 	state     []byte
 	memHash   [32]byte
@@ -87,7 +76,7 @@ func (f *fakeStandby) get() (bool, []byte, [32]byte, error) {
 }
 
 // startBackup runs a backup on a loopback port and stops it at cleanup.
-func startBackup(t *testing.T, cfg BackupConfig) (*Backup, string, <-chan error) {
+func startBackup(t *testing.T, cfg checkpointer.BackupConfig) (*checkpointer.Backup, string, <-chan error) {
 	t.Helper()
 	if cfg.Listener == nil {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -96,7 +85,7 @@ func startBackup(t *testing.T, cfg BackupConfig) (*Backup, string, <-chan error)
 		}
 		cfg.Listener = ln
 	}
-	b, err := NewBackup(cfg)
+	b, err := checkpointer.NewBackup(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,10 @@
 package checkpointer
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sync"
+
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // Input log replay (Options InputReplay, off by default). The primary
@@ -15,50 +16,8 @@ import (
 // the resumed guest so requests whose replies died with the uncommitted
 // epoch are answered at once instead of after the client's retransmission.
 
-// INPUT payload: epoch u64 | flags u8 | frame (empty for a pure marker).
-const (
-	inputFixedLen = 9
-	// maxInputFrame bounds one logged frame (a GSO super-packet).
-	maxInputFrame   = 65536
-	maxInputPayload = inputFixedLen + maxInputFrame
-	minInputFrame   = 14 // an Ethernet header
-	inputBroken     = 1  // flag: the log of this epoch lost frames before this one
-	// DefaultInputKeepBytes bounds the frames a backup keeps for replay.
-	DefaultInputKeepBytes = 16 << 20
-)
-
-// InputRecord is one frame sent to the guest, with the epoch it arrived in.
-type InputRecord struct {
-	Epoch uint64
-	// Broken marks the epoch's log incomplete (frames were lost before
-	// this one); Frame may then be empty.
-	Broken bool
-	Frame  []byte
-}
-
-func (r InputRecord) marshal(dst []byte) []byte {
-	var fl byte
-	if r.Broken {
-		fl = inputBroken
-	}
-	dst = append(binary.LittleEndian.AppendUint64(dst, r.Epoch), fl)
-	return append(dst, r.Frame...)
-}
-
-// parseInput decodes an INPUT payload; Frame aliases p.
-func parseInput(p []byte) (InputRecord, error) {
-	if len(p) < inputFixedLen || len(p) > maxInputPayload {
-		return InputRecord{}, fmt.Errorf("input record: %d bytes: %w", len(p), ErrFrame)
-	}
-	r := InputRecord{Epoch: binary.LittleEndian.Uint64(p), Broken: p[8]&inputBroken != 0, Frame: p[inputFixedLen:]}
-	if p[8]&^inputBroken != 0 {
-		return r, fmt.Errorf("input record flags %#x: %w", p[8], ErrFrame)
-	}
-	if n := len(r.Frame); (n == 0 && !r.Broken) || (n > 0 && n < minInputFrame) {
-		return r, fmt.Errorf("input frame of %d bytes: %w", n, ErrFrame)
-	}
-	return r, nil
-}
+// DefaultInputKeepBytes bounds the frames a backup keeps for replay.
+const DefaultInputKeepBytes = 16 << 20
 
 // InputInjector re-injects frames toward the resumed guest (the backup's
 // guest port) in order.
@@ -73,7 +32,7 @@ type InputInjector interface {
 type inputKeeper struct {
 	mu         sync.Mutex
 	limit      int
-	recs       []InputRecord
+	recs       []wire.InputRecord
 	bytes      int
 	brokenFrom uint64 // first epoch whose log is incomplete; 0: none
 }
@@ -93,7 +52,7 @@ func (k *inputKeeper) markBrokenLocked(epoch uint64) {
 
 // add keeps a copy of r, dropping the oldest frames (and marking their
 // epoch broken) beyond the byte bound.
-func (k *inputKeeper) add(r InputRecord, committed uint64) {
+func (k *inputKeeper) add(r wire.InputRecord, committed uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if r.Broken {
@@ -102,7 +61,7 @@ func (k *inputKeeper) add(r InputRecord, committed uint64) {
 	if len(r.Frame) == 0 || r.Epoch < committed {
 		return
 	}
-	k.recs = append(k.recs, InputRecord{Epoch: r.Epoch, Frame: append([]byte(nil), r.Frame...)})
+	k.recs = append(k.recs, wire.InputRecord{Epoch: r.Epoch, Frame: append([]byte(nil), r.Frame...)})
 	k.bytes += len(r.Frame)
 	drop := 0
 	for k.bytes > k.limit && drop < len(k.recs) {
@@ -159,19 +118,19 @@ func (k *inputKeeper) take(e uint64) [][]byte {
 
 // shipInput sends the input log on the session until it dies: one record,
 // then whatever else is ready (bounded), flushed together.
-func (s *session) shipInput(in <-chan InputRecord) {
+func (s *session) shipInput(in <-chan wire.InputRecord) {
 	defer s.wg.Done()
 	const batch = 64
 	var buf []byte
 	for {
-		var r InputRecord
+		var r wire.InputRecord
 		select {
 		case <-s.dead:
 			return
 		case r = <-in:
 		}
 		for n := 0; ; n++ {
-			buf = r.marshal(buf[:0])
+			buf = r.Marshal(buf[:0])
 			more := false
 			if n < batch {
 				select {
@@ -180,7 +139,7 @@ func (s *session) shipInput(in <-chan InputRecord) {
 				default:
 				}
 			}
-			if err := s.l.write(frameInput, buf, !more); err != nil {
+			if err := s.l.Write(wire.Input, buf, !more); err != nil {
 				s.fail(fmt.Errorf("%w: input log: %w", ErrBackupLost, err))
 				return
 			}
@@ -190,3 +149,27 @@ func (s *session) shipInput(in <-chan InputRecord) {
 		}
 	}
 }
+
+// InputQueue carries the guest's input log from the data plane's reader
+// to the replication session (PrimaryConfig.Input). It never blocks the
+// reader: a full queue refuses the record, and the reader marks its epoch
+// broken.
+type InputQueue struct {
+	ch chan wire.InputRecord
+}
+
+// NewInputQueue holds up to n records waiting for the replication link.
+func NewInputQueue(n int) *InputQueue { return &InputQueue{ch: make(chan wire.InputRecord, n)} }
+
+// OfferInput queues one record; false when the queue is full.
+func (q *InputQueue) OfferInput(epoch uint64, broken bool, frame []byte) bool {
+	select {
+	case q.ch <- wire.InputRecord{Epoch: epoch, Broken: broken, Frame: frame}:
+		return true
+	default:
+		return false
+	}
+}
+
+// C is the queue's receive side, for PrimaryConfig.Input.
+func (q *InputQueue) C() <-chan wire.InputRecord { return q.ch }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package checkpointer_test
 
 import (
 	"context"
@@ -10,6 +10,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/checkpointer/sim"
+
+	"github.com/resilire/resilire/checkpointer/codec"
 )
 
 // cutProxy forwards TCP to a target until cut.
@@ -58,33 +63,33 @@ func (p *cutProxy) cut() {
 }
 
 type policyRig struct {
-	dom     *SimDomain
+	dom     *sim.SimDomain
 	out     *recOutput
-	prim    *Primary
-	backup  atomic.Pointer[Backup]
+	prim    *checkpointer.Primary
+	backup  atomic.Pointer[checkpointer.Backup]
 	log     *syncBuffer
 	stopPri func()
 }
 
-func newPolicyRig(t *testing.T, policy LossPolicy, addr func() string) *policyRig {
-	r := &policyRig{dom: NewSimDomain(SimConfig{Name: "vm1", MemSize: 1 << 20, Seed: 3, WritesPerMs: 50, HotPages: 128})}
+func newPolicyRig(t *testing.T, policy checkpointer.LossPolicy, addr func() string) *policyRig {
+	r := &policyRig{dom: sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: 1 << 20, Seed: 3, WritesPerMs: 50, HotPages: 128})}
 	r.dom.Start()
 	t.Cleanup(r.dom.Stop)
-	r.out = newRecOutput(r.dom, func() *Backup { return r.backup.Load() })
+	r.out = newRecOutput(r.dom, func() *checkpointer.Backup { return r.backup.Load() })
 	log, buf := testLogger(t)
 	r.log = buf
 	dial := func(ctx context.Context) (net.Conn, error) {
 		d := net.Dialer{Timeout: time.Second}
 		return d.DialContext(ctx, "tcp", addr())
 	}
-	p, err := NewPrimary(PrimaryConfig{Domain: r.dom, Output: r.out, Codec: DefaultFGBI(), Dial: dial,
+	p, err := checkpointer.NewPrimary(checkpointer.PrimaryConfig{Domain: r.dom, Output: r.out, Codec: codec.DefaultFGBI(), Dial: dial,
 		Interval: 5 * time.Millisecond, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
-		RetryInterval: 30 * time.Millisecond, OnBackupLoss: policy, Logger: log, Pipeline: policy == LossContinue})
+		RetryInterval: 30 * time.Millisecond, OnBackupLoss: policy, Logger: log, Pipeline: policy == checkpointer.LossContinue})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.prim = p
-	r.out.unprotected = func() bool { return p.Status().State == StateUnprotected }
+	r.out.unprotected = func() bool { return p.Status().State == checkpointer.StateUnprotected }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -107,9 +112,9 @@ func (r *policyRig) checkErrs(t *testing.T) {
 }
 
 func backupFor(t *testing.T, r *policyRig, ln net.Listener, timeout time.Duration) func() {
-	replica := NewSimReplica(r.dom.MemorySize())
-	b, err := NewBackup(BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
-		Codec: DefaultFGBI(), Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: timeout})
+	replica := sim.NewSimReplica(r.dom.MemorySize())
+	b, err := checkpointer.NewBackup(checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
+		Codec: codec.DefaultFGBI(), Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,13 +134,13 @@ func TestBackupLossBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	r := newPolicyRig(t, LossBlock, func() string { return addr })
+	r := newPolicyRig(t, checkpointer.LossBlock, func() string { return addr })
 	stop := backupFor(t, r, ln, 2*time.Second)
 	waitFor(t, 10*time.Second, "protection", func() bool { return r.released() >= 5 })
 
 	r.backup.Store(nil)
 	stop()
-	waitFor(t, 5*time.Second, "blocked", func() bool { return r.prim.Status().State == StateBlocked })
+	waitFor(t, 5*time.Second, "blocked", func() bool { return r.prim.Status().State == checkpointer.StateBlocked })
 	held := r.released()
 	time.Sleep(100 * time.Millisecond) // 20 intervals without a backup
 	if got := r.released(); got != held {
@@ -166,7 +171,7 @@ func TestBackupLossContinue(t *testing.T) {
 	proxy := newCutProxy(t, ln.Addr().String())
 	var up atomic.Bool
 	up.Store(true)
-	r := newPolicyRig(t, LossContinue, func() string {
+	r := newPolicyRig(t, checkpointer.LossContinue, func() string {
 		if !up.Load() {
 			return "127.0.0.1:1" // refused
 		}
@@ -179,7 +184,7 @@ func TestBackupLossContinue(t *testing.T) {
 
 	up.Store(false)
 	proxy.cut()
-	waitFor(t, 5*time.Second, "unprotected", func() bool { return r.prim.Status().State == StateUnprotected })
+	waitFor(t, 5*time.Second, "unprotected", func() bool { return r.prim.Status().State == checkpointer.StateUnprotected })
 	before := r.released()
 	waitFor(t, 5*time.Second, "unprotected releases", func() bool { return r.released() >= before+5 })
 	r.out.mu.Lock()
@@ -191,7 +196,7 @@ func TestBackupLossContinue(t *testing.T) {
 	committedBefore, _ := b.Committed()
 
 	up.Store(true)
-	waitFor(t, 10*time.Second, "re-protection", func() bool { return r.prim.Status().State == StateProtected })
+	waitFor(t, 10*time.Second, "re-protection", func() bool { return r.prim.Status().State == checkpointer.StateProtected })
 	after := r.released()
 	waitFor(t, 10*time.Second, "protected releases", func() bool { return r.released() >= after+5 })
 	r.stopPri()
@@ -203,24 +208,24 @@ func TestBackupLossContinue(t *testing.T) {
 }
 
 // hashTracked is a guest whose dirty log says pre-copy is unsafe.
-type hashTracked struct{ *SimDomain }
+type hashTracked struct{ *sim.SimDomain }
 
 func (hashTracked) PrecopySafe() bool { return false }
 
 // A domain that cannot pre-copy gets its whole memory in the first,
 // paused checkpoint, and the replica still matches at every acked epoch.
 func TestNoPrecopyDomain(t *testing.T) {
-	dom := NewSimDomain(SimConfig{Name: "vm1", MemSize: 1 << 20, Seed: 4, WritesPerMs: 50, HotPages: 64})
+	dom := sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: 1 << 20, Seed: 4, WritesPerMs: 50, HotPages: 64})
 	dom.Start()
 	defer dom.Stop()
-	replica := NewSimReplica(dom.MemorySize())
+	replica := sim.NewSimReplica(dom.MemorySize())
 	log, buf := testLogger(t)
-	b, addr, _ := startBackup(t, BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
-		Codec: DefaultFGBI(), HeartbeatTimeout: 5 * time.Second})
-	out := newRecOutput(dom, func() *Backup { return b })
+	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
+		Codec: codec.DefaultFGBI(), HeartbeatTimeout: 5 * time.Second})
+	out := newRecOutput(dom, func() *checkpointer.Backup { return b })
 	var firstPages int
-	p, err := NewPrimary(PrimaryConfig{Domain: hashTracked{dom}, Output: out, Codec: DefaultFGBI(), Dial: dialer(addr),
-		Interval: 5 * time.Millisecond, Logger: log, OnEpoch: func(st EpochStats) {
+	p, err := checkpointer.NewPrimary(checkpointer.PrimaryConfig{Domain: hashTracked{dom}, Output: out, Codec: codec.DefaultFGBI(), Dial: dialer(addr),
+		Interval: 5 * time.Millisecond, Logger: log, OnEpoch: func(st checkpointer.EpochStats) {
 			if firstPages == 0 {
 				firstPages = st.Pages
 			}
@@ -240,8 +245,8 @@ func TestNoPrecopyDomain(t *testing.T) {
 	for _, e := range errs {
 		t.Error(e)
 	}
-	if firstPages != int(dom.MemorySize()/PageSize) {
-		t.Fatalf("first checkpoint carried %d pages, want all %d", firstPages, dom.MemorySize()/PageSize)
+	if firstPages != int(dom.MemorySize()/checkpointer.PageSize) {
+		t.Fatalf("first checkpoint carried %d pages, want all %d", firstPages, dom.MemorySize()/checkpointer.PageSize)
 	}
 	mustContain(t, buf.String(), "no pre-copy for this domain")
 }

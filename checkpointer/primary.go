@@ -10,6 +10,9 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer/codec"
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // LossPolicy says what the primary does while it has no backup.
@@ -51,7 +54,7 @@ const (
 type PrimaryConfig struct {
 	Domain Domain
 	Output OutputCommit
-	Codec  Codec
+	Codec  codec.Codec
 	// Dial connects to the backup (DialTCP).
 	Dial func(ctx context.Context) (net.Conn, error)
 	// Interval between checkpoints; DefaultInterval (50 ms) if zero.
@@ -77,7 +80,7 @@ type PrimaryConfig struct {
 	Pipeline bool
 	// Input, if set, is the guest's input log: each record is shipped to
 	// the backup for replay after a failover (INPUT frames).
-	Input <-chan InputRecord
+	Input <-chan wire.InputRecord
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
 	Logger  *slog.Logger
@@ -89,7 +92,7 @@ type Primary struct {
 	cfg PrimaryConfig
 	log *slog.Logger
 	m   *Metrics
-	enc Encoder
+	enc codec.Encoder
 
 	pfns     []uint64 // pre-copy scratch
 	buf      []byte   // pre-copy scratch
@@ -167,7 +170,7 @@ func (p *Primary) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !errors.Is(err, ErrBackupLost) && !errors.Is(err, ErrRefused) {
+		if !errors.Is(err, ErrBackupLost) && !errors.Is(err, wire.ErrRefused) {
 			return err
 		}
 		// The backup may hold any prefix of what was sent: forget it all.

@@ -5,13 +5,13 @@ package checkpointer
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer/codec"
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // session is the primary's end of one connection to the backup: a reader
@@ -19,11 +19,11 @@ import (
 // the checkpoint writer. Any failure closes dead; the session is then
 // finished and the primary treats the backup as lost.
 type session struct {
-	l         *link
-	id        [sessionIDLen]byte
+	l         *wire.Conn
+	id        [wire.SessionIDLen]byte
 	committed uint64 // backup's committed epoch at hello time
 	seq       uint64
-	acks      chan ckptMsg
+	acks      chan wire.CheckpointMsg
 	dead      chan struct{}
 	once      sync.Once
 	err       error
@@ -36,28 +36,33 @@ func (p *Primary) dialSession(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial backup: %w", err)
 	}
-	s := &session{l: newLink(conn, p.cfg.HeartbeatTimeout), acks: make(chan ckptMsg, 16), dead: make(chan struct{})}
+	s := &session{l: wire.NewConn(conn, p.cfg.HeartbeatTimeout), acks: make(chan wire.CheckpointMsg, 16), dead: make(chan struct{})}
 	if _, err := rand.Read(s.id[:]); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("session id: %w", err)
 	}
-	h := hello{MemSize: p.cfg.Domain.MemorySize(), Session: s.id, VM: p.cfg.Domain.Name(), Codec: p.cfg.Codec.Name()}
-	if err := s.l.write(frameHello, h.marshal(), true); err != nil {
+	h := wire.HelloMsg{MemSize: p.cfg.Domain.MemorySize(), Session: s.id, VM: p.cfg.Domain.Name(), Codec: p.cfg.Codec.Name()}
+	hp, err := h.Marshal()
+	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("hello: %w", err)
 	}
-	typ, payload, err := s.l.read(p.cfg.HeartbeatTimeout)
-	if err == nil && typ == frameError {
-		err = fmt.Errorf("%w: %s", ErrRefused, payload)
-	} else if err == nil && typ != frameHelloAck {
-		err = fmt.Errorf("answer to hello is frame type %d: %w", typ, ErrSession)
+	if err := s.l.Write(wire.Hello, hp, true); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("hello: %w", err)
 	}
-	var ack helloAck
+	typ, payload, err := s.l.Read(p.cfg.HeartbeatTimeout)
+	if err == nil && typ == wire.Error {
+		err = fmt.Errorf("%w: %s", wire.ErrRefused, payload)
+	} else if err == nil && typ != wire.HelloAck {
+		err = fmt.Errorf("answer to hello is frame type %d: %w", typ, wire.ErrSession)
+	}
+	var ack wire.HelloAckMsg
 	if err == nil {
-		ack, err = parseHelloAck(payload)
+		ack, err = wire.ParseHelloAck(payload)
 	}
 	if err == nil && ack.Session != s.id {
-		err = fmt.Errorf("hello ack for another session: %w", ErrSession)
+		err = fmt.Errorf("hello ack for another session: %w", wire.ErrSession)
 	}
 	if err != nil {
 		conn.Close()
@@ -79,7 +84,7 @@ func (s *session) fail(err error) {
 	s.once.Do(func() {
 		s.err = err
 		close(s.dead)
-		s.l.close()
+		s.l.Close()
 	})
 }
 
@@ -94,15 +99,15 @@ func (s *session) readLoop(timeout time.Duration) {
 	defer s.wg.Done()
 	for {
 		// Any frame, heartbeats included, proves the backup alive.
-		typ, payload, err := s.l.read(timeout)
+		typ, payload, err := s.l.Read(timeout)
 		if err != nil {
 			s.fail(fmt.Errorf("%w: %w", ErrBackupLost, err))
 			return
 		}
 		switch typ {
-		case frameHeartbeat:
-		case frameAck:
-			m, err := parseCkptMsg(payload)
+		case wire.Heartbeat:
+		case wire.Ack:
+			m, err := wire.ParseCheckpoint(payload)
 			if err != nil {
 				s.fail(err)
 				return
@@ -110,14 +115,14 @@ func (s *session) readLoop(timeout time.Duration) {
 			select {
 			case s.acks <- m:
 			default:
-				s.fail(fmt.Errorf("unexpected ack for seq %d: %w", m.Seq, ErrFrame))
+				s.fail(fmt.Errorf("unexpected ack for seq %d: %w", m.Seq, wire.ErrFrame))
 				return
 			}
-		case frameError:
-			s.fail(fmt.Errorf("%w: %s", ErrRefused, payload))
+		case wire.Error:
+			s.fail(fmt.Errorf("%w: %s", wire.ErrRefused, payload))
 			return
 		default:
-			s.fail(fmt.Errorf("frame type %d from backup: %w", typ, ErrFrame))
+			s.fail(fmt.Errorf("frame type %d from backup: %w", typ, wire.ErrFrame))
 			return
 		}
 	}
@@ -125,53 +130,41 @@ func (s *session) readLoop(timeout time.Duration) {
 
 func (s *session) beatLoop(every time.Duration) {
 	defer s.wg.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.dead:
-			return
-		case now := <-t.C:
-			var b [8]byte
-			binary.LittleEndian.PutUint64(b[:], uint64(now.UnixNano()))
-			if err := s.l.write(frameHeartbeat, b[:], true); err != nil {
-				s.fail(fmt.Errorf("%w: heartbeat: %w", ErrBackupLost, err))
-				return
-			}
-		}
+	if err := s.l.Heartbeat(s.dead, every); err != nil {
+		s.fail(fmt.Errorf("%w: heartbeat: %w", ErrBackupLost, err))
 	}
 }
 
 // send streams one checkpoint: BEGIN, the codec's DATA, END.
-func (s *session) send(enc Encoder, kind byte, epoch uint64, pfns []uint64, data, state []byte) (ckptMsg, EncodeStats, error) {
+func (s *session) send(enc codec.Encoder, kind wire.Kind, epoch uint64, pfns []uint64, data, state []byte) (wire.CheckpointMsg, codec.EncodeStats, error) {
 	s.seq++
-	m := ckptMsg{Seq: s.seq, Epoch: epoch, Kind: kind}
-	if err := s.l.write(frameBegin, m.marshal(), false); err != nil {
-		return m, EncodeStats{}, s.lost(err)
+	m := wire.CheckpointMsg{Seq: s.seq, Epoch: epoch, Kind: kind}
+	if err := s.l.Write(wire.Begin, m.Marshal(), false); err != nil {
+		return m, codec.EncodeStats{}, s.lost(err)
 	}
-	dw := &dataWriter{l: s.l}
+	dw := wire.NewDataWriter(s.l)
 	st, err := enc.Encode(dw, epoch, pfns, data, state)
 	if err != nil {
-		if dw.n > 0 || s.isDead() { // the stream broke under the encoder
+		if dw.N() > 0 || s.isDead() { // the stream broke under the encoder
 			return m, st, s.lost(err)
 		}
 		return m, st, fmt.Errorf("encode epoch %d: %w", epoch, err)
 	}
-	if err := s.l.write(frameEnd, m.marshal(), true); err != nil {
+	if err := s.l.Write(wire.End, m.Marshal(), true); err != nil {
 		return m, st, s.lost(err)
 	}
-	st.WireBytes = dw.n
+	st.WireBytes = dw.N()
 	return m, st, nil
 }
 
 // waitAck waits for the ACK of m; anything else ends the session.
-func (s *session) waitAck(ctx context.Context, m ckptMsg, timeout time.Duration) error {
+func (s *session) waitAck(ctx context.Context, m wire.CheckpointMsg, timeout time.Duration) error {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case a := <-s.acks:
 		if a.Seq != m.Seq || a.Epoch != m.Epoch {
-			err := fmt.Errorf("ack seq %d epoch %d, want %d/%d: %w", a.Seq, a.Epoch, m.Seq, m.Epoch, ErrFrame)
+			err := fmt.Errorf("ack seq %d epoch %d, want %d/%d: %w", a.Seq, a.Epoch, m.Seq, m.Epoch, wire.ErrFrame)
 			s.fail(err)
 			return err
 		}
@@ -201,25 +194,4 @@ func (s *session) lost(err error) error {
 	s.fail(fmt.Errorf("%w: %w", ErrBackupLost, err))
 	<-s.dead
 	return s.err
-}
-
-// DialTCP returns a dialer for the primary: TCP to addr, wrapped in mutual
-// TLS when tlsFiles is enabled.
-func DialTCP(addr string, tlsFiles TLSFiles, timeout time.Duration) (func(context.Context) (net.Conn, error), error) {
-	d := &net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}
-	if !tlsFiles.Enabled() {
-		return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }, nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("backup address %q: %w", addr, err)
-	}
-	cfg, err := tlsFiles.ClientConfig(host)
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context) (net.Conn, error) {
-		td := &tls.Dialer{NetDialer: d, Config: cfg}
-		return td.DialContext(ctx, "tcp", addr)
-	}, nil
 }

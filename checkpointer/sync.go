@@ -5,6 +5,8 @@ package checkpointer
 import (
 	"context"
 	"fmt"
+
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // Initial synchronisation, run at the start of every session:
@@ -93,7 +95,7 @@ func (p *Primary) precopy(ctx context.Context, s *session, pfns []uint64, progre
 		if err := p.cfg.Domain.ReadPages(chunk, data); err != nil {
 			return fmt.Errorf("pre-copy read: %w", err)
 		}
-		m, st, err := s.send(p.enc, kindPrecopy, 0, chunk, data, nil)
+		m, st, err := s.send(p.enc, wire.Precopy, 0, chunk, data, nil)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package checkpointer_test
 
 import (
 	"crypto/ecdsa"
@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // testCA is a throwaway certificate authority for the TLS tests.
@@ -48,7 +50,7 @@ func newTestCA(t *testing.T, name string) *testCA {
 }
 
 // issue writes a leaf certificate and key for 127.0.0.1 and returns the files.
-func (ca *testCA) issue(t *testing.T, cn string, serial int64) TLSFiles {
+func (ca *testCA) issue(t *testing.T, cn string, serial int64) wire.TLSFiles {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -66,7 +68,7 @@ func (ca *testCA) issue(t *testing.T, cn string, serial int64) TLSFiles {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := TLSFiles{Cert: filepath.Join(ca.dir, cn+".pem"), Key: filepath.Join(ca.dir, cn+".key"), CA: filepath.Join(ca.dir, "ca.pem")}
+	f := wire.TLSFiles{Cert: filepath.Join(ca.dir, cn+".pem"), Key: filepath.Join(ca.dir, cn+".key"), CA: filepath.Join(ca.dir, "ca.pem")}
 	writePEM(t, f.Cert, "CERTIFICATE", der)
 	writePEM(t, f.Key, "EC PRIVATE KEY", kder)
 	return f
@@ -88,7 +90,7 @@ func TestMutualTLS(t *testing.T) {
 	rogue := newTestCA(t, "rogue-ca").issue(t, "primary", 4)
 	rogue.CA = client.CA // trusts the real backup, but its own cert is foreign
 
-	ln, err := ListenTCP("127.0.0.1:0", server, nil)
+	ln, err := wire.Listen("127.0.0.1:0", server, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,9 +98,9 @@ func TestMutualTLS(t *testing.T) {
 
 	for _, bad := range []struct {
 		name  string
-		files *TLSFiles
+		files *wire.TLSFiles
 	}{{"foreign-cert", &rogue}, {"no-cert", nil}} {
-		var cfgFiles TLSFiles
+		var cfgFiles wire.TLSFiles
 		if bad.files != nil {
 			cfgFiles = *bad.files
 		} else {
@@ -117,7 +119,7 @@ func TestMutualTLS(t *testing.T) {
 			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &foreign, nil }
 		}
 		tp := dialTestPrimary(t, addr, cfg)
-		if typ, p := tp.hello("vm1"); typ == frameHelloAck {
+		if typ, p := tp.hello("vm1"); typ == wire.HelloAck {
 			t.Fatalf("%s: session accepted", bad.name)
 		} else {
 			t.Logf("%s: %q", bad.name, p)
@@ -126,7 +128,7 @@ func TestMutualTLS(t *testing.T) {
 	waitFor(t, 2*time.Second, "refusal log", func() bool { return strings.Count(log.String(), "refused primary") >= 2 })
 	mustContain(t, log.String(), "unknown authority")
 	mustContain(t, log.String(), "didn't provide a certificate")
-	if got, _ := b.Committed(); got != 0 || b.replicaHash() != sha256.Sum256(make([]byte, testMem)) {
+	if got, _ := b.Committed(); got != 0 || b.ReplicaHash() != sha256.Sum256(make([]byte, testMem)) {
 		t.Fatal("a refused client changed the replica")
 	}
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package checkpointer_test
 
 import (
 	"context"
@@ -9,7 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/checkpointer/sim"
+
 	"github.com/resilire/resilire/testenv/trace"
+
+	"github.com/resilire/resilire/checkpointer/codec"
 )
 
 // traceEpochs adapts a recorded trace to EpochSource.
@@ -37,20 +42,20 @@ func TestRedisTraceReplica(t *testing.T) {
 	}
 	meta := r.Meta()
 	r.Close()
-	open := func() (EpochSource, error) {
+	open := func() (sim.EpochSource, error) {
 		r, err := trace.Open(dir)
 		return traceEpochs{r}, err
 	}
-	dom, err := NewReplayDomain("redis", meta.Pages, open)
+	dom, err := sim.NewReplayDomain("redis", meta.Pages, open)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dom.Close()
-	replica := NewSimReplica(dom.MemorySize())
-	b, addr, _ := startBackup(t, BackupConfig{VM: "redis", Replica: replica, Standby: &fakeStandby{replica: replica},
-		Codec: DefaultFGBI(), HeartbeatTimeout: 5 * time.Second})
-	out := newRecOutput(dom, func() *Backup { return b })
-	p, err := NewPrimary(PrimaryConfig{Domain: dom, Output: out, Codec: DefaultFGBI(), Dial: dialer(addr),
+	replica := sim.NewSimReplica(dom.MemorySize())
+	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "redis", Replica: replica, Standby: &fakeStandby{replica: replica},
+		Codec: codec.DefaultFGBI(), HeartbeatTimeout: 5 * time.Second})
+	out := newRecOutput(dom, func() *checkpointer.Backup { return b })
+	p, err := checkpointer.NewPrimary(checkpointer.PrimaryConfig{Domain: dom, Output: out, Codec: codec.DefaultFGBI(), Dial: dialer(addr),
 		Interval: 5 * time.Millisecond, HeartbeatTimeout: 5 * time.Second, Pipeline: true})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/resilire/resilire/checkpointer/codec"
+	"github.com/resilire/resilire/checkpointer/wire"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/checkpointer/fgbi"
@@ -65,17 +68,17 @@ func metricsFlag() ucli.Flag {
 	return &ucli.StringFlag{Name: "metrics-addr", Value: defaultMetricsAddr, Usage: "address for /metrics (Prometheus) and /status (JSON); empty disables"}
 }
 
-func tlsFiles(c *ucli.Context) checkpointer.TLSFiles {
-	return checkpointer.TLSFiles{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca"), ServerName: c.String("tls-server-name")}
+func tlsFiles(c *ucli.Context) wire.TLSFiles {
+	return wire.TLSFiles{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca"), ServerName: c.String("tls-server-name")}
 }
 
-func codecFrom(c *ucli.Context) (checkpointer.Codec, error) {
+func codecFrom(c *ucli.Context) (codec.Codec, error) {
 	switch c.String("codec") {
 	case "fgbi":
 		cfg := fgbi.Config{BlockSize: c.Int("block-size"), Sharing: true, Compression: !c.Bool("no-compression")}
-		return checkpointer.FGBICodec{Config: cfg}, nil
+		return codec.FGBI{Config: cfg}, nil
 	case "raw":
-		return checkpointer.RawCodec{}, nil
+		return codec.Raw{}, nil
 	}
 	return nil, fmt.Errorf("--codec %q: want fgbi or raw", c.String("codec"))
 }

@@ -11,6 +11,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/resilire/resilire/checkpointer/codec"
+	"github.com/resilire/resilire/checkpointer/sim"
+
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/testenv/trace"
 	ucli "github.com/urfave/cli/v2"
@@ -66,9 +69,9 @@ func engineRows(c *ucli.Context) ([]engineRow, error) {
 		}
 		rows = append(rows, engineRow{label, d, domain})
 	}
-	src := checkpointer.SyntheticSource{Pages: 16384, Hot: 4096, Dirty: 4096, Seed: 1}
+	src := sim.SyntheticSource{Pages: 16384, Hot: 4096, Dirty: 4096, Seed: 1}
 	rows = append(rows, engineRow{"synthetic: 16 MiB dirty/epoch", 50 * time.Millisecond, func() (checkpointer.Domain, error) {
-		return checkpointer.NewReplayDomain("bench", src.Pages, src.Open)
+		return sim.NewReplayDomain("bench", src.Pages, src.Open)
 	}})
 	return rows, nil
 }
@@ -86,21 +89,21 @@ func benchWorkload(c *ucli.Context) (string, func() (checkpointer.Domain, error)
 			r.Close()
 			label := fmt.Sprintf("trace %s (%d MiB, recorded every %d ms)", m.Name, m.Pages*trace.PageSize>>20, m.IntervalMS)
 			return label, func() (checkpointer.Domain, error) {
-				return checkpointer.NewReplayDomain("bench", m.Pages, func() (checkpointer.EpochSource, error) { return openTraceSource(dir) })
+				return sim.NewReplayDomain("bench", m.Pages, func() (sim.EpochSource, error) { return openTraceSource(dir) })
 			}, nil
 		}
 		fmt.Fprintf(c.App.ErrWriter, "no trace at %s: using the synthetic pattern\n", dir)
 	}
 	pages := c.Uint64("mem-mib") << 20 / checkpointer.PageSize
-	src := checkpointer.SyntheticSource{Pages: pages, Hot: min(16384, pages), Dirty: c.Int("dirty"), Seed: 1}
+	src := sim.SyntheticSource{Pages: pages, Hot: min(16384, pages), Dirty: c.Int("dirty"), Seed: 1}
 	label := fmt.Sprintf("SYNTHETIC (no trace): %d MiB, %d random pages/epoch", c.Uint64("mem-mib"), src.Dirty)
-	return label, func() (checkpointer.Domain, error) { return checkpointer.NewReplayDomain("bench", pages, src.Open) }, nil
+	return label, func() (checkpointer.Domain, error) { return sim.NewReplayDomain("bench", pages, src.Open) }, nil
 }
 
 // engineTraceSource adapts a trace reader; it closes the reader at the end.
 type engineTraceSource struct{ r *trace.Reader }
 
-func openTraceSource(dir string) (checkpointer.EpochSource, error) {
+func openTraceSource(dir string) (sim.EpochSource, error) {
 	r, err := trace.Open(dir)
 	if err != nil {
 		return nil, err
@@ -119,7 +122,7 @@ func (t engineTraceSource) Next() ([]uint64, []byte, error) {
 	return e.PFNs, e.Data, nil
 }
 
-func runEngineBench(c *ucli.Context, codec checkpointer.Codec, rows []engineRow) error {
+func runEngineBench(c *ucli.Context, codec codec.Codec, rows []engineRow) error {
 	w := tabwriter.NewWriter(c.App.Writer, 2, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(c.App.Writer, "codec %s, pipeline %v, %d measured epochs per row, loopback TCP, primary and backup in one process\n",
 		codec.Name(), c.Bool("pipeline"), c.Int("epochs"))
@@ -129,7 +132,7 @@ func runEngineBench(c *ucli.Context, codec checkpointer.Codec, rows []engineRow)
 		if err != nil {
 			return err
 		}
-		res, err := checkpointer.RunBench(c.Context, checkpointer.BenchConfig{Domain: dom, Codec: codec, Interval: r.interval, Epochs: c.Int("epochs"),
+		res, err := sim.RunBench(c.Context, sim.BenchConfig{Domain: dom, Codec: codec, Interval: r.interval, Epochs: c.Int("epochs"),
 			Pipeline: c.Bool("pipeline")})
 		dom.Close()
 		if err != nil {
@@ -137,8 +140,8 @@ func runEngineBench(c *ucli.Context, codec checkpointer.Codec, rows []engineRow)
 		}
 		n := float64(max(res.Epochs, 1))
 		fmt.Fprintf(w, "%s\t%v\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.1f\t%.2f\t%s\t\n", r.label, r.interval,
-			ms(checkpointer.Percentile(res.Stopped, .5)), ms(checkpointer.Percentile(res.Stopped, .99)), ms(checkpointer.Percentile(res.Stops, .5)),
-			ms(checkpointer.Percentile(res.Acks, .5)), ms(checkpointer.Percentile(res.Acks, .99)),
+			ms(sim.Percentile(res.Stopped, .5)), ms(sim.Percentile(res.Stopped, .99)), ms(sim.Percentile(res.Stops, .5)),
+			ms(sim.Percentile(res.Acks, .5)), ms(sim.Percentile(res.Acks, .99)),
 			float64(res.Pages)*checkpointer.PageSize/n/(1<<20), float64(res.WireBytes)/n/1024,
 			float64(res.WireBytes)/res.Elapsed.Seconds()/(1<<20), ms(time.Duration(float64(res.CPU)/n)))
 	}

@@ -3,9 +3,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer/sim"
+	"github.com/resilire/resilire/checkpointer/wire"
 
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/dataplane"
@@ -58,16 +62,24 @@ type passPort struct{ p *dataplane.Port }
 
 func (p passPort) Pass() error { return p.p.SetMode(dataplane.ModePass) }
 
-func simConfig(c *ucli.Context) checkpointer.SimConfig {
-	return checkpointer.SimConfig{Name: c.String("vm"), MemSize: c.Uint64("sim-memory-mib") << 20, Seed: c.Uint64("sim-seed"),
+func simConfig(c *ucli.Context) sim.SimConfig {
+	return sim.SimConfig{Name: c.String("vm"), MemSize: c.Uint64("sim-memory-mib") << 20, Seed: c.Uint64("sim-seed"),
 		WritesPerMs: c.Int("sim-writes-per-ms"), HotPages: c.Uint64("sim-hot-pages")}
 }
+
+// Input log replay (--input-replay, off by default): protect ships the
+// port's input log to the backup; standby re-injects it toward the resumed
+// guest after a failover.
+var errInputReplay = errors.New("--input-replay needs --dataplane (the port attached with --input-log)")
+
+// inputQueue is how many input-log records may wait for the replication link.
+const inputQueue = 4096
 
 // primaryDriver is what `protect` needs from a driver.
 type primaryDriver struct {
 	domain checkpointer.Domain
 	output checkpointer.OutputCommit
-	input  <-chan checkpointer.InputRecord // nil without --input-replay
+	input  <-chan wire.InputRecord // nil without --input-replay
 	close  func()
 }
 
@@ -79,7 +91,7 @@ func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 	}
 	switch c.String("domain") {
 	case "sim":
-		d := checkpointer.NewSimDomain(simConfig(c))
+		d := sim.NewSimDomain(simConfig(c))
 		d.Start()
 		drv.domain, drv.close = d, d.Stop
 	case "qemu":
@@ -117,13 +129,14 @@ func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 	stop := drv.close
 	drv.output, drv.close = heldOutput{buf}, func() { buf.Close(); port.Close(); stop() }
 	if c.Bool("input-replay") {
-		in, err := startInputShipper(port, log)
+		q := checkpointer.NewInputQueue(inputQueue)
+		rd, err := dataplane.StartInputReader(port, q, log)
 		if err != nil {
 			drv.close()
-			return nil, err
+			return nil, fmt.Errorf("--input-replay: %w", err)
 		}
 		stopAll := drv.close
-		drv.input, drv.close = in.out, func() { in.close(); stopAll() }
+		drv.input, drv.close = q.C(), func() { rd.Close(); stopAll() }
 		log.Info("input log shipped to the backup for replay", "vm", c.String("vm"))
 	}
 	return &drv, nil
@@ -145,8 +158,8 @@ func openBackup(c *ucli.Context, log *slog.Logger) (*backupDriver, error) {
 	}
 	switch c.String("domain") {
 	case "sim":
-		r := checkpointer.NewSimReplica(c.Uint64("sim-memory-mib") << 20)
-		drv.replica, drv.standby = r, checkpointer.NewSimStandby(simConfig(c), r)
+		r := sim.NewSimReplica(c.Uint64("sim-memory-mib") << 20)
+		drv.replica, drv.standby = r, sim.NewSimStandby(simConfig(c), r)
 	case "qemu":
 		if err := openQEMUBackup(c, log, &drv); err != nil {
 			return nil, err
@@ -165,7 +178,7 @@ func openBackup(c *ucli.Context, log *slog.Logger) (*backupDriver, error) {
 		err = port.SetMode(dataplane.ModeBlock)
 		drv.port = passPort{port}
 		if c.Bool("input-replay") {
-			drv.inject = tapInjector{iface: port.PortName(), log: log}
+			drv.inject = dataplane.Injector{Iface: port.PortName(), Logger: log}
 		}
 	}
 	if err != nil {

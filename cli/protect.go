@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/resilire/resilire/checkpointer/wire"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/schollz/progressbar/v3"
@@ -77,9 +79,9 @@ func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfi
 	}
 	files := tlsFiles(c)
 	if !files.Enabled() {
-		checkpointer.WarnPlaintext(log, c.String("backup"))
+		wire.WarnPlaintext(log, c.String("backup"))
 	}
-	dial, err := checkpointer.DialTCP(c.String("backup"), files, 5*time.Second)
+	dial, err := wire.Dialer(c.String("backup"), files, 5*time.Second)
 	if err != nil {
 		return cfg, nil, nil, err
 	}

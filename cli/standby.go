@@ -7,6 +7,10 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/resilire/resilire/checkpointer/wire"
+	"github.com/resilire/resilire/dataplane"
+	"github.com/resilire/resilire/dataplane/packet"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/resilire/resilire/checkpointer"
 	ucli "github.com/urfave/cli/v2"
@@ -71,7 +75,7 @@ func backupConfig(c *ucli.Context, log *slog.Logger) (checkpointer.BackupConfig,
 	if err != nil {
 		return cfg, nil, err
 	}
-	ln, err := checkpointer.ListenTCP(c.String("listen"), tlsFiles(c), log)
+	ln, err := wire.Listen(c.String("listen"), tlsFiles(c), log)
 	if err != nil {
 		return cfg, nil, err
 	}
@@ -88,7 +92,7 @@ func backupConfig(c *ucli.Context, log *slog.Logger) (checkpointer.BackupConfig,
 }
 
 // announcer builds the gratuitous-ARP sender from the flags, nil if unset.
-func announcer(c *ucli.Context) (*checkpointer.Announcer, error) {
+func announcer(c *ucli.Context) (checkpointer.Announcer, error) {
 	iface := c.String("announce-iface")
 	if iface == "" {
 		return nil, nil
@@ -101,9 +105,9 @@ func announcer(c *ucli.Context) (*checkpointer.Announcer, error) {
 	if ip == nil || ip.To4() == nil {
 		return nil, fmt.Errorf("--guest-ip %q: want an IPv4 address", c.String("guest-ip"))
 	}
-	snd, err := checkpointer.NewPacketSender(iface)
+	snd, err := packet.Open(iface, false)
 	if err != nil {
 		return nil, err
 	}
-	return &checkpointer.Announcer{MAC: mac, IP: ip, Sender: snd}, nil
+	return &dataplane.Announcer{MAC: mac, IP: ip, Sender: snd}, nil
 }

@@ -28,4 +28,6 @@ var (
 	ErrClosed = errors.New("port closed: open it again (dataplane.Open)")
 	// ErrBadRecord: a ring record is malformed (a bug, or a foreign ring).
 	ErrBadRecord = errors.New("malformed ring record")
+	// ErrNoInputLog: the port was attached without the input log.
+	ErrNoInputLog = errors.New("no input log")
 )

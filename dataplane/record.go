@@ -134,3 +134,7 @@ func AppendRecord(dst []byte, h FrameHdr, frame []byte) []byte {
 	dst = append(dst, b[:]...)
 	return append(dst, frame...)
 }
+
+// FlagLogBroken in FrameHdr.Flags: the input log lost frames before this
+// one (an input-log record only; output records leave it 0).
+const FlagLogBroken = 1

@@ -4,20 +4,22 @@ package hacluster
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/resilire/resilire/dataplane/packet"
 	"github.com/resilire/resilire/testenv"
-	"golang.org/x/sys/unix"
 )
 
 // Watcher records when frames from one source MAC arrive on an interface
-// (an AF_PACKET tap, as tcpdump would see them): on the switch's port of a
+// (a packet socket, as tcpdump would see them): on the switch's port of a
 // host it shows when that host's copy of the guest emitted output.
 type Watcher struct {
-	fd   int
+	sock *packet.Socket
 	mac  net.HardwareAddr
 	mu   sync.Mutex
 	seen []time.Time
@@ -28,38 +30,18 @@ type Watcher struct {
 // WatchSource starts recording frames received on ifname in ns whose
 // source address is mac. Stop ends it.
 func WatchSource(ns, ifname string, mac net.HardwareAddr) (*Watcher, error) {
-	w := &Watcher{fd: -1, mac: mac, stop: make(chan struct{}), done: make(chan struct{})}
-	err := testenv.InNetns(ns, func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
-		if err != nil {
-			return fmt.Errorf("packet socket: %w", err)
-		}
-		w.fd = fd
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
-			return fmt.Errorf("bind %s: %w", ifname, err)
-		}
-		tv := unix.NsecToTimeval(int64(50 * time.Millisecond))
-		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	})
+	w := &Watcher{mac: mac, stop: make(chan struct{}), done: make(chan struct{})}
+	err := testenv.InNetns(ns, func() (err error) { w.sock, err = packet.Open(ifname, true); return err })
 	if err != nil {
-		if w.fd >= 0 {
-			unix.Close(w.fd)
-		}
 		return nil, fmt.Errorf("watch %s in %s: %w", ifname, ns, err)
 	}
 	go w.loop()
 	return w, nil
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
 func (w *Watcher) loop() {
 	defer close(w.done)
-	defer unix.Close(w.fd)
+	defer w.sock.Close()
 	buf := make([]byte, 2048)
 	for {
 		select {
@@ -67,15 +49,14 @@ func (w *Watcher) loop() {
 			return
 		default:
 		}
-		n, from, err := unix.Recvfrom(w.fd, buf, 0)
-		if err == unix.EAGAIN || err == unix.EINTR {
+		n, outgoing, err := w.sock.Receive(buf, 50*time.Millisecond)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			continue
 		}
 		if err != nil {
 			return
 		}
-		ll, ok := from.(*unix.SockaddrLinklayer)
-		if !ok || ll.Pkttype == unix.PACKET_OUTGOING || n < 12 || !bytes.Equal(buf[6:12], w.mac) {
+		if outgoing || n < 12 || !bytes.Equal(buf[6:12], w.mac) {
 			continue
 		}
 		w.mu.Lock()

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package codec
 
-import "io"
+import (
+	"io"
 
-// The engine reaches the checkpoint codec through these consumer-side
-// interfaces. They mirror the API of the fgbi sub-package (see
-// CONTRACTS.md); fgbiCodec adapts it, rawCodec is a plain page codec kept
-// for tests and as a reference.
+	"github.com/resilire/resilire/checkpointer/fgbi"
+)
+
+// PageSize is the guest page size the replication works in. Every driver
+// reports memory in these units (x86 4 KiB frames).
+const PageSize = fgbi.PageSize
 
 // EncodeStats describes one encoded checkpoint.
 type EncodeStats struct {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package cli
+package dataplane
 
 import (
 	"bytes"
@@ -48,7 +48,7 @@ func openTap(name string) (*os.File, error) {
 
 // The replay direction: frames the injector sends on a tap come out of
 // the tap's queue, i.e. reach the guest, in order.
-func TestTapInjectorReachesTapReader(t *testing.T) {
+func TestInjectorReachesTapReader(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	ns := testenv.NewNS(t, testenv.UniqueName("rll"))
 	var tap *os.File
@@ -65,7 +65,7 @@ func TestTapInjectorReachesTapReader(t *testing.T) {
 	}
 	var n int
 	err := ns.Do(func() (err error) {
-		n, err = tapInjector{iface: "rlltap0", log: slog.New(slog.DiscardHandler)}.Inject(frames)
+		n, err = Injector{Iface: "rlltap0", Logger: slog.New(slog.DiscardHandler)}.Inject(frames)
 		return err
 	})
 	if err != nil || n != len(frames) {

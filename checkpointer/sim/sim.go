@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package sim
 
 import (
 	"context"
@@ -11,6 +11,10 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer"
+
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // SimConfig configures a simulated guest.
@@ -53,8 +57,8 @@ type SimDomain struct {
 // NewSimDomain allocates the guest memory and fills it deterministically;
 // call Start to run the workload.
 func NewSimDomain(cfg SimConfig) *SimDomain {
-	pages := cfg.MemSize / PageSize
-	cfg.MemSize = pages * PageSize
+	pages := cfg.MemSize / checkpointer.PageSize
+	cfg.MemSize = pages * checkpointer.PageSize
 	if cfg.HotPages == 0 || cfg.HotPages > pages {
 		cfg.HotPages = pages
 	}
@@ -74,17 +78,17 @@ func NewSimDomain(cfg SimConfig) *SimDomain {
 // workload continues exactly where the checkpoint stopped it.
 func restoreSim(cfg SimConfig, mem []byte, state []byte) (*SimDomain, error) {
 	if len(state) != 16 {
-		return nil, fmt.Errorf("sim state: %d bytes, want 16: %w", len(state), ErrCorrupt)
+		return nil, fmt.Errorf("sim state: %d bytes, want 16: %w", len(state), wire.ErrCorrupt)
 	}
 	cfg.Seed = binary.LittleEndian.Uint64(state[0:])
 	d := NewSimDomain(SimConfig{Name: cfg.Name, MemSize: 0, Seed: cfg.Seed})
 	d.cfg = cfg
 	d.cfg.MemSize = uint64(len(mem))
-	if d.cfg.HotPages == 0 || d.cfg.HotPages > d.cfg.MemSize/PageSize {
-		d.cfg.HotPages = d.cfg.MemSize / PageSize
+	if d.cfg.HotPages == 0 || d.cfg.HotPages > d.cfg.MemSize/checkpointer.PageSize {
+		d.cfg.HotPages = d.cfg.MemSize / checkpointer.PageSize
 	}
 	d.mem = mem
-	d.dirty = make([]uint64, (d.cfg.MemSize/PageSize+63)/64)
+	d.dirty = make([]uint64, (d.cfg.MemSize/checkpointer.PageSize+63)/64)
 	steps := binary.LittleEndian.Uint64(state[8:])
 	for d.step < steps { // replay the generator, not the writes
 		d.nextWrite()
@@ -142,7 +146,7 @@ func (d *SimDomain) run() {
 			off := d.nextWrite()
 			binary.LittleEndian.PutUint64(d.mem[off:], d.step)
 			if d.tracked {
-				pfn := off / PageSize
+				pfn := off / checkpointer.PageSize
 				d.dirty[pfn/64] |= 1 << (pfn % 64)
 			}
 			d.mu.Unlock()
@@ -154,16 +158,16 @@ func (d *SimDomain) run() {
 func (d *SimDomain) nextWrite() uint64 {
 	d.step++
 	pfn := d.rng.Uint64N(d.cfg.HotPages)
-	return pfn*PageSize + d.rng.Uint64N(PageSize/64)*64
+	return pfn*checkpointer.PageSize + d.rng.Uint64N(checkpointer.PageSize/64)*64
 }
 
-// Name implements Domain.
+// Name implements checkpointer.Domain.
 func (d *SimDomain) Name() string { return d.cfg.Name }
 
-// MemorySize implements Domain.
+// MemorySize implements checkpointer.Domain.
 func (d *SimDomain) MemorySize() uint64 { return d.cfg.MemSize }
 
-// Pause implements Domain: once it returns no write is in progress.
+// Pause implements checkpointer.Domain: once it returns no write is in progress.
 func (d *SimDomain) Pause(context.Context) error {
 	d.mu.Lock()
 	d.paused = true
@@ -171,7 +175,7 @@ func (d *SimDomain) Pause(context.Context) error {
 	return nil
 }
 
-// Resume implements Domain.
+// Resume implements checkpointer.Domain.
 func (d *SimDomain) Resume(context.Context) error {
 	d.mu.Lock()
 	d.paused = false
@@ -180,7 +184,7 @@ func (d *SimDomain) Resume(context.Context) error {
 	return nil
 }
 
-// EnableDirtyLog implements Domain.
+// EnableDirtyLog implements checkpointer.Domain.
 func (d *SimDomain) EnableDirtyLog(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -189,7 +193,7 @@ func (d *SimDomain) EnableDirtyLog(context.Context) error {
 	return nil
 }
 
-// HarvestDirty implements Domain.
+// HarvestDirty implements checkpointer.Domain.
 func (d *SimDomain) HarvestDirty(_ context.Context, dst []uint64) ([]uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -204,24 +208,24 @@ func (d *SimDomain) HarvestDirty(_ context.Context, dst []uint64) ([]uint64, err
 	return dst, nil
 }
 
-// ReadPages implements Domain. While the guest runs it copies a page that
+// ReadPages implements checkpointer.Domain. While the guest runs it copies a page that
 // may be changing; pre-copy relies on the dirty log to resend it.
 func (d *SimDomain) ReadPages(pfns []uint64, dst []byte) error {
-	if len(dst) != len(pfns)*PageSize {
+	if len(dst) != len(pfns)*checkpointer.PageSize {
 		return fmt.Errorf("read pages: %d bytes for %d pages", len(dst), len(pfns))
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, p := range pfns {
-		if p >= d.cfg.MemSize/PageSize {
-			return fmt.Errorf("read page %d: beyond %d pages", p, d.cfg.MemSize/PageSize)
+		if p >= d.cfg.MemSize/checkpointer.PageSize {
+			return fmt.Errorf("read page %d: beyond %d pages", p, d.cfg.MemSize/checkpointer.PageSize)
 		}
-		copy(dst[i*PageSize:(i+1)*PageSize], d.mem[p*PageSize:(p+1)*PageSize])
+		copy(dst[i*checkpointer.PageSize:(i+1)*checkpointer.PageSize], d.mem[p*checkpointer.PageSize:(p+1)*checkpointer.PageSize])
 	}
 	return nil
 }
 
-// SaveState implements Domain: the seed and the workload step, 16 bytes.
+// SaveState implements checkpointer.Domain: the seed and the workload step, 16 bytes.
 func (d *SimDomain) SaveState(context.Context) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -239,7 +243,7 @@ func (d *SimDomain) Snapshot() (mem []byte, step uint64) {
 	return append([]byte(nil), d.mem...), d.step
 }
 
-// Close implements Domain.
+// Close implements checkpointer.Domain.
 func (d *SimDomain) Close() error {
 	d.Stop()
 	d.mu.Lock()
@@ -256,7 +260,8 @@ func (d *SimDomain) Hash() [32]byte {
 	return sha256.Sum256(d.mem)
 }
 
-func (d *SimDomain) isPaused() bool {
+// Paused reports whether the guest is paused (tests hash memory only then).
+func (d *SimDomain) Paused() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.paused

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package sim
 
 import (
 	"context"
 	"errors"
 	"sync"
+
+	"github.com/resilire/resilire/checkpointer"
 )
 
 // SimReplica is the backup's copy of a simulated guest: anonymous memory.
@@ -13,13 +15,13 @@ type SimReplica struct{ mem []byte }
 
 // NewSimReplica allocates memSize bytes of zeroed replica memory.
 func NewSimReplica(memSize uint64) *SimReplica {
-	return &SimReplica{mem: make([]byte, memSize/PageSize*PageSize)}
+	return &SimReplica{mem: make([]byte, memSize/checkpointer.PageSize*checkpointer.PageSize)}
 }
 
-// Memory implements Replica.
+// Memory implements checkpointer.Replica.
 func (r *SimReplica) Memory() []byte { return r.mem }
 
-// Sync implements Replica; anonymous memory has nothing to flush.
+// Sync implements checkpointer.Replica; anonymous memory has nothing to flush.
 func (r *SimReplica) Sync() error { return nil }
 
 // SimStandby resumes a simulated guest from a replica on failover: the new
@@ -40,7 +42,7 @@ func NewSimStandby(cfg SimConfig, replica *SimReplica) *SimStandby {
 	return &SimStandby{cfg: cfg, replica: replica}
 }
 
-// Activate implements Standby.
+// Activate implements checkpointer.Standby.
 func (s *SimStandby) Activate(_ context.Context, state []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -70,7 +72,7 @@ func (s *SimStandby) ActivatedState() []byte {
 	return s.state
 }
 
-// Close implements Standby: it stops a resumed guest's workload.
+// Close implements checkpointer.Standby: it stops a resumed guest's workload.
 func (s *SimStandby) Close() error {
 	s.mu.Lock()
 	d := s.dom

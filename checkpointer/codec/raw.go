@@ -1,21 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package codec
 
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
 	"io"
+
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
-// RawCodec is the simplest checkpoint codec: every listed page whole, the
+// Raw is the simplest checkpoint codec: every listed page whole, the
 // device state, and a CRC-32C over everything. It never deltas, so any
 // checkpoint stands alone. Used in tests and with --codec raw.
-type RawCodec struct{}
+type Raw struct{}
 
 const (
 	rawMagic      = 0x52535257 // "RSRW"
@@ -28,15 +29,15 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Name implements Codec.
-func (RawCodec) Name() string { return "raw" }
+func (Raw) Name() string { return "raw" }
 
 // NewEncoder implements Codec.
-func (RawCodec) NewEncoder(memSize uint64) (Encoder, error) {
+func (Raw) NewEncoder(memSize uint64) (Encoder, error) {
 	return &rawEncoder{pages: memSize / PageSize}, nil
 }
 
 // NewDecoder implements Codec.
-func (RawCodec) NewDecoder(memSize uint64) (Decoder, error) {
+func (Raw) NewDecoder(memSize uint64) (Decoder, error) {
 	return &rawDecoder{pages: memSize / PageSize}, nil
 }
 
@@ -50,7 +51,7 @@ func (*rawEncoder) Reset() {}
 // crc32c u32 of all that precedes it.
 func (e *rawEncoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data, state []byte) (EncodeStats, error) {
 	if len(data) != len(pfns)*PageSize {
-		return EncodeStats{}, fmt.Errorf("raw encode: %d bytes for %d pages: %w", len(data), len(pfns), ErrCorrupt)
+		return EncodeStats{}, fmt.Errorf("raw encode: %d bytes for %d pages: %w", len(data), len(pfns), wire.ErrCorrupt)
 	}
 	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 64<<10)
@@ -114,57 +115,49 @@ func (d *rawDecoder) Decode(r io.Reader, _ []byte) (Staged, error) {
 	cr := &crcReader{r: r, h: crc32.New(castagnoli)}
 	var hdr [rawHeaderLen]byte
 	if _, err := io.ReadFull(cr, hdr[:]); err != nil {
-		return nil, fmt.Errorf("raw header: %w", eofIsTruncated(err))
+		return nil, fmt.Errorf("raw header: %w", wire.TruncatedOnEOF(err))
 	}
 	if binary.LittleEndian.Uint32(hdr[0:]) != rawMagic {
-		return nil, fmt.Errorf("raw header magic: %w", ErrCorrupt)
+		return nil, fmt.Errorf("raw header magic: %w", wire.ErrCorrupt)
 	}
 	if v := binary.LittleEndian.Uint16(hdr[4:]); v != rawVersion {
-		return nil, fmt.Errorf("raw version %d: %w", v, ErrCorrupt)
+		return nil, fmt.Errorf("raw version %d: %w", v, wire.ErrCorrupt)
 	}
 	s := &rawStaged{epoch: binary.LittleEndian.Uint64(hdr[8:])}
 	n := uint64(binary.LittleEndian.Uint32(hdr[16:]))
 	stateLen := binary.LittleEndian.Uint32(hdr[20:])
 	if n > d.pages || stateLen > rawMaxState {
-		return nil, fmt.Errorf("raw header: %d pages, %d state bytes: %w", n, stateLen, ErrCorrupt)
+		return nil, fmt.Errorf("raw header: %d pages, %d state bytes: %w", n, stateLen, wire.ErrCorrupt)
 	}
 	buf := make([]byte, n*8)
 	if _, err := io.ReadFull(cr, buf); err != nil {
-		return nil, fmt.Errorf("raw pfns: %w", eofIsTruncated(err))
+		return nil, fmt.Errorf("raw pfns: %w", wire.TruncatedOnEOF(err))
 	}
 	s.pfns = make([]uint64, n)
 	for i := range s.pfns {
 		p := binary.LittleEndian.Uint64(buf[i*8:])
 		if p >= d.pages || (i > 0 && p <= s.pfns[i-1]) {
-			return nil, fmt.Errorf("raw pfn %d at %d: %w", p, i, ErrCorrupt)
+			return nil, fmt.Errorf("raw pfn %d at %d: %w", p, i, wire.ErrCorrupt)
 		}
 		s.pfns[i] = p
 	}
 	s.data = make([]byte, n*PageSize)
 	if _, err := io.ReadFull(cr, s.data); err != nil {
-		return nil, fmt.Errorf("raw pages: %w", eofIsTruncated(err))
+		return nil, fmt.Errorf("raw pages: %w", wire.TruncatedOnEOF(err))
 	}
 	if stateLen > 0 {
 		s.state = make([]byte, stateLen)
 		if _, err := io.ReadFull(cr, s.state); err != nil {
-			return nil, fmt.Errorf("raw state: %w", eofIsTruncated(err))
+			return nil, fmt.Errorf("raw state: %w", wire.TruncatedOnEOF(err))
 		}
 	}
 	want := cr.h.Sum32()
 	var tr [rawTrailerLen]byte
 	if _, err := io.ReadFull(r, tr[:]); err != nil {
-		return nil, fmt.Errorf("raw trailer: %w", eofIsTruncated(err))
+		return nil, fmt.Errorf("raw trailer: %w", wire.TruncatedOnEOF(err))
 	}
 	if binary.LittleEndian.Uint32(tr[:]) != want {
-		return nil, fmt.Errorf("raw checksum: %w", ErrCorrupt)
+		return nil, fmt.Errorf("raw checksum: %w", wire.ErrCorrupt)
 	}
 	return s, nil
-}
-
-// eofIsTruncated turns a clean EOF inside a checkpoint into ErrTruncated.
-func eofIsTruncated(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: %w", ErrTruncated, err)
-	}
-	return err
 }

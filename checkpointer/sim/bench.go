@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package sim
 
 import (
 	"context"
@@ -10,13 +10,18 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer"
+
+	"github.com/resilire/resilire/checkpointer/codec"
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // BenchConfig describes one engine benchmark run: a primary and a backup
-// in this process, over loopback TCP, protecting Domain.
+// in this process, over loopback TCP, protecting checkpointer.Domain.
 type BenchConfig struct {
-	Domain   Domain
-	Codec    Codec
+	Domain   checkpointer.Domain
+	Codec    codec.Codec
 	Interval time.Duration
 	// Epochs measured, after Warmup committed epochs (default 3) that are
 	// not (the first carries the end of the initial synchronisation).
@@ -29,9 +34,9 @@ type BenchConfig struct {
 type BenchResult struct {
 	Interval   time.Duration
 	Epochs     int
-	Pauses     []time.Duration // sorted: Domain.Pause called to Domain.Resume returned
-	Stopped    []time.Duration // sorted: Domain.Pause returned to Domain.Resume returned
-	Stops      []time.Duration // sorted: time inside Domain.Pause
+	Pauses     []time.Duration // sorted: checkpointer.Domain.Pause called to checkpointer.Domain.Resume returned
+	Stopped    []time.Duration // sorted: checkpointer.Domain.Pause returned to checkpointer.Domain.Resume returned
+	Stops      []time.Duration // sorted: time inside checkpointer.Domain.Pause
 	Acks       []time.Duration // sorted
 	Pages      int64
 	WireBytes  int64
@@ -67,7 +72,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	b, err := NewBackup(BackupConfig{VM: cfg.Domain.Name(), Replica: NewSimReplica(cfg.Domain.MemorySize()),
+	b, err := checkpointer.NewBackup(checkpointer.BackupConfig{VM: cfg.Domain.Name(), Replica: NewSimReplica(cfg.Domain.MemorySize()),
 		Standby: nopStandby{}, Codec: cfg.Codec, Listener: ln, HeartbeatTimeout: 10 * time.Second})
 	if err != nil {
 		return res, err
@@ -81,7 +86,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	n, start, cpu0 := 0, time.Now(), cpuTime()
 	begin := start
 	done := make(chan struct{})
-	onEpoch := func(st EpochStats) {
+	onEpoch := func(st checkpointer.EpochStats) {
 		mu.Lock()
 		defer mu.Unlock()
 		n++
@@ -103,8 +108,8 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 			}
 		}
 	}
-	dial, _ := DialTCP(ln.Addr().String(), TLSFiles{}, time.Second)
-	p, err := NewPrimary(PrimaryConfig{Domain: cfg.Domain, Output: NewEpochCounter(), Codec: cfg.Codec,
+	dial, _ := wire.Dialer(ln.Addr().String(), wire.TLSFiles{}, time.Second)
+	p, err := checkpointer.NewPrimary(checkpointer.PrimaryConfig{Domain: cfg.Domain, Output: checkpointer.NewEpochCounter(), Codec: cfg.Codec,
 		Dial: dial, Interval: cfg.Interval, HeartbeatTimeout: 10 * time.Second, OnEpoch: onEpoch, Pipeline: cfg.Pipeline})
 	if err != nil {
 		return res, err

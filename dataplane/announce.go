@@ -1,19 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package dataplane
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"golang.org/x/sys/unix"
 )
 
-// FrameSender puts one Ethernet frame on the wire.
+// FrameSender puts one Ethernet frame on the wire (a packet.Socket).
 type FrameSender interface {
 	SendFrame(frame []byte) error
 }
@@ -74,39 +72,3 @@ func (a *Announcer) Announce() error {
 	}
 	return nil
 }
-
-// PacketSender sends raw frames on one interface through an AF_PACKET
-// socket (needs CAP_NET_RAW).
-type PacketSender struct {
-	fd      int
-	ifindex int
-}
-
-// NewPacketSender opens a packet socket bound to iface.
-func NewPacketSender(iface string) (*PacketSender, error) {
-	ifi, err := net.InterfaceByName(iface)
-	if err != nil {
-		return nil, fmt.Errorf("announce interface %s: %w", iface, err)
-	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("packet socket: %w", err)
-	}
-	return &PacketSender{fd: fd, ifindex: ifi.Index}, nil
-}
-
-// SendFrame implements FrameSender.
-func (s *PacketSender) SendFrame(frame []byte) error {
-	if len(frame) < 14 {
-		return errors.New("frame shorter than an ethernet header")
-	}
-	sa := &unix.SockaddrLinklayer{Ifindex: s.ifindex, Halen: 6}
-	copy(sa.Addr[:], frame[0:6])
-	if err := unix.Sendto(s.fd, frame, 0, sa); err != nil {
-		return fmt.Errorf("send frame on ifindex %d: %w", s.ifindex, err)
-	}
-	return nil
-}
-
-// Close releases the socket.
-func (s *PacketSender) Close() error { return unix.Close(s.fd) }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package codec
 
 import (
 	"fmt"
@@ -9,21 +9,21 @@ import (
 	"github.com/resilire/resilire/checkpointer/fgbi"
 )
 
-// FGBICodec is the production codec: fine-grained block identification,
+// FGBI is the production codec: fine-grained block identification,
 // sharing and hybrid compression (package fgbi). Config.MemSize is filled
 // in from the guest.
-type FGBICodec struct {
+type FGBI struct {
 	Config fgbi.Config
 }
 
 // DefaultFGBI is the codec the agents use unless told otherwise: 64-byte
 // blocks, sharing and compression on, default cache and workers.
-func DefaultFGBI() FGBICodec {
-	return FGBICodec{Config: fgbi.Config{BlockSize: 64, Sharing: true, Compression: true}}
+func DefaultFGBI() FGBI {
+	return FGBI{Config: fgbi.Config{BlockSize: 64, Sharing: true, Compression: true}}
 }
 
 // Name implements Codec. The block size is part of it: both ends must agree.
-func (c FGBICodec) Name() string {
+func (c FGBI) Name() string {
 	bs := c.Config.BlockSize
 	if bs == 0 {
 		bs = 64
@@ -31,14 +31,14 @@ func (c FGBICodec) Name() string {
 	return fmt.Sprintf("fgbi-b%d", bs)
 }
 
-func (c FGBICodec) config(memSize uint64) fgbi.Config {
+func (c FGBI) config(memSize uint64) fgbi.Config {
 	cfg := c.Config
 	cfg.MemSize = memSize
 	return cfg
 }
 
 // NewEncoder implements Codec.
-func (c FGBICodec) NewEncoder(memSize uint64) (Encoder, error) {
+func (c FGBI) NewEncoder(memSize uint64) (Encoder, error) {
 	e, err := fgbi.NewEncoder(c.config(memSize))
 	if err != nil {
 		return nil, fmt.Errorf("fgbi encoder: %w", err)
@@ -47,7 +47,7 @@ func (c FGBICodec) NewEncoder(memSize uint64) (Encoder, error) {
 }
 
 // NewDecoder implements Codec.
-func (c FGBICodec) NewDecoder(memSize uint64) (Decoder, error) {
+func (c FGBI) NewDecoder(memSize uint64) (Decoder, error) {
 	d, err := fgbi.NewDecoder(c.config(memSize))
 	if err != nil {
 		return nil, fmt.Errorf("fgbi decoder: %w", err)

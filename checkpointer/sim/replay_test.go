@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package sim
 
 import (
 	"context"
@@ -8,6 +8,10 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer"
+
+	"github.com/resilire/resilire/checkpointer/codec"
 )
 
 // A replayed guest is protected like any other: after the run the replica
@@ -18,7 +22,7 @@ func TestRunBenchReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := RunBench(context.Background(), BenchConfig{Domain: d, Codec: DefaultFGBI(), Interval: 2 * time.Millisecond, Epochs: 10})
+	res, err := RunBench(context.Background(), BenchConfig{Domain: d, Codec: codec.DefaultFGBI(), Interval: 2 * time.Millisecond, Epochs: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +78,7 @@ func (f *fixedSource) Next() ([]uint64, []byte, error) {
 	}
 	f.n++
 	if f.n == 1 {
-		return []uint64{0, 1, 2, 3}, make([]byte, 4*PageSize), nil
+		return []uint64{0, 1, 2, 3}, make([]byte, 4*checkpointer.PageSize), nil
 	}
-	return []uint64{2}, make([]byte, PageSize), nil
+	return []uint64{2}, make([]byte, checkpointer.PageSize), nil
 }

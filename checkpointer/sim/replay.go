@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package sim
 
 import (
 	"context"
@@ -11,6 +11,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+
+	"github.com/resilire/resilire/checkpointer"
+
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // EpochSource yields recorded (or generated) epochs of guest writes: the
@@ -42,7 +46,7 @@ type ReplayDomain struct {
 // NewReplayDomain builds a guest of pages pages from open's source and
 // applies its first epoch as the initial memory.
 func NewReplayDomain(name string, pages uint64, open func() (EpochSource, error)) (*ReplayDomain, error) {
-	d := &ReplayDomain{name: name, open: open, mem: make([]byte, pages*PageSize)}
+	d := &ReplayDomain{name: name, open: open, mem: make([]byte, pages*checkpointer.PageSize)}
 	src, err := open()
 	if err != nil {
 		return nil, err
@@ -60,14 +64,14 @@ func NewReplayDomain(name string, pages uint64, open func() (EpochSource, error)
 }
 
 func (d *ReplayDomain) apply(pfns []uint64, data []byte) error {
-	if len(data) != len(pfns)*PageSize {
-		return fmt.Errorf("replay epoch: %d bytes for %d pages: %w", len(data), len(pfns), ErrCorrupt)
+	if len(data) != len(pfns)*checkpointer.PageSize {
+		return fmt.Errorf("replay epoch: %d bytes for %d pages: %w", len(data), len(pfns), wire.ErrCorrupt)
 	}
 	for i, p := range pfns {
-		if p >= uint64(len(d.mem)/PageSize) {
-			return fmt.Errorf("replay page %d beyond %d pages: %w", p, len(d.mem)/PageSize, ErrCorrupt)
+		if p >= uint64(len(d.mem)/checkpointer.PageSize) {
+			return fmt.Errorf("replay page %d beyond %d pages: %w", p, len(d.mem)/checkpointer.PageSize, wire.ErrCorrupt)
 		}
-		copy(d.mem[p*PageSize:(p+1)*PageSize], data[i*PageSize:(i+1)*PageSize])
+		copy(d.mem[p*checkpointer.PageSize:(p+1)*checkpointer.PageSize], data[i*checkpointer.PageSize:(i+1)*checkpointer.PageSize])
 	}
 	d.dirty = append(d.dirty, pfns...)
 	return nil
@@ -94,13 +98,13 @@ func (d *ReplayDomain) step() {
 	d.epochs++
 }
 
-// Name implements Domain.
+// Name implements checkpointer.Domain.
 func (d *ReplayDomain) Name() string { return d.name }
 
-// MemorySize implements Domain.
+// MemorySize implements checkpointer.Domain.
 func (d *ReplayDomain) MemorySize() uint64 { return uint64(len(d.mem)) }
 
-// Pause implements Domain: it waits for the running epoch to be written.
+// Pause implements checkpointer.Domain: it waits for the running epoch to be written.
 func (d *ReplayDomain) Pause(context.Context) error {
 	d.running.Wait()
 	d.mu.Lock()
@@ -109,7 +113,7 @@ func (d *ReplayDomain) Pause(context.Context) error {
 	return d.err
 }
 
-// Resume implements Domain: the guest writes its next epoch meanwhile.
+// Resume implements checkpointer.Domain: the guest writes its next epoch meanwhile.
 func (d *ReplayDomain) Resume(context.Context) error {
 	d.mu.Lock()
 	d.paused = false
@@ -119,7 +123,7 @@ func (d *ReplayDomain) Resume(context.Context) error {
 	return nil
 }
 
-// EnableDirtyLog implements Domain.
+// EnableDirtyLog implements checkpointer.Domain.
 func (d *ReplayDomain) EnableDirtyLog(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -127,7 +131,7 @@ func (d *ReplayDomain) EnableDirtyLog(context.Context) error {
 	return nil
 }
 
-// HarvestDirty implements Domain (sorted, deduplicated).
+// HarvestDirty implements checkpointer.Domain (sorted, deduplicated).
 func (d *ReplayDomain) HarvestDirty(_ context.Context, dst []uint64) ([]uint64, error) {
 	d.running.Wait()
 	d.mu.Lock()
@@ -138,20 +142,20 @@ func (d *ReplayDomain) HarvestDirty(_ context.Context, dst []uint64) ([]uint64, 
 	return dst, nil
 }
 
-// ReadPages implements Domain.
+// ReadPages implements checkpointer.Domain.
 func (d *ReplayDomain) ReadPages(pfns []uint64, dst []byte) error {
-	if len(dst) != len(pfns)*PageSize {
+	if len(dst) != len(pfns)*checkpointer.PageSize {
 		return fmt.Errorf("read pages: %d bytes for %d pages", len(dst), len(pfns))
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, p := range pfns {
-		copy(dst[i*PageSize:(i+1)*PageSize], d.mem[p*PageSize:(p+1)*PageSize])
+		copy(dst[i*checkpointer.PageSize:(i+1)*checkpointer.PageSize], d.mem[p*checkpointer.PageSize:(p+1)*checkpointer.PageSize])
 	}
 	return nil
 }
 
-// SaveState implements Domain: the number of epochs replayed.
+// SaveState implements checkpointer.Domain: the number of epochs replayed.
 func (d *ReplayDomain) SaveState(context.Context) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -165,13 +169,19 @@ func (d *ReplayDomain) Hash() [32]byte {
 	return sha256.Sum256(d.mem)
 }
 
-func (d *ReplayDomain) isPaused() bool {
+// Paused reports whether the guest is paused (tests hash memory only then).
+func (d *ReplayDomain) Paused() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.paused
 }
 
-// Close implements Domain.
+// Close implements checkpointer.Domain.
+// WaitWritten waits until the guest has written the running epoch (a
+// benchmark keeps that work outside its timer).
+func (d *ReplayDomain) WaitWritten() { d.running.Wait() }
+
+// Close implements checkpointer.Domain.
 func (d *ReplayDomain) Close() error { d.running.Wait(); return nil }
 
 // SyntheticSource generates epochs: Dirty distinct pages per epoch, drawn
@@ -221,17 +231,17 @@ func (s *SyntheticSource) Next() ([]uint64, []byte, error) {
 		}
 		slicesSortUnique(&s.pfns)
 	}
-	if cap(s.data) < len(s.pfns)*PageSize {
-		s.data = make([]byte, len(s.pfns)*PageSize)
+	if cap(s.data) < len(s.pfns)*checkpointer.PageSize {
+		s.data = make([]byte, len(s.pfns)*checkpointer.PageSize)
 	}
-	s.data = s.data[:len(s.pfns)*PageSize]
+	s.data = s.data[:len(s.pfns)*checkpointer.PageSize]
 	for i, p := range s.pfns {
-		pg := s.data[i*PageSize : (i+1)*PageSize]
-		for off := 0; off < PageSize; off += 8 { // stable base content per page
+		pg := s.data[i*checkpointer.PageSize : (i+1)*checkpointer.PageSize]
+		for off := 0; off < checkpointer.PageSize; off += 8 { // stable base content per page
 			binary.LittleEndian.PutUint64(pg[off:], p*0x9e3779b97f4a7c15+uint64(off))
 		}
 		for k := 0; k < 4; k++ { // this epoch's writes
-			blk := s.rng.IntN(PageSize / 64)
+			blk := s.rng.IntN(checkpointer.PageSize / 64)
 			binary.LittleEndian.PutUint64(pg[blk*64:], s.version)
 		}
 	}

@@ -1,12 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package cli
+package dataplane
 
 import (
 	"encoding/binary"
 	"testing"
-
-	"github.com/resilire/resilire/dataplane"
 )
 
 // onesSum is the folded one's-complement sum of b.
@@ -33,8 +31,8 @@ func TestCompleteChecksum(t *testing.T) {
 		const start, off = 34, 16 // TCP over IPv4: the checksum field
 		pseudo := uint16(0x1234)
 		binary.BigEndian.PutUint16(f[start+off:], pseudo)
-		h := dataplane.FrameHdr{IpSummed: dataplane.ChecksumPartial, CsumStart: start, CsumOffset: off}
-		completeChecksum(&h, f)
+		h := FrameHdr{IpSummed: ChecksumPartial, CsumStart: start, CsumOffset: off}
+		CompleteChecksum(&h, f)
 		// A correct checksum makes the range plus the pseudo-header sum fold to 0xffff.
 		var sum [4]byte
 		binary.BigEndian.PutUint16(sum[:], onesSum(f[start:]))
@@ -43,7 +41,7 @@ func TestCompleteChecksum(t *testing.T) {
 			t.Fatalf("%d bytes: checksum does not verify (sum %#x)", n, got)
 		}
 		before := append([]byte(nil), f...)
-		completeChecksum(&dataplane.FrameHdr{IpSummed: dataplane.ChecksumUnnecessary, CsumStart: start, CsumOffset: off}, f)
+		CompleteChecksum(&FrameHdr{IpSummed: ChecksumUnnecessary, CsumStart: start, CsumOffset: off}, f)
 		if string(before) != string(f) {
 			t.Fatalf("frame without CHECKSUM_PARTIAL changed")
 		}

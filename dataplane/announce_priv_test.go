@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package checkpointer
+package dataplane
 
 import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/resilire/resilire/dataplane/packet"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -16,11 +18,11 @@ import (
 // The real packet socket: gratuitous ARP sent from the guest's side of the
 // rig crosses the bridge and reaches the client as a broadcast ARP request
 // announcing the guest's address.
-func TestPacketSenderAnnouncesOnTheWire(t *testing.T) {
+func TestAnnouncerOnTheWire(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	rig := testenv.NewBridgeRig(t, "rena")
-	var snd *PacketSender
-	if err := rig.Guest.Do(func() (err error) { snd, err = NewPacketSender(rig.GuestIf); return err }); err != nil {
+	var snd *packet.Socket
+	if err := rig.Guest.Do(func() (err error) { snd, err = packet.Open(rig.GuestIf, false); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer snd.Close()

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package checkpointer
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/resilire/resilire/checkpointer/wire"
+)
+
+func frameOf(tag byte) []byte { return bytes.Repeat([]byte{tag}, 60) }
+
+func tagsOf(frames [][]byte) string {
+	var s []byte
+	for _, f := range frames {
+		s = append(s, f[0])
+	}
+	return string(s)
+}
+
+func TestInputKeeper(t *testing.T) {
+	rec := func(e uint64, tag byte) wire.InputRecord { return wire.InputRecord{Epoch: e, Frame: frameOf(tag)} }
+	t.Run("prune keeps the boundary epoch", func(t *testing.T) {
+		k := newInputKeeper(0)
+		k.add(rec(1, 'a'), 1)
+		k.add(rec(2, 'b'), 1)
+		k.add(rec(3, 'c'), 1)
+		k.commit(2)
+		if got := tagsOf(k.take(2)); got != "bc" {
+			t.Fatalf("after commit 2 replay %q, want bc", got)
+		}
+		k.add(rec(1, 'z'), 2) // older than committed: never kept
+		if got := tagsOf(k.take(2)); got != "bc" {
+			t.Fatalf("stale frame kept: %q", got)
+		}
+	})
+	t.Run("broken epoch stops replay until a later commit", func(t *testing.T) {
+		k := newInputKeeper(0)
+		k.add(rec(2, 'a'), 2)
+		k.add(wire.InputRecord{Epoch: 3, Broken: true}, 2)
+		k.add(rec(3, 'b'), 2)
+		k.add(rec(4, 'c'), 2)
+		if got := tagsOf(k.take(2)); got != "a" {
+			t.Fatalf("broken from 3: replay %q, want a", got)
+		}
+		k.commit(3) // frames stamped 3 still replay: still broken
+		if got := tagsOf(k.take(3)); got != "" {
+			t.Fatalf("commit 3, broken 3: replay %q, want nothing", got)
+		}
+		k.commit(4)
+		if got := tagsOf(k.take(4)); got != "c" {
+			t.Fatalf("commit 4 clears broken 3: replay %q, want c", got)
+		}
+	})
+	t.Run("byte bound drops oldest and marks broken", func(t *testing.T) {
+		k := newInputKeeper(150) // two 60-byte frames fit
+		k.add(rec(5, 'a'), 5)
+		k.add(rec(5, 'b'), 5)
+		k.add(rec(6, 'c'), 5)
+		if k.bytes > 150 || len(k.recs) != 2 {
+			t.Fatalf("kept %d frames, %d bytes over bound 150", len(k.recs), k.bytes)
+		}
+		if got := tagsOf(k.take(5)); got != "" {
+			t.Fatalf("epoch 5 lost a frame: replay %q, want nothing", got)
+		}
+		k.commit(6)
+		if got := tagsOf(k.take(6)); got != "c" {
+			t.Fatalf("after commit 6 replay %q, want c", got)
+		}
+	})
+	t.Run("new session is broken until the next commit", func(t *testing.T) {
+		k := newInputKeeper(0)
+		k.add(rec(7, 'a'), 7)
+		k.reset(7)
+		k.add(rec(7, 'b'), 7)
+		if got := tagsOf(k.take(7)); got != "" {
+			t.Fatalf("after reset replay %q, want nothing", got)
+		}
+		k.add(rec(8, 'c'), 7)
+		k.commit(8)
+		if got := tagsOf(k.take(8)); got != "c" {
+			t.Fatalf("after reset and commit 8 replay %q, want c", got)
+		}
+	})
+}

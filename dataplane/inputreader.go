@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// InputSink takes the input log in ring order. OfferInput returns false
+// when it has no room; the reader then marks the epoch's log broken.
+// frame is the reader's own copy.
+type InputSink interface {
+	OfferInput(epoch uint64, broken bool, frame []byte) bool
+}
+
+// InputReader reads a port's input-log ring (frames sent to the guest,
+// stamped with their epoch) into a sink, for replay after a failover.
+// Frames the sink cannot take, and frames the ring itself lost (its
+// ring-full counter rose, or a record says so), become broken markers:
+// an epoch whose log is incomplete is never replayed.
+type InputReader struct {
+	rd   *ringbuf.Reader
+	port *Port
+	sink InputSink
+	log  *slog.Logger
+	wg   sync.WaitGroup
+}
+
+// StartInputReader starts reading the input log of port into sink.
+func StartInputReader(port *Port, sink InputSink, log *slog.Logger) (*InputReader, error) {
+	ring := port.InputLogRing()
+	if ring == nil {
+		return nil, fmt.Errorf("vm %s has no input log (attach with 'resilire dataplane attach --input-log'): %w", port.Name(), ErrNoInputLog)
+	}
+	rd, err := ringbuf.NewReader(ring)
+	if err != nil {
+		return nil, fmt.Errorf("input log reader: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &InputReader{rd: rd, port: port, sink: sink, log: log}
+	r.wg.Add(1)
+	go r.run()
+	return r, nil
+}
+
+// ringFullCheck spaces reads of the ring-full counter.
+const ringFullCheck = 20 * time.Millisecond
+
+func (r *InputReader) run() {
+	defer r.wg.Done()
+	var (
+		pending       uint64 // epoch of the first frame lost since the last marker; 0: none
+		lastEpoch     uint64 // epoch of the newest record read
+		checkedEpoch  uint64 // newest epoch read before the last counter check
+		full, checked = r.fullCount(), time.Now()
+		rec           ringbuf.Record
+	)
+	for {
+		if err := r.rd.ReadInto(&rec); err != nil {
+			if !errors.Is(err, ringbuf.ErrClosed) {
+				r.log.Warn("input log reader stopped", "vm", r.port.Name(), "err", err)
+			}
+			return
+		}
+		rr, err := ParseRecord(rec.RawSample)
+		if err != nil {
+			continue
+		}
+		if time.Since(checked) > ringFullCheck {
+			if f := r.fullCount(); f > full {
+				full = f
+				pending = minEpoch(pending, max(checkedEpoch, 1))
+			}
+			checked, checkedEpoch = time.Now(), lastEpoch
+		}
+		lastEpoch = rr.Hdr.Epoch
+		if rr.Hdr.Flags&FlagLogBroken != 0 {
+			pending = minEpoch(pending, rr.Hdr.Epoch)
+		}
+		if pending != 0 && !r.sink.OfferInput(pending, true, nil) {
+			continue // still no room: this frame is lost too, and already covered
+		}
+		pending = 0
+		frame := append([]byte(nil), rr.Frame...)
+		CompleteChecksum(&rr.Hdr, frame)
+		if !r.sink.OfferInput(rr.Hdr.Epoch, false, frame) {
+			pending = rr.Hdr.Epoch
+		}
+	}
+}
+
+func minEpoch(cur, e uint64) uint64 {
+	if cur == 0 || e < cur {
+		return e
+	}
+	return cur
+}
+
+func (r *InputReader) fullCount() uint64 {
+	c, err := r.port.Counters()
+	if err != nil {
+		return 0
+	}
+	return c.InputLogFull
+}
+
+// Close stops the reader.
+func (r *InputReader) Close() error {
+	err := r.rd.Close()
+	r.wg.Wait()
+	return err
+}
+
+// CompleteChecksum fills in the L4 checksum of a CHECKSUM_PARTIAL frame
+// (the field holds the pseudo-header sum), as skb_checksum_help does: a
+// replayed frame reaches the guest without offload metadata.
+func CompleteChecksum(h *FrameHdr, f []byte) {
+	start, off := int(h.CsumStart), int(h.CsumStart)+int(h.CsumOffset)
+	if h.IpSummed != ChecksumPartial || start >= len(f) || off+2 > len(f) {
+		return
+	}
+	var sum uint32
+	b := f[start:]
+	for ; len(b) >= 2; b = b[2:] {
+		sum += uint32(binary.BigEndian.Uint16(b))
+	}
+	if len(b) == 1 {
+		sum += uint32(b[0]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(f[off:], ^uint16(sum))
+}
