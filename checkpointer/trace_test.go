@@ -12,7 +12,7 @@ import (
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/checkpointer/sim"
 
-	"github.com/resilire/resilire/testenv/trace"
+	"github.com/resilire/resilire/checkpointer/trace"
 
 	"github.com/resilire/resilire/checkpointer/codec"
 )
@@ -35,7 +35,7 @@ func (t traceEpochs) Next() ([]uint64, []byte, error) {
 // FGBI codec: after every acked epoch the replica equals the replayed
 // guest's memory at that epoch's pause (the replay loops past its end).
 func TestRedisTraceReplica(t *testing.T) {
-	const dir = "../testenv/trace/testdata/redis"
+	const dir = "../checkpointer/trace/testdata/redis"
 	r, err := trace.Open(dir)
 	if err != nil {
 		t.Fatalf("committed redis fixture: %v", err)

@@ -9,6 +9,6 @@ func benchCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:        "bench",
 		Usage:       "measure parts of resilire on recorded data",
-		Subcommands: []*ucli.Command{benchCodecCommand(), benchEngineCommand()},
+		Subcommands: []*ucli.Command{benchEngineCommand()},
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/resilire/resilire/checkpointer/sim"
 
 	"github.com/resilire/resilire/checkpointer"
-	"github.com/resilire/resilire/testenv/trace"
+	"github.com/resilire/resilire/checkpointer/trace"
 	ucli "github.com/urfave/cli/v2"
 )
 

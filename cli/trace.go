@@ -11,7 +11,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/resilire/resilire/testenv/trace"
+	"github.com/resilire/resilire/checkpointer/trace"
 )
 
 // traceCommand groups the dirty-memory trace tools.

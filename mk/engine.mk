@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Replication engine: epoch-loop benchmark.
 
-ENGINE_TRACE ?= $(firstword $(wildcard traces/redis testenv/trace/testdata/redis))
+ENGINE_TRACE ?= $(firstword $(wildcard traces/redis checkpointer/trace/testdata/redis))
 ENGINE_EPOCHS ?= 40
 
 .PHONY: bench-engine

@@ -13,7 +13,7 @@ traces: build trace-deps ## record dirty-memory traces of redis, pgbench, gcc an
 	bin/resilire trace info traces/*/
 
 # Fixtures use the small configurations and few epochs to stay near 4 MiB in all.
-trace-fixtures: build trace-deps ## re-record the small trace fixtures committed in testenv/trace/testdata/ (root)
-	OUT=testenv/trace/testdata SIZE=small EPOCHS=16 WORKLOADS="redis ep" scripts/traces.sh
-	OUT=testenv/trace/testdata SIZE=small EPOCHS=8 WORKLOADS=pgbench scripts/traces.sh
-	bin/resilire trace info testenv/trace/testdata/redis testenv/trace/testdata/pgbench testenv/trace/testdata/ep
+trace-fixtures: build trace-deps ## re-record the small trace fixtures committed in checkpointer/trace/testdata/ (root)
+	OUT=checkpointer/trace/testdata SIZE=small EPOCHS=16 WORKLOADS="redis ep" scripts/traces.sh
+	OUT=checkpointer/trace/testdata SIZE=small EPOCHS=8 WORKLOADS=pgbench scripts/traces.sh
+	bin/resilire trace info checkpointer/trace/testdata/redis checkpointer/trace/testdata/pgbench checkpointer/trace/testdata/ep

@@ -23,7 +23,7 @@ WORKLOADS=${WORKLOADS:-redis pgbench gcc ep}
 RESILIRE=$(realpath "${RESILIRE:-bin/resilire}")
 REDIS_PORT=${REDIS_PORT:-26379}
 PG_PORT=${PG_PORT:-25432}
-HERE=$(cd "$(dirname "$0")/.." && pwd)/testenv/trace/workloads
+HERE=$(cd "$(dirname "$0")/.." && pwd)/testenv/workloads
 # A hard bound on every load generator, whatever happens to the recorder.
 LOAD_SECONDS=${LOAD_SECONDS:-120}
 

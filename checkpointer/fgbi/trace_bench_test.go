@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/resilire/resilire/testenv/trace"
+	"github.com/resilire/resilire/checkpointer/trace"
 )
 
 // loadTrace reads every epoch of the trace in $FGBI_TRACE (a directory

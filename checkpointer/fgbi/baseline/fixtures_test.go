@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/resilire/resilire/testenv/trace"
+	"github.com/resilire/resilire/testenv"
+
+	"github.com/resilire/resilire/checkpointer/trace"
 )
 
 type traceSource struct{ r *trace.Reader }
@@ -24,9 +26,9 @@ func (s traceSource) Next() ([]uint64, []byte, error) {
 // full FGBI must send at most a quarter of Remus's raw pages (wire bytes
 // are deterministic; speed is the benchmark's business, not a test's).
 func TestFixtures(t *testing.T) {
-	for _, name := range trace.Fixtures {
+	for _, name := range testenv.TraceFixtures {
 		t.Run(name, func(t *testing.T) {
-			dir, err := trace.FixtureDir(name)
+			dir, err := testenv.TraceFixtureDir(name)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,14 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package cli
+package main
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
 
-	"github.com/resilire/resilire/testenv/trace"
+	"github.com/resilire/resilire/checkpointer/trace"
 )
 
 // writeTrace records a tiny synthetic trace: a full image of 64 pages, then
@@ -50,7 +49,7 @@ func TestBenchCodec(t *testing.T) {
 	dir := t.TempDir()
 	writeTrace(t, dir)
 	var out, errb bytes.Buffer
-	if code := Run(context.Background(), &out, &errb, []string{"resilire", "bench", "codec", "--trace", dir, "--block", "128", "--repeat", "2"}); code != 0 {
+	if code := run([]string{"--trace", dir, "--block", "128", "--repeat", "2"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	s := out.String()
@@ -68,7 +67,7 @@ func TestBenchCodecBadBlock(t *testing.T) {
 	dir := t.TempDir()
 	writeTrace(t, dir)
 	var out, errb bytes.Buffer
-	if code := Run(context.Background(), &out, &errb, []string{"resilire", "bench", "codec", "--trace", dir, "--block", "100"}); code == 0 {
+	if code := run([]string{"--trace", dir, "--block", "100"}, &out, &errb); code == 0 {
 		t.Fatal("block size 100 accepted")
 	}
 }

@@ -5,15 +5,17 @@ package trace
 import (
 	"slices"
 	"testing"
+
+	"github.com/resilire/resilire/testenv"
 )
 
 // TestFixtures reads every committed fixture whole (all checksums) and checks
 // the recorder's invariants on real data: each slot's pages are all in the
 // epoch it appeared in, and the workload dirtied pages after epoch 0.
 func TestFixtures(t *testing.T) {
-	for _, name := range Fixtures {
+	for _, name := range testenv.TraceFixtures {
 		t.Run(name, func(t *testing.T) {
-			dir, err := FixtureDir(name)
+			dir, err := testenv.TraceFixtureDir(name)
 			if err != nil {
 				t.Fatal(err)
 			}

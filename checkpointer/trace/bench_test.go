@@ -6,14 +6,16 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/resilire/resilire/testenv"
 )
 
 // BenchmarkRead measures reading a committed fixture whole (checksums,
 // decompression, PFN checks); bytes are the page data delivered.
 func BenchmarkRead(b *testing.B) {
-	for _, name := range Fixtures {
+	for _, name := range testenv.TraceFixtures {
 		b.Run(name, func(b *testing.B) {
-			dir, err := FixtureDir(name)
+			dir, err := testenv.TraceFixtureDir(name)
 			if err != nil {
 				b.Fatal(err)
 			}
