@@ -342,7 +342,7 @@ func TestPrimaryBehindBackupIsFatal(t *testing.T) {
 	dom := sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: testMem, Seed: 1})
 	_, addr, _, _ := newTestBackup(t, nil, nil)
 	commitFirst(t, dialTestPrimary(t, addr, nil)) // backup now holds epoch 1
-	p, err := checkpointer.NewPrimary(checkpointer.PrimaryConfig{Domain: dom, Output: checkpointer.NewEpochCounter(), Codec: codec.Raw{}, Dial: dialer(addr),
+	p, err := checkpointer.NewPrimary(checkpointer.PrimaryConfig{Domain: dom, Output: checkpointer.NewEpochCounterAt(1), Codec: codec.Raw{}, Dial: dialer(addr),
 		Interval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

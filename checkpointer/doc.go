@@ -6,7 +6,7 @@
 // atomically, heartbeats and failover. Hypervisors are reached through the
 // Domain interface; the FGBI codec lives in the fgbi sub-package.
 //
-// # Primary (primary.go, epoch.go, sync.go, session.go)
+// # Primary (primary.go, epoch.go, pipeline.go, sync.go, session.go)
 //
 // Run connects to the backup, synchronises it (sync.go: iterative pre-copy
 // while the guest runs, unless the backup still holds a committed
@@ -58,11 +58,14 @@
 // Standby.Activate with the committed state, switches its port to pass and
 // sends gratuitous ARP. A failed fence leaves it passive (fence-failed).
 //
-// # Wire (transport.go, messages.go)
+// # Around the engine
 //
-// One TCP connection per VM, mutual TLS 1.3 when configured. Frames are an
-// 8-byte header (type, 3 zero bytes, u32 length) and a bounded payload
-// (256 KiB for DATA, 1 KiB otherwise). A session starts with a hello (VM
-// name, memory size, codec, random session id) and its answer (the
-// backup's committed epoch).
+// The replication protocol (frames, hello, TLS, the heartbeat both ends
+// send) is package wire; the checkpoint codecs behind the Encoder and
+// Decoder interfaces are package codec (FGBI, and a raw reference codec);
+// the simulated guests, trace replay and the bench harness are package sim;
+// hypervisor drivers are packages qemu and xen; the guest's packet I/O
+// (output buffer, input log reader, replay injector, gratuitous ARP) is the
+// data plane's (packages dataplane and netbuf), reached through the
+// OutputCommit, InputInjector, PortSwitch and Announcer interfaces.
 package checkpointer

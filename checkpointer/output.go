@@ -2,7 +2,10 @@
 
 package checkpointer
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // OutputCommit is the engine's view of the output buffer (netbuf.Buffer
 // implements it). Invariant 1 of the design lives here: Release(e) is
@@ -35,13 +38,15 @@ type EpochCounter struct {
 	released uint64
 }
 
-// NewEpochCounter starts at epoch 1.
-func NewEpochCounter() *EpochCounter { return &EpochCounter{current: 1} }
+// NewEpochCounter starts at the Unix time in milliseconds, so a restarted
+// primary numbers its epochs above any epoch it produced before (at
+// intervals of 1 ms or more), and a backup that still holds one of them
+// accepts the new ones. This is where an agent without a data-plane port
+// starts numbering; a port starts at dataplane.FirstEpoch and keeps its
+// pinned epoch across agent restarts.
+func NewEpochCounter() *EpochCounter { return NewEpochCounterAt(uint64(time.Now().UnixMilli())) }
 
-// NewEpochCounterAt starts at epoch first. Agents start at the Unix time in
-// milliseconds, so a restarted primary numbers its epochs above any epoch
-// it produced before (at intervals of 1 ms or more), and a backup that
-// still holds one of them accepts the new ones.
+// NewEpochCounterAt starts at epoch first (at least 1); for tests.
 func NewEpochCounterAt(first uint64) *EpochCounter { return &EpochCounter{current: max(first, 1)} }
 
 // Advance implements OutputCommit.

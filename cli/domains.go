@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/resilire/resilire/checkpointer/sim"
 	"github.com/resilire/resilire/checkpointer/wire"
@@ -111,13 +110,13 @@ func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 		err = port.SetMode(dataplane.ModePass)
 		port.Close()
 		port = nil
-		drv.output = checkpointer.NewEpochCounterAt(uint64(time.Now().UnixMilli()))
+		drv.output = checkpointer.NewEpochCounter()
 		return &drv, err
 	}
 	if err != nil || port == nil {
 		if err == nil {
 			log.Warn("no --dataplane: the guest's output is NOT held (nothing to protect it with)", "vm", c.String("vm"))
-			drv.output = checkpointer.NewEpochCounterAt(uint64(time.Now().UnixMilli()))
+			drv.output = checkpointer.NewEpochCounter()
 		}
 		return &drv, err
 	}
