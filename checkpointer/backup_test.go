@@ -174,18 +174,27 @@ func TestKillStreamAtEveryPhase(t *testing.T) {
 	} {
 		for _, codec := range testCodecs {
 			t.Run(codec.Name()+"/"+tc.name, func(t *testing.T) {
-				// A heartbeat timeout long enough that failover cannot
-				// overtake the decode of a complete checkpoint 2 on a
-				// loaded machine: had it done so, resuming from epoch 1
-				// would be consistent too, but not what this case checks.
-				b, addr, sb, _ := newTestBackupTimeout(t, checkpointer.CommandFencer{Command: "true"}, nil, codec, time.Second)
+				t.Parallel()
+				// No watchdog (a heartbeat timeout far beyond the test): the
+				// backup first consumes everything the connection held, then
+				// fails over on request. A timed failover could overtake the
+				// decode of a complete checkpoint 2 on a loaded machine; that
+				// would resume from epoch 1, consistent too, but not what this
+				// case checks. Timed failover has its own tests (TestFencing).
+				b, addr, sb, _ := newTestBackupTimeout(t, checkpointer.CommandFencer{Command: "true"}, nil, codec, time.Minute)
 				tp := dialTestPrimaryCodec(t, addr, nil, codec)
 				mem1 := commitFirst(t, tp)
 				body := tp.encode(2, mem2, []byte("s2"))
 				n, end := tc.cut(body)
 				tp.sendRaw(2, 2, wire.Consistent, body, n, end)
 				tp.conn.Close()
-				waitFor(t, 10*time.Second, "failover", func() bool { ok, _, _, _ := sb.get(); return ok })
+				waitFor(t, 10*time.Second, "session end", b.SessionEnded)
+				if err := b.FailoverNow(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if ok, _, _, _ := sb.get(); !ok {
+					t.Fatal("not activated")
+				}
 				want, wantState := mem1, "s1"
 				if tc.wantEpoch == 2 {
 					want, wantState = mem2, "s2"

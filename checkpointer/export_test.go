@@ -48,3 +48,24 @@ var (
 	// AllPages lists every page number below n.
 	AllPages = allPages
 )
+
+// SessionEnded reports whether the last primary session has ended (its
+// handler returned after consuming what the connection held).
+func (b *Backup) SessionEnded() bool {
+	b.mu.Lock()
+	s := b.cur
+	b.mu.Unlock()
+	if s == nil {
+		return true
+	}
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// FailoverNow runs the failover the heartbeat watchdog would run, without
+// waiting out a timeout.
+func (b *Backup) FailoverNow(ctx context.Context) error { return b.failover(ctx, "test") }
