@@ -35,7 +35,8 @@ func protectCommand() *ucli.Command {
 		Description: "Runs on the primary host. Starts with a full synchronisation (pre-copy while the guest runs), " +
 			"then every --interval pauses the guest, copies its dirty memory and device state, resumes it, " +
 			"streams the checkpoint to the backup and releases the guest's output of that epoch only after the backup's ACK.",
-		Flags: flags,
+		Flags:  flags,
+		Before: checkDomain,
 		Action: func(c *ucli.Context) error {
 			log, err := logger(c)
 			if err != nil {

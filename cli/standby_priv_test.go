@@ -38,7 +38,7 @@ func TestStandbyPortGoesLiveOnlyAfterFence(t *testing.T) {
 	fence := fmt.Sprintf("touch %s/fencing && sleep 0.3 && touch %s/fenced", dir, dir)
 	a := freeAddrs(t, 2)
 	repl, mb := a[0], a[1]
-	common := []string{"--vm", "ren-sb", "--sim-memory-mib", "4", "--sim-hot-pages", "256", "--heartbeat-timeout", "400ms"}
+	common := []string{"--vm", "ren-sb", "--domain", "sim", "--unsafe-allow-sim", "--sim-memory-mib", "4", "--sim-hot-pages", "256", "--heartbeat-timeout", "400ms"}
 	_, errB := startAgent(t, append([]string{"standby", "--listen", repl, "--metrics-addr", mb, "--dataplane",
 		"--pin-root", pinRoot, "--fence-cmd", fence}, common...)...)
 	waitStatus(t, mb, checkpointer.StateWaiting)
