@@ -29,7 +29,8 @@ func TestDomainFlagErrors(t *testing.T) {
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0"}, "--domain is required: qemu or xen"},
 		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "sim"}, "--domain sim: the simulated guest is for tests only"},
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "sim"}, "--domain sim: the simulated guest is for tests only"},
-		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen"}, "xen"},
+		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen"}, "--domain xen on the standby needs --xen-memory-mib"},
+		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen", "--xen-memory-mib", "64"}, "xen"},
 	} {
 		var out, errb bytes.Buffer
 		args := append(append([]string{"resilire"}, tc.args...), "--metrics-addr", "")

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -47,11 +48,20 @@ func domainFlags() []ucli.Flag {
 }
 
 // checkDomain is the Before hook of protect and standby: it refuses a
-// missing or unknown --domain, and sim without --unsafe-allow-sim. It only
-// reads flags (the docs test runs it on every documented command line).
+// missing or unknown --domain, sim without --unsafe-allow-sim, and a
+// driver without the flags it needs. It only reads flags: the docs test
+// runs it on every documented command line.
 func checkDomain(c *ucli.Context) error {
 	switch d := c.String("domain"); d {
-	case "qemu", "xen":
+	case "qemu":
+		if c.String("qemu-config") == "" {
+			return errors.New("--domain qemu needs --qemu-config FILE")
+		}
+		return nil
+	case "xen":
+		if c.Command.Name == "standby" && c.Uint64("xen-memory-mib") == 0 {
+			return errors.New("--domain xen on the standby needs --xen-memory-mib")
+		}
 		return nil
 	case "":
 		return fmt.Errorf("--domain is required: %s", agentDomains)
