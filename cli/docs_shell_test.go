@@ -238,9 +238,10 @@ func expandMake(s string) string {
 			close := map[byte]byte{'(': ')', '{': '}'}[s[i]]
 			depth, start := 1, i+1
 			for i++; i < len(s) && depth > 0; i++ {
-				if s[i] == s[start-1] {
+				switch s[i] {
+				case s[start-1]:
 					depth++
-				} else if s[i] == close {
+				case close:
 					depth--
 				}
 			}

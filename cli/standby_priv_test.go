@@ -30,7 +30,11 @@ func TestStandbyPortGoesLiveOnlyAfterFence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rig.Host.Do(port.Detach) })
+	t.Cleanup(func() {
+		if err := rig.Host.Do(port.Detach); err != nil {
+			t.Error(err)
+		}
+	})
 	if err := port.SetMode(dataplane.ModeBlock); err != nil {
 		t.Fatal(err)
 	}
