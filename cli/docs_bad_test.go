@@ -101,7 +101,8 @@ func TestDocumentedCommandsAcceptPlaceholders(t *testing.T) {
 	root := writeTree(t, map[string]string{
 		"README.md": "    resilire protect --vm <vm> --domain qemu --qemu-config $CFG --backup ${HOST}:7470 --interval $IV \\\n" +
 			"        --heartbeat-timeout ${HB}ms 2>&1 | tee log && resilire status\n",
-		"mk/x.mk": "x:\n\t$(BIN) bench engine --epochs $(N) $(if $(T),--trace $(T))\n",
+		"mk/x.mk":   "x:\n\t$(BIN) bench engine --epochs $(N) $(if $(T),--trace $(T))\n",
+		"docs/x.md": "Every `resilire …` line; `resilire dataplane attach --vm <vm> …` pins.\n",
 		"deploy/vagrant/start.sh": "#!/bin/bash\nargs=\"standby --vm g --domain xen --xen-memory-mib 256 --fence-cmd 'fence x'\"\n" +
 			"echo \"RESILIRE_ARGS=\\\"$args\\\"\" > f\n",
 	})
@@ -109,8 +110,8 @@ func TestDocumentedCommandsAcceptPlaceholders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cmds) != 4 {
-		t.Errorf("want 4 commands (protect, status, bench engine, standby), got %d: %v", len(cmds), cmds)
+	if len(cmds) != 5 {
+		t.Errorf("want 5 commands (protect, status, bench engine, standby, dataplane attach), got %d: %v", len(cmds), cmds)
 	}
 	if got := failures(t, root); len(got) != 0 {
 		t.Errorf("failures on good lines: %q", got)

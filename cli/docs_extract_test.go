@@ -32,6 +32,7 @@ import (
 // variable holding it), unless it is only another variable.
 // Shell variables, $(…) substitutions, make references and <placeholders>
 // become placeholderWord; substituteArgs gives each a typed sample value.
+// An ellipsis word (… or ...) stands for more arguments and is dropped.
 
 // placeholderWord stands for anything the text leaves to the reader.
 const placeholderWord = "\x00"
@@ -104,8 +105,10 @@ func markdownCmds(path string, lines []lineSrc) []docCmd {
 		}
 		for _, m := range inlineCode.FindAllStringSubmatch(l.text, -1) {
 			for _, c := range shellCmds(pos, angleHolder.ReplaceAllString(m[1], placeholderWord)) {
-				c.partial = true
-				out = append(out, c)
+				if len(c.args) > 0 { // `resilire …` names the program, not a command
+					c.partial = true
+					out = append(out, c)
+				}
 			}
 		}
 	}

@@ -157,7 +157,7 @@ func shellCmds(pos, line string) []docCmd {
 			m := assignment.FindStringSubmatch(w)
 			if m != nil {
 				if v := envFileValue(m[2]); isArgVar(m[1]) && strings.Trim(v, placeholderWord+" ") != "" {
-					out = append(out, docCmd{pos: pos, args: words(shellWords(v))})
+					out = append(out, docCmd{pos: pos, args: dropEllipses(words(shellWords(v)))})
 				}
 				continue
 			}
@@ -165,7 +165,7 @@ func shellCmds(pos, line string) []docCmd {
 				continue
 			}
 			if lead && path.Base(w) == "resilire" {
-				out = append(out, docCmd{pos: pos, args: seg[i+1:]})
+				out = append(out, docCmd{pos: pos, args: dropEllipses(seg[i+1:])})
 				break
 			}
 			lead = false
@@ -195,6 +195,17 @@ func envFileValue(v string) string {
 		return v[1 : len(v)-1]
 	}
 	return v
+}
+
+// dropEllipses removes the words that say "more arguments here".
+func dropEllipses(args []string) []string {
+	var out []string
+	for _, a := range args {
+		if a != "…" && a != "..." {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func isArgVar(name string) bool {
