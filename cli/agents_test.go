@@ -187,6 +187,19 @@ func TestInputReplayNeedsDataplane(t *testing.T) {
 	}
 }
 
+func TestAgentsRejectLongVMName(t *testing.T) {
+	for _, cmd := range []string{"protect", "standby"} {
+		var out, errb bytes.Buffer
+		args := []string{"resilire", cmd, "--vm", strings.Repeat("v", 256), "--domain", "xen", "--xen-memory-mib", "1", "--backup", "127.0.0.1:1"}
+		if cmd == "standby" {
+			args = args[:len(args)-2]
+		}
+		if Run(context.Background(), &out, &errb, args) == 0 || !strings.Contains(errb.String(), "--vm: 256 bytes, at most 255") {
+			t.Errorf("%s with a 256-byte --vm: %q", cmd, errb.String())
+		}
+	}
+}
+
 func TestAgentsRejectBadTimings(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

@@ -47,7 +47,7 @@ func domainFlags() []ucli.Flag {
 	}
 }
 
-// checkDomain is the Before hook of protect and standby: it refuses a
+// checkDomain, run by the Before hook of protect and standby, refuses a
 // missing or unknown --domain, sim without --unsafe-allow-sim, and a
 // driver without the flags it needs. It only reads flags: the docs test
 // runs it on every documented command line.

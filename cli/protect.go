@@ -36,7 +36,7 @@ func protectCommand() *ucli.Command {
 			"then every --interval pauses the guest, copies its dirty memory and device state, resumes it, " +
 			"streams the checkpoint to the backup and releases the guest's output of that epoch only after the backup's ACK.",
 		Flags:  flags,
-		Before: checkDomain,
+		Before: checkAgent,
 		Action: func(c *ucli.Context) error {
 			log, err := logger(c)
 			if err != nil {

@@ -34,7 +34,7 @@ func standbyCommand() *ucli.Command {
 			"When the primary is silent for --heartbeat-timeout it runs --fence-cmd, and only if that exits 0 resumes the guest " +
 			"from the last committed checkpoint, switches its port to pass and announces the guest's address.",
 		Flags:  flags,
-		Before: checkDomain,
+		Before: checkAgent,
 		Action: func(c *ucli.Context) error {
 			log, err := logger(c)
 			if err != nil {
