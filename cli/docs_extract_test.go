@@ -214,7 +214,7 @@ func docSources(root string) (md, sh, mk, units []string, err error) {
 		return out
 	}
 	md = globs("README.md", "ARCHITECTURE.md", "docs/*.md")
-	sh = globs("deploy/vagrant/*.sh", "scripts/*.sh")
+	sh = globs("deploy/vagrant/*.sh", "scripts/*.sh", ".ci/run")
 	mk = globs("Makefile", "mk/*.mk")
 	units = globs("deploy/*.service")
 	return md, sh, mk, units, err
