@@ -26,6 +26,19 @@ func agentVMFlag() ucli.Flag {
 	return &ucli.StringFlag{Name: "vm", Usage: "name of the protected VM (must match on both hosts)", Required: true}
 }
 
+// maxVMName is the longest --vm: the session hello carries the name's
+// length in one byte.
+const maxVMName = 255
+
+// checkAgent is the Before hook of protect and standby. Like checkDomain,
+// it only reads flags.
+func checkAgent(c *ucli.Context) error {
+	if n := len(c.String("vm")); n > maxVMName {
+		return fmt.Errorf("--vm: %d bytes, at most %d", n, maxVMName)
+	}
+	return checkDomain(c)
+}
+
 func timingFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.DurationFlag{Name: "heartbeat-interval", Value: checkpointer.DefaultHeartbeatInterval, Usage: "how often each side sends a heartbeat"},

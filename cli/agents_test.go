@@ -107,7 +107,7 @@ func waitStatus(t *testing.T, addr, want string) {
 func TestProtectStandbyStatus(t *testing.T) {
 	a := freeAddrs(t, 3)
 	repl, mb, mp := a[0], a[1], a[2]
-	common := []string{"--vm", "vm1", "--sim-memory-mib", "4", "--sim-hot-pages", "256", "--heartbeat-timeout", "400ms"}
+	common := []string{"--vm", "vm1", "--domain", "sim", "--unsafe-allow-sim", "--sim-memory-mib", "4", "--sim-hot-pages", "256", "--heartbeat-timeout", "400ms"}
 	stopB, errB := startAgent(t, append([]string{"--log-level", "debug", "standby", "--listen", repl, "--metrics-addr", mb, "--unsafe-no-fence"}, common...)...)
 	waitStatus(t, mb, checkpointer.StateWaiting)
 	stopP, errP := startAgent(t, append([]string{"protect", "--backup", repl, "--metrics-addr", mp, "--interval", "20ms"}, common...)...)
@@ -169,7 +169,7 @@ func TestAgentHelpIsStable(t *testing.T) {
 
 func TestStandbyRejectsBadFlags(t *testing.T) {
 	var out, errb bytes.Buffer
-	args := []string{"resilire", "protect", "--vm", "x", "--backup", "127.0.0.1:1", "--on-backup-loss", "maybe", "--metrics-addr", ""}
+	args := []string{"resilire", "protect", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--backup", "127.0.0.1:1", "--on-backup-loss", "maybe", "--metrics-addr", ""}
 	if Run(context.Background(), &out, &errb, args) == 0 || !strings.Contains(errb.String(), "block or continue") {
 		t.Fatalf("bad policy accepted: %q", errb.String())
 	}
@@ -177,12 +177,25 @@ func TestStandbyRejectsBadFlags(t *testing.T) {
 
 func TestInputReplayNeedsDataplane(t *testing.T) {
 	for _, args := range [][]string{
-		{"resilire", "protect", "--vm", "x", "--backup", "127.0.0.1:1", "--input-replay", "--metrics-addr", ""},
-		{"resilire", "standby", "--vm", "x", "--listen", "127.0.0.1:0", "--input-replay", "--metrics-addr", ""},
+		{"resilire", "protect", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--backup", "127.0.0.1:1", "--input-replay", "--metrics-addr", ""},
+		{"resilire", "standby", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--listen", "127.0.0.1:0", "--input-replay", "--metrics-addr", ""},
 	} {
 		var out, errb bytes.Buffer
 		if Run(context.Background(), &out, &errb, args) == 0 || !strings.Contains(errb.String(), "--input-replay needs --dataplane") {
 			t.Fatalf("%s --input-replay without --dataplane: %q", args[1], errb.String())
+		}
+	}
+}
+
+func TestAgentsRejectLongVMName(t *testing.T) {
+	for _, cmd := range []string{"protect", "standby"} {
+		var out, errb bytes.Buffer
+		args := []string{"resilire", cmd, "--vm", strings.Repeat("v", 256), "--domain", "xen", "--xen-memory-mib", "1", "--backup", "127.0.0.1:1"}
+		if cmd == "standby" {
+			args = args[:len(args)-2]
+		}
+		if Run(context.Background(), &out, &errb, args) == 0 || !strings.Contains(errb.String(), "--vm: 256 bytes, at most 255") {
+			t.Errorf("%s with a 256-byte --vm: %q", cmd, errb.String())
 		}
 	}
 }
@@ -192,10 +205,10 @@ func TestAgentsRejectBadTimings(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--interval=-5s"}, "--interval -5s: must be positive"},
-		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--ack-timeout", "0s"}, "--ack-timeout 0s: must be positive"},
-		{[]string{"standby", "--vm", "x", "--heartbeat-timeout", "50ms"}, "must be longer than --heartbeat-interval"},
-		{[]string{"standby", "--vm", "x", "--fence-timeout=-1s"}, "--fence-timeout -1s: must be positive"},
+		{[]string{"protect", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--backup", "127.0.0.1:1", "--interval=-5s"}, "--interval -5s: must be positive"},
+		{[]string{"protect", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--backup", "127.0.0.1:1", "--ack-timeout", "0s"}, "--ack-timeout 0s: must be positive"},
+		{[]string{"standby", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--heartbeat-timeout", "50ms"}, "must be longer than --heartbeat-interval"},
+		{[]string{"standby", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--fence-timeout=-1s"}, "--fence-timeout -1s: must be positive"},
 	} {
 		var out, errb bytes.Buffer
 		args := append([]string{"resilire"}, append(tc.args, "--metrics-addr", "")...)

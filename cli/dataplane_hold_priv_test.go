@@ -39,7 +39,11 @@ func TestHoldCommitDump(t *testing.T) {
 	if _, err := run(context.Background(), "attach", "--vm", vm, "--port", rig.Port); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { run(context.Background(), "detach", "--vm", vm) })
+	t.Cleanup(func() {
+		if _, err := run(context.Background(), "detach", "--vm", vm); err != nil {
+			t.Error(err)
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	held := make(chan error, 1)
 	go func() {

@@ -24,13 +24,34 @@ func TestDomainFlagErrors(t *testing.T) {
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "qemu"}, "needs --qemu-config"},
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "qemu", "--qemu-config", bad}, "--qemu-config " + bad},
 		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "qemu", "--qemu-config", missing}, "--qemu-config"},
-		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "hyperv"}, "want sim, qemu or xen"},
-		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen"}, "xen"},
+		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "hyperv"}, `--domain "hyperv": want qemu or xen`},
+		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1"}, "--domain is required: qemu or xen"},
+		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0"}, "--domain is required: qemu or xen"},
+		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "sim"}, "--domain sim: the simulated guest is for tests only"},
+		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "sim"}, "--domain sim: the simulated guest is for tests only"},
+		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen"}, "--domain xen on the standby needs --xen-memory-mib"},
+		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen", "--xen-memory-mib", "64"}, "xen"},
 	} {
 		var out, errb bytes.Buffer
 		args := append(append([]string{"resilire"}, tc.args...), "--metrics-addr", "")
 		if Run(context.Background(), &out, &errb, args) == 0 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("%v: exit 0 or error without %q: %q", tc.args, tc.want, errb.String())
+		}
+	}
+}
+
+// The simulated domain and its flags stay out of the agents' help.
+func TestAgentHelpHidesSim(t *testing.T) {
+	for _, cmd := range []string{"protect", "standby"} {
+		var out, errb bytes.Buffer
+		if code := Run(context.Background(), &out, &errb, []string{"resilire", cmd, "--help"}); code != 0 {
+			t.Fatalf("%s --help exited %d: %s", cmd, code, errb.String())
+		}
+		if !strings.Contains(out.String(), "--domain value") {
+			t.Fatalf("%s --help lists no --domain: %q", cmd, out.String())
+		}
+		if strings.Contains(out.String(), "sim") {
+			t.Errorf("%s --help mentions sim:\n%s", cmd, out.String())
 		}
 	}
 }

@@ -35,11 +35,8 @@ func openXenBackup(c *ucli.Context, log *slog.Logger, drv *backupDriver) error {
 	if !xen.Built {
 		return xen.ErrNotBuilt
 	}
-	size := c.Uint64("xen-memory-mib") << 20
-	if size == 0 {
-		return errors.New("--domain xen on the standby needs --xen-memory-mib")
-	}
-	r, err := xen.NewReplica(size)
+	// checkDomain made sure --xen-memory-mib is set.
+	r, err := xen.NewReplica(c.Uint64("xen-memory-mib") << 20)
 	if err != nil {
 		return err
 	}

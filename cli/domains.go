@@ -17,24 +17,63 @@ import (
 )
 
 // The one place where hypervisor drivers are chosen (--domain). Adding a
-// driver means one case in each of openPrimary and openBackup, and its
-// flags in domainFlags.
+// driver means one case in each of openPrimary and openBackup, its name in
+// agentDomains, and its flags in domainFlags.
+//
+// --domain has no default: an agent started without it must not quietly
+// protect a simulated guest. The simulated domain (sim) exists for tests;
+// protect and standby accept it only with the hidden --unsafe-allow-sim,
+// and neither it nor its --sim-* flags appear in help. `resilire bench`
+// builds its simulated guests itself and takes no --domain.
+
+// agentDomains are the drivers protect and standby accept, as help and
+// errors list them.
+const agentDomains = "qemu or xen"
 
 // domainFlags are the flags of every driver.
 func domainFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.StringFlag{Name: "domain", Value: "sim", Usage: "hypervisor driver: sim (in-process simulated guest), qemu (--qemu-config) or xen (build tag xen)"},
+		&ucli.StringFlag{Name: "domain", Usage: "hypervisor driver (required): qemu (--qemu-config) or xen (build tag xen)"},
 		&ucli.StringFlag{Name: "qemu-config", Usage: "qemu: `FILE` with this host's qemu.Config as JSON (same machine on both hosts; see Config.ForHost)"},
 		&ucli.Uint64Flag{Name: "xen-memory-mib", Usage: "xen (standby): guest memory in MiB, as in the domain's xl config"},
-		&ucli.Uint64Flag{Name: "sim-memory-mib", Value: 64, Usage: "sim: guest memory in MiB"},
-		&ucli.Uint64Flag{Name: "sim-seed", Value: 1, Usage: "sim: seed of the write pattern"},
-		&ucli.IntFlag{Name: "sim-writes-per-ms", Value: 200, Usage: "sim: 64-byte writes per millisecond"},
-		&ucli.Uint64Flag{Name: "sim-hot-pages", Value: 4096, Usage: "sim: working set in pages (0 = all memory)"},
+		&ucli.BoolFlag{Name: "unsafe-allow-sim", Hidden: true, Usage: "tests only: accept --domain sim, an in-process simulated guest"},
+		&ucli.Uint64Flag{Name: "sim-memory-mib", Value: 64, Hidden: true, Usage: "sim: guest memory in MiB"},
+		&ucli.Uint64Flag{Name: "sim-seed", Value: 1, Hidden: true, Usage: "sim: seed of the write pattern"},
+		&ucli.IntFlag{Name: "sim-writes-per-ms", Value: 200, Hidden: true, Usage: "sim: 64-byte writes per millisecond"},
+		&ucli.Uint64Flag{Name: "sim-hot-pages", Value: 4096, Hidden: true, Usage: "sim: working set in pages (0 = all memory)"},
 		&ucli.BoolFlag{Name: "dataplane", Usage: "use the guest port attached with 'resilire dataplane attach --vm NAME': " +
 			"protect holds its output (netbuf); standby switches it to pass on failover"},
 		&ucli.BoolFlag{Name: "input-replay", Usage: "with --dataplane (port attached with --input-log): protect ships the guest's input log to the backup; " +
 			"standby re-injects it into the resumed guest after a failover"},
 		&ucli.StringFlag{Name: "pin-root", Value: dataplane.DefaultPinRoot, Usage: "bpffs directory of the data plane's pinned state"},
+	}
+}
+
+// checkDomain, run by the Before hook of protect and standby, refuses a
+// missing or unknown --domain, sim without --unsafe-allow-sim, and a
+// driver without the flags it needs. It only reads flags: the docs test
+// runs it on every documented command line.
+func checkDomain(c *ucli.Context) error {
+	switch d := c.String("domain"); d {
+	case "qemu":
+		if c.String("qemu-config") == "" {
+			return errors.New("--domain qemu needs --qemu-config FILE")
+		}
+		return nil
+	case "xen":
+		if c.Command.Name == "standby" && c.Uint64("xen-memory-mib") == 0 {
+			return errors.New("--domain xen on the standby needs --xen-memory-mib")
+		}
+		return nil
+	case "":
+		return fmt.Errorf("--domain is required: %s", agentDomains)
+	case "sim":
+		if c.Bool("unsafe-allow-sim") {
+			return nil
+		}
+		return fmt.Errorf("--domain sim: the simulated guest is for tests only (hidden flag --unsafe-allow-sim); want %s", agentDomains)
+	default:
+		return fmt.Errorf("--domain %q: want %s", d, agentDomains)
 	}
 }
 
@@ -102,7 +141,7 @@ func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("--domain %q: want sim, qemu or xen", c.String("domain"))
+		return nil, checkDomain(c)
 	}
 	port, err := openDataplane(c, log)
 	if err == nil && port != nil && c.Bool("unsafe-no-output-commit") {
@@ -168,7 +207,7 @@ func openBackup(c *ucli.Context, log *slog.Logger) (*backupDriver, error) {
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("--domain %q: want sim, qemu or xen", c.String("domain"))
+		return nil, checkDomain(c)
 	}
 	port, err := openDataplane(c, log)
 	if err == nil && port != nil {

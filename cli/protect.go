@@ -37,7 +37,8 @@ func protectCommand() *ucli.Command {
 		Description: "Runs on the primary host. Starts with a full synchronisation (pre-copy while the guest runs), " +
 			"then every --interval pauses the guest, copies its dirty memory and device state, resumes it, " +
 			"streams the checkpoint to the backup and releases the guest's output of that epoch only after the backup's ACK.",
-		Flags: flags,
+		Flags:  flags,
+		Before: checkAgent,
 		Action: func(c *ucli.Context) error {
 			log, err := logger(c)
 			if err != nil {
@@ -111,8 +112,9 @@ func progressFunc(c *ucli.Context) func(done, total uint64) {
 		if bar == nil || done*checkpointer.PageSize < uint64(bar.State().CurrentNum) {
 			bar = progressbar.NewOptions64(int64(total*checkpointer.PageSize), progressbar.OptionSetWriter(c.App.ErrWriter),
 				progressbar.OptionSetDescription("initial sync"), progressbar.OptionShowBytes(true),
-				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionOnCompletion(func() { c.App.ErrWriter.Write([]byte("\n")) }))
+				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionOnCompletion(func() { _, _ = c.App.ErrWriter.Write([]byte("\n")) }))
 		}
-		bar.Set64(int64(done * checkpointer.PageSize))
+		// A bar that cannot draw on stderr must not stop the synchronisation.
+		_ = bar.Set64(int64(done * checkpointer.PageSize))
 	}
 }

@@ -37,7 +37,8 @@ func standbyCommand() *ucli.Command {
 		Description: "Runs on the backup host. Applies each checkpoint only once it arrived whole and verified, then ACKs it. " +
 			"When the primary is silent for --heartbeat-timeout it runs --fence-cmd, and only if that exits 0 resumes the guest " +
 			"from the last committed checkpoint, switches its port to pass and announces the guest's address.",
-		Flags: flags,
+		Flags:  flags,
+		Before: checkAgent,
 		Action: func(c *ucli.Context) error {
 			log, err := logger(c)
 			if err != nil {

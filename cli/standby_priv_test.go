@@ -30,7 +30,11 @@ func TestStandbyPortGoesLiveOnlyAfterFence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rig.Host.Do(port.Detach) })
+	t.Cleanup(func() {
+		if err := rig.Host.Do(port.Detach); err != nil {
+			t.Error(err)
+		}
+	})
 	if err := port.SetMode(dataplane.ModeBlock); err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +42,7 @@ func TestStandbyPortGoesLiveOnlyAfterFence(t *testing.T) {
 	fence := fmt.Sprintf("touch %s/fencing && sleep 0.3 && touch %s/fenced", dir, dir)
 	a := freeAddrs(t, 2)
 	repl, mb := a[0], a[1]
-	common := []string{"--vm", "ren-sb", "--sim-memory-mib", "4", "--sim-hot-pages", "256", "--heartbeat-timeout", "400ms"}
+	common := []string{"--vm", "ren-sb", "--domain", "sim", "--unsafe-allow-sim", "--sim-memory-mib", "4", "--sim-hot-pages", "256", "--heartbeat-timeout", "400ms"}
 	_, errB := startAgent(t, append([]string{"standby", "--listen", repl, "--metrics-addr", mb, "--dataplane",
 		"--pin-root", pinRoot, "--fence-cmd", fence}, common...)...)
 	waitStatus(t, mb, checkpointer.StateWaiting)

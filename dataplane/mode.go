@@ -33,16 +33,6 @@ func (m Mode) String() string {
 	return fmt.Sprintf("mode(%d)", uint32(m))
 }
 
-// ParseMode parses pass, buffer or block.
-func ParseMode(s string) (Mode, error) {
-	for m, name := range modeNames {
-		if strings.EqualFold(s, name) {
-			return m, nil
-		}
-	}
-	return 0, fmt.Errorf("mode %q: want pass, buffer or block", s)
-}
-
 // CapturePath is how buffered output is held.
 type CapturePath int
 

@@ -99,7 +99,7 @@ func (e *rigEnv) kernelUDPFromGuest(n int) {
 	}
 	defer c.Close()
 	for i := 0; i < n; i++ {
-		c.Write([]byte("kernel udp")) // errors are fine: the frame may sit in the ARP queue
+		_, _ = c.Write([]byte("kernel udp")) // errors are fine: the frame may sit in the ARP queue
 	}
 }
 
@@ -183,7 +183,9 @@ func readTap(t *testing.T, f *os.File, d time.Duration) [][]byte {
 	t.Helper()
 	var out [][]byte
 	buf := make([]byte, 1<<17)
-	f.SetReadDeadline(time.Now().Add(d))
+	if err := f.SetReadDeadline(time.Now().Add(d)); err != nil {
+		t.Fatal(err)
+	}
 	for {
 		n, err := f.Read(buf)
 		if errors.Is(err, os.ErrDeadlineExceeded) {

@@ -66,7 +66,7 @@ func testTCPThroughRelease(t *testing.T, path CapturePath) {
 			return
 		}
 		defer c.Close()
-		c.Write(data)
+		_, _ = c.Write(data) // the reader checks what arrived
 	}()
 	var conn net.Conn
 	err := e.rig.Client.Do(func() (err error) {
@@ -77,7 +77,9 @@ func testTCPThroughRelease(t *testing.T, path CapturePath) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	got, err := io.ReadAll(conn)
 	if err != nil {
 		t.Fatalf("read %d of %d bytes: %v", len(got), len(data), err)
@@ -100,7 +102,9 @@ func (e *rigEnv) releaseLoop(ctx context.Context, tap *os.File, gso, partial *at
 	if e.port.Path() == PathRedirect {
 		buf := make([]byte, 1<<17)
 		for ctx.Err() == nil {
-			tap.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if err := tap.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+				return err
+			}
 			n, err := tap.Read(buf)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				continue

@@ -139,7 +139,9 @@ func probeLatency(tb testing.TB, epoch time.Duration, noPin bool) ([]float64, st
 		defer close(done)
 		buf, oob := make([]byte, 64), make([]byte, 128)
 		for len(lat) < probeCount {
-			c.SetReadDeadline(time.Now().Add(epoch + time.Second))
+			if err := c.SetReadDeadline(time.Now().Add(epoch + time.Second)); err != nil {
+				return
+			}
 			n, oobn, _, _, err := c.ReadMsgUDP(buf, oob)
 			if err != nil {
 				return
@@ -156,7 +158,7 @@ func probeLatency(tb testing.TB, epoch time.Duration, noPin bool) ([]float64, st
 		next = next.Add(time.Duration(float64(probeInterval) * (0.5 + rng.Float64())))
 		time.Sleep(time.Until(next))
 		binary.BigEndian.PutUint64(msg, uint64(time.Now().UnixNano()))
-		g.Write(msg)
+		_, _ = g.Write(msg) // a lost probe is a missing sample
 	}
 	<-done
 	info := stop()
@@ -268,7 +270,9 @@ func tcpThroughput(tb testing.TB, epoch, dur time.Duration) (float64, string) {
 		tb.Fatal(err)
 	}
 	buf := make([]byte, 1<<20)
-	conn.SetWriteDeadline(time.Now().Add(dur))
+	if err := conn.SetWriteDeadline(time.Now().Add(dur)); err != nil {
+		tb.Fatal(err)
+	}
 	for {
 		if _, err := conn.Write(buf); err != nil {
 			break // the deadline ends the run
@@ -281,7 +285,9 @@ func tcpThroughput(tb testing.TB, epoch, dur time.Duration) (float64, string) {
 	}
 	info := stop()
 	var retrans string
-	r.Guest.Do(func() error { retrans = tcpRetrans(); return nil })
+	if err := r.Guest.Do(func() error { retrans = tcpRetrans(); return nil }); err != nil {
+		tb.Fatal(err)
+	}
 	return float64(out.n) * 8 / out.last.Sub(out.first).Seconds() / 1e9, info + ", retransmits " + retrans
 }
 

@@ -210,7 +210,9 @@ func TestByteBoundTailDrops(t *testing.T) {
 	if got := r.recvAll(t); len(got) != 0 {
 		t.Fatalf("the bound released %d frames early", len(got))
 	}
-	r.b.Advance()
+	if _, err := r.b.Advance(); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.b.Release(1); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +236,9 @@ func TestDiscard(t *testing.T) {
 	if err := r.b.Discard(); err != nil {
 		t.Fatal(err)
 	}
-	r.b.Advance()
+	if _, err := r.b.Advance(); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.b.Release(1); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +261,9 @@ func TestMultiQueueKeepsFlowOrder(t *testing.T) {
 		}
 	}
 	r.waitStats(t, "held", func(s Stats) bool { return s.HeldFrames == flows*per })
-	r.b.Advance()
+	if _, err := r.b.Advance(); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.b.Release(1); err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +330,9 @@ func TestReleaseRebuildsVnetHdrAndSkipsMalformed(t *testing.T) {
 	r.src.ch <- dataplane.AppendRecord(nil, dataplane.FrameHdr{Epoch: 1, GsoSize: 1448, GsoSegs: 14, IpSummed: dataplane.ChecksumPartial, CsumStart: 34, CsumOffset: 16}, gso)
 	r.src.ch <- []byte("garbage")
 	r.waitStats(t, "held + malformed", func(s Stats) bool { return s.HeldFrames == 1 && s.Malformed == 1 })
-	r.b.Advance()
+	if _, err := r.b.Advance(); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.b.Release(1); err != nil {
 		t.Fatal(err)
 	}
@@ -341,8 +349,12 @@ func TestReleaseRebuildsVnetHdrAndSkipsMalformed(t *testing.T) {
 
 func TestCloseWithReleaseAndStragglersInFlight(t *testing.T) {
 	r := newRig(t, 2, 0)
-	r.b.Advance()
-	r.b.Release(1)
+	if _, err := r.b.Advance(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.b.Release(1); err != nil {
+		t.Fatal(err)
+	}
 	for i := uint32(0); i < 200; i++ {
 		r.send(1, udpSeq(t, 1, i)) // stragglers: written at once
 	}

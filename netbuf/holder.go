@@ -169,19 +169,27 @@ func (h *holder) commit(req request) (uint64, error) {
 
 func (h *holder) serve(c net.Conn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Minute))
+	// An error here is the client's connection failing: there is no one
+	// left to report it to.
+	_ = h.reply(c)
+}
+
+// reply answers the one request on c.
+func (h *holder) reply(c net.Conn) error {
+	if err := c.SetDeadline(time.Now().Add(time.Minute)); err != nil {
+		return err
+	}
 	var req request
 	if err := json.NewDecoder(io.LimitReader(c, 4096)).Decode(&req); err != nil {
-		writeResponse(c, response{Error: "bad request: " + err.Error()})
-		return
+		return writeResponse(c, response{Error: "bad request: " + err.Error()})
 	}
 	switch req.Op {
 	case "commit":
 		e, err := h.commit(req)
-		writeResponse(c, response{Released: e, Error: errString(err)})
+		return writeResponse(c, response{Released: e, Error: errString(err)})
 	case "stats":
 		s := h.b.Stats()
-		writeResponse(c, response{Stats: &s})
+		return writeResponse(c, response{Stats: &s})
 	case "dump":
 		f, err := os.CreateTemp("", "rnb-dump-*.pcap")
 		if err == nil {
@@ -197,14 +205,15 @@ func (h *holder) serve(c net.Conn) {
 			_, err = f.Seek(0, io.SeekStart)
 		}
 		if err != nil {
-			writeResponse(c, response{Error: err.Error()})
-			return
+			return writeResponse(c, response{Error: err.Error()})
 		}
-		if writeResponse(c, response{Bytes: n}) == nil {
-			io.Copy(c, f)
+		if err := writeResponse(c, response{Bytes: n}); err != nil {
+			return err
 		}
+		_, err = io.Copy(c, f)
+		return err
 	default:
-		writeResponse(c, response{Error: fmt.Sprintf("unknown op %q", req.Op)})
+		return writeResponse(c, response{Error: fmt.Sprintf("unknown op %q", req.Op)})
 	}
 }
 
@@ -228,7 +237,10 @@ func call(ctx context.Context, path string, req request) (response, *bufio.Reade
 		return response{}, nil, nil, fmt.Errorf("no holder at %s (run resilire dataplane hold): %w", path, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
+		if err := c.SetDeadline(dl); err != nil {
+			c.Close()
+			return response{}, nil, nil, fmt.Errorf("holder connection deadline: %w", err)
+		}
 	}
 	if err := json.NewEncoder(c).Encode(req); err != nil {
 		c.Close()

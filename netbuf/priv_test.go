@@ -62,7 +62,9 @@ func recvSeq(tb testing.TB, c *net.UDPConn, quiet time.Duration) []uint32 {
 	var out []uint32
 	buf := make([]byte, 65536)
 	for {
-		c.SetReadDeadline(time.Now().Add(quiet))
+		if err := c.SetReadDeadline(time.Now().Add(quiet)); err != nil {
+			tb.Fatal(err)
+		}
 		n, err := c.Read(buf)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return out

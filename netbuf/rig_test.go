@@ -80,7 +80,11 @@ func (r *nsRig) attachPort(tb testing.TB, path dataplane.CapturePath) *dataplane
 	if err != nil {
 		tb.Fatalf("attach: %v", err)
 	}
-	tb.Cleanup(func() { r.Host.Do(func() error { return p.Detach() }) })
+	tb.Cleanup(func() {
+		if err := r.Host.Do(func() error { return p.Detach() }); err != nil {
+			tb.Error(err)
+		}
+	})
 	return p
 }
 

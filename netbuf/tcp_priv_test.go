@@ -68,7 +68,9 @@ func (r *nsRig) tcpTransfer(tb testing.TB, fromGuest bool, n int64, timeout time
 			return
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(timeout))
+		if rerr = c.SetDeadline(time.Now().Add(timeout)); rerr != nil {
+			return
+		}
 		h := sha256.New()
 		m, err := io.Copy(h, c)
 		if err == nil && m != n {
@@ -86,7 +88,9 @@ func (r *nsRig) tcpTransfer(tb testing.TB, fromGuest bool, n int64, timeout time
 	if err != nil {
 		tb.Fatal(err)
 	}
-	conn.SetDeadline(time.Now().Add(timeout))
+	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+		tb.Fatal(err)
+	}
 	h := sha256.New()
 	src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{7}), n), h)
 	if _, err := io.Copy(conn, src); err != nil {

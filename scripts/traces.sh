@@ -76,7 +76,7 @@ trace_redis() {
 trace_pgbench() {
 	need pgbench postgresql
 	local bin scale=10 sb=128MB
-	bin=$(dirname "$(command -v pg_ctl 2>/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)")
+	bin=$(dirname "$(command -v pg_ctl 2>/dev/null || printf '%s\n' /usr/lib/postgresql/*/bin/pg_ctl | tail -1)")
 	export PATH=$bin:$PATH
 	[[ $SIZE == small ]] && scale=1 sb=8MB
 	PGDATA=$TMP/pg

@@ -89,7 +89,9 @@ func NewRig(cfg RigConfig) (_ *Rig, err error) {
 		GuestAddr:  netip.PrefixFrom(nth(lan, 10), lan.Bits()),
 	}
 	r.namespaces = []string{r.A.Netns, r.B.Netns, r.Client, r.Switch}
-	r.removeNamespaces()
+	if err := r.removeNamespaces(); err != nil {
+		return nil, fmt.Errorf("leftovers of an earlier rig: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			r.Close()

@@ -33,7 +33,7 @@ func reach(ctx context.Context, from, to, addr string) error {
 	defer l.Close()
 	go func() {
 		if c, err := l.Accept(); err == nil {
-			c.Write([]byte("hi"))
+			_, _ = c.Write([]byte("hi")) // the dialer checks what arrived
 			c.Close()
 		}
 	}()
@@ -44,7 +44,9 @@ func reach(ctx context.Context, from, to, addr string) error {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
+	if err := c.SetDeadline(time.Now().Add(time.Second)); err != nil {
+		return err
+	}
 	b, err := io.ReadAll(c)
 	if err != nil || string(b) != "hi" {
 		return fmt.Errorf("read %q: %v", b, err)

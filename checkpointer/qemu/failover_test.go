@@ -47,7 +47,12 @@ func bootPrimary(t testing.TB, ctx context.Context) (*testenv.Rig, qemu.Config, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { vm.Kill(); os.Remove(cfg.MemPath) })
+	t.Cleanup(func() {
+		if err := vm.Kill(); err != nil {
+			t.Error(err)
+		}
+		os.Remove(cfg.MemPath)
+	})
 	if err := vm.WaitSerial(ctx, kv.ReadyLine); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +160,12 @@ func TestFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { replica.Close(); replica.Remove() })
+	t.Cleanup(func() {
+		replica.Close()
+		if err := replica.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
 
 	// Initial full copy in one pause, with the hash baseline.
 	all := make([]uint64, dom.MemorySize()/qemu.PageSize)
@@ -171,8 +181,7 @@ func TestFailover(t *testing.T) {
 	if err := dom.ReadPages(all, replica.Memory()); err != nil {
 		t.Fatal(err)
 	}
-	state, err := dom.SaveState(ctx)
-	if err != nil {
+	if _, err := dom.SaveState(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := dom.Resume(ctx); err != nil {
@@ -186,7 +195,12 @@ func TestFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sb.Close(); sb.VM().Kill() })
+	t.Cleanup(func() {
+		sb.Close()
+		if err := sb.VM().Kill(); err != nil {
+			t.Error(err)
+		}
+	})
 
 	const epochs = 30
 	acked := map[string]string{}
@@ -215,7 +229,6 @@ func TestFailover(t *testing.T) {
 			t.Fatalf("epoch %d: %v", e, err)
 		}
 		ck.apply(replica.Memory())
-		state = ck.state
 		pauses = append(pauses, ck.pause)
 		dirty = append(dirty, len(ck.pfns))
 		for i, d := range ck.phases {
@@ -243,7 +256,7 @@ func TestFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state = last.state
+	state := last.state
 	if err := replica.Sync(); err != nil {
 		t.Fatal(err)
 	}

@@ -35,12 +35,12 @@ func dialMonitor(path string, timeout time.Duration) (*monitor, error) {
 		return nil, err
 	}
 	if err := m.Connect(); err != nil {
-		m.Disconnect()
+		_ = m.Disconnect() // the handshake error is the one to report
 		return nil, fmt.Errorf("qmp handshake: %w", err)
 	}
 	events, err := m.Events(context.Background())
 	if err != nil {
-		m.Disconnect()
+		_ = m.Disconnect() // the events error is the one to report
 		return nil, fmt.Errorf("qmp events: %w", err)
 	}
 	mon := &monitor{m: m, mig: make(chan string, 256), closed: make(chan struct{})}
@@ -168,4 +168,6 @@ func (mon *monitor) status(ctx context.Context) (string, error) {
 	return s.Status, nil
 }
 
-func (mon *monitor) close() { mon.m.Disconnect() }
+// close disconnects; its error (a socket already gone) changes nothing for
+// a monitor that is done.
+func (mon *monitor) close() { _ = mon.m.Disconnect() }

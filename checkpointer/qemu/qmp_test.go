@@ -49,7 +49,8 @@ func startFakeQMP(t *testing.T, f *fakeQMP) string {
 }
 
 func (f *fakeQMP) serve(c *net.UnixConn) {
-	send := func(v any) { b, _ := json.Marshal(v); c.Write(append(b, '\n')) }
+	// A failed write is the client hanging up, which the test sees itself.
+	send := func(v any) { b, _ := json.Marshal(v); _, _ = c.Write(append(b, '\n')) }
 	event := func(status string) {
 		send(map[string]any{"event": "MIGRATION", "data": map[string]any{"status": status}})
 	}
@@ -98,7 +99,7 @@ func (f *fakeQMP) serve(c *net.UnixConn) {
 				send(map[string]any{"return": map[string]any{}})
 				event("setup")
 				if cmd.Execute == "migrate" {
-					fd.Write(f.blob)
+					_, _ = fd.Write(f.blob) // the reader checks what arrived
 				} else {
 					b, _ := io.ReadAll(fd)
 					f.incoming <- b
@@ -175,7 +176,7 @@ func TestWaitMigrationQEMUGone(t *testing.T) {
 			return
 		}
 		fmt.Fprintln(c, `{"QMP":{"version":{},"capabilities":["oob"]}}`)
-		bufio.NewReader(c).ReadString('\n') // qmp_capabilities
+		_, _ = bufio.NewReader(c).ReadString('\n') // qmp_capabilities, whatever it says
 		fmt.Fprintln(c, `{"return":{}}`)
 		time.Sleep(50 * time.Millisecond)
 		c.Close()

@@ -126,7 +126,7 @@ func (s *ramScanner) read(pfns []uint64, dst []byte, paused bool) error {
 	if len(dst) != len(pfns)*PageSize {
 		return fmt.Errorf("read pages: dst is %d bytes, want %d", len(dst), len(pfns)*PageSize)
 	}
-	rehash := s.enabled && !(paused && s.fresh)
+	rehash := s.enabled && (!paused || !s.fresh)
 	for i, pfn := range pfns {
 		if pfn >= uint64(len(s.hashes)) {
 			return fmt.Errorf("read pages: pfn %d beyond %d pages", pfn, len(s.hashes))

@@ -5,6 +5,7 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -108,6 +109,8 @@ func restoreState(ctx context.Context, mon *monitor, state []byte) error {
 	}
 	// QEMU accepted the state. A write error now can only be EPIPE from
 	// QEMU closing its end after reading the stream's end marker.
-	<-written
+	if err := <-written; err != nil && !errors.Is(err, unix.EPIPE) {
+		return fmt.Errorf("write device state: %w", err)
+	}
 	return nil
 }

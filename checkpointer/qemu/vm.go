@@ -73,7 +73,7 @@ func Start(ctx context.Context, cfg Config, standby bool) (_ *VM, err error) {
 	go func() { v.err = v.cmd.Wait(); close(v.exited) }()
 	defer func() {
 		if err != nil {
-			v.Kill()
+			_ = v.Kill() // err, the start failure, is what the caller needs
 		}
 	}()
 	if v.mon, err = v.connect(ctx); err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// testState is a small replica: 3 populated runs, 1261 frames in all, so one
+// testReplica builds a small replica: 3 populated runs, 1261 frames in all, so one
 // run spans two PAGE_DATA records. The HVM context is opaque bytes here; on
 // a real host it comes from xc_domain_hvm_getcontext and is passed through.
 func testReplica(t testing.TB) ([]byte, *State) {

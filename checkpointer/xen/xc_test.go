@@ -130,8 +130,7 @@ func TestRealSaveRestore(t *testing.T) {
 		state, err = d.SaveState(ctx)
 	}
 	if err != nil {
-		d.Resume(ctx)
-		t.Fatal(err)
+		t.Fatal(errors.Join(err, d.Resume(ctx))) // leave the guest running
 	}
 	if out, err := exec.Command("xl", "destroy", strconv.Itoa(int(d.DomID()))).CombinedOutput(); err != nil {
 		t.Fatalf("xl destroy: %v: %s", err, out)

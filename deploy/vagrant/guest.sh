@@ -6,7 +6,7 @@
 # the guest with the same config.
 set -euo pipefail
 dir=/var/lib/resilire/guest
-kver=$(ls /lib/modules | sort -V | tail -1)
+kver=$(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 install -d "$dir" /etc/resilire "$root"/{bin,proc,sys,dev,tmp,www/cgi-bin,lib/modules}
@@ -21,7 +21,8 @@ for m in $(modprobe -S "$kver" --show-depends xen-netfront | awk '$1 == "insmod"
     *.zst) zstd -dc "$m" > "$root/lib/modules/$(basename "${m%.zst}")" ;;
     *) cp "$m" "$root/lib/modules/" ;;
   esac
-  echo "$(basename "${m%.*z*}")" | sed 's/\.ko$//' >> "$root/lib/modules/order"
+  name=$(basename "${m%.*z*}")
+  echo "${name%.ko}" >> "$root/lib/modules/order"
 done
 cat > "$root/init" <<'INIT'
 #!/bin/sh

@@ -14,10 +14,15 @@ install -m 0755 /vagrant/deploy/vagrant/fence.sh /usr/local/sbin/resilire-fence
 case "$role" in
 primary)
   xl list guest >/dev/null 2>&1 || xl create /etc/resilire/guest.cfg
-  args="protect --vm guest --domain xen --port rsl-guest --peer 192.168.56.12:$port --interval 100ms"
+  # Hold the guest's output on its vif (vifname=rsl-guest in guest.cfg);
+  # the pins outlive the agent, so attach only once.
+  /usr/local/bin/resilire dataplane status --vm guest >/dev/null 2>&1 || /usr/local/bin/resilire dataplane attach --vm guest --port rsl-guest
+  args="protect --vm guest --domain xen --dataplane --backup 192.168.56.12:$port --interval 100ms"
   ;;
 backup)
-  args="standby --vm guest --domain xen --port rsl-guest --listen 192.168.56.12:$port --fence-cmd '/usr/local/sbin/resilire-fence 192.168.56.11 guest'"
+  # The backup has no vif until failover restores the guest: no --dataplane.
+  # --xen-memory-mib is the guest's memory in guest.cfg (guest.sh).
+  args="standby --vm guest --domain xen --xen-memory-mib 256 --listen 192.168.56.12:$port --fence-cmd '/usr/local/sbin/resilire-fence 192.168.56.11 guest'"
   ;;
 *) echo "usage: $0 primary|backup" >&2; exit 2 ;;
 esac

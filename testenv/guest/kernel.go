@@ -155,7 +155,7 @@ func extractKernel(ctx context.Context, deb string, k kernelPkg, dir string) (er
 		return fmt.Errorf("dpkg-deb: %w", err)
 	}
 	defer func() {
-		io.Copy(io.Discard, out)
+		_, _ = io.Copy(io.Discard, out) // let dpkg-deb finish; Wait reports its failure
 		if werr := cmd.Wait(); werr != nil && err == nil {
 			err = fmt.Errorf("dpkg-deb --fsys-tarfile %s: %w: %s", deb, werr, stderr.Bytes())
 		}

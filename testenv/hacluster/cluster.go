@@ -241,7 +241,7 @@ func (c *Cluster) bootPrimary(ctx context.Context) error {
 	bctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := vm.WaitSerial(bctx, kv.ReadyLine); err != nil {
-		vm.Kill()
+		_ = vm.Kill() // the boot failure is the error to report
 		return err
 	}
 	c.logf("primary guest up in %v (pid %d)", time.Since(t0).Round(time.Millisecond), vm.Pid())
@@ -312,12 +312,16 @@ func (c *Cluster) Close() error {
 	var errs []error
 	for _, a := range []*Agent{c.protect, c.standby} {
 		if a != nil {
-			a.Kill()
+			if err := a.Kill(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	for _, cfg := range []qemu.Config{c.CfgA, c.CfgB} {
 		if cfg.QMPPath != "" {
-			killPidFile(cfg.PIDPath())
+			if err := killPidFile(cfg.PIDPath()); err != nil {
+				errs = append(errs, err)
+			}
 			os.Remove(cfg.MemPath)
 		}
 	}

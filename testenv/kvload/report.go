@@ -105,9 +105,9 @@ func addScatter(p *plot.Plot, pts plotter.XYs, c color.Color, name string) error
 	if err != nil {
 		return err
 	}
-	sc.GlyphStyle.Color = c
-	sc.GlyphStyle.Radius = vg.Points(1.5)
-	sc.GlyphStyle.Shape = draw.CircleGlyph{}
+	sc.Color = c
+	sc.Radius = vg.Points(1.5)
+	sc.Shape = draw.CircleGlyph{}
 	p.Add(sc)
 	p.Legend.Add(name, sc)
 	return nil
