@@ -25,7 +25,6 @@ type testPrimary struct {
 	t     *testing.T
 	conn  net.Conn
 	l     *wire.Conn
-	seq   uint64
 	enc   codec.Encoder
 	codec codec.Codec
 }
@@ -93,10 +92,10 @@ func (tp *testPrimary) sendRaw(seq, epoch uint64, kind wire.Kind, body []byte, n
 	if n < 0 {
 		n = len(body)
 	}
-	tp.l.Write(wire.Begin, m.Marshal(), false)
-	wire.NewDataWriter(tp.l).Write(body[:n])
+	_ = tp.l.Write(wire.Begin, m.Marshal(), false)
+	_, _ = wire.NewDataWriter(tp.l).Write(body[:n])
 	if end {
-		tp.l.Write(wire.End, m.Marshal(), false)
+		_ = tp.l.Write(wire.End, m.Marshal(), false)
 	}
 	tp.l.Flush()
 }
@@ -238,7 +237,7 @@ func TestRefusesBadCheckpoints(t *testing.T) {
 			tp.sendRaw(2, 0, wire.Precopy, tp.encode(0, mem2, nil), -1, true)
 		}, "session refused"},
 		{"garbage-frame", func(tp *testPrimary) {
-			tp.conn.Write([]byte{99, 0, 0, 0, 1, 0, 0, 0, 0})
+			_, _ = tp.conn.Write([]byte{99, 0, 0, 0, 1, 0, 0, 0, 0})
 		}, "bad frame"},
 	} {
 		for _, codec := range testCodecs {

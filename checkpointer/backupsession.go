@@ -211,5 +211,5 @@ func (b *Backup) refuse(l *wire.Conn, peer string, err error) {
 	if len(msg) > wire.MaxControlPayload {
 		msg = msg[:wire.MaxControlPayload]
 	}
-	l.Write(wire.Error, []byte(msg), true)
+	_ = l.Write(wire.Error, []byte(msg), true)
 }

@@ -147,7 +147,7 @@ func TestEndToEndOutputCommit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("data plane: %v", err)
 	}
-	t.Cleanup(func() { buf.Close(); rig.Host.Do(port.Detach) })
+	t.Cleanup(func() { buf.Close(); _ = rig.Host.Do(port.Detach) })
 
 	var gconn, cconn *net.UDPConn
 	if err := rig.Client.Do(func() (err error) {
@@ -189,7 +189,7 @@ func TestEndToEndOutputCommit(t *testing.T) {
 		defer close(recvDone)
 		b := make([]byte, 64)
 		for {
-			cconn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_ = cconn.SetReadDeadline(time.Now().Add(2 * time.Second))
 			n, err := cconn.Read(b)
 			if err != nil {
 				return

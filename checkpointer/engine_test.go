@@ -223,9 +223,9 @@ func TestRecOutputCatchesEarlyRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := newRecOutput(dom, func() *checkpointer.Backup { return b })
-	dom.Pause(context.Background())
+	_ = dom.Pause(context.Background())
 	e, _ := out.Advance()
-	out.Release(e)
+	_ = out.Release(e)
 	if _, _, errs := out.snapshot(); len(errs) == 0 {
 		t.Fatal("early release not detected")
 	}

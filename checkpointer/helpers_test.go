@@ -96,7 +96,8 @@ func startBackup(t *testing.T, cfg checkpointer.BackupConfig) (*checkpointer.Bac
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-errc:
+		case err := <-errc:
+			t.Logf("backup stopped: %v", err)
 		case <-done:
 		case <-time.After(5 * time.Second):
 			t.Error("backup did not stop")

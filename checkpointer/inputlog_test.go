@@ -58,11 +58,11 @@ func TestInputReplayFailover(t *testing.T) {
 			input(wire.InputRecord{Epoch: 1, Frame: checkpointer.FrameOf('a')})
 			// Checkpoint 2 with an INPUT frame between BEGIN and DATA.
 			m := wire.CheckpointMsg{Seq: 2, Epoch: 2, Kind: wire.Consistent}
-			tp.l.Write(wire.Begin, m.Marshal(), false)
+			_ = tp.l.Write(wire.Begin, m.Marshal(), false)
 			input(wire.InputRecord{Epoch: 2, Frame: checkpointer.FrameOf('b')})
-			wire.NewDataWriter(tp.l).Write(tp.encode(2, image(2), []byte("s2")))
+			_, _ = wire.NewDataWriter(tp.l).Write(tp.encode(2, image(2), []byte("s2")))
 			input(wire.InputRecord{Epoch: 2, Frame: checkpointer.FrameOf('c')})
-			tp.l.Write(wire.End, m.Marshal(), true)
+			_ = tp.l.Write(wire.End, m.Marshal(), true)
 			if typ, p := tp.answer(); typ != wire.Ack {
 				t.Fatalf("checkpoint 2 answered %d %q", typ, p)
 			}

@@ -29,7 +29,7 @@ func BenchmarkPause16MiB(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	d.Resume(ctx)
+	_ = d.Resume(ctx)
 	b.SetBytes(16 << 20)
 	b.ResetTimer()
 	var paused time.Duration

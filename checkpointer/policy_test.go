@@ -45,8 +45,8 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, u)
 			p.mu.Unlock()
-			go func() { io.Copy(u, c); u.Close() }()
-			go func() { io.Copy(c, u); c.Close() }()
+			go func() { _, _ = io.Copy(u, c); u.Close() }()
+			go func() { _, _ = io.Copy(c, u); c.Close() }()
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); p.cut() })
@@ -121,7 +121,7 @@ func backupFor(t *testing.T, r *policyRig, ln net.Listener, timeout time.Duratio
 	r.backup.Store(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 1)
-	go func() { b.Serve(ctx); done <- struct{}{} }()
+	go func() { _ = b.Serve(ctx); done <- struct{}{} }()
 	return func() { cancel(); recvWithin(t, done, 20*time.Second, "backup") }
 }
 

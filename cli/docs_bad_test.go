@@ -74,10 +74,10 @@ func TestDocumentedCommandsCatchMistakes(t *testing.T) {
 		{"script variable", "deploy/vagrant/start.sh",
 			"#!/bin/bash\nargs=\"protect --vm guest --domain xen --peer 192.168.56.12:$port\"\necho \"RESILIRE_ARGS=\\\"$args\\\"\" > f\n",
 			"deploy/vagrant/start.sh:2: flag provided but not defined: -peer"},
-		{"make recipe", "mk/x.mk", "x:\n\t$(BIN) bench codec --blok $(CODEC_BLOCK) $(foreach t,$(T),--trace $(t))\n",
+		{"make recipe", "mk/x.mk", "x:\n\t$(BIN) trace info --blok $(CODEC_BLOCK) $(foreach t,$(T),$(t))\n",
 			"mk/x.mk:2: flag provided but not defined: -blok"},
-		{"make recipe missing a required flag", "Makefile", "x:\n\t@bin/resilire bench codec --block 64 >/dev/null 2>&1\n",
-			"Makefile:2: Required flag \"trace\" not set"},
+		{"make recipe missing a required flag", "Makefile", "x:\n\t@bin/resilire trace record --interval 50ms -- true >/dev/null 2>&1\n",
+			"Makefile:2: Required flag \"out\" not set"},
 		{"typed placeholder", "mk/x.mk", "x:\n\t$(BIN) bench engine --epochs $(N) --trace $(T) --warmup 2\n",
 			"mk/x.mk:2: flag provided but not defined: -warmup"},
 	} {

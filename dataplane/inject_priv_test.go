@@ -75,7 +75,7 @@ func TestInjectorReachesTapReader(t *testing.T) {
 	buf := make([]byte, 2048)
 	deadline := time.Now().Add(2 * time.Second)
 	for len(got) < len(frames) && time.Now().Before(deadline) {
-		tap.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		_ = tap.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		m, err := tap.Read(buf)
 		if err != nil {
 			continue

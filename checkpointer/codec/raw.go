@@ -61,14 +61,15 @@ func (e *rawEncoder) Encode(w io.Writer, epoch uint64, pfns []uint64, data, stat
 	binary.LittleEndian.PutUint64(hdr[8:], epoch)
 	binary.LittleEndian.PutUint32(hdr[16:], uint32(len(pfns)))
 	binary.LittleEndian.PutUint32(hdr[20:], uint32(len(state)))
-	bw.Write(hdr[:])
+	// bufio.Writer errors are sticky: the Flush below reports the first.
+	_, _ = bw.Write(hdr[:])
 	var b [8]byte
 	for _, p := range pfns {
 		binary.LittleEndian.PutUint64(b[:], p)
-		bw.Write(b[:])
+		_, _ = bw.Write(b[:])
 	}
-	bw.Write(data)
-	bw.Write(state)
+	_, _ = bw.Write(data)
+	_, _ = bw.Write(state)
 	if err := bw.Flush(); err != nil {
 		return EncodeStats{}, fmt.Errorf("raw encode epoch %d: %w", epoch, err)
 	}

@@ -4,6 +4,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -80,7 +81,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
-	go func() { defer wg.Done(); b.Serve(ctx) }()
+	go func() { defer wg.Done(); _ = b.Serve(ctx) }()
 
 	var mu sync.Mutex
 	n, start, cpu0 := 0, time.Now(), cpuTime()
@@ -119,7 +120,9 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	select {
 	case <-done:
 		cancel()
-		<-errc
+		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+			return res, fmt.Errorf("bench primary: %w", err)
+		}
 	case err := <-errc:
 		return res, fmt.Errorf("bench primary stopped: %w", err)
 	}

@@ -57,8 +57,8 @@ func TestSyntheticSourceAndLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 6; i++ {
-		d.Resume(ctx)
-		d.Pause(ctx)
+		_ = d.Resume(ctx)
+		_ = d.Pause(ctx)
 		dirty, _ := d.HarvestDirty(ctx, nil)
 		if len(dirty) != 1 {
 			t.Fatalf("step %d: dirty %v", i, dirty)

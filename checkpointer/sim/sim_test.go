@@ -16,7 +16,7 @@ func TestSimRestoreContinuesWorkload(t *testing.T) {
 	d.Start()
 	time.Sleep(20 * time.Millisecond)
 	ctx := context.Background()
-	d.Pause(ctx)
+	_ = d.Pause(ctx)
 	state, _ := d.SaveState(ctx)
 	mem, step := d.Snapshot()
 	d.Stop()

@@ -206,9 +206,9 @@ func FuzzReader(f *testing.F) {
 	src := f.TempDir()
 	w, _ := Create(src)
 	for _, e := range synthEpochs(5, 8, 3) {
-		w.WriteEpoch(e.PFNs, e.Data)
+		_ = w.WriteEpoch(e.PFNs, e.Data)
 	}
-	w.Finish(Meta{Name: "f", Pages: 8})
+	_ = w.Finish(Meta{Name: "f", Pages: 8})
 	good, _ := os.ReadFile(filepath.Join(src, FileName))
 	f.Add(good)
 	f.Add(good[:len(good)-3])

@@ -40,6 +40,6 @@ func mmapFile(size, pages int) ([]byte, error) {
 	return unix.Mmap(int(f.Fd()), 0, pages*PageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 }
 
-func dropPage(b []byte) { unix.Madvise(b, unix.MADV_DONTNEED) }
+func dropPage(b []byte) { _ = unix.Madvise(b, unix.MADV_DONTNEED) }
 
 func bufAddr(b []byte) uint64 { return uint64(uintptr(unsafe.Pointer(&b[0]))) }

@@ -32,7 +32,7 @@ func (p *pagebuf) grow(n int) error {
 
 func (p *pagebuf) free() {
 	if p.b != nil {
-		unix.Munmap(p.b)
+		_ = unix.Munmap(p.b)
 		p.b = nil
 	}
 }

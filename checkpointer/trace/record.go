@@ -69,7 +69,7 @@ func Record(ctx context.Context, opts Options) (meta Meta, err error) {
 		if err := cmd.Start(); err != nil {
 			return meta, fmt.Errorf("start %s: %w", opts.Cmd[0], err)
 		}
-		go func() { cmd.Wait(); close(exited) }()
+		go func() { _ = cmd.Wait(); close(exited) }()
 		defer terminate(cmd.Process, exited)
 		pid = cmd.Process.Pid
 	} else if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
@@ -200,14 +200,14 @@ func (r *recorder) loop(ctx context.Context, o Options, exited <-chan struct{}, 
 
 // terminate resumes, then ends and reaps a process Record started.
 func terminate(p *os.Process, exited <-chan struct{}) {
-	p.Signal(syscall.SIGCONT)
-	p.Signal(syscall.SIGTERM)
+	_ = p.Signal(syscall.SIGCONT)
+	_ = p.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
 		return
 	case <-time.After(3 * time.Second):
 	}
-	p.Kill()
+	_ = p.Kill()
 	<-exited
 }
 

@@ -81,7 +81,7 @@ func helperMain() {
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		var k int
-		fmt.Sscanf(sc.Text(), "step %d", &k)
+		_, _ = fmt.Sscanf(sc.Text(), "step %d", &k)
 		switch k {
 		case 1, 2:
 			for _, p := range stepPages(k) {
@@ -167,8 +167,8 @@ func startHelper(t *testing.T) (int, io.Writer, *bufio.Reader, uint64, uint64) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(os.Kill)
-		cmd.Wait()
+		_ = cmd.Process.Signal(os.Kill)
+		_ = cmd.Wait()
 	})
 	out := bufio.NewReader(outp)
 	var addr, faddr uint64

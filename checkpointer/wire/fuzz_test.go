@@ -26,7 +26,7 @@ func validStream() []byte {
 	b = append(wire.AppendHeader(b, wire.Begin, len(m)), m...)
 	var body bytes.Buffer
 	enc, _ := codec.Raw{}.NewEncoder(2 * codec.PageSize)
-	enc.Encode(&body, 1, []uint64{1}, make([]byte, codec.PageSize), []byte("st"))
+	_, _ = enc.Encode(&body, 1, []uint64{1}, make([]byte, codec.PageSize), []byte("st"))
 	b = append(wire.AppendHeader(b, wire.Data, body.Len()), body.Bytes()...)
 	b = append(wire.AppendHeader(b, wire.End, len(m)), m...)
 	return b
