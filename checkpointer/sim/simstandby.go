@@ -32,7 +32,6 @@ type SimStandby struct {
 	replica *SimReplica
 	mu      sync.Mutex
 	dom     *SimDomain
-	state   []byte
 }
 
 // NewSimStandby prepares a standby over replica; cfg gives the workload
@@ -53,23 +52,9 @@ func (s *SimStandby) Activate(_ context.Context, state []byte) error {
 	if err != nil {
 		return err
 	}
-	s.dom, s.state = d, append([]byte(nil), state...)
+	s.dom = d
 	d.Start()
 	return nil
-}
-
-// Domain returns the resumed guest, nil before Activate.
-func (s *SimStandby) Domain() *SimDomain {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.dom
-}
-
-// ActivatedState returns the device state Activate was given.
-func (s *SimStandby) ActivatedState() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.state
 }
 
 // Close implements checkpointer.Standby: it stops a resumed guest's workload.
