@@ -63,7 +63,7 @@ func TestFailoverAnnouncesGuest(t *testing.T) {
 	ip := net.ParseIP("10.77.0.10")
 	snd := &orderSender{order: &order}
 	port := &recPort{order: &order}
-	replica := sim.NewSimReplica(testMem)
+	replica := sim.NewReplica(testMem)
 	sb := &fakeStandby{replica: replica}
 	sb.before = func() error { order = append(order, "activate"); return nil }
 	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec.Raw{},

@@ -131,7 +131,7 @@ func newTestBackupCodec(t *testing.T, fence checkpointer.Fencer, ln net.Listener
 
 // newTestBackupTimeout is newTestBackupCodec with another heartbeat timeout.
 func newTestBackupTimeout(t *testing.T, fence checkpointer.Fencer, ln net.Listener, codec codec.Codec, timeout time.Duration) (*checkpointer.Backup, string, *fakeStandby, *syncBuffer) {
-	replica := sim.NewSimReplica(testMem)
+	replica := sim.NewReplica(testMem)
 	sb := &fakeStandby{replica: replica}
 	log, buf := testLogger(t)
 	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec,
@@ -330,7 +330,7 @@ func (e *fenceEnvError) Error() string { return "fence command saw env " + e.got
 
 // The unsafe flag goes live without fencing.
 func TestUnsafeNoFence(t *testing.T) {
-	replica := sim.NewSimReplica(testMem)
+	replica := sim.NewReplica(testMem)
 	sb := &fakeStandby{replica: replica}
 	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec.Raw{},
 		HeartbeatTimeout: 200 * time.Millisecond, Failover: checkpointer.FailoverConfig{UnsafeNoFence: true}})
@@ -347,7 +347,7 @@ func TestUnsafeNoFence(t *testing.T) {
 // A primary whose epochs are behind what the backup holds stops with a
 // clear error instead of being refused forever.
 func TestPrimaryBehindBackupIsFatal(t *testing.T) {
-	dom := sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: testMem, Seed: 1})
+	dom := sim.NewDomain(sim.Config{Name: "vm1", MemSize: testMem, Seed: 1})
 	_, addr, _, _ := newTestBackup(t, nil, nil)
 	commitFirst(t, dialTestPrimary(t, addr, nil)) // backup now holds epoch 1
 	p, err := checkpointer.NewPrimary(checkpointer.PrimaryConfig{Domain: dom, Output: checkpointer.NewEpochCounterAt(1), Codec: codec.Raw{}, Dial: dialer(addr),

@@ -28,15 +28,15 @@ import (
 // guest is paused, like a real vCPU: the sender holds gate for reading
 // around each datagram, Pause takes it for writing.
 type gatedGuest struct {
-	*sim.SimDomain
+	*sim.Domain
 	gate sync.RWMutex
 	mu   sync.Mutex
 	sent int
 }
 
-func (g *gatedGuest) Pause(ctx context.Context) error { g.gate.Lock(); return g.SimDomain.Pause(ctx) }
+func (g *gatedGuest) Pause(ctx context.Context) error { g.gate.Lock(); return g.Domain.Pause(ctx) }
 func (g *gatedGuest) Resume(ctx context.Context) error {
-	err := g.SimDomain.Resume(ctx)
+	err := g.Domain.Resume(ctx)
 	g.gate.Unlock()
 	return err
 }
@@ -164,12 +164,12 @@ func TestEndToEndOutputCommit(t *testing.T) {
 	}
 	defer gconn.Close()
 
-	guest := &gatedGuest{SimDomain: sim.NewSimDomain(sim.SimConfig{Name: "ren-e2e", MemSize: 1 << 20, Seed: 2, WritesPerMs: 20, HotPages: 64})}
+	guest := &gatedGuest{Domain: sim.NewDomain(sim.Config{Name: "ren-e2e", MemSize: 1 << 20, Seed: 2, WritesPerMs: 20, HotPages: 64})}
 	guest.Start()
 	defer guest.Stop()
 	out := &epochOutput{OutputCommit: buf, guest: guest, sentAt: map[uint64]int{}}
 	codec := &applyClock{at: map[uint64]time.Time{}}
-	replica := sim.NewSimReplica(guest.MemorySize())
+	replica := sim.NewReplica(guest.MemorySize())
 	_, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "ren-e2e", Replica: replica, Standby: &fakeStandby{replica: replica},
 		Codec: codec, HeartbeatTimeout: 5 * time.Second})
 	p, err := checkpointer.NewPrimary(checkpointer.PrimaryConfig{Domain: guest, Output: out, Codec: codec, Dial: dialer(addr), Interval: 20 * time.Millisecond,

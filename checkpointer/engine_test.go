@@ -129,10 +129,10 @@ func dialer(addr string) func(context.Context) (net.Conn, error) {
 // epochs were released, then stops the primary.
 func runPair(t *testing.T, codec codec.Codec, interval time.Duration, want int, pipeline bool) (*recOutput, *checkpointer.Backup, *fakeStandby) {
 	t.Helper()
-	dom := sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: 4 << 20, Seed: 7, WritesPerMs: 100, HotPages: 512})
+	dom := sim.NewDomain(sim.Config{Name: "vm1", MemSize: 4 << 20, Seed: 7, WritesPerMs: 100, HotPages: 512})
 	dom.Start()
 	t.Cleanup(dom.Stop)
-	replica := sim.NewSimReplica(dom.MemorySize())
+	replica := sim.NewReplica(dom.MemorySize())
 	sb := &fakeStandby{replica: replica}
 	log, _ := testLogger(t)
 	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec,
@@ -215,8 +215,8 @@ func TestDelayedAcksHoldRelease(t *testing.T) {
 // The checker itself must be able to fail: a primary that released
 // before the ACK is caught.
 func TestRecOutputCatchesEarlyRelease(t *testing.T) {
-	dom := sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: 64 << 10, Seed: 1})
-	replica := sim.NewSimReplica(dom.MemorySize())
+	dom := sim.NewDomain(sim.Config{Name: "vm1", MemSize: 64 << 10, Seed: 1})
+	replica := sim.NewReplica(dom.MemorySize())
 	b, err := checkpointer.NewBackup(checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
 		Codec: codec.Raw{}, Listener: nopListener{}})
 	if err != nil {

@@ -42,7 +42,7 @@ func TestInputReplayFailover(t *testing.T) {
 	for _, broken := range []bool{false, true} {
 		t.Run(fmt.Sprintf("broken=%v", broken), func(t *testing.T) {
 			inj := &fakeInjector{}
-			replica := sim.NewSimReplica(testMem)
+			replica := sim.NewReplica(testMem)
 			sb := &fakeStandby{replica: replica}
 			log, logs := testLogger(t)
 			b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: sb, Codec: codec.Raw{},

@@ -63,7 +63,7 @@ func (p *cutProxy) cut() {
 }
 
 type policyRig struct {
-	dom     *sim.SimDomain
+	dom     *sim.Domain
 	out     *recOutput
 	prim    *checkpointer.Primary
 	backup  atomic.Pointer[checkpointer.Backup]
@@ -72,7 +72,7 @@ type policyRig struct {
 }
 
 func newPolicyRig(t *testing.T, policy checkpointer.LossPolicy, addr func() string) *policyRig {
-	r := &policyRig{dom: sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: 1 << 20, Seed: 3, WritesPerMs: 50, HotPages: 128})}
+	r := &policyRig{dom: sim.NewDomain(sim.Config{Name: "vm1", MemSize: 1 << 20, Seed: 3, WritesPerMs: 50, HotPages: 128})}
 	r.dom.Start()
 	t.Cleanup(r.dom.Stop)
 	r.out = newRecOutput(r.dom, func() *checkpointer.Backup { return r.backup.Load() })
@@ -112,7 +112,7 @@ func (r *policyRig) checkErrs(t *testing.T) {
 }
 
 func backupFor(t *testing.T, r *policyRig, ln net.Listener, timeout time.Duration) func() {
-	replica := sim.NewSimReplica(r.dom.MemorySize())
+	replica := sim.NewReplica(r.dom.MemorySize())
 	b, err := checkpointer.NewBackup(checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
 		Codec: codec.DefaultFGBI(), Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: timeout})
 	if err != nil {
@@ -208,17 +208,17 @@ func TestBackupLossContinue(t *testing.T) {
 }
 
 // hashTracked is a guest whose dirty log says pre-copy is unsafe.
-type hashTracked struct{ *sim.SimDomain }
+type hashTracked struct{ *sim.Domain }
 
 func (hashTracked) PrecopySafe() bool { return false }
 
 // A domain that cannot pre-copy gets its whole memory in the first,
 // paused checkpoint, and the replica still matches at every acked epoch.
 func TestNoPrecopyDomain(t *testing.T) {
-	dom := sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: 1 << 20, Seed: 4, WritesPerMs: 50, HotPages: 64})
+	dom := sim.NewDomain(sim.Config{Name: "vm1", MemSize: 1 << 20, Seed: 4, WritesPerMs: 50, HotPages: 64})
 	dom.Start()
 	defer dom.Stop()
-	replica := sim.NewSimReplica(dom.MemorySize())
+	replica := sim.NewReplica(dom.MemorySize())
 	log, buf := testLogger(t)
 	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
 		Codec: codec.DefaultFGBI(), HeartbeatTimeout: 5 * time.Second})

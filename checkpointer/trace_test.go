@@ -51,7 +51,7 @@ func TestRedisTraceReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dom.Close()
-	replica := sim.NewSimReplica(dom.MemorySize())
+	replica := sim.NewReplica(dom.MemorySize())
 	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "redis", Replica: replica, Standby: &fakeStandby{replica: replica},
 		Codec: codec.DefaultFGBI(), HeartbeatTimeout: 5 * time.Second})
 	out := newRecOutput(dom, func() *checkpointer.Backup { return b })

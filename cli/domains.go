@@ -100,8 +100,8 @@ type passPort struct{ p *dataplane.Port }
 
 func (p passPort) Pass() error { return p.p.SetMode(dataplane.ModePass) }
 
-func simConfig(c *ucli.Context) sim.SimConfig {
-	return sim.SimConfig{Name: c.String("vm"), MemSize: c.Uint64("sim-memory-mib") << 20, Seed: c.Uint64("sim-seed"),
+func simConfig(c *ucli.Context) sim.Config {
+	return sim.Config{Name: c.String("vm"), MemSize: c.Uint64("sim-memory-mib") << 20, Seed: c.Uint64("sim-seed"),
 		WritesPerMs: c.Int("sim-writes-per-ms"), HotPages: c.Uint64("sim-hot-pages")}
 }
 
@@ -129,7 +129,7 @@ func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 	}
 	switch c.String("domain") {
 	case "sim":
-		d := sim.NewSimDomain(simConfig(c))
+		d := sim.NewDomain(simConfig(c))
 		d.Start()
 		drv.domain, drv.close = d, d.Stop
 	case "qemu":
@@ -196,8 +196,8 @@ func openBackup(c *ucli.Context, log *slog.Logger) (*backupDriver, error) {
 	}
 	switch c.String("domain") {
 	case "sim":
-		r := sim.NewSimReplica(c.Uint64("sim-memory-mib") << 20)
-		drv.replica, drv.standby = r, sim.NewSimStandby(simConfig(c), r)
+		r := sim.NewReplica(c.Uint64("sim-memory-mib") << 20)
+		drv.replica, drv.standby = r, sim.NewStandby(simConfig(c), r)
 	case "qemu":
 		if err := openQEMUBackup(c, log, &drv); err != nil {
 			return nil, err

@@ -73,7 +73,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	b, err := checkpointer.NewBackup(checkpointer.BackupConfig{VM: cfg.Domain.Name(), Replica: NewSimReplica(cfg.Domain.MemorySize()),
+	b, err := checkpointer.NewBackup(checkpointer.BackupConfig{VM: cfg.Domain.Name(), Replica: NewReplica(cfg.Domain.MemorySize()),
 		Standby: nopStandby{}, Codec: cfg.Codec, Listener: ln, HeartbeatTimeout: 10 * time.Second})
 	if err != nil {
 		return res, err

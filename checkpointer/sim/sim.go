@@ -17,8 +17,8 @@ import (
 	"github.com/resilire/resilire/checkpointer/wire"
 )
 
-// SimConfig configures a simulated guest.
-type SimConfig struct {
+// Config configures a simulated guest.
+type Config struct {
 	// Name is the VM name.
 	Name string
 	// MemSize is the guest memory in bytes (rounded down to pages).
@@ -33,12 +33,12 @@ type SimConfig struct {
 	HotPages uint64
 }
 
-// SimDomain is an in-process guest for tests and benchmarks: plain memory
+// Domain is an in-process guest for tests and benchmarks: plain memory
 // and a workload goroutine that writes 64-byte blocks at pages chosen by a
 // seeded generator. The sequence of writes depends only on the seed, so a
 // step count in the saved state pins the guest's memory exactly.
-type SimDomain struct {
-	cfg  SimConfig
+type Domain struct {
+	cfg  Config
 	mem  []byte
 	mu   sync.Mutex // guards everything below; the workload holds it per write
 	cond *sync.Cond
@@ -54,15 +54,15 @@ type SimDomain struct {
 	started bool
 }
 
-// NewSimDomain allocates the guest memory and fills it deterministically;
+// NewDomain allocates the guest memory and fills it deterministically;
 // call Start to run the workload.
-func NewSimDomain(cfg SimConfig) *SimDomain {
+func NewDomain(cfg Config) *Domain {
 	pages := cfg.MemSize / checkpointer.PageSize
 	cfg.MemSize = pages * checkpointer.PageSize
 	if cfg.HotPages == 0 || cfg.HotPages > pages {
 		cfg.HotPages = pages
 	}
-	d := &SimDomain{cfg: cfg, mem: make([]byte, cfg.MemSize), dirty: make([]uint64, (pages+63)/64)}
+	d := &Domain{cfg: cfg, mem: make([]byte, cfg.MemSize), dirty: make([]uint64, (pages+63)/64)}
 	d.cond = sync.NewCond(&d.mu)
 	d.pcg = rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)
 	d.rng = rand.New(d.pcg)
@@ -76,12 +76,12 @@ func NewSimDomain(cfg SimConfig) *SimDomain {
 
 // restoreSim rebuilds a guest from replica memory and a saved state: the
 // workload continues exactly where the checkpoint stopped it.
-func restoreSim(cfg SimConfig, mem []byte, state []byte) (*SimDomain, error) {
+func restoreSim(cfg Config, mem []byte, state []byte) (*Domain, error) {
 	if len(state) != 16 {
 		return nil, fmt.Errorf("sim state: %d bytes, want 16: %w", len(state), wire.ErrCorrupt)
 	}
 	cfg.Seed = binary.LittleEndian.Uint64(state[0:])
-	d := NewSimDomain(SimConfig{Name: cfg.Name, MemSize: 0, Seed: cfg.Seed})
+	d := NewDomain(Config{Name: cfg.Name, MemSize: 0, Seed: cfg.Seed})
 	d.cfg = cfg
 	d.cfg.MemSize = uint64(len(mem))
 	if d.cfg.HotPages == 0 || d.cfg.HotPages > d.cfg.MemSize/checkpointer.PageSize {
@@ -97,7 +97,7 @@ func restoreSim(cfg SimConfig, mem []byte, state []byte) (*SimDomain, error) {
 }
 
 // Start runs the workload until Stop.
-func (d *SimDomain) Start() {
+func (d *Domain) Start() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.started || d.cfg.WritesPerMs == 0 {
@@ -109,7 +109,7 @@ func (d *SimDomain) Start() {
 }
 
 // Stop ends the workload goroutine and waits for it.
-func (d *SimDomain) Stop() {
+func (d *Domain) Stop() {
 	d.mu.Lock()
 	if !d.started {
 		d.mu.Unlock()
@@ -122,7 +122,7 @@ func (d *SimDomain) Stop() {
 	<-d.done
 }
 
-func (d *SimDomain) run() {
+func (d *Domain) run() {
 	defer close(d.done)
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
@@ -155,20 +155,20 @@ func (d *SimDomain) run() {
 }
 
 // nextWrite draws the next write's byte offset and counts the step.
-func (d *SimDomain) nextWrite() uint64 {
+func (d *Domain) nextWrite() uint64 {
 	d.step++
 	pfn := d.rng.Uint64N(d.cfg.HotPages)
 	return pfn*checkpointer.PageSize + d.rng.Uint64N(checkpointer.PageSize/64)*64
 }
 
 // Name implements checkpointer.Domain.
-func (d *SimDomain) Name() string { return d.cfg.Name }
+func (d *Domain) Name() string { return d.cfg.Name }
 
 // MemorySize implements checkpointer.Domain.
-func (d *SimDomain) MemorySize() uint64 { return d.cfg.MemSize }
+func (d *Domain) MemorySize() uint64 { return d.cfg.MemSize }
 
 // Pause implements checkpointer.Domain: once it returns no write is in progress.
-func (d *SimDomain) Pause(context.Context) error {
+func (d *Domain) Pause(context.Context) error {
 	d.mu.Lock()
 	d.paused = true
 	d.mu.Unlock()
@@ -176,7 +176,7 @@ func (d *SimDomain) Pause(context.Context) error {
 }
 
 // Resume implements checkpointer.Domain.
-func (d *SimDomain) Resume(context.Context) error {
+func (d *Domain) Resume(context.Context) error {
 	d.mu.Lock()
 	d.paused = false
 	d.cond.Broadcast()
@@ -185,7 +185,7 @@ func (d *SimDomain) Resume(context.Context) error {
 }
 
 // EnableDirtyLog implements checkpointer.Domain.
-func (d *SimDomain) EnableDirtyLog(context.Context) error {
+func (d *Domain) EnableDirtyLog(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.tracked = true
@@ -194,7 +194,7 @@ func (d *SimDomain) EnableDirtyLog(context.Context) error {
 }
 
 // HarvestDirty implements checkpointer.Domain.
-func (d *SimDomain) HarvestDirty(_ context.Context, dst []uint64) ([]uint64, error) {
+func (d *Domain) HarvestDirty(_ context.Context, dst []uint64) ([]uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, w := range d.dirty {
@@ -210,7 +210,7 @@ func (d *SimDomain) HarvestDirty(_ context.Context, dst []uint64) ([]uint64, err
 
 // ReadPages implements checkpointer.Domain. While the guest runs it copies a page that
 // may be changing; pre-copy relies on the dirty log to resend it.
-func (d *SimDomain) ReadPages(pfns []uint64, dst []byte) error {
+func (d *Domain) ReadPages(pfns []uint64, dst []byte) error {
 	if len(dst) != len(pfns)*checkpointer.PageSize {
 		return fmt.Errorf("read pages: %d bytes for %d pages", len(dst), len(pfns))
 	}
@@ -226,7 +226,7 @@ func (d *SimDomain) ReadPages(pfns []uint64, dst []byte) error {
 }
 
 // SaveState implements checkpointer.Domain: the seed and the workload step, 16 bytes.
-func (d *SimDomain) SaveState(context.Context) ([]byte, error) {
+func (d *Domain) SaveState(context.Context) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := make([]byte, 16)
@@ -237,14 +237,14 @@ func (d *SimDomain) SaveState(context.Context) ([]byte, error) {
 
 // Snapshot copies the whole memory and the step count atomically with
 // respect to the workload (tests compare replicas against it).
-func (d *SimDomain) Snapshot() (mem []byte, step uint64) {
+func (d *Domain) Snapshot() (mem []byte, step uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return append([]byte(nil), d.mem...), d.step
 }
 
 // Close implements checkpointer.Domain.
-func (d *SimDomain) Close() error {
+func (d *Domain) Close() error {
 	d.Stop()
 	d.mu.Lock()
 	d.tracked = false
@@ -254,14 +254,14 @@ func (d *SimDomain) Close() error {
 
 // Hash is the SHA-256 of the whole memory, taken atomically with respect
 // to the workload (tests compare replicas against it).
-func (d *SimDomain) Hash() [32]byte {
+func (d *Domain) Hash() [32]byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return sha256.Sum256(d.mem)
 }
 
 // Paused reports whether the guest is paused (tests hash memory only then).
-func (d *SimDomain) Paused() bool {
+func (d *Domain) Paused() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.paused

@@ -11,8 +11,8 @@ import (
 // A guest restored from a checkpoint continues the seeded workload at
 // the saved step: its next writes are the original's next writes.
 func TestSimRestoreContinuesWorkload(t *testing.T) {
-	cfg := SimConfig{Name: "vm1", MemSize: 256 << 10, Seed: 42, WritesPerMs: 50, HotPages: 16}
-	d := NewSimDomain(cfg)
+	cfg := Config{Name: "vm1", MemSize: 256 << 10, Seed: 42, WritesPerMs: 50, HotPages: 16}
+	d := NewDomain(cfg)
 	d.Start()
 	time.Sleep(20 * time.Millisecond)
 	ctx := context.Background()

@@ -10,39 +10,39 @@ import (
 	"github.com/resilire/resilire/checkpointer"
 )
 
-// SimReplica is the backup's copy of a simulated guest: anonymous memory.
-type SimReplica struct{ mem []byte }
+// Replica is the backup's copy of a simulated guest: anonymous memory.
+type Replica struct{ mem []byte }
 
-// NewSimReplica allocates memSize bytes of zeroed replica memory.
-func NewSimReplica(memSize uint64) *SimReplica {
-	return &SimReplica{mem: make([]byte, memSize/checkpointer.PageSize*checkpointer.PageSize)}
+// NewReplica allocates memSize bytes of zeroed replica memory.
+func NewReplica(memSize uint64) *Replica {
+	return &Replica{mem: make([]byte, memSize/checkpointer.PageSize*checkpointer.PageSize)}
 }
 
 // Memory implements checkpointer.Replica.
-func (r *SimReplica) Memory() []byte { return r.mem }
+func (r *Replica) Memory() []byte { return r.mem }
 
 // Sync implements checkpointer.Replica; anonymous memory has nothing to flush.
-func (r *SimReplica) Sync() error { return nil }
+func (r *Replica) Sync() error { return nil }
 
-// SimStandby resumes a simulated guest from a replica on failover: the new
-// SimDomain shares the replica memory and continues the seeded workload
+// Standby resumes a simulated guest from a replica on failover: the new
+// Domain shares the replica memory and continues the seeded workload
 // from the step saved in the device state.
-type SimStandby struct {
-	cfg     SimConfig
-	replica *SimReplica
+type Standby struct {
+	cfg     Config
+	replica *Replica
 	mu      sync.Mutex
-	dom     *SimDomain
+	dom     *Domain
 }
 
-// NewSimStandby prepares a standby over replica; cfg gives the workload
+// NewStandby prepares a standby over replica; cfg gives the workload
 // rate and working set of the resumed guest (seed and step come from the
 // checkpoint).
-func NewSimStandby(cfg SimConfig, replica *SimReplica) *SimStandby {
-	return &SimStandby{cfg: cfg, replica: replica}
+func NewStandby(cfg Config, replica *Replica) *Standby {
+	return &Standby{cfg: cfg, replica: replica}
 }
 
 // Activate implements checkpointer.Standby.
-func (s *SimStandby) Activate(_ context.Context, state []byte) error {
+func (s *Standby) Activate(_ context.Context, state []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dom != nil {
@@ -58,7 +58,7 @@ func (s *SimStandby) Activate(_ context.Context, state []byte) error {
 }
 
 // Close implements checkpointer.Standby: it stops a resumed guest's workload.
-func (s *SimStandby) Close() error {
+func (s *Standby) Close() error {
 	s.mu.Lock()
 	d := s.dom
 	s.mu.Unlock()
