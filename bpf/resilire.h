@@ -49,10 +49,23 @@ struct frame_hdr {
 	__u16 gso_segs;
 	__u16 gso_type;    /* raw skb_shared_info gso_type bits (low 16) */
 	__u8 ip_summed;    /* 0 NONE, 1 UNNECESSARY, 2 COMPLETE, 3 PARTIAL */
-	__u8 flags;        /* bit0: log broken before this frame (unused for output) */
+	__u8 flags;        /* enum frame_flags */
 	__u16 csum_start;  /* relative to the mac header (PARTIAL only) */
 	__u16 csum_offset; /* PARTIAL only */
 	__u32 reserved;
+};
+
+/* Bits of frame_hdr.flags. */
+enum frame_flags {
+	FRAME_LOG_BROKEN = 1,   /* log broken before this frame (unused for output) */
+	FRAME_META_UNKNOWN = 2, /* ip_summed, csum_* and gso_type not read: 0 (input log without kfunc) */
+};
+
+/* How the input log reads frame metadata (port_config.input_log). */
+enum input_log_kind {
+	INPUT_LOG_NONE = 0,
+	INPUT_LOG_KERN_CTX = 1, /* input_log: exact metadata via bpf_cast_to_kern_ctx (>= 6.2) */
+	INPUT_LOG_PORTABLE = 2, /* input_log_portable: __sk_buff only (>= 5.8) */
 };
 
 /* One config per port, written by Go. Only epoch and mode change after
@@ -65,7 +78,7 @@ struct port_config {
 	__u32 tap_ifindex;  /* injection tap, same netns as the port */
 	__u32 path;         /* Go CapturePath in use */
 	__u32 attach;       /* Go AttachMethod in use */
-	__u32 input_log;    /* 1 if input_log is attached */
+	enum input_log_kind input_log; /* which input-log program is attached */
 	__u32 tap_queues;   /* queues the tap is meant to be opened with */
 	char port_name[16]; /* guest port ifname (IFNAMSIZ), for Open and status */
 };

@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,7 +80,7 @@ func (s *inputShipper) run(log *slog.Logger) {
 			checked, checkedEpoch = time.Now(), lastEpoch
 		}
 		lastEpoch = r.Hdr.Epoch
-		if r.Hdr.Flags&1 != 0 {
+		if r.Hdr.Flags&dataplane.FrameLogBroken != 0 {
 			pending = minEpoch(pending, r.Hdr.Epoch)
 		}
 		if pending != 0 && !s.send(checkpointer.InputRecord{Epoch: pending, Broken: true}) {
@@ -89,33 +88,11 @@ func (s *inputShipper) run(log *slog.Logger) {
 		}
 		pending = 0
 		frame := append([]byte(nil), r.Frame...)
-		completeChecksum(&r.Hdr, frame)
+		dataplane.CompleteChecksum(&r.Hdr, frame)
 		if !s.send(checkpointer.InputRecord{Epoch: r.Hdr.Epoch, Frame: frame}) {
 			pending = r.Hdr.Epoch
 		}
 	}
-}
-
-// completeChecksum fills in the L4 checksum of a CHECKSUM_PARTIAL frame
-// (the field holds the pseudo-header sum), as skb_checksum_help does: the
-// replayed frame reaches the guest without offload metadata.
-func completeChecksum(h *dataplane.FrameHdr, f []byte) {
-	start, off := int(h.CsumStart), int(h.CsumStart)+int(h.CsumOffset)
-	if h.IpSummed != dataplane.ChecksumPartial || start >= len(f) || off+2 > len(f) {
-		return
-	}
-	var sum uint32
-	b := f[start:]
-	for ; len(b) >= 2; b = b[2:] {
-		sum += uint32(binary.BigEndian.Uint16(b))
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(f[off:], ^uint16(sum))
 }
 
 func minEpoch(cur, e uint64) uint64 {
