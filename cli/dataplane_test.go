@@ -45,7 +45,7 @@ func TestDataplaneCommands(t *testing.T) {
 		}
 		return out.String()
 	}
-	if out := run("probe"); !regexp.MustCompile(`(?m)^auto picks\s+path (ring|redirect), attach (tcx|clsact)$`).MatchString(out) {
+	if out := run("probe"); !regexp.MustCompile(`(?m)^auto picks\s+path (ring|redirect), attach (tcx|clsact), input log (kern-ctx|portable)$`).MatchString(out) {
 		t.Errorf("probe printed %q", out)
 	}
 	if out := run("attach", "--vm", vm, "--port", rig.Port, "--input-log"); !strings.Contains(out, "attached vm "+vm) {

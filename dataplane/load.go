@@ -21,6 +21,7 @@ const (
 	progCaptureCopy = bpf.CaptureProgCaptureCopy
 	progTap         = bpf.CaptureProgTapIngress
 	progInputLog    = bpf.InputlogProgInputLog
+	progInputLogP   = bpf.InputlogProgInputLogPortable
 	progSetConfig   = bpf.CaptureProgSetConfig
 	mapConfig       = bpf.CaptureMapConfig
 	mapCounters     = bpf.CaptureMapCounters
@@ -44,11 +45,12 @@ func (o *objects) close() {
 	}
 }
 
-// loadObjects loads the capture object of path, and the input-log object if
-// inputLog, sharing config and counters. Maps named in reuse (pinned maps
-// on Open) replace the spec's; the rest are created with ring buffers of
-// ringBytes and a scratch slot per possible CPU.
-func loadObjects(path CapturePath, ringBytes int, inputLog bool, reuse map[string]*ebpf.Map) (_ *objects, err error) {
+// loadObjects loads the capture object of path, and the input-log object of
+// kind inputLog (InputLogKernCtx or InputLogPortable; 0 for none), sharing
+// config and counters. Maps named in reuse (pinned maps on Open) replace
+// the spec's; the rest are created with ring buffers of ringBytes and a
+// scratch slot per possible CPU.
+func loadObjects(path CapturePath, ringBytes int, inputLog InputLogKind, reuse map[string]*ebpf.Map) (_ *objects, err error) {
 	load := loadCaptureSpec
 	if path == PathRedirect {
 		load = bpf.LoadRedirect
@@ -62,13 +64,13 @@ func loadObjects(path CapturePath, ringBytes int, inputLog bool, reuse map[strin
 	if err := loadInto(objs, load, ringBytes, reuse); err != nil {
 		return nil, fmt.Errorf("load %s capture: %w", path, err)
 	}
-	if inputLog {
+	if inputLog != 0 {
 		shared := map[string]*ebpf.Map{mapConfig: objs.maps[mapConfig], mapCounters: objs.maps[mapCounters]}
 		for name, m := range reuse {
 			shared[name] = m
 		}
-		if err := loadInto(objs, bpf.LoadInputlog, ringBytes, shared); err != nil {
-			return nil, fmt.Errorf("load input log: %w", err)
+		if err := loadInto(objs, inputLogSpec(inputLog), ringBytes, shared); err != nil {
+			return nil, fmt.Errorf("load %s input log: %w", inputLog, err)
 		}
 	}
 	return objs, nil
@@ -108,6 +110,78 @@ func loadCaptureSpec() (*ebpf.CollectionSpec, error) {
 	}
 	delete(spec.Programs, progCaptureCopy)
 	return spec, nil
+}
+
+// inputLogSpec returns a loader of the input-log object with exactly one
+// input-log program of kind, named input_log.
+func inputLogSpec(kind InputLogKind) func() (*ebpf.CollectionSpec, error) {
+	return func() (*ebpf.CollectionSpec, error) {
+		spec, err := bpf.LoadInputlog()
+		if err != nil {
+			return nil, err
+		}
+		switch kind {
+		case InputLogKernCtx:
+		case InputLogPortable:
+			spec.Programs[progInputLog] = spec.Programs[progInputLogP]
+		default:
+			return nil, fmt.Errorf("input log kind %s: want kern-ctx or portable", kind)
+		}
+		delete(spec.Programs, progInputLogP)
+		return spec, nil
+	}
+}
+
+// kernCtxKfunc is the kfunc the ring capture and the kern-ctx input log
+// call, and the first Linux release that has it for tc programs.
+const (
+	kernCtxKfunc   = "bpf_cast_to_kern_ctx"
+	kernCtxVersion = "6.2"
+)
+
+// kfuncSupport reports why the kernel cannot run a program calling the
+// kfunc name (added in Linux since), or nil. A variable so that tests can
+// play a kernel without it.
+var kfuncSupport = func(name, since string) error {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return noBTF(err)
+	}
+	var fn *btf.Func
+	if err := spec.TypeByName(name, &fn); err != nil {
+		return fmt.Errorf("no kfunc %s in the kernel (Linux >= %s): %w: %w", name, since, ebpf.ErrNotSupported, ErrKernelTooOld)
+	}
+	return nil
+}
+
+// noBTF wraps err from btf.LoadKernelSpec: ErrNoBTF only when the kernel
+// truly has no BTF.
+func noBTF(err error) error {
+	if errors.Is(err, btf.ErrNotSupported) {
+		return fmt.Errorf("%w: %w", ErrNoBTF, err)
+	}
+	return fmt.Errorf("kernel btf: %w", err)
+}
+
+// resolveInputLog turns kind into the input log this kernel runs:
+// InputLogAuto picks kern-ctx where the kfunc exists, else portable; a
+// forced kern-ctx fails naming the missing kfunc.
+func resolveInputLog(kind InputLogKind) (InputLogKind, error) {
+	switch kind {
+	case InputLogPortable:
+		return kind, nil
+	case InputLogKernCtx:
+		if err := kfuncSupport(kernCtxKfunc, kernCtxVersion); err != nil {
+			return kind, fmt.Errorf("input log kern-ctx: %w", err)
+		}
+		return kind, nil
+	case InputLogAuto:
+		if kfuncSupport(kernCtxKfunc, kernCtxVersion) != nil {
+			return InputLogPortable, nil
+		}
+		return InputLogKernCtx, nil
+	}
+	return kind, fmt.Errorf("input log kind %s: want auto, kern-ctx or portable", kind)
 }
 
 // loadInto loads one collection spec into objs. Maps it takes from reuse are
@@ -157,15 +231,19 @@ func loadInto(objs *objects, load func() (*ebpf.CollectionSpec, error), ringByte
 	return nil
 }
 
-// classify wraps load errors in the package's sentinels.
+// classify wraps load errors in the package's sentinels. A missing
+// feature (cilium/ebpf's ErrNotSupported, a missing kfunc included: btf's
+// ErrNotSupported is the same value) is ErrKernelTooOld, and err names the
+// feature; only ringSupport and kfuncSupport, which load the kernel BTF
+// themselves, say ErrNoBTF.
 func classify(err error) error {
 	switch {
+	case errors.Is(err, ErrKernelTooOld), errors.Is(err, ErrNoBTF):
+		return err
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES) && !isVerifierError(err):
 		return fmt.Errorf("%w: %w", ErrPermission, err)
-	case errors.Is(err, btf.ErrNotSupported):
-		return fmt.Errorf("%w: %w", ErrNoBTF, err)
 	case errors.Is(err, ebpf.ErrNotSupported):
-		return fmt.Errorf("%w: %w", ErrKernelTooOld, err)
+		return fmt.Errorf("%w: %w", err, ErrKernelTooOld)
 	}
 	return err
 }
@@ -194,13 +272,14 @@ func choosePath(p CapturePath) (CapturePath, error) {
 	return PathRing, nil
 }
 
-// ringSupport reports why path ring cannot work here, or nil.
+// ringSupport reports why path ring cannot work here, or nil: it needs
+// kernel BTF, ring buffers and the bpf_cast_to_kern_ctx kfunc.
 func ringSupport() error {
 	if _, err := btf.LoadKernelSpec(); err != nil {
-		return fmt.Errorf("%w: %w", ErrNoBTF, err)
+		return noBTF(err)
 	}
 	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
 		return classify(fmt.Errorf("ring buffer: %w", err))
 	}
-	return nil
+	return kfuncSupport(kernCtxKfunc, kernCtxVersion)
 }

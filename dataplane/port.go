@@ -28,6 +28,7 @@ type Port struct {
 	tapName  string
 	path     CapturePath
 	attach   AttachMethod
+	inputLog InputLogKind // 0 without an input log
 	log      *slog.Logger
 
 	objs  *objects
@@ -136,6 +137,10 @@ func (p *Port) Epoch() (uint64, error) {
 
 // InputLog reports whether the input-log program is attached.
 func (p *Port) InputLog() bool { return p.objs.progs[progInputLog] != nil }
+
+// InputLogKind returns the kind of the attached input log (never
+// InputLogAuto), or 0 without one.
+func (p *Port) InputLogKind() InputLogKind { return p.inputLog }
 
 // TapQueues returns how many queues netbuf should open on the tap.
 func (p *Port) TapQueues() (int, error) {

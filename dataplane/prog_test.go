@@ -36,9 +36,14 @@ func loadForTest(t *testing.T, path CapturePath, ringBytes int, mode Mode, epoch
 }
 
 func loadForTestTB(t testing.TB, path CapturePath, ringBytes int, mode Mode, epoch uint64) *objects {
+	return loadWithInputLog(t, path, ringBytes, mode, epoch, InputLogKernCtx)
+}
+
+// loadWithInputLog is loadForTest with the input log of kind.
+func loadWithInputLog(t testing.TB, path CapturePath, ringBytes int, mode Mode, epoch uint64, kind InputLogKind) *objects {
 	t.Helper()
 	testenv.RequirePrivileged(t)
-	objs, err := loadObjects(path, ringSize(ringBytes), true, nil)
+	objs, err := loadObjects(path, ringSize(ringBytes), kind, nil)
 	if err != nil {
 		t.Fatalf("load %v: %v", path, err)
 	}
@@ -303,26 +308,6 @@ func TestTapIngress(t *testing.T) {
 	}
 }
 
-func TestInputLogProg(t *testing.T) {
-	objs := loadForTest(t, PathRing, 4096, ModeBuffer, 9)
-	frame := udpFrame(t, 1000, 7)
-	const runs = 10
-	for i := 0; i < runs; i++ {
-		if v, _ := run(t, objs.progs[progInputLog], frame, newSkbCtx(t)); v != tcActOK {
-			t.Fatalf("input log verdict %d, want OK even when the log is full", v)
-		}
-	}
-	c := counters(t, objs)
-	if c.InputLogged == 0 || c.InputLogFull == 0 || c.InputLogged+c.InputLogFull != runs {
-		t.Errorf("logged %d + full %d, want both > 0 summing to %d", c.InputLogged, c.InputLogFull, runs)
-	}
-	for _, r := range readRecords(t, objs.maps[mapInputRing], int(c.InputLogged)) {
-		if r.Hdr.Epoch != 9 || !bytes.Equal(r.Frame, frame) {
-			t.Errorf("input record epoch %d, frame equal %v", r.Hdr.Epoch, bytes.Equal(r.Frame, frame))
-		}
-	}
-}
-
 func TestSetConfig(t *testing.T) {
 	for _, path := range []CapturePath{PathRing, PathRedirect} {
 		objs := loadForTest(t, path, 4096, ModeBuffer, 3)
@@ -359,7 +344,7 @@ func TestProbe(t *testing.T) {
 	if f.TC != nil {
 		t.Fatalf("tc programs: %v", f.TC)
 	}
-	objs, ringErr := loadObjects(PathRing, 4096, false, nil)
+	objs, ringErr := loadObjects(PathRing, 4096, 0, nil)
 	if ringErr == nil {
 		objs.close()
 	}
