@@ -60,7 +60,7 @@ static __noinline __attribute__((optnone)) __u8 meta_unknown(enum frame_flags f)
 /* fill_hdr stamps h from skb and cfg (len already set). src is a
  * compile-time constant: the META_SKB variant has no kfunc call. */
 static __always_inline void fill_hdr(struct frame_hdr *h, struct __sk_buff *skb, struct port_config *cfg,
-				     enum meta_src src)
+                                     enum meta_src src)
 {
 	struct sk_buff *k;
 
@@ -99,7 +99,7 @@ static __always_inline void fill_hdr(struct frame_hdr *h, struct __sk_buff *skb,
 /* record copies skb (from its mac header, which is skb->data at tc) and
  * its GSO/checksum metadata into ring, stamped with cfg's epoch. */
 static __always_inline enum record_result record(struct __sk_buff *skb, struct port_config *cfg, void *ring,
-						 enum meta_src src)
+                                                 enum meta_src src)
 {
 	__u32 len = skb->len;
 	__u32 cpu = bpf_get_smp_processor_id();
@@ -131,8 +131,8 @@ static __always_inline enum record_result record(struct __sk_buff *skb, struct p
  * object that references them still loads where they are missing: Go loads
  * the program that calls them only when the kernel BTF has both. */
 extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags, struct bpf_dynptr *ptr) __ksym __weak;
-extern int bpf_dynptr_copy(struct bpf_dynptr *dst, __u32 dst_off, struct bpf_dynptr *src, __u32 src_off,
-			   __u32 size) __ksym __weak;
+extern int bpf_dynptr_copy(struct bpf_dynptr *dst, __u32 dst_off, struct bpf_dynptr *src, __u32 src_off, __u32 size)
+        __ksym __weak;
 
 /* record_copy is record with one copy instead of two: it reserves a
  * record of the exact size with bpf_ringbuf_reserve_dynptr, writes the

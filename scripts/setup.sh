@@ -2,7 +2,7 @@
 # Installs the Debian packages and Go modules Resilire needs on a fresh Debian 12 host.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(xen-utils-4.17 vagrant clang-14 llvm-14 libbpf-dev bpftool iproute2 iperf3 tcpdump ethtool qemu-system-x86 libxen-dev)
+pkgs=(xen-utils-4.17 vagrant clang-14 clang-format-14 llvm-14 libbpf-dev bpftool iproute2 iperf3 tcpdump ethtool qemu-system-x86 libxen-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 # apt lists are needed for the installs and for `apt-get download` of the guest kernel.
