@@ -14,10 +14,11 @@
 
 #define CHECKSUM_PARTIAL 3
 
-/* Weak: an object whose kfunc-free programs are loaded alone (the input
- * log on 6.1) must not fail on this symbol. Go loads a program that calls
- * it only when the kernel BTF has it. */
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+/* Not weak: cilium/ebpf resolves kfuncs per program, so an object whose
+ * kfunc-free programs are loaded alone (the portable input log on 6.1)
+ * loads without it, and a program that calls it fails with a clear
+ * "kfunc not supported" instead of a poisoned call the verifier rejects. */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 /* Where fill_hdr takes the checksum and GSO-type metadata from. */
 enum meta_src {
