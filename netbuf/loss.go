@@ -4,6 +4,7 @@ package netbuf
 
 import (
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/resilire/resilire/dataplane"
 )
@@ -35,7 +36,10 @@ func newLossWatch(p tapPort) *lossWatch {
 	if c, err := w.counters(); err == nil {
 		w.injBase = c.Injected
 	}
-	nl, err := netlink.NewHandle()
+	// Only the route family: NewHandle() without families opens one socket
+	// per family and fails (leaking the ones it opened) on a kernel
+	// without, say, xfrm (Debian's 6.1 cloud kernel).
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return w
 	}
