@@ -177,6 +177,24 @@ func (p *Port) Counters() (Counters, error) {
 	}, nil
 }
 
+// Injected returns the injected counter alone (see Counters), cheaper
+// for netbuf's per-Stats read: one map lookup.
+func (p *Port) Injected() (uint64, error) {
+	m := p.objs.maps[mapCounters]
+	if m == nil {
+		return 0, fmt.Errorf("vm %s: %w", p.name, ErrClosed)
+	}
+	var per []uint64
+	if err := m.Lookup(uint32(bpf.CaptureCounterCNT_INJECTED), &per); err != nil {
+		return 0, fmt.Errorf("read injected counter of %s: %w", p.name, err)
+	}
+	var sum uint64
+	for _, v := range per {
+		sum += v
+	}
+	return sum, nil
+}
+
 // OpenTapQueue opens one queue of this port's injection tap (see the
 // package function). Call it in the port's netns.
 func (p *Port) OpenTapQueue() (*os.File, error) {

@@ -5,8 +5,6 @@ package netbuf
 import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/resilire/resilire/dataplane"
 )
 
 // lossWatch reads the two kernel counters that show held frames lost
@@ -26,15 +24,15 @@ type lossWatch struct {
 	nl       *netlink.Handle // opened in the port's netns, usable from any thread
 	tapIndex int
 	tapBase  uint64
-	counters func() (dataplane.Counters, error)
+	injected func() (uint64, error)
 	injBase  uint64
 }
 
 // newLossWatch snapshots the counters of p. Call it in the port's netns.
 func newLossWatch(p tapPort) *lossWatch {
-	w := &lossWatch{counters: p.Counters}
-	if c, err := w.counters(); err == nil {
-		w.injBase = c.Injected
+	w := &lossWatch{injected: p.Injected}
+	if n, err := w.injected(); err == nil {
+		w.injBase = n
 	}
 	// Only the route family: NewHandle() without families opens one socket
 	// per family and fails (leaking the ones it opened) on a kernel
@@ -60,8 +58,8 @@ func (w *lossWatch) read() (tapDropped, reinjected uint64) {
 	if w == nil {
 		return 0, 0
 	}
-	if c, err := w.counters(); err == nil && c.Injected >= w.injBase {
-		reinjected = c.Injected - w.injBase
+	if n, err := w.injected(); err == nil && n >= w.injBase {
+		reinjected = n - w.injBase
 	}
 	if w.nl != nil {
 		if lk, err := w.nl.LinkByIndex(w.tapIndex); err == nil && lk.Attrs().Statistics != nil {

@@ -20,7 +20,7 @@ type tapPort interface {
 	OpenTapQueue() (*os.File, error)
 	TapQueues() (int, error)
 	WaitTapUp(timeout time.Duration) error
-	Counters() (dataplane.Counters, error)
+	Injected() (uint64, error)
 }
 
 // tapUpTimeout bounds the wait for the tap to come up once its queues are
