@@ -138,7 +138,6 @@ func TestEndToEndOutputCommit(t *testing.T) {
 		buf, err = netbuf.New(port, netbuf.Options{})
 		return err
 	})
-	testenv.SkipIfNotSupported(t, err)
 	if err != nil {
 		t.Fatalf("data plane: %v", err)
 	}

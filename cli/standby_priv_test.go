@@ -26,7 +26,6 @@ func TestStandbyPortGoesLiveOnlyAfterFence(t *testing.T) {
 		port, err = dataplane.Attach(dataplane.Options{Name: "ren-sb", Port: rig.Port, PinRoot: pinRoot})
 		return err
 	})
-	testenv.SkipIfNotSupported(t, err)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,9 +25,6 @@ func TestHoldAndRelease(t *testing.T) {
 	for _, path := range []CapturePath{PathRing, PathRedirect} {
 		for _, method := range []AttachMethod{AttachTCX, AttachClsact} {
 			t.Run(path.String()+"/"+method.String(), func(t *testing.T) {
-				if method == AttachTCX {
-					testenv.RequireKernel(t, "6.6", "tcx")
-				}
 				testHoldAndRelease(t, path, method)
 			})
 		}
@@ -138,11 +135,16 @@ func seqRange(from, to int) []uint32 {
 // forwards everything.
 func TestBlockAndPass(t *testing.T) {
 	e := newRigEnv(t, Options{})
-	// Auto choices: kernels >= 6.6 with BTF have everything path ring and tcx need.
-	if v, err := testenv.KernelVersion(); err == nil && (v[0] > 6 || v[0] == 6 && v[1] >= 6) && ringSupport() == nil {
-		if e.port.Path() != PathRing || e.port.AttachMethod() != AttachTCX {
-			t.Errorf("auto chose %v/%v on kernel %d.%d, want ring/tcx", e.port.Path(), e.port.AttachMethod(), v[0], v[1])
-		}
+	// Auto takes path ring and tcx where the kernel has them, else the fallbacks.
+	wantPath, wantAttach := PathRedirect, AttachClsact
+	if testenv.ProbeRingPath() == nil {
+		wantPath = PathRing
+	}
+	if testenv.ProbeTCX() == nil {
+		wantAttach = AttachTCX
+	}
+	if e.port.Path() != wantPath || e.port.AttachMethod() != wantAttach {
+		t.Errorf("auto chose %v/%v, want %v/%v", e.port.Path(), e.port.AttachMethod(), wantPath, wantAttach)
 	}
 	const n = 10
 	if err := e.port.SetMode(ModeBlock); err != nil {
@@ -184,9 +186,6 @@ func TestKilledDaemon(t *testing.T) {
 	for _, path := range []CapturePath{PathRing, PathRedirect} {
 		for _, method := range []AttachMethod{AttachTCX, AttachClsact} {
 			t.Run(path.String()+"/"+method.String(), func(t *testing.T) {
-				if method == AttachTCX {
-					testenv.RequireKernel(t, "6.6", "tcx")
-				}
 				testKilledDaemon(t, path, method)
 			})
 		}
@@ -279,9 +278,6 @@ func TestInputLog(t *testing.T) {
 	for _, path := range []CapturePath{PathRing, PathRedirect} {
 		for _, method := range []AttachMethod{AttachTCX, AttachClsact} {
 			t.Run(path.String()+"/"+method.String(), func(t *testing.T) {
-				if method == AttachTCX {
-					testenv.RequireKernel(t, "6.6", "tcx")
-				}
 				testInputLog(t, Options{InputLog: true, Path: path, Attach: method})
 			})
 		}

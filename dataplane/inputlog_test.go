@@ -92,39 +92,42 @@ func TestInputLogWithoutKernCtx(t *testing.T) {
 }
 
 // TestInputLogProg: both input-log programs log each frame with its epoch
-// and pass it; a full ring is counted, never a drop. The portable one
-// marks its records FrameMetaUnknown; the kern-ctx one reads ip_summed.
+// and pass it, with either capture path loaded; a full ring is counted,
+// never a drop. The portable one marks its records FrameMetaUnknown; the
+// kern-ctx one reads ip_summed (and needs the kfunc).
 func TestInputLogProg(t *testing.T) {
 	for _, kind := range []InputLogKind{InputLogKernCtx, InputLogPortable} {
-		t.Run(kind.String(), func(t *testing.T) {
-			if kind == InputLogKernCtx {
-				testenv.SkipIfNotSupported(t, kfuncSupport(kernCtxKfunc, kernCtxVersion))
-			}
-			// Path redirect: its capture object needs no kfunc, so the
-			// portable input log is tested on every kernel.
-			objs := loadWithInputLog(t, PathRedirect, 4096, ModeBuffer, 9, kind)
-			frame := udpFrame(t, 1000, 7)
-			const runs = 10
-			for i := 0; i < runs; i++ {
-				if v, _ := run(t, objs.progs[progInputLog], frame, newSkbCtx(t)); v != tcActOK {
-					t.Fatalf("input log verdict %d, want OK even when the log is full", v)
-				}
-			}
-			c := counters(t, objs)
-			if c.InputLogged == 0 || c.InputLogFull == 0 || c.InputLogged+c.InputLogFull != runs {
-				t.Errorf("logged %d + full %d, want both > 0 summing to %d", c.InputLogged, c.InputLogFull, runs)
-			}
-			wantFlags := uint8(0)
-			if kind == InputLogPortable {
-				wantFlags = FrameMetaUnknown
-			}
-			for _, r := range readRecords(t, objs.maps[mapInputRing], int(c.InputLogged)) {
-				if r.Hdr.Epoch != 9 || !bytes.Equal(r.Frame, frame) || r.Hdr.Flags != wantFlags {
-					t.Errorf("input record epoch %d flags %#x, frame equal %v; want epoch 9 flags %#x",
-						r.Hdr.Epoch, r.Hdr.Flags, bytes.Equal(r.Frame, frame), wantFlags)
-				}
-			}
-		})
+		for _, path := range []CapturePath{PathRing, PathRedirect} {
+			t.Run(kind.String()+"/"+path.String(), func(t *testing.T) { testInputLogProg(t, kind, path) })
+		}
+	}
+}
+
+func testInputLogProg(t *testing.T, kind InputLogKind, path CapturePath) {
+	if kind == InputLogKernCtx {
+		testenv.RequireFeature(t, "kern-ctx input log: kfunc "+kernCtxKfunc+" (Linux 6.2)", testenv.ProbeKfuncs(kernCtxKfunc))
+	}
+	objs := loadWithInputLog(t, path, 4096, ModeBuffer, 9, kind)
+	frame := udpFrame(t, 1000, 7)
+	const runs = 10
+	for i := 0; i < runs; i++ {
+		if v, _ := run(t, objs.progs[progInputLog], frame, newSkbCtx(t)); v != tcActOK {
+			t.Fatalf("input log verdict %d, want OK even when the log is full", v)
+		}
+	}
+	c := counters(t, objs)
+	if c.InputLogged == 0 || c.InputLogFull == 0 || c.InputLogged+c.InputLogFull != runs {
+		t.Errorf("logged %d + full %d, want both > 0 summing to %d", c.InputLogged, c.InputLogFull, runs)
+	}
+	wantFlags := uint8(0)
+	if kind == InputLogPortable {
+		wantFlags = FrameMetaUnknown
+	}
+	for _, r := range readRecords(t, objs.maps[mapInputRing], int(c.InputLogged)) {
+		if r.Hdr.Epoch != 9 || !bytes.Equal(r.Frame, frame) || r.Hdr.Flags != wantFlags {
+			t.Errorf("input record epoch %d flags %#x, frame equal %v; want epoch 9 flags %#x",
+				r.Hdr.Epoch, r.Hdr.Flags, bytes.Equal(r.Frame, frame), wantFlags)
+		}
 	}
 }
 

@@ -36,13 +36,17 @@ func loadForTest(t *testing.T, path CapturePath, ringBytes int, mode Mode, epoch
 }
 
 func loadForTestTB(t testing.TB, path CapturePath, ringBytes int, mode Mode, epoch uint64) *objects {
-	return loadWithInputLog(t, path, ringBytes, mode, epoch, InputLogKernCtx)
+	kind, err := resolveInputLog(InputLogAuto) // the input log this kernel runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loadWithInputLog(t, path, ringBytes, mode, epoch, kind)
 }
 
 // loadWithInputLog is loadForTest with the input log of kind.
 func loadWithInputLog(t testing.TB, path CapturePath, ringBytes int, mode Mode, epoch uint64, kind InputLogKind) *objects {
 	t.Helper()
-	testenv.RequirePrivileged(t)
+	requireFor(t, path, AttachAuto)
 	objs, err := loadObjects(path, ringSize(ringBytes), kind, nil)
 	if err != nil {
 		t.Fatalf("load %v: %v", path, err)
@@ -161,9 +165,13 @@ func TestCaptureVerdicts(t *testing.T) {
 		{PathRedirect, ModeBuffer, testMagic, tcActOK, Counters{Injected: 1}, 0},
 		{PathRedirect, Mode(7), 0, tcActShot, Counters{Blocked: 1}, 0},
 	}
-	// Path redirect has no capture variants; running it twice is cheap.
-	captureVariants(t, func(t *testing.T) {
+	// Path redirect has no capture variants and runs on every kernel; the
+	// ring cases run once per capture variant the kernel has.
+	runCases := func(t *testing.T, path CapturePath) {
 		for _, tc := range cases {
+			if tc.path != path {
+				continue
+			}
 			t.Run(tc.path.String()+"/"+tc.mode.String(), func(t *testing.T) {
 				objs := loadForTest(t, tc.path, 1<<16, tc.mode, 5)
 				verdict, out := run(t, objs.progs[progCapture], frame, newSkbCtx(t).set("mark", tc.mark))
@@ -178,7 +186,9 @@ func TestCaptureVerdicts(t *testing.T) {
 				}
 			})
 		}
-	})
+	}
+	runCases(t, PathRedirect)
+	captureVariants(t, func(t *testing.T) { runCases(t, PathRing) })
 }
 
 // readRecords reads n records from ring, failing after a second.
@@ -221,9 +231,9 @@ func captureVariants(t *testing.T, f func(t *testing.T)) {
 		prog string
 	}{{"twocopy", false, progCapture}, {"onecopy", true, progCaptureCopy}} {
 		t.Run(v.name, func(t *testing.T) {
-			testenv.RequirePrivileged(t)
-			if v.one && !haveDynptrCopy() {
-				t.Skip("kernel BTF has no bpf_dynptr_copy (Linux < 6.15)")
+			requireFor(t, PathRing, AttachAuto)
+			if v.one {
+				testenv.RequireFeature(t, testenv.FeatureDynptrCopy, testenv.ProbeDynptrCopy())
 			}
 			old := oneCopy
 			oneCopy = func() bool { return v.one }
@@ -300,41 +310,47 @@ func testCaptureRingFull(t *testing.T) {
 
 func TestTapIngress(t *testing.T) {
 	for _, path := range []CapturePath{PathRing, PathRedirect} {
-		objs := loadForTest(t, path, 1<<16, ModeBuffer, 1)
-		v, out := run(t, objs.progs[progTap], udpFrame(t, 80, 0), newSkbCtx(t))
-		if v != tcActRedirect || out.get("mark") != testMagic {
-			t.Errorf("%v: verdict %d mark %#x, want REDIRECT and %#x", path, v, out.get("mark"), testMagic)
-		}
+		t.Run(path.String(), func(t *testing.T) {
+			objs := loadForTest(t, path, 1<<16, ModeBuffer, 1)
+			v, out := run(t, objs.progs[progTap], udpFrame(t, 80, 0), newSkbCtx(t))
+			if v != tcActRedirect || out.get("mark") != testMagic {
+				t.Errorf("verdict %d mark %#x, want REDIRECT and %#x", v, out.get("mark"), testMagic)
+			}
+		})
 	}
 }
 
 func TestSetConfig(t *testing.T) {
 	for _, path := range []CapturePath{PathRing, PathRedirect} {
-		objs := loadForTest(t, path, 4096, ModeBuffer, 3)
-		p := &Port{name: "test", objs: objs}
-		check := func(wantMode Mode, wantEpoch uint64) {
-			t.Helper()
-			c, err := p.config()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if Mode(c.Mode) != wantMode || c.Epoch != wantEpoch || c.Magic != testMagic {
-				t.Errorf("%v: config %+v, want mode %v epoch %d", path, c, wantMode, wantEpoch)
-			}
-		}
-		if err := p.SetEpoch(1 << 40); err != nil {
-			t.Fatal(err)
-		}
-		check(ModeBuffer, 1<<40)
-		if err := p.SetMode(ModeBlock); err != nil {
-			t.Fatal(err)
-		}
-		check(ModeBlock, 1<<40)
-		if err := p.SetMode(Mode(9)); err == nil {
-			t.Errorf("%v: invalid mode accepted", path)
-		}
-		check(ModeBlock, 1<<40)
+		t.Run(path.String(), func(t *testing.T) { testSetConfig(t, path) })
 	}
+}
+
+func testSetConfig(t *testing.T, path CapturePath) {
+	objs := loadForTest(t, path, 4096, ModeBuffer, 3)
+	p := &Port{name: "test", objs: objs}
+	check := func(wantMode Mode, wantEpoch uint64) {
+		t.Helper()
+		c, err := p.config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if Mode(c.Mode) != wantMode || c.Epoch != wantEpoch || c.Magic != testMagic {
+			t.Errorf("%v: config %+v, want mode %v epoch %d", path, c, wantMode, wantEpoch)
+		}
+	}
+	if err := p.SetEpoch(1 << 40); err != nil {
+		t.Fatal(err)
+	}
+	check(ModeBuffer, 1<<40)
+	if err := p.SetMode(ModeBlock); err != nil {
+		t.Fatal(err)
+	}
+	check(ModeBlock, 1<<40)
+	if err := p.SetMode(Mode(9)); err == nil {
+		t.Errorf("%v: invalid mode accepted", path)
+	}
+	check(ModeBlock, 1<<40)
 }
 
 // TestProbe: the probe agrees with what the kernel lets the tests do.
@@ -351,7 +367,7 @@ func TestProbe(t *testing.T) {
 	if (f.Ring == nil) != (ringErr == nil) || (f.Ring == nil) != (f.Path() == PathRing) {
 		t.Errorf("probe says ring %v, loading says %v, path %v", f.Ring, ringErr, f.Path())
 	}
-	if v, err := testenv.KernelVersion(); err == nil && (v[0] > 6 || v[0] == 6 && v[1] >= 6) && (f.TCX != nil || f.Attach() != AttachTCX) {
-		t.Errorf("kernel %d.%d: tcx probe says %v", v[0], v[1], f.TCX)
+	if tcx := testenv.ProbeTCX(); (tcx == nil) != (f.TCX == nil) || (f.TCX == nil) != (f.Attach() == AttachTCX) {
+		t.Errorf("kernel tcx probe says %v, Probe says %v, attach %v", tcx, f.TCX, f.Attach())
 	}
 }

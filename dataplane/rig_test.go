@@ -32,7 +32,7 @@ type rigEnv struct {
 // are filled in). Cleanup detaches and removes everything.
 func newRigEnv(t *testing.T, opts Options) *rigEnv {
 	t.Helper()
-	testenv.RequirePrivileged(t)
+	requireFor(t, opts.Path, opts.Attach)
 	e := &rigEnv{t: t, rig: testenv.NewBridgeRig(t, "rdp")}
 	e.pinRoot = testenv.PinRoot(t, "rdp")
 	var err error

@@ -11,6 +11,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/resilire/resilire/dataplane"
 )
 
 // TestByteBoundNeverReleasesEarly: a 64 KiB bound tail-drops and counts;
@@ -44,9 +46,15 @@ func TestByteBoundNeverReleasesEarly(t *testing.T) {
 
 // TestDiscardDropsHeld: discarded output never leaves, later output does.
 func TestDiscardDropsHeld(t *testing.T) {
+	for _, path := range paths {
+		t.Run(path.String(), func(t *testing.T) { testDiscardDropsHeld(t, path) })
+	}
+}
+
+func testDiscardDropsHeld(t *testing.T, path dataplane.CapturePath) {
 	r := newNSRig(t)
 	r.staticNeighbors(t)
-	_, b := r.attach(t, paths[0], Options{})
+	_, b := r.attach(t, path, Options{})
 	g, c := r.udpPair(t, 7004)
 	sendSeq(t, g, 0, 100, 16)
 	waitHeld(t, b, 100)
@@ -75,10 +83,14 @@ func TestDiscardDropsHeld(t *testing.T) {
 // TestStragglerReleasedWithoutCommit stamps frames with an already
 // committed epoch (as a frame captured before the switch but read after
 // its Release would be): they leave at once, while the open epoch's stay.
+//
+// Path ring only: there the kernel stamps each record with the port's epoch;
+// path redirect stamps a frame with the open epoch when it reads it, so it
+// has no stragglers.
 func TestStragglerReleasedWithoutCommit(t *testing.T) {
 	r := newNSRig(t)
 	r.staticNeighbors(t)
-	p, b := r.attach(t, paths[0], Options{})
+	p, b := r.attach(t, dataplane.PathRing, Options{})
 	g, c := r.udpPair(t, 7005)
 	e, _ := b.Advance()
 	if err := b.Release(e); err != nil {

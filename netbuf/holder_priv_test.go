@@ -9,14 +9,22 @@ import (
 	"time"
 
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/resilire/resilire/dataplane"
 )
 
 // TestHolderCommitAndDump runs the CLI's holder in manual mode against a
 // pinned data plane and drives it through the control socket.
 func TestHolderCommitAndDump(t *testing.T) {
+	for _, path := range paths {
+		t.Run(path.String(), func(t *testing.T) { testHolderCommitAndDump(t, path) })
+	}
+}
+
+func testHolderCommitAndDump(t *testing.T, path dataplane.CapturePath) {
 	r := newNSRig(t)
 	r.staticNeighbors(t)
-	r.attachPort(t, paths[0])
+	r.attachPort(t, path)
 	cfg := HolderConfig{VM: rigVM, PinRoot: r.pinRoot, SocketDir: t.TempDir()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -209,9 +209,15 @@ func TestHoldReleaseUDPInOrder(t *testing.T) {
 // through 4 tap queues with pinned writers; every flow arrives complete and
 // in order at the client's kernel.
 func TestReleaseKeepsPerFlowOrder(t *testing.T) {
+	for _, path := range paths {
+		t.Run(path.String(), func(t *testing.T) { testReleaseKeepsPerFlowOrder(t, path) })
+	}
+}
+
+func testReleaseKeepsPerFlowOrder(t *testing.T, path dataplane.CapturePath) {
 	r := newNSRig(t)
 	r.staticNeighbors(t)
-	_, b := r.attach(t, dataplane.PathRing, Options{Queues: 4})
+	_, b := r.attach(t, path, Options{Queues: 4})
 	const flows, per = 8, 500
 	var gs, cs []*net.UDPConn
 	for f := 0; f < flows; f++ {

@@ -71,12 +71,14 @@ func (r *nsRig) staticNeighbors(tb testing.TB) {
 // attachPort attaches the data plane to the guest port (buffer mode).
 func (r *nsRig) attachPort(tb testing.TB, path dataplane.CapturePath) *dataplane.Port {
 	tb.Helper()
+	if path == dataplane.PathRing {
+		testenv.RequireFeature(tb, testenv.FeatureRingPath, testenv.ProbeRingPath())
+	}
 	var p *dataplane.Port
 	err := r.Host.Do(func() (err error) {
 		p, err = dataplane.Attach(dataplane.Options{Name: rigVM, Port: r.Port, Path: path, PinRoot: r.pinRoot})
 		return err
 	})
-	testenv.SkipIfNotSupported(tb, err)
 	if err != nil {
 		tb.Fatalf("attach: %v", err)
 	}

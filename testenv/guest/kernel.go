@@ -116,6 +116,10 @@ func parseDepends(out []byte) (string, error) {
 	return "", fmt.Errorf("apt-cache depends %s: no linux-image dependency in %q", kernelMeta, out)
 }
 
+// VerifyKernelPackage checks a downloaded .deb of the pinned KernelPackage
+// against KernelSHA256.
+func VerifyKernelPackage(deb string) error { return verifySHA256(deb, KernelSHA256) }
+
 func verifySHA256(file, want string) error {
 	f, err := os.Open(file)
 	if err != nil {

@@ -5,10 +5,7 @@ package kernelvm
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -47,6 +44,9 @@ var RequiredConfig = []string{
 // serves it, with a warning. It fails if the build configuration lacks an
 // option of RequiredConfig.
 func FetchKernel(ctx context.Context, cacheDir, pkg string, log *slog.Logger) (*Kernel, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	release := strings.TrimPrefix(pkg, "linux-image-")
 	dir := filepath.Join(cacheDir, pkg)
 	k := &Kernel{
@@ -96,7 +96,7 @@ func unpackKernel(ctx context.Context, cacheDir, pkg, dir string, log *slog.Logg
 		return fmt.Errorf("apt-get download %s: want one .deb, got %v", spec, debs)
 	}
 	if pkg == guest.KernelPackage {
-		if err := verifySHA256(debs[0], guest.KernelSHA256); err != nil {
+		if err := guest.VerifyKernelPackage(debs[0]); err != nil {
 			return err
 		}
 	} else {
@@ -115,22 +115,6 @@ func unpackKernel(ctx context.Context, cacheDir, pkg, dir string, log *slog.Logg
 	os.RemoveAll(dir)
 	if err := os.Rename(root, dir); err != nil {
 		return fmt.Errorf("kernel cache: %w", err)
-	}
-	return nil
-}
-
-func verifySHA256(file, want string) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("hash %s: %w", file, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return fmt.Errorf("%s: sha256 %s, want %s", filepath.Base(file), got, want)
 	}
 	return nil
 }

@@ -16,12 +16,14 @@ type Result struct {
 	Passed, Failed []string // top-level tests
 	Skipped        []Skip   // top-level tests, with the reason
 	FailedSub      []string // failed subtests (Parent/sub)
+	SkippedSub     []Skip   // skipped subtests, with the reason
 	Ran            bool     // the binary started
 	Ended          bool     // its end was reported
 	Exit           int
 	Dur            string
-	NoTests        bool   // the package has no test files
-	lastLog        string // the last log line of a test, for its skip reason
+	NoTests        bool              // the package has no test files
+	curTest        string            // the test the log lines belong to
+	lastLog        map[string]string // test -> its last log line: a skip's reason
 }
 
 // Skip is a skipped test and the message it skipped with.
@@ -52,9 +54,10 @@ func (r *Report) OK() bool {
 }
 
 var (
-	topResult = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+) \(`)
-	subResult = regexp.MustCompile(`^\s+--- FAIL: (\S+) \(`)
-	endFields = regexp.MustCompile(`^(\S+) exit=(-?\d+) dur=(\S+)$`)
+	topResult  = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+) \(`)
+	subResult  = regexp.MustCompile(`^\s+--- (FAIL|SKIP): (\S+) \(`)
+	testHeader = regexp.MustCompile(`^=== (?:RUN|CONT|NAME|PAUSE)\s+(\S+)`)
+	endFields  = regexp.MustCompile(`^(\S+) exit=(-?\d+) dur=(\S+)$`)
 )
 
 // parser turns report lines into a Report.
@@ -107,22 +110,30 @@ func (p *parser) line(l string) {
 		case "FAIL":
 			r.Failed = append(r.Failed, m[2])
 		case "SKIP":
-			r.Skipped = append(r.Skipped, Skip{Test: m[2], Reason: r.lastLog})
+			r.Skipped = append(r.Skipped, Skip{Test: m[2], Reason: r.lastLog[m[2]]})
 		}
-		r.lastLog = ""
 		return
 	}
 	if m := subResult.FindStringSubmatch(l); m != nil {
-		r.FailedSub = append(r.FailedSub, m[1])
+		if m[1] == "FAIL" {
+			r.FailedSub = append(r.FailedSub, m[2])
+		} else {
+			r.SkippedSub = append(r.SkippedSub, Skip{Test: m[2], Reason: r.lastLog[m[2]]})
+		}
 		return
 	}
-	// With -test.v a test's log is streamed before its result line, so
-	// the skip message is the last log line since "=== RUN/CONT/NAME".
-	switch {
-	case strings.HasPrefix(l, "=== "):
-		r.lastLog = ""
-	case strings.HasPrefix(l, "    ") && !strings.HasPrefix(strings.TrimSpace(l), "---"):
-		r.lastLog = strings.TrimSpace(l)
+	// With -test.v a test's log is streamed under a "=== RUN/CONT/NAME
+	// test" header, before its result line (subtests' results come after
+	// their parent's), so a skip's reason is its test's last log line.
+	if m := testHeader.FindStringSubmatch(l); m != nil {
+		r.curTest = m[1]
+		return
+	}
+	if strings.HasPrefix(l, "    ") && r.curTest != "" {
+		if r.lastLog == nil {
+			r.lastLog = make(map[string]string)
+		}
+		r.lastLog[r.curTest] = strings.TrimSpace(l)
 	}
 }
 
@@ -140,7 +151,8 @@ func (r *Report) Summary(w io.Writer) {
 		case res.Exit != 0:
 			status = fmt.Sprintf("FAIL (exit %d)", res.Exit)
 		}
-		fmt.Fprintf(w, "%-10s %-8s pass %3d  fail %3d  skip %3d  %s\n", res.Name, res.Dur, len(res.Passed), len(res.Failed), len(res.Skipped), status)
+		fmt.Fprintf(w, "%-10s %-8s pass %3d  fail %3d  skip %3d  (subtests: fail %d, skip %d)  %s\n", res.Name, res.Dur,
+			len(res.Passed), len(res.Failed), len(res.Skipped), len(res.FailedSub), len(res.SkippedSub), status)
 		for _, f := range res.Failed {
 			fmt.Fprintf(w, "    FAIL %s\n", f)
 		}
@@ -149,6 +161,9 @@ func (r *Report) Summary(w io.Writer) {
 		}
 		for _, s := range res.Skipped {
 			fmt.Fprintf(w, "    SKIP %s: %s\n", s.Test, s.Reason)
+		}
+		for _, s := range res.SkippedSub {
+			fmt.Fprintf(w, "    SKIP %s (subtest): %s\n", s.Test, s.Reason)
 		}
 	}
 	if r.InitError != "" {

@@ -21,8 +21,9 @@ var sampleReport = "init: kernel 6.1.0-56-cloud-amd64, 9 modules loaded\r\n" +
 	"PASS\r\n" +
 	"=== KERNELVM END dataplane exit=0 dur=1.5s\r\n" +
 	BeginLine("netbuf") + "\r\n" +
-	"=== RUN   TestHold\r\n=== RUN   TestHold/udp\r\n    hold_test.go:9: got 555 of 2000\r\n" +
-	"    --- FAIL: TestHold/udp (2.00s)\r\n--- FAIL: TestHold (2.00s)\r\n" +
+	"=== RUN   TestHold\r\n=== RUN   TestHold/ring\r\n    hold_test.go:5: kernel lacks ring path\r\n" +
+	"=== RUN   TestHold/udp\r\n    hold_test.go:9: got 555 of 2000\r\n" +
+	"    --- SKIP: TestHold/ring (0.00s)\r\n    --- FAIL: TestHold/udp (2.00s)\r\n--- FAIL: TestHold (2.00s)\r\n" +
 	"FAIL\r\n" +
 	"=== KERNELVM END netbuf exit=1 dur=3s\r\n" +
 	BeginLine("cli") + "\r\n" +
@@ -53,6 +54,9 @@ func TestParseReport(t *testing.T) {
 	}
 	if nb.OK() || nb.Exit != 1 || !slices.Equal(nb.Failed, []string{"TestHold"}) || !slices.Equal(nb.FailedSub, []string{"TestHold/udp"}) {
 		t.Errorf("netbuf = %+v, want exit 1, TestHold and TestHold/udp failed", nb)
+	}
+	if want := (Skip{"TestHold/ring", "hold_test.go:5: kernel lacks ring path"}); len(nb.SkippedSub) != 1 || nb.SkippedSub[0] != want {
+		t.Errorf("netbuf skipped subtests = %+v, want %+v", nb.SkippedSub, want)
 	}
 	if cli.OK() || !cli.Ran || cli.Ended {
 		t.Errorf("cli = %+v, want ran, not ended, not ok", cli)

@@ -116,7 +116,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	jobTimeout := int(o.Timeout.Seconds())
+	// A hung test binary panics with its goroutines a minute before the
+	// VM is killed, so the report says where it hung.
+	jobTimeout := int(max(o.Timeout-time.Minute, 30*time.Second).Seconds())
 	for _, p := range o.Packages {
 		j, f, err := buildTests(ctx, o.Root, work, p, jobTimeout)
 		if errors.Is(err, errNoTests) {
