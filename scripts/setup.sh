@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages and Go modules Resilire needs on a fresh Debian 12 host.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
