@@ -17,17 +17,15 @@ import (
 
 // Names of programs and maps in the bpf objects (bpf2go constants).
 const (
-	progCapture     = bpf.CaptureProgCapture
-	progCaptureCopy = bpf.CaptureProgCaptureCopy
-	progTap         = bpf.CaptureProgTapIngress
-	progInputLog    = bpf.InputlogProgInputLog
-	progInputLogP   = bpf.InputlogProgInputLogPortable
-	progSetConfig   = bpf.CaptureProgSetConfig
-	mapConfig       = bpf.CaptureMapConfig
-	mapCounters     = bpf.CaptureMapCounters
-	mapCapRing      = bpf.CaptureMapCaptureRing
-	mapInputRing    = bpf.InputlogMapInputRing
-	mapScratch      = bpf.CaptureMapScratch
+	progCapture   = bpf.CaptureProgCapture
+	progTap       = bpf.CaptureProgTapIngress
+	progInputLog  = bpf.InputlogProgInputLog
+	progSetConfig = bpf.CaptureProgSetConfig
+	mapConfig     = bpf.CaptureMapConfig
+	mapCounters   = bpf.CaptureMapCounters
+	mapCapRing    = bpf.CaptureMapCaptureRing
+	mapInputRing  = bpf.InputlogMapInputRing
+	mapScratch    = bpf.CaptureMapScratch
 )
 
 // objects are the loaded programs and maps of one port.
@@ -51,9 +49,12 @@ func (o *objects) close() {
 // the spec's; the rest are created with ring buffers of ringBytes and a
 // scratch slot per possible CPU.
 func loadObjects(path CapturePath, ringBytes int, inputLog InputLogKind, reuse map[string]*ebpf.Map) (_ *objects, err error) {
-	load := loadCaptureSpec
-	if path == PathRedirect {
-		load = bpf.LoadRedirect
+	load, v := bpf.LoadCapture, view(&ringView{})
+	switch {
+	case path == PathRedirect:
+		load, v = bpf.LoadRedirect, &redirectView{}
+	case oneCopy():
+		v = &ringCopyView{}
 	}
 	objs := &objects{progs: map[string]*ebpf.Program{}, maps: map[string]*ebpf.Map{}}
 	defer func() {
@@ -61,7 +62,7 @@ func loadObjects(path CapturePath, ringBytes int, inputLog InputLogKind, reuse m
 			objs.close()
 		}
 	}()
-	if err := loadInto(objs, load, ringBytes, reuse); err != nil {
+	if err := loadInto(objs, load, v, ringBytes, reuse); err != nil {
 		return nil, fmt.Errorf("load %s capture: %w", path, err)
 	}
 	if inputLog != 0 {
@@ -69,15 +70,20 @@ func loadObjects(path CapturePath, ringBytes int, inputLog InputLogKind, reuse m
 		for name, m := range reuse {
 			shared[name] = m
 		}
-		if err := loadInto(objs, inputLogSpec(inputLog), ringBytes, shared); err != nil {
+		il, err := inputLogViewOf(inputLog)
+		if err != nil {
+			return nil, err
+		}
+		if err := loadInto(objs, bpf.LoadInputlog, il, ringBytes, shared); err != nil {
 			return nil, fmt.Errorf("load %s input log: %w", inputLog, err)
 		}
 	}
 	return objs, nil
 }
 
-// oneCopy reports whether the ring capture should use capture_copy (one
-// copy per frame) instead of capture (two). Tests override it to cover both.
+// oneCopy reports whether the ring capture should load capture_copy (one
+// copy per frame, ringCopyView) instead of capture (two, ringView). Tests
+// override it to cover both.
 var oneCopy = sync.OnceValue(haveDynptrCopy)
 
 // haveDynptrCopy reports whether the kernel BTF has the kfuncs that
@@ -96,40 +102,15 @@ func haveDynptrCopy() bool {
 	return true
 }
 
-// loadCaptureSpec is the path-ring capture object with exactly one capture
-// program, named capture: capture_copy where the kernel supports it, the
-// two-copy capture elsewhere. The scratch map stays (the input log shares
-// record.h); capture_copy never touches it.
-func loadCaptureSpec() (*ebpf.CollectionSpec, error) {
-	spec, err := bpf.LoadCapture()
-	if err != nil {
-		return nil, err
+// inputLogViewOf is the view that loads the input log of kind.
+func inputLogViewOf(kind InputLogKind) (view, error) {
+	switch kind {
+	case InputLogKernCtx:
+		return &inputLogView{}, nil
+	case InputLogPortable:
+		return &inputLogPortableView{}, nil
 	}
-	if oneCopy() {
-		spec.Programs[progCapture] = spec.Programs[progCaptureCopy]
-	}
-	delete(spec.Programs, progCaptureCopy)
-	return spec, nil
-}
-
-// inputLogSpec returns a loader of the input-log object with exactly one
-// input-log program of kind, named input_log.
-func inputLogSpec(kind InputLogKind) func() (*ebpf.CollectionSpec, error) {
-	return func() (*ebpf.CollectionSpec, error) {
-		spec, err := bpf.LoadInputlog()
-		if err != nil {
-			return nil, err
-		}
-		switch kind {
-		case InputLogKernCtx:
-		case InputLogPortable:
-			spec.Programs[progInputLog] = spec.Programs[progInputLogP]
-		default:
-			return nil, fmt.Errorf("input log kind %s: want kern-ctx or portable", kind)
-		}
-		delete(spec.Programs, progInputLogP)
-		return spec, nil
-	}
+	return nil, fmt.Errorf("input log kind %s: want kern-ctx or portable", kind)
 }
 
 // kernCtxKfunc is the kfunc the ring capture and the kern-ctx input log
@@ -184,9 +165,9 @@ func resolveInputLog(kind InputLogKind) (InputLogKind, error) {
 	return kind, fmt.Errorf("input log kind %s: want auto, kern-ctx or portable", kind)
 }
 
-// loadInto loads one collection spec into objs. Maps it takes from reuse are
-// not owned by objs (their holder closes them) unless objs created them.
-func loadInto(objs *objects, load func() (*ebpf.CollectionSpec, error), ringBytes int, reuse map[string]*ebpf.Map) error {
+// loadInto loads what v names of the spec load returns into objs. Maps it
+// takes from reuse are not owned by objs (their holder closes them).
+func loadInto(objs *objects, load func() (*ebpf.CollectionSpec, error), v view, ringBytes int, reuse map[string]*ebpf.Map) error {
 	spec, err := load()
 	if err != nil {
 		return err
@@ -211,14 +192,14 @@ func loadInto(objs *objects, load func() (*ebpf.CollectionSpec, error), ringByte
 			}
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
-	if err != nil {
+	if err := spec.LoadAndAssign(v, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return classify(err)
 	}
-	for name, p := range coll.Programs {
+	progs, maps := v.named()
+	for name, p := range progs {
 		objs.progs[name] = p
 	}
-	for name, m := range coll.Maps {
+	for name, m := range maps {
 		if _, shared := repl[name]; shared {
 			m.Close() // a duplicate fd of the replacement
 			continue

@@ -229,7 +229,7 @@ func captureVariants(t *testing.T, f func(t *testing.T)) {
 		name string
 		one  bool
 		prog string
-	}{{"twocopy", false, progCapture}, {"onecopy", true, progCaptureCopy}} {
+	}{{"twocopy", false, progCapture}, {"onecopy", true, bpf.CaptureProgCaptureCopy}} {
 		t.Run(v.name, func(t *testing.T) {
 			requireFor(t, PathRing, AttachAuto)
 			if v.one {
