@@ -44,6 +44,14 @@ type CaptureFrameHdr struct {
 	Reserved   uint32
 }
 
+type CaptureInputLogKind uint32
+
+const (
+	CaptureInputLogKindINPUT_LOG_NONE     CaptureInputLogKind = 0
+	CaptureInputLogKindINPUT_LOG_KERN_CTX CaptureInputLogKind = 1
+	CaptureInputLogKindINPUT_LOG_PORTABLE CaptureInputLogKind = 2
+)
+
 type CaptureMode uint32
 
 const (
@@ -61,7 +69,7 @@ type CapturePortConfig struct {
 	TapIfindex  uint32
 	Path        uint32
 	Attach      uint32
-	InputLog    uint32
+	InputLog    CaptureInputLogKind
 	TapQueues   uint32
 	PortName    [16]int8
 }

@@ -6,7 +6,11 @@
  * guest), copies each frame into input_ring stamped with the current epoch,
  * and always passes it. A record that cannot be written is counted in
  * CNT_INPUT_LOG_FULL: any non-zero increase marks that epoch's log broken.
- * It never drops a packet.
+ * It never drops a packet. input_log_portable is the same without the
+ * bpf_cast_to_kern_ctx kfunc (Debian 12's 6.1): its records carry
+ * FRAME_META_UNKNOWN instead of the checksum state, which the primary
+ * completes from the frame itself (dataplane.CompleteChecksum). Go loads
+ * one of the two, under the name input_log.
  *
  * config and counters are replaced at load time by the capture object's maps.
  */
@@ -20,8 +24,7 @@ struct {
 	__uint(max_entries, 1 << 20);
 } input_ring SEC(".maps");
 
-SEC("tc")
-int input_log(struct __sk_buff *skb)
+static __always_inline int log_frame(struct __sk_buff *skb, enum meta_src src)
 {
 	struct port_config *cfg = get_config();
 
@@ -29,9 +32,21 @@ int input_log(struct __sk_buff *skb)
 		count(CNT_INPUT_LOG_FULL);
 		return TC_ACT_OK;
 	}
-	if (record(skb, cfg, &input_ring) == REC_OK)
+	if (record(skb, cfg, &input_ring, src) == REC_OK)
 		count(CNT_INPUT_LOGGED);
 	else
 		count(CNT_INPUT_LOG_FULL);
 	return TC_ACT_OK;
+}
+
+SEC("tc")
+int input_log(struct __sk_buff *skb)
+{
+	return log_frame(skb, META_KERN);
+}
+
+SEC("tc")
+int input_log_portable(struct __sk_buff *skb)
+{
+	return log_frame(skb, META_SKB);
 }

@@ -28,6 +28,13 @@ const (
 	InputlogCounterCNT_MAX            InputlogCounter = 9
 )
 
+type InputlogFrameFlags uint32
+
+const (
+	InputlogFrameFlagsFRAME_LOG_BROKEN   InputlogFrameFlags = 1
+	InputlogFrameFlagsFRAME_META_UNKNOWN InputlogFrameFlags = 2
+)
+
 type InputlogPortConfig struct {
 	_           structs.HostLayout
 	Epoch       uint64
@@ -66,11 +73,12 @@ type InputlogScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	InputlogMapConfig    = "config"
-	InputlogMapCounters  = "counters"
-	InputlogMapInputRing = "input_ring"
-	InputlogMapScratch   = "scratch"
-	InputlogProgInputLog = "input_log"
+	InputlogMapConfig            = "config"
+	InputlogMapCounters          = "counters"
+	InputlogMapInputRing         = "input_ring"
+	InputlogMapScratch           = "scratch"
+	InputlogProgInputLog         = "input_log"
+	InputlogProgInputLogPortable = "input_log_portable"
 )
 
 // LoadInputlog returns the embedded CollectionSpec for Inputlog.
@@ -115,7 +123,8 @@ type InputlogSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type InputlogProgramSpecs struct {
-	InputLog *ebpf.ProgramSpec `ebpf:"input_log"`
+	InputLog         *ebpf.ProgramSpec `ebpf:"input_log"`
+	InputLogPortable *ebpf.ProgramSpec `ebpf:"input_log_portable"`
 }
 
 // InputlogMapSpecs contains maps before they are loaded into the kernel.
@@ -179,12 +188,14 @@ type InputlogVariables struct {
 //
 // It can be passed to LoadInputlogObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InputlogPrograms struct {
-	InputLog *ebpf.Program `ebpf:"input_log"`
+	InputLog         *ebpf.Program `ebpf:"input_log"`
+	InputLogPortable *ebpf.Program `ebpf:"input_log_portable"`
 }
 
 func (p *InputlogPrograms) Close() error {
 	return _InputlogClose(
 		p.InputLog,
+		p.InputLogPortable,
 	)
 }
 

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Copying a whole frame plus its struct frame_hdr into a ring buffer. Used
- * by the path-A capture and the input log; needs BTF (CO-RE), the
- * bpf_cast_to_kern_ctx kfunc (kernel > 6.1) and BPF ring buffers (5.8).
+ * by the path-A capture and the input log. With META_KERN the header's
+ * checksum and GSO-type fields come from the kernel's sk_buff, which needs
+ * BTF (CO-RE) and the bpf_cast_to_kern_ctx kfunc (kernel >= 6.2); with
+ * META_SKB only what struct __sk_buff exposes is read (ring buffers, 5.8;
+ * __sk_buff gso_size, 5.7) and the header says so (FRAME_META_UNKNOWN).
  */
 #ifndef RESILIRE_RECORD_H
 #define RESILIRE_RECORD_H
@@ -11,7 +14,17 @@
 
 #define CHECKSUM_PARTIAL 3
 
+/* Not weak: cilium/ebpf resolves kfuncs per program, so an object whose
+ * kfunc-free programs are loaded alone (the portable input log on 6.1)
+ * loads without it, and a program that calls it fails with a clear
+ * "kfunc not supported" instead of a poisoned call the verifier rejects. */
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* Where fill_hdr takes the checksum and GSO-type metadata from. */
+enum meta_src {
+	META_KERN = 0, /* the kernel sk_buff, through bpf_cast_to_kern_ctx */
+	META_SKB = 1,  /* struct __sk_buff only: ip_summed and gso_type unknown */
+};
 
 /* A header plus the largest frame, so the record can be emitted with one
  * bpf_ringbuf_output (bpf_ringbuf_reserve needs a constant size). */
@@ -38,8 +51,17 @@ enum record_result {
 	REC_RING_FULL,
 };
 
-/* fill_hdr stamps h from skb and cfg (len already set). */
-static __always_inline void fill_hdr(struct frame_hdr *h, struct __sk_buff *skb, struct port_config *cfg)
+/* meta_unknown is a separate (noinline) subprogram so enum frame_flags is
+ * in BTF and bpf2go generates it for Go. */
+static __noinline __attribute__((optnone)) __u8 meta_unknown(enum frame_flags f)
+{
+	return f;
+}
+
+/* fill_hdr stamps h from skb and cfg (len already set). src is a
+ * compile-time constant: the META_SKB variant has no kfunc call. */
+static __always_inline void fill_hdr(struct frame_hdr *h, struct __sk_buff *skb, struct port_config *cfg,
+                                     enum meta_src src)
 {
 	struct sk_buff *k;
 
@@ -49,10 +71,15 @@ static __always_inline void fill_hdr(struct frame_hdr *h, struct __sk_buff *skb,
 	h->gso_size = skb->gso_size;
 	h->gso_segs = skb->gso_segs;
 	h->gso_type = 0;
+	h->ip_summed = 0;
 	h->flags = 0;
 	h->csum_start = 0;
 	h->csum_offset = 0;
 	h->reserved = 0;
+	if (src == META_SKB) {
+		h->flags = meta_unknown(FRAME_META_UNKNOWN);
+		return;
+	}
 
 	k = bpf_cast_to_kern_ctx(skb);
 	h->ip_summed = BPF_CORE_READ_BITFIELD(k, ip_summed);
@@ -72,7 +99,8 @@ static __always_inline void fill_hdr(struct frame_hdr *h, struct __sk_buff *skb,
 
 /* record copies skb (from its mac header, which is skb->data at tc) and
  * its GSO/checksum metadata into ring, stamped with cfg's epoch. */
-static __always_inline enum record_result record(struct __sk_buff *skb, struct port_config *cfg, void *ring)
+static __always_inline enum record_result record(struct __sk_buff *skb, struct port_config *cfg, void *ring,
+                                                 enum meta_src src)
 {
 	__u32 len = skb->len;
 	__u32 cpu = bpf_get_smp_processor_id();
@@ -93,7 +121,7 @@ static __always_inline enum record_result record(struct __sk_buff *skb, struct p
 		return REC_ERROR;
 
 	s->hdr.len = len;
-	fill_hdr(&s->hdr, skb, cfg);
+	fill_hdr(&s->hdr, skb, cfg, src);
 
 	if (bpf_ringbuf_output(ring, s, sizeof(s->hdr) + len, 0) != 0)
 		return REC_RING_FULL;
@@ -104,8 +132,8 @@ static __always_inline enum record_result record(struct __sk_buff *skb, struct p
  * object that references them still loads where they are missing: Go loads
  * the program that calls them only when the kernel BTF has both. */
 extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags, struct bpf_dynptr *ptr) __ksym __weak;
-extern int bpf_dynptr_copy(struct bpf_dynptr *dst, __u32 dst_off, struct bpf_dynptr *src, __u32 src_off,
-			   __u32 size) __ksym __weak;
+extern int bpf_dynptr_copy(struct bpf_dynptr *dst, __u32 dst_off, struct bpf_dynptr *src, __u32 src_off, __u32 size)
+        __ksym __weak;
 
 /* record_copy is record with one copy instead of two: it reserves a
  * record of the exact size with bpf_ringbuf_reserve_dynptr, writes the
@@ -135,7 +163,7 @@ static __always_inline enum record_result record_copy(struct __sk_buff *skb, str
 		return REC_ERROR;
 	}
 	h->len = len;
-	fill_hdr(h, skb, cfg);
+	fill_hdr(h, skb, cfg, META_KERN);
 	bpf_ringbuf_submit_dynptr(&dst, 0);
 	return REC_OK;
 }

@@ -26,48 +26,61 @@ enum mode {
 
 /* Per-CPU counters, indexed by enum counter. */
 enum counter {
-	CNT_CAPTURED = 0,     /* frames copied to the ring (path A) or redirected to the tap (path B) */
-	CNT_PASSED,           /* frames passed in pass mode */
-	CNT_INJECTED,         /* re-injected frames (marked by tap_ingress) passed to the bridge */
-	CNT_BLOCKED,          /* frames dropped in block mode (or with no valid mode) */
-	CNT_RING_FULL,        /* capture ring full: frame dropped, never passed */
-	CNT_TOO_BIG,          /* frame longer than MAX_CAP: dropped */
-	CNT_INPUT_LOGGED,     /* frames to the guest copied to the input log */
-	CNT_INPUT_LOG_FULL,   /* frames to the guest NOT logged (ring full, too big, read error) */
-	CNT_ERRORS,           /* capture failures (runt frame, scratch or load error): dropped */
+	CNT_CAPTURED = 0,   /* frames copied to the ring (path A) or redirected to the tap (path B) */
+	CNT_PASSED,         /* frames passed in pass mode */
+	CNT_INJECTED,       /* re-injected frames (marked by tap_ingress) passed to the bridge */
+	CNT_BLOCKED,        /* frames dropped in block mode (or with no valid mode) */
+	CNT_RING_FULL,      /* capture ring full: frame dropped, never passed */
+	CNT_TOO_BIG,        /* frame longer than MAX_CAP: dropped */
+	CNT_INPUT_LOGGED,   /* frames to the guest copied to the input log */
+	CNT_INPUT_LOG_FULL, /* frames to the guest NOT logged (ring full, too big, read error) */
+	CNT_ERRORS,         /* capture failures (runt frame, scratch or load error): dropped */
 	CNT_MAX,
 };
 
 /* Ring-buffer record header: 40 bytes, then len bytes of frame from the
  * Ethernet header on. Layout: dataplane/record.go. */
 struct frame_hdr {
-	__u64 epoch;       /* config epoch at capture time */
-	__u64 tstamp_ns;   /* bpf_ktime_get_ns() at capture */
-	__u32 len;         /* frame bytes that follow */
-	__u32 ifindex;     /* guest port ifindex */
-	__u16 gso_size;    /* 0 if not GSO */
+	__u64 epoch;     /* config epoch at capture time */
+	__u64 tstamp_ns; /* bpf_ktime_get_ns() at capture */
+	__u32 len;       /* frame bytes that follow */
+	__u32 ifindex;   /* guest port ifindex */
+	__u16 gso_size;  /* 0 if not GSO */
 	__u16 gso_segs;
 	__u16 gso_type;    /* raw skb_shared_info gso_type bits (low 16) */
 	__u8 ip_summed;    /* 0 NONE, 1 UNNECESSARY, 2 COMPLETE, 3 PARTIAL */
-	__u8 flags;        /* bit0: log broken before this frame (unused for output) */
+	__u8 flags;        /* enum frame_flags */
 	__u16 csum_start;  /* relative to the mac header (PARTIAL only) */
 	__u16 csum_offset; /* PARTIAL only */
 	__u32 reserved;
 };
 
+/* Bits of frame_hdr.flags. */
+enum frame_flags {
+	FRAME_LOG_BROKEN = 1,   /* log broken before this frame (unused for output) */
+	FRAME_META_UNKNOWN = 2, /* ip_summed, csum_* and gso_type not read: 0 (input log without kfunc) */
+};
+
+/* How the input log reads frame metadata (port_config.input_log). */
+enum input_log_kind {
+	INPUT_LOG_NONE = 0,
+	INPUT_LOG_KERN_CTX = 1, /* input_log: exact metadata via bpf_cast_to_kern_ctx (>= 6.2) */
+	INPUT_LOG_PORTABLE = 2, /* input_log_portable: __sk_buff only (>= 5.8) */
+};
+
 /* One config per port, written by Go. Only epoch and mode change after
  * attach; the rest describes the attachment so Open can find it again. */
 struct port_config {
-	__u64 epoch;        /* stamped into each record; advanced while the guest is paused */
+	__u64 epoch; /* stamped into each record; advanced while the guest is paused */
 	enum mode mode;
-	__u32 magic;        /* skb->mark of re-injected frames; random per attach, never 0 */
-	__u32 port_ifindex; /* guest port (bridge port) */
-	__u32 tap_ifindex;  /* injection tap, same netns as the port */
-	__u32 path;         /* Go CapturePath in use */
-	__u32 attach;       /* Go AttachMethod in use */
-	__u32 input_log;    /* 1 if input_log is attached */
-	__u32 tap_queues;   /* queues the tap is meant to be opened with */
-	char port_name[16]; /* guest port ifname (IFNAMSIZ), for Open and status */
+	__u32 magic;                   /* skb->mark of re-injected frames; random per attach, never 0 */
+	__u32 port_ifindex;            /* guest port (bridge port) */
+	__u32 tap_ifindex;             /* injection tap, same netns as the port */
+	__u32 path;                    /* Go CapturePath in use */
+	__u32 attach;                  /* Go AttachMethod in use */
+	enum input_log_kind input_log; /* which input-log program is attached */
+	__u32 tap_queues;              /* queues the tap is meant to be opened with */
+	char port_name[16];            /* guest port ifname (IFNAMSIZ), for Open and status */
 };
 
 /* Single-entry config of this port. */

@@ -71,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer, role, vm string) *Metrics {
 		HeldBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "resilire_held_bytes",
 			Help: "Guest output held until its epoch is acknowledged.", ConstLabels: cl}),
 		Drops: prometheus.NewGauge(prometheus.GaugeOpts{Name: "resilire_output_drops",
-			Help: "Held frames dropped because the output buffer was full.", ConstLabels: cl}),
+			Help: "Held frames dropped because the output buffer (or, on path redirect, the injection tap's queue) was full.", ConstLabels: cl}),
 		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "resilire_state",
 			Help: "1 for the agent's current state.", ConstLabels: cl}, []string{"state"}),
 	}

@@ -26,7 +26,8 @@ type OutputCommit interface {
 type OutputStats interface {
 	// HeldBytes is the guest output currently held.
 	HeldBytes() uint64
-	// Dropped is the number of frames dropped because the buffer was full.
+	// Dropped is the number of frames dropped because the buffer (or the
+	// injection tap's queue) was full.
 	Dropped() uint64
 }
 

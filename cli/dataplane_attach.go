@@ -20,6 +20,7 @@ func dataplaneAttachCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "path", Value: "auto", Usage: "capture path: auto, ring or redirect"},
 			&ucli.StringFlag{Name: "attach", Value: "auto", Usage: "attach method: auto, tcx or clsact"},
 			&ucli.BoolFlag{Name: "input-log", Usage: "also log frames to the guest (LLM input replay)"},
+			&ucli.StringFlag{Name: "input-log-kind", Value: "auto", Usage: "input log: auto, kern-ctx (exact metadata, kernel >= 6.2) or portable (no kfunc)"},
 			&ucli.IntFlag{Name: "ring-bytes", Value: dataplane.DefaultRingBytes, Usage: "size of each ring buffer"},
 		},
 		Action: func(c *ucli.Context) error {
@@ -32,8 +33,8 @@ func dataplaneAttachCommand() *ucli.Command {
 				return err
 			}
 			defer p.Close()
-			_, err = fmt.Fprintf(c.App.Writer, "attached vm %s on %s: path %s, %s, tap %s, mode buffer\n",
-				p.Name(), p.PortName(), p.Path(), p.AttachMethod(), p.TapName())
+			_, err = fmt.Fprintf(c.App.Writer, "attached vm %s on %s: path %s, %s, tap %s, mode buffer%s\n",
+				p.Name(), p.PortName(), p.Path(), p.AttachMethod(), p.TapName(), inputLogNote(p))
 			return err
 		},
 	}
@@ -49,9 +50,21 @@ func attachOptions(c *ucli.Context) (dataplane.Options, error) {
 	if err != nil {
 		return dataplane.Options{}, err
 	}
+	kind, err := dataplane.ParseInputLogKind(c.String("input-log-kind"))
+	if err != nil {
+		return dataplane.Options{}, err
+	}
 	log, err := logger(c)
 	return dataplane.Options{
 		Name: c.String("vm"), Port: c.String("port"), Path: path, Attach: method,
-		InputLog: c.Bool("input-log"), RingBytes: c.Int("ring-bytes"), PinRoot: c.String("pin-root"), Logger: log,
+		InputLog: c.Bool("input-log"), InputLogKind: kind, RingBytes: c.Int("ring-bytes"), PinRoot: c.String("pin-root"), Logger: log,
 	}, err
+}
+
+// inputLogNote describes the attached input log, if any.
+func inputLogNote(p *dataplane.Port) string {
+	if !p.InputLog() {
+		return ""
+	}
+	return ", input log " + p.InputLogKind().String()
 }

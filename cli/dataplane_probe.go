@@ -21,10 +21,10 @@ func dataplaneProbeCommand() *ucli.Command {
 			for _, row := range []struct {
 				name string
 				err  error
-			}{{"tc programs", f.TC}, {"path ring", f.Ring}, {"tcx", f.TCX}} {
+			}{{"tc programs", f.TC}, {"kfunc bpf_cast_to_kern_ctx", f.KernCtx}, {"path ring", f.Ring}, {"tcx", f.TCX}} {
 				fmt.Fprintf(tw, "%s\t%s\n", row.name, okOr(row.err))
 			}
-			fmt.Fprintf(tw, "auto picks\tpath %s, attach %s\n", f.Path(), f.Attach())
+			fmt.Fprintf(tw, "auto picks\tpath %s, attach %s, input log %s\n", f.Path(), f.Attach(), f.InputLog())
 			return tw.Flush()
 		},
 	}

@@ -32,6 +32,9 @@ func printStatus(w io.Writer, s dataplane.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "vm\t%s\nport\t%s\ntap\t%s\npath\t%s\nattach\t%s\nmode\t%s\nepoch\t%d\ninput log\t%v\n",
 		s.Name, s.Port, s.Tap, s.Path, s.Attach, s.Mode, s.Epoch, s.InputLog)
+	if s.InputLog {
+		fmt.Fprintf(tw, "input log kind\t%s\n", s.InputLogKind)
+	}
 	if !s.Compatible {
 		fmt.Fprintf(tw, "warning\tpinned programs differ from this build: detach and attach again\n")
 	}

@@ -45,7 +45,7 @@ func TestDataplaneCommands(t *testing.T) {
 		}
 		return out.String()
 	}
-	if out := run("probe"); !regexp.MustCompile(`(?m)^auto picks\s+path (ring|redirect), attach (tcx|clsact)$`).MatchString(out) {
+	if out := run("probe"); !regexp.MustCompile(`(?m)^auto picks\s+path (ring|redirect), attach (tcx|clsact), input log (kern-ctx|portable)$`).MatchString(out) {
 		t.Errorf("probe printed %q", out)
 	}
 	if out := run("attach", "--vm", vm, "--port", rig.Port, "--input-log"); !strings.Contains(out, "attached vm "+vm) {
@@ -53,7 +53,7 @@ func TestDataplaneCommands(t *testing.T) {
 	}
 	status := run("status", "--vm", vm)
 	t.Logf("status:\n%s", status)
-	for _, re := range []string{`(?m)^mode\s+buffer$`, `(?m)^epoch\s+1$`, `(?m)^port\s+` + rig.Port + `$`, `(?m)^captured\s+\d+$`, `(?m)^input log\s+true$`} {
+	for _, re := range []string{`(?m)^mode\s+buffer$`, `(?m)^epoch\s+1$`, `(?m)^port\s+` + rig.Port + `$`, `(?m)^captured\s+\d+$`, `(?m)^input log\s+true$`, `(?m)^input log kind\s+(kern-ctx|portable)$`} {
 		if !regexp.MustCompile(re).MatchString(status) {
 			t.Errorf("status lacks %s:\n%s", re, status)
 		}

@@ -93,7 +93,13 @@ func openDataplane(c *ucli.Context, log *slog.Logger) (*dataplane.Port, error) {
 type heldOutput struct{ *netbuf.Buffer }
 
 func (h heldOutput) HeldBytes() uint64 { return uint64(max(h.Stats().HeldBytes, 0)) }
-func (h heldOutput) Dropped() uint64   { return h.Stats().Dropped }
+
+// Dropped counts held frames lost before release: the byte bound's tail
+// drops and, on path redirect, the tap's drops when the reader fell behind.
+func (h heldOutput) Dropped() uint64 {
+	st := h.Stats()
+	return st.Dropped + st.TapDropped
+}
 
 // passPort switches the standby's port to pass on failover.
 type passPort struct{ p *dataplane.Port }

@@ -50,7 +50,12 @@ func Attach(opts Options) (_ *Port, err error) {
 	}
 	p := &Port{name: opts.Name, pinDir: pinDir, pinRoot: opts.PinRoot, portName: opts.Port,
 		tapName: TapNameFor(opts.Name), log: opts.Logger, links: map[string]link.Link{}}
-	if p.path, p.objs, err = loadForAttach(opts); err != nil {
+	if opts.InputLog {
+		if p.inputLog, err = resolveInputLog(opts.InputLogKind); err != nil {
+			return nil, err
+		}
+	}
+	if p.path, p.objs, err = loadForAttach(opts, p.inputLog); err != nil {
 		return nil, err
 	}
 	tmp, err := os.MkdirTemp(opts.PinRoot, tmpPrefix)
@@ -99,18 +104,19 @@ func removeStaleTemp(root string, log *slog.Logger) {
 	}
 }
 
-// loadForAttach picks the capture path and loads it. In PathAuto the
-// actual load of the ring object decides: if it fails, path redirect.
-func loadForAttach(opts Options) (CapturePath, *objects, error) {
+// loadForAttach picks the capture path and loads it with the input log of
+// kind inputLog (0: none). In PathAuto the actual load of the ring object
+// decides: if it fails, path redirect.
+func loadForAttach(opts Options, inputLog InputLogKind) (CapturePath, *objects, error) {
 	path, err := choosePath(opts.Path)
 	if err != nil {
 		return path, nil, err
 	}
-	objs, err := loadObjects(path, opts.RingBytes, opts.InputLog, nil)
+	objs, err := loadObjects(path, opts.RingBytes, inputLog, nil)
 	if err != nil && opts.Path == PathAuto && path == PathRing && !errors.Is(err, ErrPermission) {
 		opts.Logger.Warn("ring capture does not load here; using path redirect", "iface", opts.Port, "err", err)
 		path = PathRedirect
-		objs, err = loadObjects(path, opts.RingBytes, opts.InputLog, nil)
+		objs, err = loadObjects(path, opts.RingBytes, inputLog, nil)
 	}
 	return path, objs, err
 }
@@ -154,9 +160,7 @@ func (p *Port) writeInitialConfig(opts Options, portIndex, tapIndex int) error {
 		PortIfindex: uint32(portIndex), TapIfindex: uint32(tapIndex),
 		Path: uint32(p.path), TapQueues: uint32(opts.TapQueues),
 	}
-	if opts.InputLog {
-		c.InputLog = 1
-	}
+	c.InputLog = bpf.CaptureInputLogKind(p.inputLog)
 	for i := 0; i < len(opts.Port) && i < len(c.PortName)-1; i++ {
 		c.PortName[i] = int8(opts.Port[i])
 	}

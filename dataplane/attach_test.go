@@ -278,14 +278,16 @@ func TestInputLog(t *testing.T) {
 	for _, path := range []CapturePath{PathRing, PathRedirect} {
 		for _, method := range []AttachMethod{AttachTCX, AttachClsact} {
 			t.Run(path.String()+"/"+method.String(), func(t *testing.T) {
-				testInputLog(t, path, method)
+				testInputLog(t, Options{InputLog: true, Path: path, Attach: method})
 			})
 		}
 	}
 }
 
-func testInputLog(t *testing.T, path CapturePath, method AttachMethod) {
-	e := newRigEnv(t, Options{InputLog: true, Path: path, Attach: method})
+// testInputLog attaches with opts, sends frames to the guest and checks
+// that each arrived and was logged with the epoch; it returns the records.
+func testInputLog(t *testing.T, opts Options) (*rigEnv, []*Record) {
+	e := newRigEnv(t, opts)
 	if err := e.port.SetEpoch(7); err != nil {
 		t.Fatal(err)
 	}
@@ -314,6 +316,7 @@ func testInputLog(t *testing.T, path CapturePath, method AttachMethod) {
 	if c := e.counters(); c.InputLogged < n || c.InputLogFull != 0 {
 		t.Errorf("counters %+v", c)
 	}
+	return e, recs
 }
 
 // TestTooBig: a frame over 64 KiB is dropped and counted, never passed.

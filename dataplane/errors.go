@@ -14,8 +14,9 @@ var (
 	ErrNoBTF = errors.New("kernel has no BTF (/sys/kernel/btf/vmlinux): use a kernel built with CONFIG_DEBUG_INFO_BTF=y or force --path redirect")
 	// ErrPermission: the process may not load BPF programs or manage links.
 	ErrPermission = errors.New("not permitted: run as root or grant CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON and CAP_SYS_ADMIN")
-	// ErrKernelTooOld: a required kernel feature is missing.
-	ErrKernelTooOld = errors.New("kernel too old: path ring needs >= 6.2 (bpf_cast_to_kern_ctx, ring buffer), path redirect >= 4.19 with clsact, tcx >= 6.6; pick another --path/--attach or upgrade")
+	// ErrKernelTooOld: a required kernel feature is missing; the error
+	// wrapping it names the feature and also wraps ebpf.ErrNotSupported.
+	ErrKernelTooOld = errors.New("kernel lacks a feature: path ring needs >= 6.2 (kfunc bpf_cast_to_kern_ctx, ring buffer), the input log >= 5.8 (--input-log-kind portable below 6.2), path redirect >= 4.19 with clsact, tcx >= 6.6; pick another --path/--attach/--input-log-kind or upgrade")
 	// ErrAttached: pinned state for this VM already exists.
 	ErrAttached = errors.New("already attached: use Open, or detach first (resilire dataplane detach --vm NAME)")
 	// ErrNotAttached: no pinned state for this VM.

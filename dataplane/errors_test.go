@@ -77,7 +77,7 @@ func TestOpenIncompatible(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.port = nil
-	other, err := loadObjects(PathRedirect, 4096, false, nil)
+	other, err := loadObjects(PathRedirect, 4096, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,10 @@ type Features struct {
 	TC   error // tc (sched_cls) programs: needed by every path
 	Ring error // path ring: BTF, ring buffers, and an actual load of the capture object
 	TCX  error // tcx links (kernel >= 6.6); else clsact
+	// KernCtx: the kfunc bpf_cast_to_kern_ctx (kernel >= 6.2), which path
+	// ring and the kern-ctx input log call; without it the input log is
+	// the portable one.
+	KernCtx error
 }
 
 // Probe checks the kernel. It loads the ring capture object once (and
@@ -31,9 +35,18 @@ func Probe() Features {
 	if err := features.HaveProgramType(ebpf.SchedCLS); err != nil {
 		f.TC = classify(fmt.Errorf("tc programs: %w", err))
 	}
+	f.KernCtx = kfuncSupport(kernCtxKfunc, kernCtxVersion)
 	f.Ring = probeRing()
 	f.TCX = probeTCX()
 	return f
+}
+
+// InputLog is the input-log kind InputLogAuto resolves to.
+func (f Features) InputLog() InputLogKind {
+	if f.KernCtx == nil {
+		return InputLogKernCtx
+	}
+	return InputLogPortable
 }
 
 // Path is the capture path PathAuto resolves to.
@@ -56,7 +69,7 @@ func probeRing() error {
 	if err := ringSupport(); err != nil {
 		return err
 	}
-	objs, err := loadObjects(PathRing, ringSize(1), false, nil)
+	objs, err := loadObjects(PathRing, ringSize(1), 0, nil)
 	if err != nil {
 		return err
 	}

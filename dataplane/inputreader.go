@@ -3,7 +3,6 @@
 package dataplane
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,7 +82,7 @@ func (r *InputReader) run() {
 			checked, checkedEpoch = time.Now(), lastEpoch
 		}
 		lastEpoch = rr.Hdr.Epoch
-		if rr.Hdr.Flags&FlagLogBroken != 0 {
+		if rr.Hdr.Flags&FrameLogBroken != 0 {
 			pending = minEpoch(pending, rr.Hdr.Epoch)
 		}
 		if pending != 0 && !r.sink.OfferInput(pending, true, nil) {
@@ -118,26 +117,4 @@ func (r *InputReader) Close() error {
 	err := r.rd.Close()
 	r.wg.Wait()
 	return err
-}
-
-// CompleteChecksum fills in the L4 checksum of a CHECKSUM_PARTIAL frame
-// (the field holds the pseudo-header sum), as skb_checksum_help does: a
-// replayed frame reaches the guest without offload metadata.
-func CompleteChecksum(h *FrameHdr, f []byte) {
-	start, off := int(h.CsumStart), int(h.CsumStart)+int(h.CsumOffset)
-	if h.IpSummed != ChecksumPartial || start >= len(f) || off+2 > len(f) {
-		return
-	}
-	var sum uint32
-	b := f[start:]
-	for ; len(b) >= 2; b = b[2:] {
-		sum += uint32(binary.BigEndian.Uint16(b))
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(f[off:], ^uint16(sum))
 }

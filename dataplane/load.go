@@ -17,16 +17,15 @@ import (
 
 // Names of programs and maps in the bpf objects (bpf2go constants).
 const (
-	progCapture     = bpf.CaptureProgCapture
-	progCaptureCopy = bpf.CaptureProgCaptureCopy
-	progTap         = bpf.CaptureProgTapIngress
-	progInputLog    = bpf.InputlogProgInputLog
-	progSetConfig   = bpf.CaptureProgSetConfig
-	mapConfig       = bpf.CaptureMapConfig
-	mapCounters     = bpf.CaptureMapCounters
-	mapCapRing      = bpf.CaptureMapCaptureRing
-	mapInputRing    = bpf.InputlogMapInputRing
-	mapScratch      = bpf.CaptureMapScratch
+	progCapture   = bpf.CaptureProgCapture
+	progTap       = bpf.CaptureProgTapIngress
+	progInputLog  = bpf.InputlogProgInputLog
+	progSetConfig = bpf.CaptureProgSetConfig
+	mapConfig     = bpf.CaptureMapConfig
+	mapCounters   = bpf.CaptureMapCounters
+	mapCapRing    = bpf.CaptureMapCaptureRing
+	mapInputRing  = bpf.InputlogMapInputRing
+	mapScratch    = bpf.CaptureMapScratch
 )
 
 // objects are the loaded programs and maps of one port.
@@ -44,14 +43,18 @@ func (o *objects) close() {
 	}
 }
 
-// loadObjects loads the capture object of path, and the input-log object if
-// inputLog, sharing config and counters. Maps named in reuse (pinned maps
-// on Open) replace the spec's; the rest are created with ring buffers of
-// ringBytes and a scratch slot per possible CPU.
-func loadObjects(path CapturePath, ringBytes int, inputLog bool, reuse map[string]*ebpf.Map) (_ *objects, err error) {
-	load := loadCaptureSpec
-	if path == PathRedirect {
-		load = bpf.LoadRedirect
+// loadObjects loads the capture object of path, and the input-log object of
+// kind inputLog (InputLogKernCtx or InputLogPortable; 0 for none), sharing
+// config and counters. Maps named in reuse (pinned maps on Open) replace
+// the spec's; the rest are created with ring buffers of ringBytes and a
+// scratch slot per possible CPU.
+func loadObjects(path CapturePath, ringBytes int, inputLog InputLogKind, reuse map[string]*ebpf.Map) (_ *objects, err error) {
+	load, v := bpf.LoadCapture, view(&ringView{})
+	switch {
+	case path == PathRedirect:
+		load, v = bpf.LoadRedirect, &redirectView{}
+	case oneCopy():
+		v = &ringCopyView{}
 	}
 	objs := &objects{progs: map[string]*ebpf.Program{}, maps: map[string]*ebpf.Map{}}
 	defer func() {
@@ -59,23 +62,28 @@ func loadObjects(path CapturePath, ringBytes int, inputLog bool, reuse map[strin
 			objs.close()
 		}
 	}()
-	if err := loadInto(objs, load, ringBytes, reuse); err != nil {
+	if err := loadInto(objs, load, v, ringBytes, reuse); err != nil {
 		return nil, fmt.Errorf("load %s capture: %w", path, err)
 	}
-	if inputLog {
+	if inputLog != 0 {
 		shared := map[string]*ebpf.Map{mapConfig: objs.maps[mapConfig], mapCounters: objs.maps[mapCounters]}
 		for name, m := range reuse {
 			shared[name] = m
 		}
-		if err := loadInto(objs, bpf.LoadInputlog, ringBytes, shared); err != nil {
-			return nil, fmt.Errorf("load input log: %w", err)
+		il, err := inputLogViewOf(inputLog)
+		if err != nil {
+			return nil, err
+		}
+		if err := loadInto(objs, bpf.LoadInputlog, il, ringBytes, shared); err != nil {
+			return nil, fmt.Errorf("load %s input log: %w", inputLog, err)
 		}
 	}
 	return objs, nil
 }
 
-// oneCopy reports whether the ring capture should use capture_copy (one
-// copy per frame) instead of capture (two). Tests override it to cover both.
+// oneCopy reports whether the ring capture should load capture_copy (one
+// copy per frame, ringCopyView) instead of capture (two, ringView). Tests
+// override it to cover both.
 var oneCopy = sync.OnceValue(haveDynptrCopy)
 
 // haveDynptrCopy reports whether the kernel BTF has the kfuncs that
@@ -94,25 +102,72 @@ func haveDynptrCopy() bool {
 	return true
 }
 
-// loadCaptureSpec is the path-ring capture object with exactly one capture
-// program, named capture: capture_copy where the kernel supports it, the
-// two-copy capture elsewhere. The scratch map stays (the input log shares
-// record.h); capture_copy never touches it.
-func loadCaptureSpec() (*ebpf.CollectionSpec, error) {
-	spec, err := bpf.LoadCapture()
-	if err != nil {
-		return nil, err
+// inputLogViewOf is the view that loads the input log of kind.
+func inputLogViewOf(kind InputLogKind) (view, error) {
+	switch kind {
+	case InputLogKernCtx:
+		return &inputLogView{}, nil
+	case InputLogPortable:
+		return &inputLogPortableView{}, nil
 	}
-	if oneCopy() {
-		spec.Programs[progCapture] = spec.Programs[progCaptureCopy]
-	}
-	delete(spec.Programs, progCaptureCopy)
-	return spec, nil
+	return nil, fmt.Errorf("input log kind %s: want kern-ctx or portable", kind)
 }
 
-// loadInto loads one collection spec into objs. Maps it takes from reuse are
-// not owned by objs (their holder closes them) unless objs created them.
-func loadInto(objs *objects, load func() (*ebpf.CollectionSpec, error), ringBytes int, reuse map[string]*ebpf.Map) error {
+// kernCtxKfunc is the kfunc the ring capture and the kern-ctx input log
+// call, and the first Linux release that has it for tc programs.
+const (
+	kernCtxKfunc   = "bpf_cast_to_kern_ctx"
+	kernCtxVersion = "6.2"
+)
+
+// kfuncSupport reports why the kernel cannot run a program calling the
+// kfunc name (added in Linux since), or nil. A variable so that tests can
+// play a kernel without it.
+var kfuncSupport = func(name, since string) error {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return noBTF(err)
+	}
+	var fn *btf.Func
+	if err := spec.TypeByName(name, &fn); err != nil {
+		return fmt.Errorf("no kfunc %s in the kernel (Linux >= %s): %w: %w", name, since, ebpf.ErrNotSupported, ErrKernelTooOld)
+	}
+	return nil
+}
+
+// noBTF wraps err from btf.LoadKernelSpec: ErrNoBTF only when the kernel
+// truly has no BTF.
+func noBTF(err error) error {
+	if errors.Is(err, btf.ErrNotSupported) {
+		return fmt.Errorf("%w: %w", ErrNoBTF, err)
+	}
+	return fmt.Errorf("kernel btf: %w", err)
+}
+
+// resolveInputLog turns kind into the input log this kernel runs:
+// InputLogAuto picks kern-ctx where the kfunc exists, else portable; a
+// forced kern-ctx fails naming the missing kfunc.
+func resolveInputLog(kind InputLogKind) (InputLogKind, error) {
+	switch kind {
+	case InputLogPortable:
+		return kind, nil
+	case InputLogKernCtx:
+		if err := kfuncSupport(kernCtxKfunc, kernCtxVersion); err != nil {
+			return kind, fmt.Errorf("input log kern-ctx: %w", err)
+		}
+		return kind, nil
+	case InputLogAuto:
+		if kfuncSupport(kernCtxKfunc, kernCtxVersion) != nil {
+			return InputLogPortable, nil
+		}
+		return InputLogKernCtx, nil
+	}
+	return kind, fmt.Errorf("input log kind %s: want auto, kern-ctx or portable", kind)
+}
+
+// loadInto loads what v names of the spec load returns into objs. Maps it
+// takes from reuse are not owned by objs (their holder closes them).
+func loadInto(objs *objects, load func() (*ebpf.CollectionSpec, error), v view, ringBytes int, reuse map[string]*ebpf.Map) error {
 	spec, err := load()
 	if err != nil {
 		return err
@@ -137,14 +192,14 @@ func loadInto(objs *objects, load func() (*ebpf.CollectionSpec, error), ringByte
 			}
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
-	if err != nil {
+	if err := spec.LoadAndAssign(v, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return classify(err)
 	}
-	for name, p := range coll.Programs {
+	progs, maps := v.named()
+	for name, p := range progs {
 		objs.progs[name] = p
 	}
-	for name, m := range coll.Maps {
+	for name, m := range maps {
 		if _, shared := repl[name]; shared {
 			m.Close() // a duplicate fd of the replacement
 			continue
@@ -157,15 +212,19 @@ func loadInto(objs *objects, load func() (*ebpf.CollectionSpec, error), ringByte
 	return nil
 }
 
-// classify wraps load errors in the package's sentinels.
+// classify wraps load errors in the package's sentinels. A missing
+// feature (cilium/ebpf's ErrNotSupported, a missing kfunc included: btf's
+// ErrNotSupported is the same value) is ErrKernelTooOld, and err names the
+// feature; only ringSupport and kfuncSupport, which load the kernel BTF
+// themselves, say ErrNoBTF.
 func classify(err error) error {
 	switch {
+	case errors.Is(err, ErrKernelTooOld), errors.Is(err, ErrNoBTF):
+		return err
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES) && !isVerifierError(err):
 		return fmt.Errorf("%w: %w", ErrPermission, err)
-	case errors.Is(err, btf.ErrNotSupported):
-		return fmt.Errorf("%w: %w", ErrNoBTF, err)
 	case errors.Is(err, ebpf.ErrNotSupported):
-		return fmt.Errorf("%w: %w", ErrKernelTooOld, err)
+		return fmt.Errorf("%w: %w", err, ErrKernelTooOld)
 	}
 	return err
 }
@@ -194,13 +253,14 @@ func choosePath(p CapturePath) (CapturePath, error) {
 	return PathRing, nil
 }
 
-// ringSupport reports why path ring cannot work here, or nil.
+// ringSupport reports why path ring cannot work here, or nil: it needs
+// kernel BTF, ring buffers and the bpf_cast_to_kern_ctx kfunc.
 func ringSupport() error {
 	if _, err := btf.LoadKernelSpec(); err != nil {
-		return fmt.Errorf("%w: %w", ErrNoBTF, err)
+		return noBTF(err)
 	}
 	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
 		return classify(fmt.Errorf("ring buffer: %w", err))
 	}
-	return nil
+	return kfuncSupport(kernCtxKfunc, kernCtxVersion)
 }

@@ -100,3 +100,41 @@ func ParseAttachMethod(s string) (AttachMethod, error) {
 	}
 	return 0, fmt.Errorf("attach %q: want auto, tcx or clsact", s)
 }
+
+// InputLogKind is how the input log reads each frame's metadata; the
+// values are the C enum input_log_kind in bpf/resilire.h.
+type InputLogKind uint32
+
+// Input-log kinds.
+const (
+	// InputLogAuto (an option only) picks InputLogKernCtx when the kernel
+	// has the bpf_cast_to_kern_ctx kfunc, else InputLogPortable.
+	InputLogAuto InputLogKind = 0
+	// InputLogKernCtx reads the exact checksum state and GSO type from the
+	// kernel's sk_buff (kfunc bpf_cast_to_kern_ctx, Linux >= 6.2).
+	InputLogKernCtx = InputLogKind(bpf.CaptureInputLogKindINPUT_LOG_KERN_CTX)
+	// InputLogPortable reads only struct __sk_buff (Linux >= 5.8, Debian
+	// 12's 6.1); its records carry FrameMetaUnknown and CompleteChecksum
+	// finishes their checksums from the frame itself.
+	InputLogPortable = InputLogKind(bpf.CaptureInputLogKindINPUT_LOG_PORTABLE)
+)
+
+var inputLogNames = map[InputLogKind]string{InputLogAuto: "auto", InputLogKernCtx: "kern-ctx", InputLogPortable: "portable"}
+
+// String returns auto, kern-ctx or portable.
+func (k InputLogKind) String() string {
+	if s, ok := inputLogNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("input-log(%d)", uint32(k))
+}
+
+// ParseInputLogKind parses auto, kern-ctx or portable.
+func ParseInputLogKind(s string) (InputLogKind, error) {
+	for k, name := range inputLogNames {
+		if strings.EqualFold(s, name) {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("input log kind %q: want auto, kern-ctx or portable", s)
+}

@@ -49,6 +49,9 @@ type Options struct {
 	RingBytes int
 	// InputLog also attaches the input-log program (frames to the guest).
 	InputLog bool
+	// InputLogKind chooses the input-log program; InputLogAuto probes the
+	// kernel (kern-ctx where bpf_cast_to_kern_ctx exists, else portable).
+	InputLogKind InputLogKind
 	// TapQueues is how many queues netbuf should open on the injection tap;
 	// 0 means DefaultTapQueues.
 	TapQueues int

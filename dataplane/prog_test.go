@@ -36,9 +36,18 @@ func loadForTest(t *testing.T, path CapturePath, ringBytes int, mode Mode, epoch
 }
 
 func loadForTestTB(t testing.TB, path CapturePath, ringBytes int, mode Mode, epoch uint64) *objects {
+	kind, err := resolveInputLog(InputLogAuto) // the input log this kernel runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loadWithInputLog(t, path, ringBytes, mode, epoch, kind)
+}
+
+// loadWithInputLog is loadForTest with the input log of kind.
+func loadWithInputLog(t testing.TB, path CapturePath, ringBytes int, mode Mode, epoch uint64, kind InputLogKind) *objects {
 	t.Helper()
 	requireFor(t, path, AttachAuto)
-	objs, err := loadObjects(path, ringSize(ringBytes), true, nil)
+	objs, err := loadObjects(path, ringSize(ringBytes), kind, nil)
 	if err != nil {
 		t.Fatalf("load %v: %v", path, err)
 	}
@@ -220,7 +229,7 @@ func captureVariants(t *testing.T, f func(t *testing.T)) {
 		name string
 		one  bool
 		prog string
-	}{{"twocopy", false, progCapture}, {"onecopy", true, progCaptureCopy}} {
+	}{{"twocopy", false, progCapture}, {"onecopy", true, bpf.CaptureProgCaptureCopy}} {
 		t.Run(v.name, func(t *testing.T) {
 			requireFor(t, PathRing, AttachAuto)
 			if v.one {
@@ -311,34 +320,6 @@ func TestTapIngress(t *testing.T) {
 	}
 }
 
-// TestInputLogProg: the input log passes every frame and logs what fits,
-// with either capture path loaded (it has no kernel requirement of its own).
-func TestInputLogProg(t *testing.T) {
-	for _, path := range []CapturePath{PathRing, PathRedirect} {
-		t.Run(path.String(), func(t *testing.T) { testInputLogProg(t, path) })
-	}
-}
-
-func testInputLogProg(t *testing.T, path CapturePath) {
-	objs := loadForTest(t, path, 4096, ModeBuffer, 9)
-	frame := udpFrame(t, 1000, 7)
-	const runs = 10
-	for i := 0; i < runs; i++ {
-		if v, _ := run(t, objs.progs[progInputLog], frame, newSkbCtx(t)); v != tcActOK {
-			t.Fatalf("input log verdict %d, want OK even when the log is full", v)
-		}
-	}
-	c := counters(t, objs)
-	if c.InputLogged == 0 || c.InputLogFull == 0 || c.InputLogged+c.InputLogFull != runs {
-		t.Errorf("logged %d + full %d, want both > 0 summing to %d", c.InputLogged, c.InputLogFull, runs)
-	}
-	for _, r := range readRecords(t, objs.maps[mapInputRing], int(c.InputLogged)) {
-		if r.Hdr.Epoch != 9 || !bytes.Equal(r.Frame, frame) {
-			t.Errorf("input record epoch %d, frame equal %v", r.Hdr.Epoch, bytes.Equal(r.Frame, frame))
-		}
-	}
-}
-
 func TestSetConfig(t *testing.T) {
 	for _, path := range []CapturePath{PathRing, PathRedirect} {
 		t.Run(path.String(), func(t *testing.T) { testSetConfig(t, path) })
@@ -379,7 +360,7 @@ func TestProbe(t *testing.T) {
 	if f.TC != nil {
 		t.Fatalf("tc programs: %v", f.TC)
 	}
-	objs, ringErr := loadObjects(PathRing, 4096, false, nil)
+	objs, ringErr := loadObjects(PathRing, 4096, 0, nil)
 	if ringErr == nil {
 		objs.close()
 	}

@@ -6,13 +6,24 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/resilire/resilire/bpf"
 )
 
 // RecordHeaderLen is the size of struct frame_hdr, which starts every ring
-// record (capture and input log).
-const RecordHeaderLen = 40
+// record (capture and input log), taken from the generated type.
+const RecordHeaderLen = int(unsafe.Sizeof(FrameHdr{}))
+
+// Bits of FrameHdr.Flags (C enum frame_flags).
+const (
+	// FrameLogBroken: input log records were lost before this one.
+	FrameLogBroken = uint8(bpf.InputlogFrameFlagsFRAME_LOG_BROKEN)
+	// FrameMetaUnknown: the record comes from the portable input log, which
+	// cannot read ip_summed, csum_start/offset or gso_type (all 0); see
+	// CompleteChecksum.
+	FrameMetaUnknown = uint8(bpf.InputlogFrameFlagsFRAME_META_UNKNOWN)
+)
 
 // MaxFrameLen bounds a captured frame: a GSO super-packet is at most 64 KiB
 // (MAX_CAP in bpf/resilire.h).
@@ -134,7 +145,3 @@ func AppendRecord(dst []byte, h FrameHdr, frame []byte) []byte {
 	dst = append(dst, b[:]...)
 	return append(dst, frame...)
 }
-
-// FlagLogBroken in FrameHdr.Flags: the input log lost frames before this
-// one (an input-log record only; output records leave it 0).
-const FlagLogBroken = 1

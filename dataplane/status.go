@@ -15,6 +15,7 @@ type Status struct {
 	Mode            Mode
 	Epoch           uint64
 	InputLog        bool
+	InputLogKind    InputLogKind // kern-ctx or portable when InputLog
 	Counters        Counters
 	// Compatible is false when the pinned programs differ from this build
 	// (see ErrIncompatible); the rest is still read from the pinned maps.
@@ -28,7 +29,8 @@ func ReadStatus(name, pinRoot string) (Status, error) {
 		return Status{}, err
 	}
 	defer p.Close()
-	s := Status{Name: name, Port: p.PortName(), Tap: p.TapName(), Path: p.Path(), Attach: p.AttachMethod(), InputLog: p.InputLog()}
+	s := Status{Name: name, Port: p.PortName(), Tap: p.TapName(), Path: p.Path(), Attach: p.AttachMethod(), InputLog: p.InputLog(),
+		InputLogKind: p.InputLogKind()}
 	c, err := p.config()
 	if err != nil {
 		return s, err

@@ -60,10 +60,18 @@ type Stats struct {
 	Discarded    uint64 // frames dropped by Discard
 	Malformed    uint64 // records rejected by the parser
 	WriteErrors  uint64
-	LastRelease  time.Duration // wall time of the last Release's writes
-	LastFrames   uint64        // frames written by the last Release
-	LastCPU      time.Duration // CPU time its writer threads spent
-	ReadErr      string        // why the reader stopped, if it did
+	// TapDropped are held frames the injection tap dropped before netbuf
+	// read them (path B, its queue full: the reader fell behind). Lost,
+	// never leaked; the guest's TCP retransmits them.
+	TapDropped uint64
+	// Reinjected are released frames seen passing the guest port since
+	// New. Released-Reinjected were lost between tap and port, are still
+	// in flight, or met ModeBlock.
+	Reinjected  uint64
+	LastRelease time.Duration // wall time of the last Release's writes
+	LastFrames  uint64        // frames written by the last Release
+	LastCPU     time.Duration // CPU time its writer threads spent
+	ReadErr     string        // why the reader stopped, if it did
 }
 
 // port is what a Buffer needs from a dataplane.Port.
@@ -92,6 +100,7 @@ type Buffer struct {
 	wr    *writers
 	queue []*tapQueue
 	steer io.Closer
+	loss  *lossWatch // nil for test sources
 
 	// wmu serializes everything that writes to the tap (Release,
 	// stragglers) and everything that recycles arena memory (Discard,
@@ -241,9 +250,11 @@ func (b *Buffer) Discard() error {
 
 // Stats returns a snapshot of the counters.
 func (b *Buffer) Stats() Stats {
+	tapDropped, reinjected := b.loss.read() // syscalls: not under mu
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.st
+	s.TapDropped, s.Reinjected = tapDropped, reinjected
 	s.Epoch, s.Committed, s.HasCommitted = b.cur, b.committed, b.hasCommitted
 	return s
 }
@@ -271,5 +282,6 @@ func (b *Buffer) Close() error {
 	if b.steer != nil {
 		err = errors.Join(err, b.steer.Close())
 	}
+	b.loss.close()
 	return err
 }

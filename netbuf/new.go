@@ -20,6 +20,7 @@ type tapPort interface {
 	OpenTapQueue() (*os.File, error)
 	TapQueues() (int, error)
 	WaitTapUp(timeout time.Duration) error
+	Injected() (uint64, error)
 }
 
 // tapUpTimeout bounds the wait for the tap to come up once its queues are
@@ -101,5 +102,6 @@ func open(p tapPort, opts Options) (_ *Buffer, err error) {
 		return nil, err
 	}
 	b.queue, b.steer = queues, steer
+	b.loss = newLossWatch(p)
 	return b, nil
 }

@@ -155,3 +155,22 @@ func (s *sniffer) frames(mac net.HardwareAddr, d time.Duration) [][]byte {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// TestClientRcvBufNotCapped: the client sockets get their whole receive
+// buffer whatever net.core.rmem_max says, so a test counts what the data
+// plane released, not what a capped socket buffer kept.
+func TestClientRcvBufNotCapped(t *testing.T) {
+	r := newNSRig(t)
+	_, c := r.udpPair(t, 7014)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	if cerr := rc.Control(func(fd uintptr) { got, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) }); cerr != nil || err != nil {
+		t.Fatal(cerr, err)
+	}
+	if got < clientRcvBuf {
+		t.Fatalf("client SO_RCVBUF %d, want at least %d", got, clientRcvBuf)
+	}
+}
