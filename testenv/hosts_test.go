@@ -59,7 +59,7 @@ func reach(ctx context.Context, from, to, addr string) error {
 // replication link, a dead host-a, and the teardown.
 func TestRig(t *testing.T) {
 	RequirePrivileged(t)
-	r, err := NewRig(RigConfig{Prefix: "rqmt"})
+	r, err := NewRig(RigConfig{Prefix: RigPrefix("rqmt")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,3 +116,11 @@ func onLockedThread(fn func() error) error {
 	}()
 	return <-done
 }
+
+// RigPrefix makes a rig prefix (for NewRig, hacluster) unique to this test
+// process: base (at most 4 characters) and 4 hex digits of the pid. A rig
+// removes leftovers of its own prefix first, so two runs on one machine
+// sharing a fixed prefix would tear down each other's namespaces.
+func RigPrefix(base string) string {
+	return fmt.Sprintf("%.4s%04x", base, os.Getpid()&0xffff)
+}

@@ -21,10 +21,11 @@ import (
 	"github.com/resilire/resilire/testenv/guest/kv"
 )
 
-// Names in /dev/shm and netns/interface prefix of this package's tests.
-const (
-	shmPrefix = "/dev/shm/rqm-q-"
-	rigPrefix = "rqmq"
+// Names in /dev/shm and netns/interface prefix of this package's tests,
+// unique to the test process (testenv.RigPrefix).
+var (
+	rigPrefix = testenv.RigPrefix("rqmq")
+	shmPrefix = "/dev/shm/" + rigPrefix + "-"
 )
 
 // bootPrimary builds the guest assets and the rig and boots the primary

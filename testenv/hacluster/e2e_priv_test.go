@@ -19,7 +19,7 @@ import (
 )
 
 // The end-to-end tests: a real guest, real agents, real kills. Each runs
-// one cluster at a time (prefix "rvm"), bounded by its context.
+// one cluster at a time (prefix testenv.RigPrefix("rvm")), bounded by its context.
 
 var (
 	binOnce sync.Once
@@ -61,7 +61,7 @@ func (l testLog) Write(p []byte) (int, error) { l.t.Logf("%s", p); return len(p)
 func setup(t *testing.T, ctx context.Context, o Options) *Cluster {
 	t.Helper()
 	requireVM(t)
-	o.Prefix, o.Binary, o.RunDir, o.Log = "rvm", resilireBin(t), t.TempDir(), testLog{t}
+	o.Prefix, o.Binary, o.RunDir, o.Log = testenv.RigPrefix("rvm"), resilireBin(t), t.TempDir(), testLog{t}
 	c, err := Setup(ctx, o)
 	if err != nil {
 		t.Fatal(err)
