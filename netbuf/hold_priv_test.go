@@ -39,7 +39,7 @@ func TestByteBoundNeverReleasesEarly(t *testing.T) {
 			if err := b.Release(e); err != nil {
 				t.Fatal(err)
 			}
-			wantSeq(t, recvSeq(t, c, 500*time.Millisecond), 0, int(s.HeldFrames))
+			wantSeq(t, recvSeqN(t, c, int(s.HeldFrames), 10*time.Second), 0, int(s.HeldFrames))
 		})
 	}
 }
@@ -74,7 +74,7 @@ func testDiscardDropsHeld(t *testing.T, path dataplane.CapturePath) {
 	if err := b.Release(e); err != nil {
 		t.Fatal(err)
 	}
-	wantSeq(t, recvSeq(t, c, 500*time.Millisecond), 100, 10)
+	wantSeq(t, recvSeqN(t, c, 10, 10*time.Second), 100, 10)
 	if s := b.Stats(); s.Discarded != 100 {
 		t.Fatalf("discarded %d, want 100", s.Discarded)
 	}
@@ -102,7 +102,7 @@ func TestStragglerReleasedWithoutCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	sendSeq(t, g, 5, 5, 16)
-	wantSeq(t, recvSeq(t, c, 500*time.Millisecond), 5, 5)
+	wantSeq(t, recvSeqN(t, c, 5, 10*time.Second), 5, 5)
 	if err := p.SetEpoch(e + 1); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestStragglerReleasedWithoutCommit(t *testing.T) {
 	if err := b.Release(e); err != nil {
 		t.Fatal(err)
 	}
-	wantSeq(t, recvSeq(t, c, 500*time.Millisecond), 0, 5)
+	wantSeq(t, recvSeqN(t, c, 5, 10*time.Second), 0, 5)
 }
 
 // TestWritePcapOfHeldFrames: the dump is readable by pcapgo and holds the

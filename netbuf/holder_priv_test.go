@@ -71,7 +71,7 @@ func testHolderCommitAndDump(t *testing.T, path dataplane.CapturePath) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantSeq(t, recvSeq(t, c, 500*time.Millisecond), 0, 30)
+	wantSeq(t, recvSeqN(t, c, 30, 10*time.Second), 0, 30)
 	bad := e + 5
 	if _, err := Commit(ctx, sock, &bad); err == nil {
 		t.Fatalf("commit of future epoch %d succeeded", bad)
