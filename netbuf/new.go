@@ -103,5 +103,6 @@ func open(p tapPort, opts Options) (_ *Buffer, err error) {
 	}
 	b.queue, b.steer = queues, steer
 	b.loss = newLossWatch(p)
+	b.wr.setPacer(newPacer(p.Injected))
 	return b, nil
 }

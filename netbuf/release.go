@@ -45,6 +45,7 @@ import (
 
 // writer owns one tap queue and writes the frames Release gives it.
 type writer struct {
+	pace *pacer // shared by the writers; nil: no pacing
 	fd   int
 	cpu  int // CPU the writer's thread is pinned to, -1 for none
 	work chan []frameRef
@@ -95,6 +96,7 @@ func (w *writer) run() {
 			}
 			res.frames++
 			res.bytes += uint64(len(batch[i].data) - VnetHdrLen)
+			w.pace.wrote(res.frames)
 		}
 		res.cpu = threadCPU() - start
 		w.done <- res
@@ -123,6 +125,7 @@ func writeFrame(fd int, b []byte) error {
 
 // writers is the set of release queues.
 type writers struct {
+	pace  *pacer
 	ws    []*writer
 	parts [][]frameRef // per-queue scratch, reused between calls
 }
@@ -166,8 +169,18 @@ func (wr *writers) write(list []*arena) writeResult {
 	return wr.dispatch()
 }
 
+// setPacer makes the writers pace against p (pace.go). Call it before the
+// first release: the writers read it after receiving work.
+func (wr *writers) setPacer(p *pacer) {
+	wr.pace = p
+	for _, w := range wr.ws {
+		w.pace = p
+	}
+}
+
 // dispatch hands the filled parts to their writers and sums the results.
 func (wr *writers) dispatch() writeResult {
+	wr.pace.start()
 	for i, p := range wr.parts {
 		if len(p) > 0 {
 			wr.ws[i].work <- p
