@@ -45,6 +45,9 @@ type Metrics struct {
 	Drops prometheus.Gauge
 	// State is 1 for the agent's current state, 0 for the others.
 	State *prometheus.GaugeVec
+	// DirtyTracker is 1 for the dirty-tracking mechanism the primary's
+	// domain uses (label mechanism), when it reports one.
+	DirtyTracker *prometheus.GaugeVec
 }
 
 // NewMetrics registers the series on reg (a fresh registry if nil),
@@ -74,8 +77,10 @@ func NewMetrics(reg prometheus.Registerer, role, vm string) *Metrics {
 			Help: "Held frames dropped because the output buffer was full.", ConstLabels: cl}),
 		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "resilire_state",
 			Help: "1 for the agent's current state.", ConstLabels: cl}, []string{"state"}),
+		DirtyTracker: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "resilire_dirty_tracker",
+			Help: "1 for the dirty-tracking mechanism of the protected domain (uffd-wp, hash, ...).", ConstLabels: cl}, []string{"mechanism"}),
 	}
-	reg.MustRegister(m.Pause, m.Epoch, m.AckLatency, m.DirtyPages, m.WireBytes, m.Checkpoints, m.HeldBytes, m.Drops, m.State)
+	reg.MustRegister(m.Pause, m.Epoch, m.AckLatency, m.DirtyPages, m.WireBytes, m.Checkpoints, m.HeldBytes, m.Drops, m.State, m.DirtyTracker)
 	return m
 }
 

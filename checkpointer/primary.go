@@ -139,6 +139,9 @@ func NewPrimary(cfg PrimaryConfig) (*Primary, error) {
 	}
 	p := &Primary{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, enc: enc}
 	p.setState(StateConnecting)
+	if r, ok := cfg.Domain.(TrackingReporter); ok {
+		p.m.DirtyTracker.WithLabelValues(r.DirtyTracking().Mechanism).Set(1)
+	}
 	return p, nil
 }
 

@@ -103,6 +103,30 @@ func TestExactTrackingEveryEpoch(t *testing.T) {
 	}
 	t.Logf("%d epochs, %d dirty pages, replica equal to the primary at every epoch", epochs, total)
 
+	// A second agent on the same QEMU cannot register the RAM again
+	// (EBUSY): auto falls back to hashing and says why.
+	dom2, err := qemu.NewDomain(vm, qemu.DomainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr := dom2.DirtyTracking(); tr.Mechanism != qemu.TrackHash || !strings.Contains(tr.Reason, "already tracked") {
+		t.Errorf("second domain: %+v", tr)
+	}
+	dom2.Close()
+
+	// The registration vanishes (QEMU re-mapped its RAM): the next harvest
+	// injects again and sends every page once; exact again afterwards.
+	qemu.DropRegistration(dom)
+	for e := 0; e < 3; e++ {
+		ck, err := takeCheckpoint(ctx, dom, check)
+		if err != nil {
+			t.Fatalf("after re-registration, epoch %d: %v", e, err)
+		}
+		if n := uint64(len(ck.pfns)); (e == 0) != (n == dom.MemorySize()/qemu.PageSize) {
+			t.Fatalf("after re-registration, epoch %d: %d pages", e, n)
+		}
+	}
+
 	// Negative control: a write the tracker cannot see must be caught.
 	f, err := os.OpenFile(cfg.MemPath, os.O_WRONLY, 0)
 	if err != nil {

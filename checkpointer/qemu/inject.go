@@ -42,6 +42,9 @@ type injector struct {
 	tid  int
 	insn uint64 // address of a 0f 05 (syscall) in the target
 	reqs chan func()
+	// stuck: an injection failed after the seize, the thread may still
+	// be traced (owned by the tracer goroutine).
+	stuck bool
 }
 
 // newInjector finds a syscall instruction in pid's [vdso] and starts the
@@ -53,11 +56,17 @@ func newInjector(pid int) (*injector, error) {
 	}
 	in := &injector{tid: injectThread(pid), insn: insn, reqs: make(chan func())}
 	go func() {
-		// Never unlocked: the thread exits with the goroutine, and with
-		// it any tracer relationship a failed detach left behind.
 		runtime.LockOSThread()
 		for f := range in.reqs {
 			f()
+		}
+		// The thread goes back to the scheduler unless a detach failed:
+		// then it exits with the goroutine, and with it the tracer
+		// relationship. Not always, because a thread's exit also fires
+		// the PR_SET_PDEATHSIG of processes forked from it (a QEMU
+		// started with KillWithParent).
+		if !in.stuck {
+			runtime.UnlockOSThread()
 		}
 	}()
 	return in, nil
@@ -69,7 +78,11 @@ func (in *injector) close() { close(in.reqs) }
 // (a negative errno on failure).
 func (in *injector) syscall(nr uint64, args ...uint64) (ret int64, err error) {
 	done := make(chan struct{})
-	in.reqs <- func() { ret, err = injectSyscall(in.tid, in.insn, nr, args...); close(done) }
+	in.reqs <- func() {
+		ret, err = injectSyscall(in.tid, in.insn, nr, args...)
+		in.stuck = in.stuck || err != nil
+		close(done)
+	}
 	<-done
 	return ret, err
 }

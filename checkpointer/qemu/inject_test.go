@@ -5,7 +5,10 @@
 package qemu
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -40,4 +43,40 @@ func TestProbe(t *testing.T) {
 	if err := probeInjection(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestFindRAMMapping(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ram")
+	if err := os.WriteFile(path, make([]byte, 4*PageSize), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mem, err := unix.Mmap(int(f.Fd()), 0, 4*PageSize, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := findRAMMapping(os.Getpid(), path, 4*PageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if start != uint64(uintptr(unsafe.Pointer(&mem[0]))) {
+		t.Errorf("start %#x, want %p", start, &mem[0])
+	}
+	if _, err := findRAMMapping(os.Getpid(), path, 8*PageSize); err == nil {
+		t.Error("a mapping smaller than RAM accepted")
+	}
+	// A second mapping of the file is a writer the tracker cannot see.
+	mem2, err := unix.Mmap(int(f.Fd()), 0, PageSize, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := findRAMMapping(os.Getpid(), path, 4*PageSize); err == nil {
+		t.Error("a second mapping accepted")
+	}
+	_ = unix.Munmap(mem2)
+	_ = unix.Munmap(mem)
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -141,13 +142,14 @@ func findRAMMapping(pid int, path string, size uint64) (uint64, error) {
 		if !ok {
 			continue
 		}
+		off, err := strconv.ParseUint(f[2], 16, 64)
+		if err != nil {
+			continue
+		}
 		switch {
-		case n == 0:
-			if f[2] != "00000000" {
-				return 0, fmt.Errorf("guest RAM %s mapped from offset %s", path, f[2])
-			}
+		case n == 0 && off == 0:
 			start, end = lo, hi
-		case lo == end:
+		case n > 0 && lo == end && off == end-start: // one mapping split in VMAs
 			end = hi
 		default:
 			return 0, fmt.Errorf("guest RAM %s mapped twice in qemu (%#x and %#x): a writer the tracker cannot see", path, start, lo)

@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package qemu
+
+import "golang.org/x/sys/unix"
+
+// DropRegistration closes the tracker's userfaultfd, as a re-mapping of
+// QEMU's RAM would lose the registration: the next harvest must notice,
+// inject again and report every page once.
+func DropRegistration(d *Domain) {
+	if t, ok := d.exact.(*uffdTracker); ok && t.fd >= 0 {
+		_ = unix.Close(t.fd)
+		t.fd = -1
+	}
+}
