@@ -81,6 +81,10 @@ type PrimaryConfig struct {
 	// Input, if set, is the guest's input log: each record is shipped to
 	// the backup for replay after a failover (INPUT frames).
 	Input <-chan wire.InputRecord
+	// ScrubEvery, if positive, compares a hash tree of all guest memory
+	// with the backup's replica every that many epochs (scrub.go); 0 is
+	// off. The CLI defaults to DefaultScrubEvery.
+	ScrubEvery int
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
 	Logger  *slog.Logger
@@ -98,6 +102,8 @@ type Primary struct {
 	buf      []byte   // pre-copy scratch
 	bufs     [2]capBuf
 	fullNext bool
+	epochs   uint64 // epochs taken, for ScrubEvery
+	scrub    primaryScrub
 
 	mu     sync.Mutex
 	state  string

@@ -32,6 +32,8 @@ type Status struct {
 	// DirtyTracking is how the primary's domain finds dirty pages, and why
 	// (nil for a domain with one mechanism only).
 	DirtyTracking *DirtyTracking `json:"dirty_tracking,omitempty"`
+	// Scrub is the last memory scrub's result (nil before the first).
+	Scrub *ScrubStatus `json:"scrub,omitempty"`
 }
 
 func (p *Primary) setState(s string) {
@@ -69,6 +71,7 @@ func (p *Primary) Status() Status {
 		t := r.DirtyTracking()
 		st.DirtyTracking = &t
 	}
+	st.Scrub = p.scrubStatus()
 	return st
 }
 

@@ -54,7 +54,11 @@ type pendingSave struct {
 // saveTimeout bounds a background save whose caller has gone away.
 const saveTimeout = 30 * time.Second
 
-var _ checkpointer.Domain = (*Domain)(nil)
+var (
+	_ checkpointer.Domain           = (*Domain)(nil)
+	_ checkpointer.MemoryHasher     = (*Domain)(nil)
+	_ checkpointer.TrackingReporter = (*Domain)(nil)
+)
 
 // NewDomain maps the guest RAM file of a running VM and sets up its dirty
 // tracking (dirty.go): exact where it works, else hashing.
@@ -160,6 +164,10 @@ func (d *Domain) HarvestDirty(ctx context.Context, dst []uint64) ([]uint64, erro
 func (d *Domain) ReadPages(pfns []uint64, dst []byte) error {
 	return d.ram.read(pfns, dst, d.paused)
 }
+
+// HashPages hashes every page of guest RAM in place (the scrub's leaves,
+// checkpointer.MemoryHasher). Call it paused.
+func (d *Domain) HashPages(leaves []uint64) error { return d.ram.hashAll(leaves) }
 
 // SaveState returns the device state (no RAM: x-ignore-shared) that a
 // migration into a pipe produced, started by Pause. The guest must be

@@ -152,3 +152,12 @@ func (s *ramScanner) close() error {
 	s.mem = nil
 	return err
 }
+
+// hashAll sets leaves[i] to the xxh3 of page i, in parallel (the scrub).
+func (s *ramScanner) hashAll(leaves []uint64) error {
+	if len(leaves) != s.pages {
+		return fmt.Errorf("hash pages: %d leaves for %d pages", len(leaves), s.pages)
+	}
+	s.scan(func(pfn int, h uint64) bool { leaves[pfn] = h; return false })
+	return nil
+}
