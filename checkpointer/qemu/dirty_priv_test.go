@@ -43,11 +43,16 @@ func TestExactTrackingEveryEpoch(t *testing.T) {
 	defer cancel()
 	rig, cfg, vm, _ := bootPrimary(t, ctx)
 	requireExact(t, cfg)
+	pte0 := vmPTE(t, vm.Pid())
 	dom, err := qemu.NewDomain(vm, qemu.DomainOptions{Tracking: qemu.TrackUffd})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dom.Close()
+	if err := dom.EnableDirtyLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("qemu page tables (VmPTE): %s before tracking, %s after write-protecting %d MiB", pte0, vmPTE(t, vm.Pid()), dom.MemorySize()>>20)
 	if got := dom.DirtyTracking().Mechanism; got != qemu.TrackUffd {
 		t.Fatalf("mechanism %q, want %q", got, qemu.TrackUffd)
 	}
@@ -58,9 +63,6 @@ func TestExactTrackingEveryEpoch(t *testing.T) {
 	}
 	// Initial copy while the guest runs (as pre-copy does): exact tracking
 	// reports every page written after EnableDirtyLog, copied or not.
-	if err := dom.EnableDirtyLog(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if err := dom.ReadPages(all, replica); err != nil {
 		t.Fatal(err)
 	}
@@ -148,4 +150,55 @@ func TestExactTrackingEveryEpoch(t *testing.T) {
 		t.Fatalf("a pwrite() behind the tracker went unnoticed: %v", err)
 	}
 	t.Logf("negative control caught: %v", err)
+	if err := dom.Resume(ctx); err != nil { // the failed check left it paused
+		t.Fatal(err)
+	}
+
+	// An agent restart: the old agent's fd is gone (and with it the
+	// registration); a new one injects again and starts from a fresh
+	// baseline, exact from there on.
+	dom.Close()
+	dom3, err := qemu.NewDomain(vm, qemu.DomainOptions{Tracking: qemu.TrackUffd})
+	if err != nil {
+		t.Fatalf("restarted agent: %v", err)
+	}
+	defer dom3.Close()
+	dom = dom3
+	if err := dom.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dom.EnableDirtyLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dom.ReadPages(all, replica); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dom.SaveState(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dom.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for e := 0; e < 5; e++ {
+		if _, err := cl.Set(fmt.Sprintf("r%d", e), "x"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := takeCheckpoint(ctx, dom, check); err != nil {
+			t.Fatalf("after the restart, epoch %d: %v", e, err)
+		}
+	}
+}
+
+// vmPTE is the VmPTE line of a process's status (its page-table memory).
+func vmPTE(t *testing.T, pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmPTE:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
 }
