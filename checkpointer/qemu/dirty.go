@@ -3,8 +3,11 @@
 package qemu
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/resilire/resilire/checkpointer"
@@ -85,6 +88,9 @@ func tryExact(vm *VM, log *slog.Logger) (exactTracker, error) {
 	if w := unseenWriters(vm.cfg); w != "" {
 		return nil, fmt.Errorf("config has a writer it cannot see: %s", w)
 	}
+	if err := checkNoSeccomp(vm.pid); err != nil {
+		return nil, err
+	}
 	if err := probeKernel(); err != nil {
 		return nil, err
 	}
@@ -99,6 +105,9 @@ func ProbeTracking(cfg Config) checkpointer.DirtyTracking {
 	if w := unseenWriters(cfg); w != "" {
 		return checkpointer.DirtyTracking{Mechanism: TrackHash, Reason: "config has a writer it cannot see: " + w}
 	}
+	if slices.Contains(cfg.Extra, "-sandbox") {
+		return checkpointer.DirtyTracking{Mechanism: TrackHash, Reason: errSeccomp.Error()}
+	}
 	if err := probeKernel(); err != nil {
 		return checkpointer.DirtyTracking{Mechanism: TrackHash, Reason: err.Error()}
 	}
@@ -106,4 +115,24 @@ func ProbeTracking(cfg Config) checkpointer.DirtyTracking {
 		return checkpointer.DirtyTracking{Mechanism: TrackHash, Reason: err.Error()}
 	}
 	return checkpointer.DirtyTracking{Mechanism: TrackUffd, Reason: "userfaultfd write-protect + PAGEMAP_SCAN available, injection works"}
+}
+
+// errSeccomp: QEMU runs under a seccomp filter (-sandbox on). A filter may
+// kill the process on a syscall it does not expect, and injecting
+// userfaultfd() is exactly that: never inject then.
+var errSeccomp = errors.New("qemu runs under seccomp (-sandbox): injecting a syscall could kill it")
+
+// checkNoSeccomp refuses a process with a seccomp filter (Seccomp: 2 in
+// /proc/PID/status; 1 is strict mode).
+func checkNoSeccomp(pid int) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return fmt.Errorf("qemu status: %w", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Seccomp:"); ok && strings.TrimSpace(v) != "0" {
+			return errSeccomp
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/resilire/resilire/checkpointer/qemu"
 	"github.com/resilire/resilire/testenv"
+	"github.com/resilire/resilire/testenv/guest"
 )
 
 // requireExact skips, naming the missing feature, when this host cannot
@@ -201,4 +203,42 @@ func vmPTE(t *testing.T, pid int) string {
 		}
 	}
 	return "?"
+}
+
+// TestSandboxedQEMUFallsBack: a QEMU under seccomp (-sandbox on) is never
+// injected into (its filter could kill it); auto falls back to hashing and
+// says why, and uffd-wp refuses.
+func TestSandboxedQEMUFallsBack(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	assets, err := guest.Build(ctx, guest.DefaultDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := assets.QEMUConfig("rqm-sandbox", shmPrefix+"sandbox.ram", "", "", t.TempDir(), netip.MustParsePrefix("10.0.2.15/24"))
+	cfg.KillWithParent = true
+	cfg.Extra = []string{"-sandbox", "on"}
+	vm, err := qemu.Start(ctx, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vm.Kill(); os.Remove(cfg.MemPath) })
+	if _, err := qemu.NewDomain(vm, qemu.DomainOptions{Tracking: qemu.TrackUffd}); err == nil || !strings.Contains(err.Error(), "seccomp") {
+		t.Fatalf("uffd-wp on a sandboxed qemu: %v", err)
+	}
+	dom, err := qemu.NewDomain(vm, qemu.DomainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dom.Close()
+	if tr := dom.DirtyTracking(); tr.Mechanism != qemu.TrackHash || !strings.Contains(tr.Reason, "seccomp") {
+		t.Fatalf("auto on a sandboxed qemu: %+v", tr)
+	}
+	if s, err := vm.Status(ctx); err != nil || s != "running" {
+		t.Fatalf("qemu status %q, %v", s, err)
+	}
 }

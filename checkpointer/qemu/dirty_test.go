@@ -3,6 +3,7 @@
 package qemu
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -41,5 +42,14 @@ func TestParseTracking(t *testing.T) {
 	}
 	if _, err := ParseTracking("softdirty"); err == nil {
 		t.Error("softdirty accepted")
+	}
+}
+
+func TestSeccompRefused(t *testing.T) {
+	if info := ProbeTracking(Config{Extra: []string{"-sandbox", "on"}}); info.Mechanism != TrackHash || !strings.Contains(info.Reason, "seccomp") {
+		t.Errorf("-sandbox on: probe says %+v", info)
+	}
+	if err := checkNoSeccomp(os.Getpid()); err != nil { // go test runs without a filter
+		t.Errorf("this process: %v", err)
 	}
 }
