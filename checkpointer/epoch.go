@@ -84,6 +84,7 @@ func (p *Primary) take(ctx context.Context, s *session, buf *capBuf) (*checkpoin
 		return nil, fmt.Errorf("%w: backup holds epoch %d, this primary is at %d: "+
 			"it protects another primary or an older run; restart the standby", ErrEpochBehind, s.committed, e)
 	}
+	p.observeTracking()
 	p.m.Pause.Observe(r.Pause.Seconds())
 	p.m.DirtyPages.Add(float64(len(c.pfns)))
 	return c, nil

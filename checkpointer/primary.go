@@ -103,6 +103,7 @@ type Primary struct {
 	bufs     [2]capBuf
 	fullNext bool
 	epochs   uint64 // epochs taken, for ScrubEvery
+	tracking string // dirty-tracking mechanism last exported
 	scrub    primaryScrub
 
 	mu     sync.Mutex
@@ -145,10 +146,22 @@ func NewPrimary(cfg PrimaryConfig) (*Primary, error) {
 	}
 	p := &Primary{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, enc: enc}
 	p.setState(StateConnecting)
-	if r, ok := cfg.Domain.(TrackingReporter); ok {
-		p.m.DirtyTracker.WithLabelValues(r.DirtyTracking().Mechanism).Set(1)
-	}
+	p.observeTracking()
 	return p, nil
+}
+
+// observeTracking exports the domain's dirty-tracking mechanism, which can
+// change at run time (a driver falling back).
+func (p *Primary) observeTracking() {
+	r, ok := p.cfg.Domain.(TrackingReporter)
+	if !ok {
+		return
+	}
+	if m := r.DirtyTracking().Mechanism; m != p.tracking {
+		p.m.DirtyTracker.Reset()
+		p.m.DirtyTracker.WithLabelValues(m).Set(1)
+		p.tracking = m
+	}
 }
 
 func setDefault(d *time.Duration, v time.Duration) {

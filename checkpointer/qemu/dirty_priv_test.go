@@ -189,6 +189,25 @@ func TestExactTrackingEveryEpoch(t *testing.T) {
 			t.Fatalf("after the restart, epoch %d: %v", e, err)
 		}
 	}
+
+	// Exact tracking lost for good (the re-injection fails): the domain
+	// falls back to hashing, sends every page once, and says why.
+	qemu.BreakTracking(dom)
+	for e := 0; e < 3; e++ {
+		if _, err := cl.Set(fmt.Sprintf("h%d", e), "x"); err != nil {
+			t.Fatal(err)
+		}
+		ck, err := takeCheckpoint(ctx, dom, check)
+		if err != nil {
+			t.Fatalf("after the fallback, epoch %d: %v", e, err)
+		}
+		if n := uint64(len(ck.pfns)); (e == 0) != (n == dom.MemorySize()/qemu.PageSize) {
+			t.Fatalf("after the fallback, epoch %d: %d pages", e, n)
+		}
+	}
+	if tr := dom.DirtyTracking(); tr.Mechanism != qemu.TrackHash || !strings.Contains(tr.Reason, "fallback after") {
+		t.Errorf("after the fallback: %+v", tr)
+	}
 }
 
 // vmPTE is the VmPTE line of a process's status (its page-table memory).

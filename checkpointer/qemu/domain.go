@@ -153,11 +153,29 @@ func (d *Domain) EnableDirtyLog(ctx context.Context) error {
 
 // HarvestDirty appends the pages written (exact tracking) or whose hash
 // changed (hashing) since the last harvest or EnableDirtyLog, ascending.
+//
+// If exact tracking fails for good (the re-injection after a lost
+// registration failed), the domain falls back to hashing: this harvest
+// reports every page (the fresh baseline) and DirtyTracking says why.
 func (d *Domain) HarvestDirty(ctx context.Context, dst []uint64) ([]uint64, error) {
-	if d.exact != nil {
-		return d.exact.harvest(dst)
+	if d.exact == nil {
+		return d.ram.harvest(dst, d.paused)
 	}
-	return d.ram.harvest(dst, d.paused)
+	n0 := len(dst)
+	dst, err := d.exact.harvest(dst)
+	if err == nil {
+		return dst, nil
+	}
+	_ = d.exact.close()
+	d.exact = nil
+	d.track = checkpointer.DirtyTracking{Mechanism: TrackHash, Reason: "fallback after exact tracking failed: " + err.Error()}
+	d.log.Error("exact dirty tracking failed: hashing all guest RAM from now on, every page sent once", "err", err)
+	d.ram.baseline(d.paused)
+	dst = dst[:n0]
+	for p := uint64(0); p < d.MemorySize()/PageSize; p++ {
+		dst = append(dst, p)
+	}
+	return dst, nil
 }
 
 // ReadPages copies pages out of the shared mapping.
