@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
+//go:build linux && amd64
+
 package qemu
 
 import "golang.org/x/sys/unix"
