@@ -53,6 +53,7 @@ type Backup struct {
 	cur       *backupSession
 	peer      string
 	warned    bool
+	scrub     *ScrubStatus
 }
 
 // backupSession is the one connection currently allowed to write.
@@ -137,7 +138,7 @@ func (b *Backup) Committed() (uint64, []byte) {
 func (b *Backup) Status() Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return Status{Role: "backup", VM: b.cfg.VM, State: b.state, Epoch: b.committed, Peer: b.peer, Since: b.since}
+	return Status{Role: "backup", VM: b.cfg.VM, State: b.state, Epoch: b.committed, Peer: b.peer, Since: b.since, Scrub: b.scrub}
 }
 
 func (b *Backup) setStateLocked(s string) {

@@ -75,6 +75,11 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 				b.refuse(l, peer, err)
 				return
 			}
+		case wire.Scrub:
+			if err := b.onScrub(l, payload); err != nil {
+				b.refuse(l, peer, err)
+				return
+			}
 		case wire.Begin:
 			m, err := wire.ParseCheckpoint(payload)
 			if err == nil {

@@ -41,6 +41,15 @@
 // with a full resynchronisation. During it output is held again until the
 // first consistent checkpoint is acknowledged.
 //
+// # Scrub (scrub.go)
+//
+// Every ScrubEvery epochs the primary hashes all guest memory in that
+// epoch's pause and sends the chunk hashes of the tree (SCRUB) right
+// after the checkpoint's END; the backup hashes its replica, just
+// committed at that epoch, and answers with its page hashes of the chunks
+// that differ (SCRUB_REPORT). A divergence (a write the dirty log missed)
+// is an alarm on both sides, naming the pages, and the pages are re-sent.
+//
 // # Backup (backup.go, backupsession.go, failover.go, fence.go)
 //
 // One session writes at a time; a newer connection replaces the older one.

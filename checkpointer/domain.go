@@ -66,3 +66,16 @@ type Standby interface {
 	// was never activated).
 	Close() error
 }
+
+// DirtyTracking says how a Domain finds its dirty pages, and why it uses
+// that mechanism (status JSON, the resilire_dirty_tracker metric, probes).
+type DirtyTracking struct {
+	Mechanism string `json:"mechanism"`
+	Reason    string `json:"reason"`
+}
+
+// TrackingReporter is optionally implemented by a Domain that can find its
+// dirty pages in more than one way.
+type TrackingReporter interface {
+	DirtyTracking() DirtyTracking
+}

@@ -39,6 +39,7 @@ type checkpoint struct {
 	pfns  []uint64
 	data  []byte
 	state []byte
+	scrub []byte // SCRUB payload to send after END, nil if none
 }
 
 // capBuf holds the pages of one captured epoch; the pipelined loop
@@ -83,6 +84,7 @@ func (p *Primary) take(ctx context.Context, s *session, buf *capBuf) (*checkpoin
 		return nil, fmt.Errorf("%w: backup holds epoch %d, this primary is at %d: "+
 			"it protects another primary or an older run; restart the standby", ErrEpochBehind, s.committed, e)
 	}
+	p.observeTracking()
 	p.m.Pause.Observe(r.Pause.Seconds())
 	p.m.DirtyPages.Add(float64(len(c.pfns)))
 	return c, nil
@@ -100,6 +102,12 @@ func (p *Primary) ship(ctx context.Context, s *session, c *checkpoint) error {
 	}
 	r.Bytes = st.WireBytes
 	p.m.WireBytes.Add(float64(st.WireBytes))
+	if c.scrub != nil {
+		// Right after END: the backup compares with epoch e applied.
+		if err := s.l.Write(wire.Scrub, c.scrub, true); err != nil {
+			return s.lost(err)
+		}
+	}
 
 	// 5. Wait for the backup to apply checkpoint e.
 	sent := time.Now()
@@ -140,7 +148,9 @@ func (p *Primary) capture(ctx context.Context, buf *capBuf, c *checkpoint) (uint
 	if buf.pfns, err = p.cfg.Domain.HarvestDirty(ctx, buf.pfns[:0]); err != nil {
 		return e, fmt.Errorf("harvest epoch %d: %w", e, err)
 	}
-	if p.fullNext {
+	var all bool
+	buf.pfns, all = p.takeRepair(buf.pfns)
+	if p.fullNext || all {
 		// After a reset with a backup that still holds an older checkpoint:
 		// one consistent checkpoint carrying every page (see sync.go).
 		buf.pfns = allPages(buf.pfns[:0], p.cfg.Domain.MemorySize()/PageSize)
@@ -157,6 +167,11 @@ func (p *Primary) capture(ctx context.Context, buf *capBuf, c *checkpoint) (uint
 		return e, fmt.Errorf("save state of epoch %d: %w", e, err)
 	}
 	p.fullNext = false
+	if p.scrubDue() {
+		if c.scrub, err = p.takeScrub(e); err != nil {
+			return e, err
+		}
+	}
 	c.pfns, c.data, c.state = buf.pfns, buf.data, state
 	return e, nil
 }

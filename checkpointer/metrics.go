@@ -45,6 +45,14 @@ type Metrics struct {
 	Drops prometheus.Gauge
 	// State is 1 for the agent's current state, 0 for the others.
 	State *prometheus.GaugeVec
+	// DirtyTracker is 1 for the dirty-tracking mechanism the primary's
+	// domain uses (label mechanism), when it reports one.
+	DirtyTracker *prometheus.GaugeVec
+	// Scrubs counts memory scrubs by result (ok, diverged).
+	Scrubs *prometheus.CounterVec
+	// ScrubDivergedPages is the pages the last scrub named as different
+	// (primary); ScrubDivergedChunks the chunks that differed (backup).
+	ScrubDivergedPages, ScrubDivergedChunks prometheus.Gauge
 }
 
 // NewMetrics registers the series on reg (a fresh registry if nil),
@@ -74,8 +82,17 @@ func NewMetrics(reg prometheus.Registerer, role, vm string) *Metrics {
 			Help: "Held frames dropped because the output buffer (or, on path redirect, the injection tap's queue) was full.", ConstLabels: cl}),
 		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "resilire_state",
 			Help: "1 for the agent's current state.", ConstLabels: cl}, []string{"state"}),
+		DirtyTracker: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "resilire_dirty_tracker",
+			Help: "1 for the dirty-tracking mechanism of the protected domain (uffd-wp, hash, ...).", ConstLabels: cl}, []string{"mechanism"}),
+		Scrubs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "resilire_scrubs_total",
+			Help: "Memory scrubs (replica against primary hash tree) by result: ok, diverged.", ConstLabels: cl}, []string{"result"}),
+		ScrubDivergedPages: prometheus.NewGauge(prometheus.GaugeOpts{Name: "resilire_scrub_diverged_pages",
+			Help: "Pages the last scrub found different on the backup (primary; 0 = in sync). An alarm.", ConstLabels: cl}),
+		ScrubDivergedChunks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "resilire_scrub_diverged_chunks",
+			Help: "Chunks of pages the last scrub found different (backup; 0 = in sync). An alarm.", ConstLabels: cl}),
 	}
-	reg.MustRegister(m.Pause, m.Epoch, m.AckLatency, m.DirtyPages, m.WireBytes, m.Checkpoints, m.HeldBytes, m.Drops, m.State)
+	reg.MustRegister(m.Pause, m.Epoch, m.AckLatency, m.DirtyPages, m.WireBytes, m.Checkpoints, m.HeldBytes, m.Drops, m.State, m.DirtyTracker,
+		m.Scrubs, m.ScrubDivergedPages, m.ScrubDivergedChunks)
 	return m
 }
 

@@ -81,6 +81,10 @@ type PrimaryConfig struct {
 	// Input, if set, is the guest's input log: each record is shipped to
 	// the backup for replay after a failover (INPUT frames).
 	Input <-chan wire.InputRecord
+	// ScrubEvery, if positive, compares a hash tree of all guest memory
+	// with the backup's replica every that many epochs (scrub.go); 0 is
+	// off. The CLI defaults to DefaultScrubEvery.
+	ScrubEvery int
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
 	Logger  *slog.Logger
@@ -98,6 +102,9 @@ type Primary struct {
 	buf      []byte   // pre-copy scratch
 	bufs     [2]capBuf
 	fullNext bool
+	epochs   uint64 // epochs taken, for ScrubEvery
+	tracking string // dirty-tracking mechanism last exported
+	scrub    primaryScrub
 
 	mu     sync.Mutex
 	state  string
@@ -139,7 +146,22 @@ func NewPrimary(cfg PrimaryConfig) (*Primary, error) {
 	}
 	p := &Primary{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, enc: enc}
 	p.setState(StateConnecting)
+	p.observeTracking()
 	return p, nil
+}
+
+// observeTracking exports the domain's dirty-tracking mechanism, which can
+// change at run time (a driver falling back).
+func (p *Primary) observeTracking() {
+	r, ok := p.cfg.Domain.(TrackingReporter)
+	if !ok {
+		return
+	}
+	if m := r.DirtyTracking().Mechanism; m != p.tracking {
+		p.m.DirtyTracker.Reset()
+		p.m.DirtyTracker.WithLabelValues(m).Set(1)
+		p.tracking = m
+	}
 }
 
 func setDefault(d *time.Duration, v time.Duration) {

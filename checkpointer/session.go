@@ -24,6 +24,7 @@ type session struct {
 	committed uint64 // backup's committed epoch at hello time
 	seq       uint64
 	acks      chan wire.CheckpointMsg
+	onScrub   func(wire.ScrubReportMsg)
 	dead      chan struct{}
 	once      sync.Once
 	err       error
@@ -36,7 +37,7 @@ func (p *Primary) dialSession(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial backup: %w", err)
 	}
-	s := &session{l: wire.NewConn(conn, p.cfg.HeartbeatTimeout), acks: make(chan wire.CheckpointMsg, 16), dead: make(chan struct{})}
+	s := &session{l: wire.NewConn(conn, p.cfg.HeartbeatTimeout), acks: make(chan wire.CheckpointMsg, 16), dead: make(chan struct{}), onScrub: p.onScrubReport}
 	if _, err := rand.Read(s.id[:]); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("session id: %w", err)
@@ -118,6 +119,13 @@ func (s *session) readLoop(timeout time.Duration) {
 				s.fail(fmt.Errorf("unexpected ack for seq %d: %w", m.Seq, wire.ErrFrame))
 				return
 			}
+		case wire.ScrubReport:
+			r, err := wire.ParseScrubReport(payload)
+			if err != nil {
+				s.fail(err)
+				return
+			}
+			s.onScrub(r)
 		case wire.Error:
 			s.fail(fmt.Errorf("%w: %s", wire.ErrRefused, payload))
 			return

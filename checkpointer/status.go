@@ -29,6 +29,11 @@ type Status struct {
 	Since time.Time `json:"since"`
 	// Stats summarises recent epochs (primary; nil until one committed).
 	Stats *EpochSummary `json:"stats,omitempty"`
+	// DirtyTracking is how the primary's domain finds dirty pages, and why
+	// (nil for a domain with one mechanism only).
+	DirtyTracking *DirtyTracking `json:"dirty_tracking,omitempty"`
+	// Scrub is the last memory scrub's result (nil before the first).
+	Scrub *ScrubStatus `json:"scrub,omitempty"`
 }
 
 func (p *Primary) setState(s string) {
@@ -61,7 +66,13 @@ func (p *Primary) ackedEpoch() uint64 {
 func (p *Primary) Status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Status{Role: "primary", VM: p.cfg.Domain.Name(), State: p.state, Epoch: p.acked, Since: p.status.Since}
+	st := Status{Role: "primary", VM: p.cfg.Domain.Name(), State: p.state, Epoch: p.acked, Since: p.status.Since}
+	if r, ok := p.cfg.Domain.(TrackingReporter); ok {
+		t := r.DirtyTracking()
+		st.DirtyTracking = &t
+	}
+	st.Scrub = p.scrubStatus()
+	return st
 }
 
 // ServeHTTP serves /metrics (Prometheus, from gather) and /status (JSON

@@ -47,6 +47,9 @@ func (p *Primary) precopySafe() bool {
 // initialSync brings the backup to the point where ordinary epochs apply.
 func (p *Primary) initialSync(ctx context.Context, s *session) error {
 	p.enc.Reset()
+	p.scrub.mu.Lock()
+	p.scrub.pending = 0 // a report of the old session never comes
+	p.scrub.mu.Unlock()
 	// Clear the log: everything written from here on is caught by a later harvest.
 	var err error
 	if p.pfns, err = p.cfg.Domain.HarvestDirty(ctx, p.pfns[:0]); err != nil {

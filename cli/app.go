@@ -44,6 +44,7 @@ func commands() []*ucli.Command {
 		statusCommand(),
 		traceCommand(),
 		dataplaneCommand(),
+		qemuCommand(),
 	}
 }
 

@@ -47,7 +47,7 @@ func openQEMUPrimary(c *ucli.Context, log *slog.Logger, drv *primaryDriver) erro
 	if err != nil {
 		return err
 	}
-	d, err := qemu.NewDomain(vm, qemu.DomainOptions{Logger: log})
+	d, err := qemu.NewDomain(vm, qemu.DomainOptions{Logger: log, Tracking: c.String("dirty-tracking")})
 	if err != nil {
 		vm.Detach()
 		return err

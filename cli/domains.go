@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/resilire/resilire/checkpointer/qemu"
 	"github.com/resilire/resilire/checkpointer/sim"
 	"github.com/resilire/resilire/checkpointer/wire"
 
@@ -35,6 +36,8 @@ func domainFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "domain", Usage: "hypervisor driver (required): qemu (--qemu-config) or xen (build tag xen)"},
 		&ucli.StringFlag{Name: "qemu-config", Usage: "qemu: `FILE` with this host's qemu.Config as JSON (same machine on both hosts; see Config.ForHost)"},
+		&ucli.StringFlag{Name: "dirty-tracking", Value: "auto", Usage: "qemu (protect): auto (exact userfaultfd tracking where the kernel, ptrace and the config allow it, " +
+			"else hashing; 'resilire qemu probe' says which and why), uffd-wp (fail without it) or hash"},
 		&ucli.Uint64Flag{Name: "xen-memory-mib", Usage: "xen (standby): guest memory in MiB, as in the domain's xl config"},
 		&ucli.BoolFlag{Name: "unsafe-allow-sim", Hidden: true, Usage: "tests only: accept --domain sim, an in-process simulated guest"},
 		&ucli.Uint64Flag{Name: "sim-memory-mib", Value: 64, Hidden: true, Usage: "sim: guest memory in MiB"},
@@ -59,7 +62,8 @@ func checkDomain(c *ucli.Context) error {
 		if c.String("qemu-config") == "" {
 			return errors.New("--domain qemu needs --qemu-config FILE")
 		}
-		return nil
+		_, err := qemu.ParseTracking(c.String("dirty-tracking"))
+		return err
 	case "xen":
 		if c.Command.Name == "standby" && c.Uint64("xen-memory-mib") == 0 {
 			return errors.New("--domain xen on the standby needs --xen-memory-mib")

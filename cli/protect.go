@@ -23,6 +23,8 @@ func protectCommand() *ucli.Command {
 		&ucli.StringFlag{Name: "on-backup-loss", Value: string(checkpointer.LossBlock), Usage: "block: hold all output until a backup is back (safe); " +
 			"continue: drop unacknowledged output and let the guest talk unprotected"},
 		&ucli.IntFlag{Name: "precopy-rounds", Value: checkpointer.DefaultPrecopyRounds, Usage: "pre-copy rounds after the full copy at (re)synchronisation; -1: no pre-copy, the first checkpoint copies all memory in one pause"},
+		&ucli.IntFlag{Name: "scrub-every", Value: checkpointer.DefaultScrubEvery, Usage: "every N epochs compare a hash tree of all guest memory with the backup's replica " +
+			"and alarm (log, metrics, status) on divergence, naming the pages; costs one full-memory hash in that epoch's pause; 0: off"},
 		&ucli.BoolFlag{Name: "pipeline", Value: true, Usage: "take epoch e+1 while e is still being shipped (releases stay in order, after each ACK)"},
 		&ucli.BoolFlag{Name: "unsafe-no-output-commit", Usage: "UNSAFE, for tests (like xl remus -n): release output at once, not after the ACK; " +
 			"a failover can then roll back replies clients already saw"},
@@ -94,7 +96,7 @@ func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfi
 	cfg = checkpointer.PrimaryConfig{Domain: drv.domain, Output: drv.output, Codec: codec, Dial: dial,
 		Interval: c.Duration("interval"), HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout: c.Duration("heartbeat-timeout"), AckTimeout: c.Duration("ack-timeout"),
-		Input: drv.input, OnBackupLoss: policy, Pipeline: c.Bool("pipeline"), PrecopyRounds: c.Int("precopy-rounds"), Logger: log,
+		Input: drv.input, OnBackupLoss: policy, Pipeline: c.Bool("pipeline"), PrecopyRounds: c.Int("precopy-rounds"), ScrubEvery: c.Int("scrub-every"), Logger: log,
 		Metrics: checkpointer.NewMetrics(reg, "primary", c.String("vm"))}
 	if policy == checkpointer.LossContinue {
 		log.Warn("--on-backup-loss=continue: if the backup is lost the guest keeps talking UNPROTECTED", "vm", c.String("vm"))

@@ -21,6 +21,10 @@ var ErrNotPaused = errors.New("qemu: guest not paused")
 type DomainOptions struct {
 	Workers int          // hashing goroutines, 0 = GOMAXPROCS
 	Logger  *slog.Logger // nil discards
+	// Tracking is TrackAuto (default: exact tracking where it works,
+	// else hashing, and the reason is reported), TrackUffd (fail
+	// without exact tracking) or TrackHash.
+	Tracking string
 }
 
 // Domain is the primary's view of a QEMU guest; it implements
@@ -28,7 +32,9 @@ type DomainOptions struct {
 // epoch loop is sequential).
 type Domain struct {
 	vm     *VM
-	ram    *ramScanner
+	ram    *ramScanner // the agent's read-only mapping; hashes too unless exact is set
+	exact  exactTracker
+	track  checkpointer.DirtyTracking
 	paused bool
 	save   *pendingSave // device-state save started by Pause
 	log    *slog.Logger
@@ -48,10 +54,19 @@ type pendingSave struct {
 // saveTimeout bounds a background save whose caller has gone away.
 const saveTimeout = 30 * time.Second
 
-var _ checkpointer.Domain = (*Domain)(nil)
+var (
+	_ checkpointer.Domain           = (*Domain)(nil)
+	_ checkpointer.MemoryHasher     = (*Domain)(nil)
+	_ checkpointer.TrackingReporter = (*Domain)(nil)
+)
 
-// NewDomain maps the guest RAM file of a running VM.
+// NewDomain maps the guest RAM file of a running VM and sets up its dirty
+// tracking (dirty.go): exact where it works, else hashing.
 func NewDomain(vm *VM, o DomainOptions) (*Domain, error) {
+	mode, err := ParseTracking(o.Tracking)
+	if err != nil {
+		return nil, err
+	}
 	ram, err := openRAM(vm.cfg.MemPath, vm.cfg.MemoryBytes(), o.Workers)
 	if err != nil {
 		return nil, err
@@ -60,8 +75,18 @@ func NewDomain(vm *VM, o DomainOptions) (*Domain, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Domain{vm: vm, ram: ram, log: log.With("vm", vm.cfg.Name)}, nil
+	log = log.With("vm", vm.cfg.Name)
+	exact, track, err := chooseTracker(vm, mode, log)
+	if err != nil {
+		_ = ram.close()
+		return nil, err
+	}
+	log.Info("dirty tracking", "mechanism", track.Mechanism, "reason", track.Reason)
+	return &Domain{vm: vm, ram: ram, exact: exact, track: track, log: log}, nil
 }
+
+// DirtyTracking says which mechanism finds the dirty pages, and why.
+func (d *Domain) DirtyTracking() checkpointer.DirtyTracking { return d.track }
 
 // Name is the VM name from the Config.
 func (d *Domain) Name() string { return d.vm.cfg.Name }
@@ -115,21 +140,52 @@ func (d *Domain) Resume(ctx context.Context) error {
 // copy that matches the baseline exactly; called while the guest runs,
 // ReadPages re-hashes what it copies so that the baseline still describes
 // what the backup holds.
+//
+// With exact tracking it write-protects all of guest RAM: every write
+// from here on is reported, whenever pages are copied.
 func (d *Domain) EnableDirtyLog(ctx context.Context) error {
+	if d.exact != nil {
+		return d.exact.baseline()
+	}
 	d.ram.baseline(d.paused)
 	return nil
 }
 
-// HarvestDirty appends the pages whose hash changed since the last
-// harvest (or EnableDirtyLog), ascending, and records their new hashes.
+// HarvestDirty appends the pages written (exact tracking) or whose hash
+// changed (hashing) since the last harvest or EnableDirtyLog, ascending.
+//
+// If exact tracking fails for good (the re-injection after a lost
+// registration failed), the domain falls back to hashing: this harvest
+// reports every page (the fresh baseline) and DirtyTracking says why.
 func (d *Domain) HarvestDirty(ctx context.Context, dst []uint64) ([]uint64, error) {
-	return d.ram.harvest(dst, d.paused)
+	if d.exact == nil {
+		return d.ram.harvest(dst, d.paused)
+	}
+	n0 := len(dst)
+	dst, err := d.exact.harvest(dst)
+	if err == nil {
+		return dst, nil
+	}
+	_ = d.exact.close()
+	d.exact = nil
+	d.track = checkpointer.DirtyTracking{Mechanism: TrackHash, Reason: "fallback after exact tracking failed: " + err.Error()}
+	d.log.Error("exact dirty tracking failed: hashing all guest RAM from now on, every page sent once", "err", err)
+	d.ram.baseline(d.paused)
+	dst = dst[:n0]
+	for p := uint64(0); p < d.MemorySize()/PageSize; p++ {
+		dst = append(dst, p)
+	}
+	return dst, nil
 }
 
 // ReadPages copies pages out of the shared mapping.
 func (d *Domain) ReadPages(pfns []uint64, dst []byte) error {
 	return d.ram.read(pfns, dst, d.paused)
 }
+
+// HashPages hashes every page of guest RAM in place (the scrub's leaves,
+// checkpointer.MemoryHasher). Call it paused.
+func (d *Domain) HashPages(leaves []uint64) error { return d.ram.hashAll(leaves) }
 
 // SaveState returns the device state (no RAM: x-ignore-shared) that a
 // migration into a pipe produced, started by Pause. The guest must be
@@ -157,6 +213,9 @@ func (d *Domain) Close() error {
 	if ps := d.save; ps != nil {
 		<-ps.done
 		d.save = nil
+	}
+	if d.exact != nil {
+		_ = d.exact.close()
 	}
 	return d.ram.close()
 }

@@ -23,7 +23,8 @@ var errNoBaseline = errors.New("qemu: dirty log not enabled")
 // holds that content. A change is missed only on a 64-bit hash collision.
 type ramScanner struct {
 	mem     []byte
-	hashes  []uint64
+	pages   int
+	hashes  []uint64 // allocated by the first baseline (hashing only)
 	workers int
 	parts   [][]uint64 // per-worker dirty lists, reused
 	// fresh: the hashes describe memory as it is now, because they were
@@ -58,13 +59,16 @@ func openRAM(path string, size uint64, workers int) (*ramScanner, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	return &ramScanner{mem: mem, hashes: make([]uint64, n), workers: workers, parts: make([][]uint64, workers)}, nil
+	return &ramScanner{mem: mem, pages: n, workers: workers, parts: make([][]uint64, workers)}, nil
 }
 
 func (s *ramScanner) newPause() { s.fresh = false }
 
 // baseline hashes every page.
 func (s *ramScanner) baseline(paused bool) {
+	if s.hashes == nil {
+		s.hashes = make([]uint64, s.pages)
+	}
 	s.scan(func(pfn int, h uint64) bool { s.hashes[pfn] = h; return false })
 	s.enabled, s.fresh = true, paused
 }
@@ -93,7 +97,7 @@ func (s *ramScanner) harvest(dst []uint64, paused bool) ([]uint64, error) {
 // ranges, one per worker; pages for which visit returns true are
 // collected into s.parts (ascending within each range).
 func (s *ramScanner) scan(visit func(pfn int, h uint64) bool) {
-	n := len(s.hashes)
+	n := s.pages
 	per := (n + s.workers - 1) / s.workers
 	var wg sync.WaitGroup
 	for w := 0; w < s.workers; w++ {
@@ -128,8 +132,8 @@ func (s *ramScanner) read(pfns []uint64, dst []byte, paused bool) error {
 	}
 	rehash := s.enabled && (!paused || !s.fresh)
 	for i, pfn := range pfns {
-		if pfn >= uint64(len(s.hashes)) {
-			return fmt.Errorf("read pages: pfn %d beyond %d pages", pfn, len(s.hashes))
+		if pfn >= uint64(s.pages) {
+			return fmt.Errorf("read pages: pfn %d beyond %d pages", pfn, s.pages)
 		}
 		page := dst[i*PageSize : (i+1)*PageSize]
 		copy(page, s.mem[pfn*PageSize:(pfn+1)*PageSize])
@@ -147,4 +151,13 @@ func (s *ramScanner) close() error {
 	err := unix.Munmap(s.mem)
 	s.mem = nil
 	return err
+}
+
+// hashAll sets leaves[i] to the xxh3 of page i, in parallel (the scrub).
+func (s *ramScanner) hashAll(leaves []uint64) error {
+	if len(leaves) != s.pages {
+		return fmt.Errorf("hash pages: %d leaves for %d pages", len(leaves), s.pages)
+	}
+	s.scan(func(pfn int, h uint64) bool { leaves[pfn] = h; return false })
+	return nil
 }

@@ -23,6 +23,10 @@ const (
 	Heartbeat Type = 7 // both ways, periodically
 	Error     Type = 8 // either: why the session is being closed
 	Input     Type = 9 // primary: one input-log record, anywhere
+	// Scrub (primary) follows the END of the epoch it describes;
+	// ScrubReport (backup) answers it (scrub.go).
+	Scrub       Type = 10
+	ScrubReport Type = 11
 )
 
 // Frame sizes.
@@ -43,6 +47,8 @@ func MaxPayload(typ Type) int {
 		return MaxDataPayload
 	case Input:
 		return MaxInputPayload
+	case Scrub, ScrubReport:
+		return MaxScrubPayload
 	case Hello, HelloAck, Begin, End, Ack, Heartbeat, Error:
 		return MaxControlPayload
 	}

@@ -40,6 +40,10 @@ func FuzzFrames(f *testing.F) {
 	f.Add(validStream())
 	f.Add([]byte{byte(wire.Data), 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
 	f.Add(append(wire.AppendHeader(nil, wire.HelloAck, 26), make([]byte, 26)...))
+	sc, _ := wire.ScrubMsg{Epoch: 9, ChunkPages: 2, Chunks: []uint64{1, 2, 3}}.Marshal()
+	f.Add(append(wire.AppendHeader(nil, wire.Scrub, len(sc)), sc...))
+	rep, _ := wire.ScrubReportMsg{Epoch: 9, ChunkPages: 2, Diverged: 3, Chunks: []wire.ScrubChunk{{Index: 1, Leaves: []uint64{5, 6}}}}.Marshal()
+	f.Add(append(wire.AppendHeader(nil, wire.ScrubReport, len(rep)), rep...))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := bytes.NewReader(in)
 		var buf []byte
@@ -65,6 +69,18 @@ func FuzzFrames(f *testing.F) {
 			case wire.HelloAck:
 				if a, err := wire.ParseHelloAck(p); err == nil && !bytes.Equal(a.Marshal(), p) {
 					t.Fatalf("hello ack does not round trip")
+				}
+			case wire.Scrub:
+				if m, err := wire.ParseScrub(p); err == nil {
+					if mp, err := m.Marshal(); err != nil || !bytes.Equal(mp, p) {
+						t.Fatalf("scrub does not round trip: %v", err)
+					}
+				}
+			case wire.ScrubReport:
+				if r, err := wire.ParseScrubReport(p); err == nil {
+					if rp, err := r.Marshal(); err != nil || !bytes.Equal(rp, p) {
+						t.Fatalf("scrub report does not round trip: %v", err)
+					}
 				}
 			case wire.Begin, wire.End, wire.Ack:
 				if m, err := wire.ParseCheckpoint(p); err == nil && !bytes.Equal(m.Marshal(), p) {

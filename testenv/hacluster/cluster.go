@@ -42,6 +42,11 @@ type Options struct {
 	Unprotected bool
 	// Codec is --codec (default fgbi).
 	Codec string
+	// MemoryMiB is the guest RAM (default qemu.DefaultMemoryMiB).
+	MemoryMiB int
+	// ProtectFlags are appended to protect's command line (for example
+	// --dirty-tracking hash).
+	ProtectFlags []string
 	// Binary is the resilire binary; empty builds one into RunDir.
 	Binary string
 	// AssetsDir caches the guest (default guest.DefaultDir()).
@@ -179,6 +184,9 @@ func (c *Cluster) prepare(ctx context.Context) error {
 	c.PinA, c.PinB = filepath.Join(c.bpfMount, "host-a"), filepath.Join(c.bpfMount, "host-b")
 	shm := "/dev/shm/" + c.Opts.Prefix
 	c.CfgA = assets.QEMUConfig(c.Opts.Prefix+"-a", shm+"-a.ram", c.Rig.A.Tap, c.Rig.A.Netns, c.RunDir, c.Rig.GuestAddr)
+	if c.Opts.MemoryMiB > 0 {
+		c.CfgA.MemoryMiB = c.Opts.MemoryMiB
+	}
 	c.CfgB = c.CfgA.ForHost(c.Opts.Prefix+"-b", shm+"-b.ram", c.Rig.B.Tap,
 		filepath.Join(c.RunDir, c.Opts.Prefix+"-b.qmp"), filepath.Join(c.RunDir, c.Opts.Prefix+"-b.serial"), c.Rig.B.Netns)
 	for _, f := range []struct {
@@ -284,6 +292,7 @@ func (c *Cluster) StartProtect(ctx context.Context) error {
 	if c.Opts.InputReplay {
 		args = append(args, "--input-replay")
 	}
+	args = append(args, c.Opts.ProtectFlags...)
 	a, err := startAgent(c.Rig.A.Netns, c.Bin, filepath.Join(c.RunDir, "protect.log"), args)
 	if err != nil {
 		return err

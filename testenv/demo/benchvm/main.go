@@ -29,12 +29,13 @@ func main() {
 	phase := flag.Duration("phase", 5*time.Second, "length of each measurement")
 	dirty := flag.Int("dirty", kv.DirtyBufferPages, "pages per 10 ms tick asked of the guest's dirtier in the CPU phase (its maximum)")
 	verbose := flag.Bool("v", false, "progress lines")
+	rows := flag.String("rows", "all", "classic (intervals and codecs), dirty (dirty tracking: hash vs uffd-wp, 128 MiB vs 1 GiB, 50 vs 10 ms) or all")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 8*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
 	defer cancel()
-	b := bench{bin: *bin, prefix: *prefix, phase: *phase, dirty: *dirty}
+	b := bench{bin: *bin, prefix: *prefix, phase: *phase, dirty: *dirty, rows: *rows}
 	if *verbose {
 		b.log = os.Stderr
 	}
@@ -48,12 +49,65 @@ type bench struct {
 	bin, prefix string
 	phase       time.Duration
 	dirty       int
+	rows        string
 	log         io.Writer
+}
+
+// config is one row's setup; zero fields are the cluster's defaults
+// (128 MiB, dirty tracking auto).
+type config struct {
+	iv       time.Duration
+	codec    string
+	memMiB   int
+	tracking string
+	failover bool // kill the primary at the end (one row)
+}
+
+func (cf config) name() string {
+	if cf.iv == 0 {
+		return "unprotected"
+	}
+	n := fmt.Sprintf("%v %s", cf.iv, cf.codec)
+	if cf.memMiB > 0 {
+		n += fmt.Sprintf(" %dM", cf.memMiB)
+	}
+	if cf.tracking != "" {
+		n += " " + cf.tracking
+	}
+	return n
+}
+
+// configs are the rows of -rows, the unprotected baseline first.
+func configs(set string) ([]config, error) {
+	classic := []config{{25 * time.Millisecond, "fgbi", 0, "", false}, {50 * time.Millisecond, "fgbi", 0, "", true},
+		{100 * time.Millisecond, "fgbi", 0, "", false}, {50 * time.Millisecond, "raw", 0, "", false}}
+	// Same workload, RAM and tracker varied: pause should not grow with
+	// RAM under uffd-wp. 4 GiB would need 2 x 4 GiB of /dev/shm (primary
+	// and replica) and more: over the rig's 8 GiB budget.
+	var dirty []config
+	for _, mem := range []int{128, 1024} {
+		for _, tr := range []string{"hash", "uffd-wp"} {
+			dirty = append(dirty, config{50 * time.Millisecond, "fgbi", mem, tr, false})
+		}
+	}
+	dirty = append(dirty, config{10 * time.Millisecond, "fgbi", 128, "hash", false}, config{10 * time.Millisecond, "fgbi", 128, "uffd-wp", false},
+		config{10 * time.Millisecond, "fgbi", 1024, "uffd-wp", false})
+	base := []config{{}}
+	switch set {
+	case "classic":
+		return append(base, classic...), nil
+	case "dirty":
+		return append(base, dirty...), nil
+	case "all":
+		return append(append(base, classic...), dirty...), nil
+	}
+	return nil, fmt.Errorf("-rows %q: want classic, dirty or all", set)
 }
 
 // row is one configuration's results.
 type row struct {
 	name       string
+	mech       string // dirty tracking the agent reported
 	reqPerSec  float64
 	pagesPerS  float64
 	stats      *checkpointer.EpochSummary
@@ -62,27 +116,31 @@ type row struct {
 }
 
 func (b *bench) run(ctx context.Context, w io.Writer) error {
+	cfs, err := configs(b.rows)
+	if err != nil {
+		return err
+	}
 	var rows []row
-	for _, cf := range []struct {
-		iv    time.Duration
-		codec string
-	}{{0, ""}, {25 * time.Millisecond, "fgbi"}, {50 * time.Millisecond, "fgbi"}, {100 * time.Millisecond, "fgbi"}, {50 * time.Millisecond, "raw"}} {
-		r, err := b.one(ctx, cf.iv, cf.codec)
+	for _, cf := range cfs {
+		r, err := b.one(ctx, cf)
 		if err != nil {
-			return fmt.Errorf("interval %v codec %s: %w", cf.iv, cf.codec, err)
+			return fmt.Errorf("%s: %w", cf.name(), err)
 		}
 		rows = append(rows, r)
 	}
 	print(w, rows, b.dirty)
+	printRatios(w, rows)
 	return nil
 }
 
 // one measures a configuration (interval 0: unprotected) on a fresh cluster.
-func (b *bench) one(ctx context.Context, interval time.Duration, codec string) (row, error) {
-	r := row{name: "unprotected"}
-	o := hacluster.Options{Prefix: b.prefix, Binary: b.bin, Log: b.log, Unprotected: interval == 0, Interval: interval, Codec: codec}
-	if interval > 0 {
-		r.name = fmt.Sprintf("%v %s", interval, codec)
+func (b *bench) one(ctx context.Context, cf config) (row, error) {
+	interval := cf.iv
+	r := row{name: cf.name(), mech: "-"}
+	o := hacluster.Options{Prefix: b.prefix, Binary: b.bin, Log: b.log, Unprotected: interval == 0, Interval: interval, Codec: cf.codec,
+		MemoryMiB: cf.memMiB}
+	if cf.tracking != "" {
+		o.ProtectFlags = []string{"--dirty-tracking", cf.tracking}
 	}
 	c, err := hacluster.Setup(ctx, o)
 	if err != nil {
@@ -102,13 +160,16 @@ func (b *bench) one(ctx context.Context, interval time.Duration, codec string) (
 			return r, err
 		}
 		r.stats = st.Stats
+		if st.DirtyTracking != nil {
+			r.mech = st.DirtyTracking.Mechanism
+		}
 	}
 	// 2. Guest CPU throughput: pages its dirtier manages per second.
 	if r.pagesPerS, err = b.cpuPhase(ctx, c); err != nil {
 		return r, err
 	}
 	// 3. Failover time with the warm standby (at 50 ms only: one kill).
-	if interval == 50*time.Millisecond && codec == "fgbi" {
+	if cf.failover {
 		kr, err := hacluster.KillDuring(ctx, c, hacluster.KillOptions{KillAfter: 2 * time.Second, After: 3 * time.Second})
 		if err != nil {
 			return r, err
@@ -151,7 +212,7 @@ func (b *bench) cpuPhase(ctx context.Context, c *hacluster.Cluster) (float64, er
 func print(w io.Writer, rows []row, dirty int) {
 	base := rows[0]
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "config\treq/s (1 conn)\tvs unprot.\treq p50\tguest pages/s\tvs unprot.\tpause p50\tpause p99\twire B/epoch\tpage-granular B/epoch\tratio\t")
+	fmt.Fprintln(tw, "config\ttracker\treq/s (1 conn)\tvs unprot.\treq p50\tguest pages/s\tvs unprot.\tpause p50\tpause p99\twire B/epoch\tpage-granular B/epoch\tratio\t")
 	for _, r := range rows {
 		pause50, pause99, wire, page, ratio := "-", "-", "-", "-", "-"
 		if st := r.stats; st != nil {
@@ -161,7 +222,7 @@ func print(w io.Writer, rows []row, dirty int) {
 				ratio = fmt.Sprintf("%.1fx", st.PageBytesMean/st.WireBytesMean)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%v\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.reqPerSec, pct(r.reqPerSec, base.reqPerSec),
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%v\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.mech, r.reqPerSec, pct(r.reqPerSec, base.reqPerSec),
 			r.reqLatency.Round(10*time.Microsecond), r.pagesPerS, pct(r.pagesPerS, base.pagesPerS), pause50, pause99, wire, page, ratio)
 	}
 	tw.Flush()
@@ -187,4 +248,35 @@ func pct(v, base float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%+.1f%%", (v-base)/base*100)
+}
+
+// printRatios puts the dirty-tracking rows side by side: pause p50 at
+// 1 GiB over 128 MiB per tracker (1.0x = independent of RAM), and hash
+// over uffd-wp per size and interval.
+func printRatios(w io.Writer, rows []row) {
+	p50 := map[string]time.Duration{}
+	for _, r := range rows {
+		if r.stats != nil {
+			p50[r.name] = r.stats.PauseP50
+		}
+	}
+	ratio := func(a, b string) string {
+		x, y := p50[a], p50[b]
+		if x == 0 || y == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx (%v / %v)", float64(x)/float64(y), x.Round(10*time.Microsecond), y.Round(10*time.Microsecond))
+	}
+	if _, ok := p50["50ms fgbi 128M hash"]; !ok {
+		return
+	}
+	fmt.Fprintln(w, "\npause p50 ratios (same workload):")
+	for _, tr := range []string{"hash", "uffd-wp"} {
+		fmt.Fprintf(w, "  %-8s 1024M / 128M at 50ms: %s\n", tr, ratio("50ms fgbi 1024M "+tr, "50ms fgbi 128M "+tr))
+	}
+	for _, k := range []string{"50ms fgbi 128M", "50ms fgbi 1024M", "10ms fgbi 128M"} {
+		fmt.Fprintf(w, "  hash / uffd-wp, %-16s %s\n", k+":", ratio(k+" hash", k+" uffd-wp"))
+	}
+	fmt.Fprintln(w, "guest pages/s vs unprot. is the worst-case dirtier's lost work (baseline: the unprotected 128 MiB guest;\n"+
+		"  the dirtier's rate does not depend on RAM size under TCG).")
 }
