@@ -22,14 +22,14 @@ import (
 // set, its harvests never report that page (a writer the tracker cannot
 // see). The guest keeps writing it.
 type blindDomain struct {
-	*sim.SimDomain
+	*sim.Domain
 	mu    sync.Mutex
 	blind int64 // -1: sees everything
 }
 
 func (d *blindDomain) HarvestDirty(ctx context.Context, dst []uint64) ([]uint64, error) {
 	n0 := len(dst)
-	dst, err := d.SimDomain.HarvestDirty(ctx, dst)
+	dst, err := d.Domain.HarvestDirty(ctx, dst)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.blind >= 0 {
@@ -58,7 +58,7 @@ func (o *nopOutput) Discard() error       { return nil }
 // back, with the primary's metrics and log.
 func runScrubbed(t *testing.T, dom *blindDomain, want string) (checkpointer.Status, checkpointer.Status, *checkpointer.Metrics, string) {
 	t.Helper()
-	replica := sim.NewSimReplica(dom.MemorySize())
+	replica := sim.NewReplica(dom.MemorySize())
 	log, logs := testLogger(t)
 	b, addr, _ := startBackup(t, checkpointer.BackupConfig{VM: "vm1", Replica: replica, Standby: &fakeStandby{replica: replica},
 		Codec: codec.Raw{}, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 500 * time.Millisecond,
@@ -87,7 +87,7 @@ func runScrubbed(t *testing.T, dom *blindDomain, want string) (checkpointer.Stat
 
 // Positive control: a dirty log that sees everything scrubs clean.
 func TestScrubCleanWhenNothingMissed(t *testing.T) {
-	dom := &blindDomain{SimDomain: sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: 4 << 20, Seed: 3, WritesPerMs: 50, HotPages: 256}), blind: -1}
+	dom := &blindDomain{Domain: sim.NewDomain(sim.Config{Name: "vm1", MemSize: 4 << 20, Seed: 3, WritesPerMs: 50, HotPages: 256}), blind: -1}
 	dom.Start()
 	t.Cleanup(dom.Stop)
 	ps, _, m, _ := runScrubbed(t, dom, "ok")
@@ -100,7 +100,7 @@ func TestScrubCleanWhenNothingMissed(t *testing.T) {
 // scrub must raise the alarm on both sides and name exactly that page.
 func TestScrubCatchesMissedPage(t *testing.T) {
 	const planted = 77 // inside the guest's hot set: written all the time
-	dom := &blindDomain{SimDomain: sim.NewSimDomain(sim.SimConfig{Name: "vm1", MemSize: 4 << 20, Seed: 3, WritesPerMs: 50, HotPages: 128}), blind: planted}
+	dom := &blindDomain{Domain: sim.NewDomain(sim.Config{Name: "vm1", MemSize: 4 << 20, Seed: 3, WritesPerMs: 50, HotPages: 128}), blind: planted}
 	dom.Start()
 	t.Cleanup(dom.Stop)
 	ps, bs, m, logs := runScrubbed(t, dom, "diverged")

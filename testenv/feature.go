@@ -30,7 +30,8 @@ const (
 // ProbeTCX, ProbeRingPath, ProbeKfuncs):
 //
 //   - nil: the feature is there; the test goes on.
-//   - wraps ebpf.ErrNotSupported: the probe proved the kernel lacks it; the
+//   - wraps ebpf.ErrNotSupported (or errors.ErrUnsupported, for a feature
+//     outside BPF such as PAGEMAP_SCAN): the probe proved the kernel lacks it; the
 //     test skips, naming feature, on every tier (RESILIRE_TEST_PRIVILEGED=1
 //     included: an old kernel is not a broken test machine).
 //   - anything else: the probe proved nothing (no privileges, no BTF
@@ -45,7 +46,7 @@ func RequireFeature(tb testing.TB, feature string, probeErr error) {
 	tb.Helper()
 	switch {
 	case probeErr == nil:
-	case errors.Is(probeErr, ebpf.ErrNotSupported):
+	case errors.Is(probeErr, ebpf.ErrNotSupported), errors.Is(probeErr, errors.ErrUnsupported):
 		tb.Skipf("kernel lacks %s: %v", feature, probeErr)
 	default:
 		skipOrFail(tb, "probe %s: %v", feature, probeErr)

@@ -136,3 +136,9 @@ func checkNoSeccomp(pid int) error {
 	}
 	return nil
 }
+
+// ProbeExactKernel reports whether this kernel can track dirty pages
+// exactly (PAGEMAP_SCAN and userfaultfd write-protect in async mode, Linux
+// >= 6.7). A kernel that lacks them gives an error wrapping
+// errors.ErrUnsupported.
+func ProbeExactKernel() error { return probeKernel() }

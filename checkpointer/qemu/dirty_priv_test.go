@@ -17,12 +17,14 @@ import (
 	"github.com/resilire/resilire/testenv/guest"
 )
 
-// requireExact skips, naming the missing feature, when this host cannot
-// track dirty pages exactly (kernel < 6.7, ptrace refused); it probes first.
+// requireExact skips, naming the missing feature, only when the kernel
+// lacks exact tracking (a probe proves it: Linux < 6.7); anything else that
+// keeps it from working here (ptrace refused) fails the test.
 func requireExact(t *testing.T, cfg qemu.Config) {
 	t.Helper()
+	testenv.RequireFeature(t, "exact dirty tracking (PAGEMAP_SCAN, userfaultfd write-protect async)", qemu.ProbeExactKernel())
 	if info := qemu.ProbeTracking(cfg); info.Mechanism != qemu.TrackUffd {
-		t.Skipf("exact dirty tracking unavailable here: %s", info.Reason)
+		t.Fatalf("exact dirty tracking unavailable on a kernel that has it: %s", info.Reason)
 	}
 }
 

@@ -37,9 +37,7 @@ func neg(e int64) uint64 { return uint64(-e) }
 // TestProbe injects into a throw-away child: the probe protect relies on.
 func TestProbe(t *testing.T) {
 	testenv.RequirePrivileged(t)
-	if err := probeKernel(); err != nil {
-		t.Skipf("kernel: %v", err)
-	}
+	testenv.RequireFeature(t, "exact dirty tracking (PAGEMAP_SCAN, userfaultfd write-protect async)", probeKernel())
 	if err := probeInjection(); err != nil {
 		t.Fatal(err)
 	}

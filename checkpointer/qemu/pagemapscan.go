@@ -106,7 +106,7 @@ func probeKernel() error {
 		vec: uint64(uintptr(unsafe.Pointer(&vec[0]))), vecLen: 1, categoryMask: pageIsWritten, returnMask: pageIsWritten}
 	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), pagemapScan, uintptr(unsafe.Pointer(&a))); e != 0 {
 		if e == unix.ENOTTY || e == unix.EINVAL {
-			return fmt.Errorf("PAGEMAP_SCAN missing (Linux >= 6.7 needed): %w", e)
+			return fmt.Errorf("PAGEMAP_SCAN missing (Linux >= 6.7 needed): %w: %w", errors.ErrUnsupported, e)
 		}
 		return fmt.Errorf("PAGEMAP_SCAN: %w", e)
 	}
@@ -116,7 +116,7 @@ func probeKernel() error {
 	}
 	defer unix.Close(int(fd))
 	if err := uffdAPIHandshake(int(fd)); err != nil {
-		return fmt.Errorf("userfaultfd write-protect async mode missing (Linux >= 6.7 needed): %w", err)
+		return fmt.Errorf("userfaultfd write-protect async mode missing (Linux >= 6.7 needed): %w: %w", errors.ErrUnsupported, err)
 	}
 	return uffdProtect(int(fd), start, PageSize)
 }

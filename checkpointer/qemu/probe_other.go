@@ -6,11 +6,12 @@ package qemu
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 )
 
 // errNoExact: the injection (register layout) is written for amd64 only.
-var errNoExact = errors.New("exact dirty tracking is implemented for amd64 only")
+var errNoExact = fmt.Errorf("exact dirty tracking is implemented for amd64 only: %w", errors.ErrUnsupported)
 
 func probeKernel() error    { return errNoExact }
 func probeInjection() error { return errNoExact }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/resilire/resilire/checkpointer/qemu"
+	"github.com/resilire/resilire/testenv"
 	"github.com/resilire/resilire/testenv/guest/kv"
 )
 
@@ -25,9 +26,7 @@ import (
 // re-sent, a later scrub must be clean again.
 func TestE2EScrubCatchesUnseenWrite(t *testing.T) {
 	requireVM(t)
-	if info := qemu.ProbeTracking(qemu.Config{}); info.Mechanism != qemu.TrackUffd {
-		t.Skipf("exact dirty tracking unavailable here: %s", info.Reason)
-	}
+	testenv.RequireFeature(t, "exact dirty tracking (PAGEMAP_SCAN, userfaultfd write-protect async)", qemu.ProbeExactKernel())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := setup(t, ctx, Options{ProtectFlags: []string{"--dirty-tracking", "uffd-wp", "--scrub-every", "5"}})
