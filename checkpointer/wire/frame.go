@@ -14,15 +14,16 @@ type Type byte
 
 // Frame types.
 const (
-	Hello     Type = 1 // primary -> backup, first frame
-	HelloAck  Type = 2 // backup -> primary, answer to hello
-	Begin     Type = 3 // primary: a checkpoint starts
-	Data      Type = 4 // primary: codec bytes
-	End       Type = 5 // primary: the checkpoint is complete
-	Ack       Type = 6 // backup: checkpoint applied
-	Heartbeat Type = 7 // both ways, periodically
-	Error     Type = 8 // either: why the session is being closed
-	Input     Type = 9 // primary: one input-log record, anywhere
+	Hello     Type = 1  // primary -> backup, first frame
+	HelloAck  Type = 2  // backup -> primary, answer to hello
+	Begin     Type = 3  // primary: a checkpoint starts
+	Data      Type = 4  // primary: codec bytes
+	End       Type = 5  // primary: the checkpoint is complete
+	Ack       Type = 6  // backup: checkpoint applied
+	Heartbeat Type = 7  // both ways, periodically
+	Error     Type = 8  // either: why the session is being closed
+	Input     Type = 9  // primary: one input-log record, anywhere
+	Disk      Type = 10 // primary: disk writes of the checkpoint, after its DATA
 )
 
 // Frame sizes.
@@ -43,6 +44,8 @@ func MaxPayload(typ Type) int {
 		return MaxDataPayload
 	case Input:
 		return MaxInputPayload
+	case Disk:
+		return MaxDiskPayload
 	case Hello, HelloAck, Begin, End, Ack, Heartbeat, Error:
 		return MaxControlPayload
 	}
