@@ -81,6 +81,9 @@ type PrimaryConfig struct {
 	// Input, if set, is the guest's input log: each record is shipped to
 	// the backup for replay after a failover (INPUT frames).
 	Input <-chan wire.InputRecord
+	// Disk, if set, is the guest's disk export: each epoch's writes travel
+	// with its checkpoint. The backup must have a disk of the same size.
+	Disk DiskSource
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
 	Logger  *slog.Logger

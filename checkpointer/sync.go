@@ -47,6 +47,12 @@ func (p *Primary) precopySafe() bool {
 // initialSync brings the backup to the point where ordinary epochs apply.
 func (p *Primary) initialSync(ctx context.Context, s *session) error {
 	p.enc.Reset()
+	if p.cfg.Disk != nil {
+		// A backup at our last acked epoch needs the unacked writes again;
+		// any other needs the whole disk (in the first consistent
+		// checkpoint: no disk pre-copy yet).
+		p.cfg.Disk.Resend(s.committed == 0 || s.committed != p.ackedEpoch())
+	}
 	// Clear the log: everything written from here on is caught by a later harvest.
 	var err error
 	if p.pfns, err = p.cfg.Domain.HarvestDirty(ctx, p.pfns[:0]); err != nil {
@@ -95,7 +101,7 @@ func (p *Primary) precopy(ctx context.Context, s *session, pfns []uint64, progre
 		if err := p.cfg.Domain.ReadPages(chunk, data); err != nil {
 			return fmt.Errorf("pre-copy read: %w", err)
 		}
-		m, st, err := s.send(p.enc, wire.Precopy, 0, chunk, data, nil)
+		m, st, err := s.send(p.enc, wire.Precopy, 0, chunk, data, nil, nil)
 		if err != nil {
 			return err
 		}
