@@ -46,6 +46,8 @@ type ExportStats struct {
 	// BusyCuts counts cuts that found a request in progress: with QEMU
 	// stopped (stop drains I/O) it must stay 0.
 	BusyCuts uint64
+	// InFlight is the number of requests being served now.
+	InFlight int64
 }
 
 // NewExport opens image (read-write; its size must be a positive multiple
@@ -90,7 +92,7 @@ func (x *Export) Size() int64 { return x.size }
 // Stats returns the export's counters.
 func (x *Export) Stats() ExportStats {
 	return ExportStats{Writes: x.stats.writes.Load(), WriteBytes: x.stats.writeBytes.Load(),
-		Flushes: x.stats.flushes.Load(), BusyCuts: x.stats.busyCuts.Load()}
+		Flushes: x.stats.flushes.Load(), BusyCuts: x.stats.busyCuts.Load(), InFlight: x.inflight.Load()}
 }
 
 func (x *Export) accept() {

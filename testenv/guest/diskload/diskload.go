@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package diskload is the test guest's disk workload: with guest.disk=files
+// on the kernel command line, /init mounts the ext4 disk /dev/vda on /data
+// and writes numbered files, each with known contents, fsyncing the file
+// and the directory before printing "WROTE <n>" on the console. A line on
+// the console therefore proves that file n (and every file before it) was
+// durable on the guest's disk when the line was printed.
+package diskload
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+const (
+	// Cmdline turns the workload on.
+	Cmdline = "guest.disk=files"
+	// MountedLine is printed once /data is mounted.
+	MountedLine = "DISK MOUNTED"
+	// FileSize is the size of every file.
+	FileSize = 12 << 10
+)
+
+// Name is file n's path under the mount point.
+func Name(n int) string { return fmt.Sprintf("f%06d", n) }
+
+// Content is file n's contents.
+func Content(n int) []byte {
+	b := make([]byte, FileSize)
+	for i := range b {
+		b[i] = byte(n*31 + i*7)
+	}
+	return b
+}
+
+var wrote = regexp.MustCompile(`(?m)^WROTE (\d+)\r?$`)
+
+// LastWrote returns the highest n of a "WROTE n" line in console (0: none).
+func LastWrote(console []byte) int {
+	last := 0
+	for _, m := range wrote.FindAllSubmatch(console, -1) {
+		if n, err := strconv.Atoi(string(m[1])); err == nil && n > last {
+			last = n
+		}
+	}
+	return last
+}
+
+// Run writes files 1, 2, ... in dir until a write fails, pausing every
+// between files, and reports each on out.
+func Run(dir string, out io.Writer, every time.Duration) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for n := 1; ; n++ {
+		if err := writeSync(filepath.Join(dir, Name(n)), Content(n)); err != nil {
+			return fmt.Errorf("file %d: %w", n, err)
+		}
+		if err := d.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", dir, err)
+		}
+		fmt.Fprintf(out, "WROTE %d\n", n)
+		time.Sleep(every)
+	}
+}
+
+func writeSync(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, bytes.NewReader(b)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
