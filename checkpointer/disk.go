@@ -26,9 +26,14 @@ type DiskSource interface {
 	Cut(epoch uint64) (*disk.Delta, error)
 	// Acked forgets the cuts of epochs up to e.
 	Acked(e uint64)
-	// Resend makes the next cut carry the whole image (full) or every
-	// unacknowledged cut again.
-	Resend(full bool)
+	// Resend makes the next cut carry what a backup at epoch committed
+	// lacks: the later cuts, or the whole image (full) if that epoch is
+	// unknown.
+	Resend(committed uint64) (full bool)
+	// BeginCopy forgets all tracked writes before an initial copy read
+	// with ReadAt while the guest runs.
+	BeginCopy()
+	ReadAt(p []byte, off int64) (int, error)
 }
 
 // DiskReplica is the backup's copy of the disk: disk.Replica.

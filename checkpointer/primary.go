@@ -84,6 +84,8 @@ type PrimaryConfig struct {
 	// Disk, if set, is the guest's disk export: each epoch's writes travel
 	// with its checkpoint. The backup must have a disk of the same size.
 	Disk DiskSource
+	// DiskProgress, if set, is told how far the initial disk copy is.
+	DiskProgress func(done, total uint64)
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
 	Logger  *slog.Logger

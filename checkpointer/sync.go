@@ -48,10 +48,9 @@ func (p *Primary) precopySafe() bool {
 func (p *Primary) initialSync(ctx context.Context, s *session) error {
 	p.enc.Reset()
 	if p.cfg.Disk != nil {
-		// A backup at our last acked epoch needs the unacked writes again;
-		// any other needs the whole disk (in the first consistent
-		// checkpoint: no disk pre-copy yet).
-		p.cfg.Disk.Resend(s.committed == 0 || s.committed != p.ackedEpoch())
+		if err := p.syncDisk(ctx, s); err != nil {
+			return err
+		}
 	}
 	// Clear the log: everything written from here on is caught by a later harvest.
 	var err error

@@ -85,16 +85,22 @@ func TestExportTracksEpochs(t *testing.T) {
 	if d, _ := x.Cut(6); len(d.Extents) != 0 || len(d.Records()) != 1 || d.Records()[0].Count != 0 {
 		t.Fatalf("idle epoch: %v", d.Extents)
 	}
-	x.Resend(false) // epochs 5 and 6 never acked
+	x.Acked(4)
+	if x.Resend(4) { // epochs 5 and 6 never acked
+		t.Fatal("backup at the acked epoch: full resend")
+	}
 	if d, _ := x.Cut(7); !equalExtents(d.Extents, want) {
 		t.Fatalf("resend: %v, want %v", d.Extents, want)
 	}
-	x.Acked(7)
-	x.Resend(false)
-	if d, _ := x.Cut(8); len(d.Extents) != 0 {
-		t.Fatalf("acked cut resent: %v", d.Extents)
+	if x.Resend(7) { // 7 committed, its ACK lost
+		t.Fatal("backup at an unacked cut: full resend")
 	}
-	x.Resend(true)
+	if d, _ := x.Cut(8); len(d.Extents) != 0 {
+		t.Fatalf("cut the backup holds resent: %v", d.Extents)
+	}
+	if !x.Resend(3) {
+		t.Fatal("backup at an unknown epoch: no full resend")
+	}
 	if d, _ := x.Cut(9); d.Bytes() != 1<<20 {
 		t.Fatalf("full resend: %d bytes", d.Bytes())
 	}

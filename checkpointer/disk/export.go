@@ -23,7 +23,8 @@ type Export struct {
 
 	mu      sync.Mutex // guards the fields below and every write to f
 	dirty   *tracker
-	pending []cut // cuts not acknowledged yet, oldest first
+	pending []cut  // cuts not acknowledged yet, oldest first
+	acked   uint64 // last epoch acknowledged
 	conns   map[net.Conn]struct{}
 	closed  bool
 
@@ -163,24 +164,51 @@ func (x *Export) Acked(e uint64) {
 		i++
 	}
 	x.pending = x.pending[i:]
+	x.acked = max(x.acked, e)
 }
 
-// Resend prepares the next cut for a new session: with full, it carries
-// the whole image (a backup whose disk is unknown); otherwise the blocks
-// of every cut not acknowledged (the backup holds the last acked epoch).
-func (x *Export) Resend(full bool) {
+// BeginCopy starts an initial copy of the whole image to a new backup:
+// it forgets every tracked write and cut, so the next cut carries exactly
+// the blocks written from now on, including those written while the copy
+// (ReadAt while the guest runs) was read.
+func (x *Export) BeginCopy() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if full {
+	x.dirty.take(nil)
+	x.pending = nil
+}
+
+// ReadAt reads the image (the initial copy reads it while the guest runs).
+func (x *Export) ReadAt(p []byte, off int64) (int, error) { return x.f.ReadAt(p, off) }
+
+// Resend prepares the next cut for a new session with a backup that holds
+// epoch committed. If that is the last acknowledged epoch or a cut not
+// acknowledged yet (its ACK was lost), the backup applied every cut up to
+// it, and the next cut carries again the blocks of the later cuts.
+// Otherwise the backup's disk is unknown: the next cut carries the whole
+// image, and Resend reports full.
+func (x *Export) Resend(committed uint64) (full bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	known := committed != 0 && committed == x.acked
+	for _, c := range x.pending {
+		known = known || c.epoch == committed
+	}
+	if !known {
 		x.dirty.markAll()
-	} else {
-		for _, c := range x.pending {
+		x.pending = nil
+		return true
+	}
+	for _, c := range x.pending {
+		if c.epoch > committed {
 			for _, xt := range c.extents {
 				x.dirty.mark(xt.Off, xt.Len)
 			}
 		}
 	}
 	x.pending = nil
+	x.acked = committed
+	return false
 }
 
 // Close stops serving (open connections are closed: the guest's next

@@ -10,8 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/checkpointer/codec"
@@ -61,6 +64,22 @@ func (d *drainCheck) Resume(ctx context.Context) error {
 	d.flushesInPause += st.Flushes - d.flushesAtPause
 	d.mu.Unlock()
 	return d.Domain.Resume(ctx)
+}
+
+// s2Meter wraps the export and measures what S2 would make of each
+// epoch's disk data (measurement only: the records travel raw).
+type s2Meter struct {
+	*disk.Export
+	raw, enc, epochs atomic.Int64
+}
+
+func (m *s2Meter) Cut(e uint64) (*disk.Delta, error) {
+	d, err := m.Export.Cut(e)
+	if err == nil && m.epochs.Add(1) > 1 { // the first consistent one follows the copy
+		m.raw.Add(int64(d.Bytes()))
+		m.enc.Add(int64(len(s2.Encode(nil, d.Data))))
+	}
+	return d, err
 }
 
 // consoleOutput stands in for the network output commit (this guest has
@@ -200,8 +219,9 @@ func testDiskFollows(t *testing.T, replicate bool) {
 	}
 	pcfg := checkpointer.PrimaryConfig{Domain: dom, Output: out, Codec: codec.DefaultFGBI(), Dial: dial,
 		Interval: 100 * time.Millisecond, HeartbeatTimeout: 3 * time.Second, AckTimeout: 30 * time.Second}
+	meter := &s2Meter{Export: x}
 	if replicate {
-		pcfg.Disk = x
+		pcfg.Disk = meter
 	}
 	var diskBytes, epochs, pause int64
 	pcfg.OnEpoch = func(s checkpointer.EpochStats) {
@@ -257,6 +277,10 @@ func testDiskFollows(t *testing.T, replicate bool) {
 		t.Errorf("QEMU stop did not drain the disk: %d pauses with a request in flight, %d with writes while paused", dom.busy, dom.writesWhilePaused)
 	}
 	dom.mu.Unlock()
+	if n := meter.epochs.Load() - 1; n > 0 {
+		t.Logf("disk bytes per epoch: raw %d, S2 %d (ratio %.2f)", meter.raw.Load()/n, meter.enc.Load()/n,
+			float64(meter.raw.Load())/float64(max(meter.enc.Load(), 1)))
+	}
 
 	missing := checkImage(t, bimg, expect)
 	if replicate && missing != 0 {
