@@ -4,6 +4,7 @@ package checkpointer_test
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -104,7 +105,12 @@ func benchDiskGuest(b *testing.B, mode string, size int, flush bool) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx) }()
-		b.Cleanup(func() { cancel(); _ = <-done })
+		b.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				b.Error(err)
+			}
+		})
 		deadline := time.Now().Add(60 * time.Second)
 		for st, _ := bk.Committed(); st == 0; st, _ = bk.Committed() {
 			if time.Now().After(deadline) {
@@ -168,6 +174,11 @@ func startBackupTB(tb testing.TB, cfg checkpointer.BackupConfig) (*checkpointer.
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- bk.Serve(ctx) }()
-	tb.Cleanup(func() { cancel(); _ = <-errc })
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+			tb.Logf("backup: %v", err)
+		}
+	})
 	return bk, ln.Addr().String(), errc
 }
