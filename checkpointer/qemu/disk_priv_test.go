@@ -7,14 +7,9 @@ import (
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/klauspost/compress/s2"
 
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/checkpointer/codec"
@@ -28,108 +23,17 @@ import (
 
 const diskImageSize = 64 << 20
 
-// drainCheck wraps the QEMU domain and checks, at every epoch, QEMU's
-// claim that stop drains the disk: no request is in flight when stop
-// returns and no write reaches the export until cont.
-type drainCheck struct {
-	*qemu.Domain
-	x                 *disk.Export
-	mu                sync.Mutex
-	writesAtPause     uint64
-	pauses, busy      int
-	writesWhilePaused int
-	flushesInPause    uint64
-	flushesAtPause    uint64
-}
-
-func (d *drainCheck) Pause(ctx context.Context) error {
-	err := d.Domain.Pause(ctx)
-	st := d.x.Stats()
-	d.mu.Lock()
-	d.writesAtPause, d.flushesAtPause = st.Writes, st.Flushes
-	if st.InFlight != 0 {
-		d.busy++
-	}
-	d.mu.Unlock()
-	return err
-}
-
-func (d *drainCheck) Resume(ctx context.Context) error {
-	st := d.x.Stats()
-	d.mu.Lock()
-	d.pauses++
-	if st.Writes != d.writesAtPause || st.InFlight != 0 {
-		d.writesWhilePaused++
-	}
-	d.flushesInPause += st.Flushes - d.flushesAtPause
-	d.mu.Unlock()
-	return d.Domain.Resume(ctx)
-}
-
-// s2Meter wraps the export and measures what S2 would make of each
-// epoch's disk data (measurement only: the records travel raw).
-type s2Meter struct {
-	*disk.Export
-	raw, enc, epochs atomic.Int64
-}
-
-func (m *s2Meter) Cut(e uint64) (*disk.Delta, error) {
-	d, err := m.Export.Cut(e)
-	if err == nil && m.epochs.Add(1) > 1 { // the first consistent one follows the copy
-		m.raw.Add(int64(d.Bytes()))
-		m.enc.Add(int64(len(s2.Encode(nil, d.Data))))
-	}
-	return d, err
-}
-
-// consoleOutput stands in for the network output commit (this guest has
-// no NIC; its output is its console): at each Advance, with the guest
-// paused, it records the last file the guest reported durable.
-type consoleOutput struct {
-	serial   string
-	mu       sync.Mutex
-	next     uint64
-	wroteAt  map[uint64]int
-	released uint64
-}
-
-func (o *consoleOutput) Advance() (uint64, error) {
-	b, _ := os.ReadFile(o.serial)
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.next++
-	o.wroteAt[o.next] = diskload.LastWrote(b)
-	return o.next, nil
-}
-
-func (o *consoleOutput) Release(e uint64) error {
-	o.mu.Lock()
-	o.released = e
-	o.mu.Unlock()
-	return nil
-}
-
-func (o *consoleOutput) Discard() error { return nil }
-
-// nopStandby: this test checks the backup's disk image, not activation.
-type nopStandby struct{}
-
-func (nopStandby) Activate(context.Context, []byte) error { return nil }
-func (nopStandby) Close() error                           { return nil }
-
-func run(_ *testing.T, name string, args ...string) (string, error) {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	return string(out), err
-}
-
 // TestDiskFollowsCheckpoints boots the test guest with a real ext4 disk
 // served by the export over NBD; the guest writes files with fsync while
 // the engine checkpoints it to a backup over TCP; then the primary's QEMU
 // is killed. The backup's image must hold every file the guest reported
 // durable before the last committed epoch's pause, and pass e2fsck once
 // its ext4 journal is replayed (as the guest's mount would). Every epoch
-// also checks QEMU's stop drain. The negative control runs the same with
-// disk replication off: files are missing.
+// also checks QEMU's stop drain. With replication, the backup then fails
+// over: its warm standby QEMU resumes the guest on the backup's image
+// (served by a backup-side export), the guest goes on writing files, and
+// the image then holds every file either QEMU reported. The negative
+// control runs the same with disk replication off: files are missing.
 func TestDiskFollowsCheckpoints(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	for _, replicate := range []bool{true, false} {
@@ -184,7 +88,9 @@ func testDiskFollows(t *testing.T, replicate bool) {
 	}
 	dom := &drainCheck{Domain: qd, x: x}
 
-	replica, err := qemu.CreateReplica(shmPrefix+"disk-backup.ram", dom.MemorySize())
+	scfg := cfg.ForHost(cfg.Name, shmPrefix+"disk-backup.ram", "", filepath.Join(dir, "qmp-b"), filepath.Join(dir, "serial-b"), "")
+	scfg.DiskSocket = filepath.Join(dir, "nbd-b.sock")
+	replica, err := qemu.CreateReplica(scfg.MemPath, dom.MemorySize())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,8 +107,21 @@ func testDiskFollows(t *testing.T, replicate bool) {
 			t.Fatal(err)
 		}
 	}
+	var sb *snapStandby
 	if rd != nil {
 		bcfg.Disk = rd
+		bx, err := disk.NewExport(bimg, scfg.DiskSocket, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { bx.Close() })
+		s, err := qemu.StartStandby(ctx, scfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.VM().Kill() })
+		sb = &snapStandby{Standby: s, img: bimg}
+		bcfg.Standby = sb
 	}
 	b, err := checkpointer.NewBackup(bcfg)
 	if err != nil {
@@ -258,6 +177,33 @@ func testDiskFollows(t *testing.T, replicate bool) {
 	}
 	pcancel()
 	t.Logf("primary after its QEMU was killed: %v", <-pdone)
+	committed, _ := b.Committed()
+	out.mu.Lock()
+	expect := out.wroteAt[committed]
+	out.mu.Unlock()
+	after := 0
+	if sb != nil { // the backup fails over; the guest goes on writing there
+		svm := sb.VM()
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			c, _ := os.ReadFile(scfg.SerialPath)
+			if after = diskload.LastWrote(c); after >= expect+10 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after failover the guest reported file %d (before: %d); console: %q", after, expect, c)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := svm.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := os.ReadFile(scfg.SerialPath)
+		after = diskload.LastWrote(c)
+		if sb.err != nil {
+			t.Fatalf("copy of the image at failover: %v", sb.err)
+		}
+	}
 	bcancel()
 	if err := <-bdone; err != nil && !errors.Is(err, context.Canceled) {
 		t.Logf("backup: %v", err)
@@ -265,10 +211,6 @@ func testDiskFollows(t *testing.T, replicate bool) {
 	if rd != nil {
 		rd.Close()
 	}
-	committed, _ := b.Committed()
-	out.mu.Lock()
-	expect := out.wroteAt[committed]
-	out.mu.Unlock()
 	dom.mu.Lock()
 	t.Logf("%d epochs, backup committed %d; guest reported %d files durable by its pause; disk %d bytes in %d epochs after the first (pause mean %v); "+
 		"drain: %d pauses, %d with a request in flight, %d with writes while paused, %d flushes during pauses",
@@ -282,51 +224,21 @@ func testDiskFollows(t *testing.T, replicate bool) {
 			float64(meter.raw.Load())/float64(max(meter.enc.Load(), 1)))
 	}
 
-	missing := checkImage(t, bimg, expect)
-	if replicate && missing != 0 {
-		t.Fatalf("backup image lacks %d of the %d files the guest made durable before committed epoch %d", missing, expect, committed)
+	if replicate {
+		if missing := checkImage(t, bimg+".failover", expect); missing != 0 {
+			t.Fatalf("backup image at failover lacks %d of the %d files the guest made durable before committed epoch %d", missing, expect, committed)
+		}
+		if missing := checkImage(t, bimg, after); missing != 0 {
+			t.Fatalf("after failover and %d more files, the image lacks %d of %d", after-expect, missing, after)
+		}
+		t.Logf("failover: the resumed guest wrote files %d..%d on the backup's image; all %d present, e2fsck clean", expect+1, after, after)
+		return
 	}
+	missing := checkImage(t, bimg, expect)
 	if !replicate {
 		if missing == 0 {
 			t.Fatalf("negative control: without disk replication the backup still holds all %d files: the check proves nothing", expect)
 		}
 		t.Logf("negative control: replication off, the backup lacks %d of %d durable files", missing, expect)
 	}
-}
-
-// checkImage replays the ext4 journal of a copy of img (what a mount
-// does), requires e2fsck -fn to pass, and returns how many of files
-// 1..n are missing or wrong.
-func checkImage(t *testing.T, img string, n int) int {
-	t.Helper()
-	raw, rawErr := run(t, "e2fsck", "-fn", img)
-	t.Logf("e2fsck -fn of the image as left (journal not replayed): %v", rawErr)
-	cp := img + ".check"
-	if out, err := run(t, "cp", "--sparse=always", img, cp); err != nil {
-		t.Fatalf("copy: %v: %s", err, out)
-	}
-	if out, err := run(t, "e2fsck", "-E", "journal_only", "-y", cp); err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() > 1 {
-			t.Fatalf("journal replay: %v: %s", err, out)
-		}
-	}
-	if out, err := run(t, "e2fsck", "-fn", cp); err != nil {
-		t.Fatalf("e2fsck -fn after journal replay: %v:\n%s\n(as left: %s)", err, out, raw)
-	}
-	dump := filepath.Join(filepath.Dir(img), "dump")
-	if err := os.MkdirAll(dump, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := run(t, "debugfs", "-R", "rdump / "+dump, cp); err != nil {
-		t.Fatalf("debugfs rdump: %v: %s", err, out)
-	}
-	missing := 0
-	for i := 1; i <= n; i++ {
-		b, err := os.ReadFile(filepath.Join(dump, diskload.Name(i)))
-		if err != nil || string(b) != string(diskload.Content(i)) {
-			missing++
-		}
-	}
-	return missing
 }
