@@ -109,7 +109,9 @@ func BenchmarkDiskInitialSync(b *testing.B) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		close(stop)
-		<-werr
+		if err := <-werr; err != nil {
+			b.Fatal(err)
+		}
 		cancel()
 		if err := <-done; err != nil {
 			b.Fatal(err)
