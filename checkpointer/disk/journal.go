@@ -13,8 +13,11 @@ import (
 
 // Journal entries: magic u32 | kind u8 | epoch u64 | arg u64 | len u32 |
 // crc32c u32 | data. An extent entry has arg = image offset and len bytes
-// of data; the commit entry has arg = number of extent entries and no
-// data. The CRC covers the 25 header bytes before it and the data.
+// of data; the commit entry has arg = number of extent entries and, as
+// data, the chain: a CRC over the CRCs of those entries, so that a stale
+// commit record left behind an unsynced truncation never commits records
+// staged over it. The CRC covers the 25 header bytes before it and the
+// data.
 const (
 	jMagic     = 0x4a445352 // "RSDJ"
 	jExtent    = 1
@@ -39,8 +42,14 @@ func hook(phase string, i int) {
 	}
 }
 
-// appendEntry writes one entry at pos and returns the position after it.
-func appendEntry(f *os.File, pos int64, kind byte, epoch, arg uint64, data []byte) (int64, error) {
+// chainCRC extends a commit chain with one entry's CRC.
+func chainCRC(chain, entry uint32) uint32 {
+	return crc32.Update(chain, castagnoli, binary.LittleEndian.AppendUint32(nil, entry))
+}
+
+// appendEntry writes one entry at pos and returns the position after it
+// and the entry's CRC.
+func appendEntry(f *os.File, pos int64, kind byte, epoch, arg uint64, data []byte) (int64, uint32, error) {
 	h := binary.LittleEndian.AppendUint32(make([]byte, 0, jHeaderLen+len(data)), jMagic)
 	h = append(h, kind)
 	h = binary.LittleEndian.AppendUint64(h, epoch)
@@ -50,9 +59,9 @@ func appendEntry(f *os.File, pos int64, kind byte, epoch, arg uint64, data []byt
 	h = binary.LittleEndian.AppendUint32(h, c)
 	h = append(h, data...)
 	if _, err := f.WriteAt(h, pos); err != nil {
-		return pos, fmt.Errorf("write journal: %w", err)
+		return pos, 0, fmt.Errorf("write journal: %w", err)
 	}
-	return pos + int64(len(h)), nil
+	return pos + int64(len(h)), c, nil
 }
 
 // readJournal parses the journal from its start and returns the extent
@@ -66,6 +75,7 @@ func readJournal(f *os.File, size int64) (epoch uint64, ents []jEntry, ok bool, 
 	end := fi.Size()
 	var pos int64
 	var buf []byte
+	var chain uint32
 	for pos+jHeaderLen <= end {
 		var h [jHeaderLen]byte
 		if _, err := f.ReadAt(h[:], pos); err != nil {
@@ -83,7 +93,8 @@ func readJournal(f *os.File, size int64) (epoch uint64, ents []jEntry, ok bool, 
 		if _, err := f.ReadAt(buf, pos+jHeaderLen); err != nil {
 			return 0, nil, false, fmt.Errorf("read journal: %w", err)
 		}
-		if crc32.Update(crc32.Checksum(h[:25], castagnoli), castagnoli, buf) != binary.LittleEndian.Uint32(h[25:]) {
+		c := binary.LittleEndian.Uint32(h[25:])
+		if crc32.Update(crc32.Checksum(h[:25], castagnoli), castagnoli, buf) != c {
 			return 0, nil, false, nil
 		}
 		if len(ents) > 0 && e != epoch {
@@ -96,8 +107,10 @@ func readJournal(f *os.File, size int64) (epoch uint64, ents []jEntry, ok bool, 
 				return 0, nil, false, nil
 			}
 			ents = append(ents, jEntry{off: int64(arg), n: n, pos: pos + jHeaderLen})
+			chain = chainCRC(chain, c)
 		case jCommit:
-			return epoch, ents, arg == uint64(len(ents)) && n == 0, nil
+			ok := arg == uint64(len(ents)) && n == 4 && binary.LittleEndian.Uint32(buf) == chain
+			return epoch, ents, ok, nil
 		default:
 			return 0, nil, false, nil
 		}

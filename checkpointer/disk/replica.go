@@ -3,6 +3,7 @@
 package disk
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"os"
@@ -37,6 +38,7 @@ type Replica struct {
 	next   uint32
 	jpos   int64
 	ents   []jEntry
+	chain  uint32 // chainCRC over the staged entries
 }
 
 // OpenReplica opens the backup's image. A journal holding a committed
@@ -109,10 +111,11 @@ func (r *Replica) Stage(rec wire.DiskRecord) error {
 	if err := checkExtent(rec.Off, len(rec.Data), r.size); err != nil {
 		return err
 	}
-	pos, err := appendEntry(r.jr, r.jpos, jExtent, rec.Epoch, rec.Off, rec.Data)
+	pos, c, err := appendEntry(r.jr, r.jpos, jExtent, rec.Epoch, rec.Off, rec.Data)
 	if err != nil {
 		return err
 	}
+	r.chain = chainCRC(r.chain, c)
 	r.ents = append(r.ents, jEntry{off: int64(rec.Off), n: int64(len(rec.Data)), pos: r.jpos + jHeaderLen})
 	r.jpos = pos
 	r.next++
@@ -130,7 +133,7 @@ func (r *Replica) Commit(e uint64) error {
 		return nil
 	}
 	hook("commit", 0)
-	pos, err := appendEntry(r.jr, r.jpos, jCommit, e, uint64(len(r.ents)), nil)
+	pos, _, err := appendEntry(r.jr, r.jpos, jCommit, e, uint64(len(r.ents)), binary.LittleEndian.AppendUint32(nil, r.chain))
 	if err != nil {
 		return err
 	}
@@ -152,16 +155,22 @@ func (r *Replica) Apply() error {
 }
 
 // Abort drops what is staged (a checkpoint refused or cut short).
-func (r *Replica) Abort() error { return r.reset() }
+func (r *Replica) Abort() error {
+	if !r.staged && r.jpos == 0 {
+		return nil // nothing staged since the last reset
+	}
+	return r.reset()
+}
 
-// reset empties the journal durably and forgets the staging.
+// reset empties the journal and forgets the staging. The truncation need
+// not be durable: a committed journal that survives a power loss is one
+// already applied and synced, and replaying it again writes the same
+// bytes; records of a later epoch staged over it fail the epoch check, so
+// an uncommitted mix is discarded.
 func (r *Replica) reset() error {
-	r.staged, r.epoch, r.count, r.next, r.jpos, r.ents = false, 0, 0, 0, 0, r.ents[:0]
+	r.staged, r.epoch, r.count, r.next, r.jpos, r.ents, r.chain = false, 0, 0, 0, 0, r.ents[:0], 0
 	if err := r.jr.Truncate(0); err != nil {
 		return fmt.Errorf("truncate journal: %w", err)
-	}
-	if err := fdatasync(r.jr); err != nil {
-		return fmt.Errorf("sync journal: %w", err)
 	}
 	return nil
 }
