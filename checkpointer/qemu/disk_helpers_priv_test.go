@@ -59,8 +59,8 @@ func (d *drainCheck) Resume(ctx context.Context) error {
 	return d.Domain.Resume(ctx)
 }
 
-// s2Meter wraps the export and measures what S2 would make of each
-// epoch's disk data (measurement only: the records travel raw).
+// s2Meter wraps the export and measures what S2 makes of each epoch's
+// disk data as one block (the records compress each 256 KiB alone).
 type s2Meter struct {
 	*disk.Export
 	raw, enc, epochs atomic.Int64
