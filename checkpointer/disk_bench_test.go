@@ -87,7 +87,11 @@ func benchDiskGuest(b *testing.B, mode string, size int, flush bool) {
 			HeartbeatTimeout: 5 * time.Second, Failover: checkpointer.FailoverConfig{Fence: checkpointer.CommandFencer{Command: "true"}}}
 		pcfg := checkpointer.PrimaryConfig{Domain: g, Output: checkpointer.NewEpochCounterAt(1), Codec: codec.DefaultFGBI(),
 			Interval: 50 * time.Millisecond, HeartbeatTimeout: 5 * time.Second, Pipeline: true,
-			OnEpoch: func(s checkpointer.EpochStats) { pauses.Add(1); pauseNs.Add(int64(s.Pause)); diskWire.Add(s.DiskWireBytes) }}
+			OnEpoch: func(s checkpointer.EpochStats) {
+				pauses.Add(1)
+				pauseNs.Add(int64(s.Pause))
+				diskWire.Add(s.DiskWireBytes)
+			}}
 		if mode == "protected" {
 			rd, err := disk.OpenReplica(bimg, disk.ReplicaOptions{})
 			if err != nil {
