@@ -21,6 +21,9 @@ type BackupConfig struct {
 	Replica Replica
 	Standby Standby
 	Codec   codec.Codec
+	// Disk, if set, is the backup's copy of the guest's disk; a primary
+	// must then send one of the same size.
+	Disk DiskReplica
 	// Listener accepts the primary (ListenTCP; TLS already wrapped).
 	Listener net.Listener
 	// HeartbeatInterval and HeartbeatTimeout: a primary silent for the

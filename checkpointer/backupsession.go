@@ -115,6 +115,8 @@ func (b *Backup) readHello(l *wire.Conn) (wire.HelloMsg, error) {
 		return h, fmt.Errorf("hello for vm %q, this backup protects %q: %w", h.VM, b.cfg.VM, wire.ErrSession)
 	case h.MemSize != uint64(len(b.cfg.Replica.Memory())):
 		return h, fmt.Errorf("hello memory %d bytes, replica %d: %w", h.MemSize, len(b.cfg.Replica.Memory()), wire.ErrSession)
+	case h.DiskSize != b.diskSize():
+		return h, fmt.Errorf("hello disk %d bytes, backup %d: %w", h.DiskSize, b.diskSize(), wire.ErrSession)
 	case h.Codec != b.cfg.Codec.Name():
 		return h, fmt.Errorf("hello codec %q, backup %q: %w", h.Codec, b.cfg.Codec.Name(), wire.ErrSession)
 	}
@@ -122,9 +124,20 @@ func (b *Backup) readHello(l *wire.Conn) (wire.HelloMsg, error) {
 }
 
 // receive stages one checkpoint whole, verifies it, applies it atomically
-// and ACKs it. Until Apply nothing touches the replica.
-func (b *Backup) receive(l *wire.Conn, s *backupSession, dec codec.Decoder, m wire.CheckpointMsg, lastSeq uint64) error {
+// and ACKs it. Until Apply nothing touches the replica; disk records wait
+// in the journal.
+func (b *Backup) receive(l *wire.Conn, s *backupSession, dec codec.Decoder, m wire.CheckpointMsg, lastSeq uint64) (err error) {
 	start := time.Now()
+	if d := b.cfg.Disk; d != nil {
+		if err := d.Abort(); err != nil { // a checkpoint cut short earlier
+			return fmt.Errorf("drop staged disk records: %w", err)
+		}
+		defer func() {
+			if err != nil && d.Staged() {
+				_ = d.Abort() // refused: the error says why; the next receive retries the drop
+			}
+		}()
+	}
 	if m.Seq != lastSeq+1 {
 		return fmt.Errorf("checkpoint seq %d after %d: %w", m.Seq, lastSeq, ErrReplay)
 	}
@@ -142,7 +155,7 @@ func (b *Backup) receive(l *wire.Conn, s *backupSession, dec codec.Decoder, m wi
 	if err != nil {
 		return fmt.Errorf("checkpoint seq %d epoch %d: %w", m.Seq, m.Epoch, err)
 	}
-	typ, payload, err := dr.Next()
+	typ, payload, err := b.readDisk(dr, m)
 	if err != nil {
 		return fmt.Errorf("checkpoint epoch %d end: %w", m.Epoch, wire.TruncatedOnEOF(err))
 	}
@@ -173,8 +186,15 @@ func (b *Backup) commit(s *backupSession, staged codec.Staged, m wire.Checkpoint
 	if b.cur != s || b.state == StateFencing || b.state == StateActive {
 		return fmt.Errorf("session superseded before epoch %d applied: %w", m.Epoch, wire.ErrSession)
 	}
+	if err := b.commitDisk(m); err != nil {
+		return err
+	}
 	staged.Apply(b.cfg.Replica.Memory())
-	if err := b.cfg.Replica.Sync(); err != nil {
+	err := b.cfg.Replica.Sync()
+	if err == nil && b.cfg.Disk != nil && b.cfg.Disk.Staged() {
+		err = b.cfg.Disk.Apply()
+	}
+	if err != nil {
 		// The replica no longer matches any checkpoint: never resume from it.
 		b.committed, b.devState = 0, nil
 		b.setStateLocked(StateWaiting)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/resilire/resilire/checkpointer/disk"
 	"github.com/resilire/resilire/checkpointer/wire"
 )
 
@@ -24,12 +25,15 @@ import (
 // EpochStats is what one committed epoch measured.
 type EpochStats struct {
 	Epoch uint64
-	Pages int           // dirty pages carried
-	Bytes int64         // checkpoint bytes on the wire
-	Pause time.Duration // Domain.Pause called to Domain.Resume returned (type II downtime)
-	Stop  time.Duration // of which inside Domain.Pause
-	Ack   time.Duration // END sent to ACK received
-	Total time.Duration // pause to release
+	Pages int   // dirty pages carried
+	Bytes int64 // checkpoint bytes on the wire (memory codec)
+	// DiskBytes is the disk data the epoch wrote, DiskWireBytes its DISK
+	// frames' payload (records' headers included).
+	DiskBytes, DiskWireBytes int64
+	Pause                    time.Duration // Domain.Pause called to Domain.Resume returned (type II downtime)
+	Stop                     time.Duration // of which inside Domain.Pause
+	Ack                      time.Duration // END sent to ACK received
+	Total                    time.Duration // pause to release
 }
 
 // checkpoint is one epoch taken from the paused guest, not yet shipped.
@@ -40,6 +44,7 @@ type checkpoint struct {
 	data  []byte
 	state []byte
 	scrub []byte // SCRUB payload to send after END, nil if none
+	disk  *disk.Delta
 }
 
 // capBuf holds the pages of one captured epoch; the pipelined loop
@@ -96,11 +101,11 @@ func (p *Primary) ship(ctx context.Context, s *session, c *checkpoint) error {
 	r := &c.stats
 	e := r.Epoch
 	// 4. Encode and stream checkpoint e.
-	m, st, err := s.send(p.enc, wire.Consistent, e, c.pfns, c.data, c.state)
+	m, st, err := s.send(p.enc, wire.Consistent, e, c.pfns, c.data, c.state, c.disk)
 	if err != nil {
 		return err
 	}
-	r.Bytes = st.WireBytes
+	r.Bytes, r.DiskWireBytes = st.WireBytes, st.DiskWireBytes
 	p.m.WireBytes.Add(float64(st.WireBytes))
 	if c.scrub != nil {
 		// Right after END: the backup compares with epoch e applied.
@@ -118,6 +123,9 @@ func (p *Primary) ship(ctx context.Context, s *session, c *checkpoint) error {
 	p.m.AckLatency.Observe(r.Ack.Seconds())
 	p.m.Checkpoints.WithLabelValues("acked").Inc()
 	p.setAcked(e)
+	if p.cfg.Disk != nil {
+		p.cfg.Disk.Acked(e)
+	}
 
 	// 6. Output commit: the frames of epochs <= e may leave now.
 	if err := p.cfg.Output.Release(e); err != nil {
@@ -165,6 +173,13 @@ func (p *Primary) capture(ctx context.Context, buf *capBuf, c *checkpoint) (uint
 	state, err := p.cfg.Domain.SaveState(ctx)
 	if err != nil {
 		return e, fmt.Errorf("save state of epoch %d: %w", e, err)
+	}
+	if p.cfg.Disk != nil {
+		// The guest is paused and its disk requests drained: the cut is exact.
+		if c.disk, err = p.cfg.Disk.Cut(e); err != nil {
+			return e, fmt.Errorf("cut disk of epoch %d: %w", e, err)
+		}
+		c.stats.DiskBytes = int64(c.disk.Bytes())
 	}
 	p.fullNext = false
 	if p.scrubDue() {

@@ -85,6 +85,11 @@ type PrimaryConfig struct {
 	// with the backup's replica every that many epochs (scrub.go); 0 is
 	// off. The CLI defaults to DefaultScrubEvery.
 	ScrubEvery int
+	// Disk, if set, is the guest's disk export: each epoch's writes travel
+	// with its checkpoint. The backup must have a disk of the same size.
+	Disk DiskSource
+	// DiskProgress, if set, is told how far the initial disk copy is.
+	DiskProgress func(done, total uint64)
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
 	Logger  *slog.Logger

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/resilire/resilire/checkpointer/codec"
+	"github.com/resilire/resilire/checkpointer/disk"
 	"github.com/resilire/resilire/checkpointer/wire"
 )
 
@@ -43,6 +44,9 @@ func (p *Primary) dialSession(ctx context.Context) (*session, error) {
 		return nil, fmt.Errorf("session id: %w", err)
 	}
 	h := wire.HelloMsg{MemSize: p.cfg.Domain.MemorySize(), Session: s.id, VM: p.cfg.Domain.Name(), Codec: p.cfg.Codec.Name()}
+	if p.cfg.Disk != nil {
+		h.DiskSize = uint64(p.cfg.Disk.Size())
+	}
 	hp, err := h.Marshal()
 	if err != nil {
 		conn.Close()
@@ -143,8 +147,9 @@ func (s *session) beatLoop(every time.Duration) {
 	}
 }
 
-// send streams one checkpoint: BEGIN, the codec's DATA, END.
-func (s *session) send(enc codec.Encoder, kind wire.Kind, epoch uint64, pfns []uint64, data, state []byte) (wire.CheckpointMsg, codec.EncodeStats, error) {
+// send streams one checkpoint: BEGIN, the codec's DATA, the DISK records
+// of dd (if not nil), END.
+func (s *session) send(enc codec.Encoder, kind wire.Kind, epoch uint64, pfns []uint64, data, state []byte, dd *disk.Delta) (wire.CheckpointMsg, codec.EncodeStats, error) {
 	s.seq++
 	m := wire.CheckpointMsg{Seq: s.seq, Epoch: epoch, Kind: kind}
 	if err := s.l.Write(wire.Begin, m.Marshal(), false); err != nil {
@@ -157,6 +162,13 @@ func (s *session) send(enc codec.Encoder, kind wire.Kind, epoch uint64, pfns []u
 			return m, st, s.lost(err)
 		}
 		return m, st, fmt.Errorf("encode epoch %d: %w", epoch, err)
+	}
+	if dd != nil {
+		n, err := s.sendDisk(dd)
+		if err != nil {
+			return m, st, s.lost(err)
+		}
+		st.DiskWireBytes = n
 	}
 	if err := s.l.Write(wire.End, m.Marshal(), true); err != nil {
 		return m, st, s.lost(err)

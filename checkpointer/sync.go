@@ -50,6 +50,11 @@ func (p *Primary) initialSync(ctx context.Context, s *session) error {
 	p.scrub.mu.Lock()
 	p.scrub.pending = 0 // a report of the old session never comes
 	p.scrub.mu.Unlock()
+	if p.cfg.Disk != nil {
+		if err := p.syncDisk(ctx, s); err != nil {
+			return err
+		}
+	}
 	// Clear the log: everything written from here on is caught by a later harvest.
 	var err error
 	if p.pfns, err = p.cfg.Domain.HarvestDirty(ctx, p.pfns[:0]); err != nil {
@@ -98,7 +103,7 @@ func (p *Primary) precopy(ctx context.Context, s *session, pfns []uint64, progre
 		if err := p.cfg.Domain.ReadPages(chunk, data); err != nil {
 			return fmt.Errorf("pre-copy read: %w", err)
 		}
-		m, st, err := s.send(p.enc, wire.Precopy, 0, chunk, data, nil)
+		m, st, err := s.send(p.enc, wire.Precopy, 0, chunk, data, nil, nil)
 		if err != nil {
 			return err
 		}

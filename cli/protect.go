@@ -33,6 +33,7 @@ func protectCommand() *ucli.Command {
 		metricsFlag(),
 	}
 	flags = append(append(append(append(flags, timingFlags()...), codecFlags()...), tlsFlags()...), domainFlags()...)
+	flags = append(flags, diskFlags(true)...)
 	return &ucli.Command{
 		Name:  "protect",
 		Usage: "protect a VM: checkpoint it to a backup every interval and hold its output until each checkpoint is acknowledged",
@@ -88,9 +89,20 @@ func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfi
 	if err != nil {
 		return cfg, nil, nil, err
 	}
-	drv, err := openPrimary(c, log)
+	x, err := openPrimaryDisk(c, log)
 	if err != nil {
 		return cfg, nil, nil, err
+	}
+	drv, err := openPrimary(c, log)
+	if err != nil {
+		if x != nil {
+			x.Close()
+		}
+		return cfg, nil, nil, err
+	}
+	closeAll := drv.close
+	if x != nil {
+		closeAll = func() { drv.close(); x.Close() }
 	}
 	reg := prometheus.NewRegistry()
 	cfg = checkpointer.PrimaryConfig{Domain: drv.domain, Output: drv.output, Codec: codec, Dial: dial,
@@ -98,13 +110,19 @@ func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfi
 		HeartbeatTimeout: c.Duration("heartbeat-timeout"), AckTimeout: c.Duration("ack-timeout"),
 		Input: drv.input, OnBackupLoss: policy, Pipeline: c.Bool("pipeline"), PrecopyRounds: c.Int("precopy-rounds"), ScrubEvery: c.Int("scrub-every"), Logger: log,
 		Metrics: checkpointer.NewMetrics(reg, "primary", c.String("vm"))}
+	switch {
+	case x != nil && c.Bool("unsafe-no-disk-replication"):
+		log.Warn("--unsafe-no-disk-replication: the disk is served but NOT replicated", "vm", c.String("vm"))
+	case x != nil:
+		cfg.Disk = x
+	}
 	if policy == checkpointer.LossContinue {
 		log.Warn("--on-backup-loss=continue: if the backup is lost the guest keeps talking UNPROTECTED", "vm", c.String("vm"))
 	}
 	if !c.Bool("no-progress") {
 		cfg.Progress = progressFunc(c)
 	}
-	return cfg, reg, drv.close, nil
+	return cfg, reg, closeAll, nil
 }
 
 // progressFunc draws the initial synchronisation on stderr.

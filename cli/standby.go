@@ -31,6 +31,7 @@ func standbyCommand() *ucli.Command {
 		metricsFlag(),
 	}
 	flags = append(append(append(append(flags, timingFlags()...), codecFlags()...), tlsFlags()...), domainFlags()...)
+	flags = append(flags, diskFlags(false)...)
 	return &ucli.Command{
 		Name:  "standby",
 		Usage: "hold a VM's replica for a primary and take over when it dies",
@@ -44,11 +45,19 @@ func standbyCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
+			rd, x, err := openBackupDisk(c, log)
+			if err != nil {
+				return err
+			}
+			defer closeBackupDisk(rd, x)
 			cfg, reg, err := backupConfig(c, log)
 			if err != nil {
 				return err
 			}
 			defer cfg.Standby.Close()
+			if rd != nil {
+				cfg.Disk = rd
+			}
 			b, err := checkpointer.NewBackup(cfg)
 			if err != nil {
 				return err

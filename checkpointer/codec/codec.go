@@ -18,6 +18,9 @@ type EncodeStats struct {
 	Pages int
 	// WireBytes is the encoded size of the checkpoint.
 	WireBytes int64
+	// DiskWireBytes is the size of the checkpoint's DISK records (set by
+	// the engine, not the codec).
+	DiskWireBytes int64
 }
 
 // Encoder turns the pages copied during a pause into one self-delimiting

@@ -45,7 +45,10 @@ type Config struct {
 	// dies. Tests want it; an agent must not (its crash must leave the
 	// guest running, held by the data plane).
 	KillWithParent bool
-	Extra          []string // appended to the command line
+	// DiskSocket, if set, is the agent's NBD export of the guest's disk
+	// (disk.Export): a virtio-blk device the guest sees as /dev/vda.
+	DiskSocket string
+	Extra      []string // appended to the command line
 }
 
 // ForHost returns a copy of c for another host: same machine, other
@@ -78,7 +81,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("qemu config: %d MiB of RAM: the guest needs at least 80", c.MemoryMiB)
 	}
 	// QEMU option values are comma-separated; refuse paths it would split.
-	for _, v := range []string{c.Name, c.MemPath, c.Kernel, c.Initrd, c.Tap, c.QMPPath, c.SerialPath, c.MAC} {
+	for _, v := range []string{c.Name, c.MemPath, c.Kernel, c.Initrd, c.Tap, c.QMPPath, c.SerialPath, c.MAC, c.DiskSocket} {
 		if strings.Contains(v, ",") {
 			return fmt.Errorf("qemu config: %q contains a comma", v)
 		}
@@ -122,6 +125,7 @@ func (c Config) Args(standby bool) []string {
 			// romfile= keeps the NIC's option ROM out of the machine.
 			"-device", "virtio-net-pci,netdev=n0,mac="+c.MAC+",romfile=")
 	}
+	a = append(a, c.diskArgs()...)
 	a = append(a, "-qmp", "unix:"+c.QMPPath+",server=on,wait=off", "-pidfile", c.PIDPath(), "-no-reboot")
 	if standby {
 		a = append(a, "-incoming", "defer", "-S")

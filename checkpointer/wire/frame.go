@@ -27,6 +27,8 @@ const (
 	// ScrubReport (backup) answers it (scrub.go).
 	Scrub       Type = 10
 	ScrubReport Type = 11
+	// Disk (primary): disk writes of the checkpoint, after its DATA.
+	Disk Type = 12
 )
 
 // Frame sizes.
@@ -49,6 +51,8 @@ func MaxPayload(typ Type) int {
 		return MaxInputPayload
 	case Scrub, ScrubReport:
 		return MaxScrubPayload
+	case Disk:
+		return MaxDiskPayload
 	case Hello, HelloAck, Begin, End, Ack, Heartbeat, Error:
 		return MaxControlPayload
 	}

@@ -12,7 +12,7 @@ import (
 const (
 	helloMagic = 0x524c5352 // "RSLR"
 	// Version is the protocol version both ends must speak.
-	Version = 1
+	Version = 2
 	// SessionIDLen is the length of a session id.
 	SessionIDLen = 16
 	// MaxNameLen bounds a VM or codec name in the hello.
@@ -22,9 +22,12 @@ const (
 // HelloMsg opens a session: who the primary protects and how it encodes.
 type HelloMsg struct {
 	MemSize uint64
-	Session [SessionIDLen]byte
-	VM      string
-	Codec   string
+	// DiskSize is the size of the replicated disk image, 0 without one
+	// (protocol version 2).
+	DiskSize uint64
+	Session  [SessionIDLen]byte
+	VM       string
+	Codec    string
 }
 
 // CheckName refuses a VM or codec name the hello cannot carry.
@@ -46,6 +49,7 @@ func (h HelloMsg) Marshal() ([]byte, error) {
 	b := binary.LittleEndian.AppendUint32(nil, helloMagic)
 	b = binary.LittleEndian.AppendUint16(b, Version)
 	b = binary.LittleEndian.AppendUint64(b, h.MemSize)
+	b = binary.LittleEndian.AppendUint64(b, h.DiskSize)
 	b = append(b, h.Session[:]...)
 	b = append(b, byte(len(h.VM)), byte(len(h.Codec)))
 	b = append(b, h.VM...)
@@ -55,7 +59,7 @@ func (h HelloMsg) Marshal() ([]byte, error) {
 // ParseHello decodes a HELLO payload.
 func ParseHello(p []byte) (HelloMsg, error) {
 	var h HelloMsg
-	const fixed = 4 + 2 + 8 + SessionIDLen + 2
+	const fixed = 4 + 2 + 8 + 8 + SessionIDLen + 2
 	if len(p) < fixed {
 		return h, fmt.Errorf("hello: %d bytes: %w", len(p), ErrFrame)
 	}
@@ -66,7 +70,8 @@ func ParseHello(p []byte) (HelloMsg, error) {
 		return h, fmt.Errorf("hello protocol version %d, want %d: %w", v, Version, ErrSession)
 	}
 	h.MemSize = binary.LittleEndian.Uint64(p[6:])
-	copy(h.Session[:], p[14:14+SessionIDLen])
+	h.DiskSize = binary.LittleEndian.Uint64(p[14:])
+	copy(h.Session[:], p[22:22+SessionIDLen])
 	nv, nc := int(p[fixed-2]), int(p[fixed-1])
 	if len(p) != fixed+nv+nc {
 		return h, fmt.Errorf("hello names: %d bytes for %d+%d: %w", len(p)-fixed, nv, nc, ErrFrame)

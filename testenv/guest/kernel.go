@@ -33,8 +33,8 @@ const (
 	kernelMeta = "linux-image-cloud-amd64"
 )
 
-// Modules are the virtio-net modules the cloud kernel needs (none of them
-// is built in), by path under lib/modules/<release>/kernel/. The load order
+// Modules are the virtio-net and virtio-blk modules the cloud kernel needs
+// (none of them is built in; ext4 and crc32c are), by path under lib/modules/<release>/kernel/. The load order
 // is computed from their depends= fields.
 var Modules = []string{
 	"drivers/virtio/virtio_ring.ko",
@@ -45,6 +45,7 @@ var Modules = []string{
 	"net/core/failover.ko",
 	"drivers/net/net_failover.ko",
 	"drivers/net/virtio_net.ko",
+	"drivers/block/virtio_blk.ko",
 }
 
 // kernelPkg is a resolved kernel package.

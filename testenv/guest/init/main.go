@@ -36,7 +36,15 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("read cmdline: %w", err)
 	}
+	disk, err := startDisk(string(cmdline))
+	if err != nil {
+		return err
+	}
 	addr, err := guestIP(string(cmdline))
+	if err != nil && disk {
+		fmt.Println("init: disk workload only, no network")
+		select {}
+	}
 	if err != nil {
 		return err
 	}

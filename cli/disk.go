@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package cli
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/resilire/resilire/checkpointer/disk"
+	ucli "github.com/urfave/cli/v2"
+)
+
+// diskFlags are the disk replication flags of protect and standby.
+func diskFlags(primary bool) []ucli.Flag {
+	f := []ucli.Flag{
+		&ucli.StringFlag{Name: "disk-image", Usage: "raw disk image of the guest (same size on both hosts): protect serves it and replicates " +
+			"each epoch's writes with its checkpoint; standby keeps its copy, changed only by committed checkpoints (journaled)"},
+		&ucli.StringFlag{Name: "disk-socket", Usage: "Unix socket where the image is served over NBD to QEMU (qemu.Config DiskSocket); " +
+			"standby: served to the warm standby for after failover"},
+	}
+	if primary {
+		f = append(f, &ucli.BoolFlag{Name: "unsafe-no-disk-replication", Usage: "UNSAFE, for tests: serve --disk-image but do not replicate it; " +
+			"after a failover the disk no longer matches the guest's memory"})
+	}
+	return f
+}
+
+// openPrimaryDisk serves --disk-image on --disk-socket; nil without one.
+func openPrimaryDisk(c *ucli.Context, log *slog.Logger) (*disk.Export, error) {
+	img, sock := c.String("disk-image"), c.String("disk-socket")
+	if img == "" {
+		return nil, nil
+	}
+	if sock == "" {
+		return nil, errors.New("--disk-image needs --disk-socket")
+	}
+	return disk.NewExport(img, sock, log)
+}
+
+// openBackupDisk opens the backup's copy of the disk (replaying its
+// journal) and, with --disk-socket, serves it for the standby QEMU.
+func openBackupDisk(c *ucli.Context, log *slog.Logger) (*disk.Replica, *disk.Export, error) {
+	img := c.String("disk-image")
+	if img == "" {
+		return nil, nil, nil
+	}
+	r, err := disk.OpenReplica(img, disk.ReplicaOptions{Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	sock := c.String("disk-socket")
+	if sock == "" {
+		return r, nil, nil
+	}
+	x, err := disk.NewExport(img, sock, log)
+	if err != nil {
+		r.Close()
+		return nil, nil, err
+	}
+	return r, x, nil
+}
+
+// closeBackupDisk closes what openBackupDisk opened (nil is fine).
+func closeBackupDisk(r *disk.Replica, x *disk.Export) {
+	if x != nil {
+		x.Close()
+	}
+	if r != nil {
+		r.Close()
+	}
+}
