@@ -8,33 +8,20 @@ import (
 	"os"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/resilire/resilire/testenv"
 )
 
-// openTap creates a tap in the current namespace and returns its queue
-// (what QEMU reads: the frames transmitted on the tap).
+// openTap creates a tap the way the data plane does (openTun: QEMU opens
+// its guest taps alike, with a virtio-net header) in the current namespace,
+// brings it up and returns its queue: what QEMU reads.
 func openTap(name string) (*os.File, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	f, err := openTun(name)
 	if err != nil {
 		return nil, err
 	}
-	var req [unix.IFNAMSIZ + 64]byte
-	copy(req[:], name)
-	*(*uint16)(unsafe.Pointer(&req[unix.IFNAMSIZ])) = unix.IFF_TAP | unix.IFF_NO_PI
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETIFF, uintptr(unsafe.Pointer(&req[0]))); e != 0 {
-		unix.Close(fd)
-		return nil, e
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	f := os.NewFile(uintptr(fd), name)
 	lk, err := netlink.LinkByName(name)
 	if err == nil {
 		err = netlink.LinkSetUp(lk)
@@ -77,11 +64,12 @@ func TestInjectorReachesTapReader(t *testing.T) {
 	for len(got) < len(frames) && time.Now().Before(deadline) {
 		_ = tap.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		m, err := tap.Read(buf)
-		if err != nil {
+		if err != nil || m < VnetHdrLen {
 			continue
 		}
-		if m == 60 && bytes.Equal(buf[12:14], []byte{0x88, 0xb5}) {
-			got = append(got, append([]byte(nil), buf[:m]...))
+		f := buf[VnetHdrLen:m] // after the virtio-net header
+		if len(f) == 60 && bytes.Equal(f[12:14], []byte{0x88, 0xb5}) {
+			got = append(got, append([]byte(nil), f...))
 		}
 	}
 	if len(got) != len(frames) {

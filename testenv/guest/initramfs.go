@@ -28,6 +28,17 @@ func buildInit(ctx context.Context, root, out string) error {
 	return nil
 }
 
+// BaseRecords are what every initramfs of the rigs starts with: /dev with
+// /dev/console (without it init has no stdout), /proc and /sys.
+func BaseRecords() []cpio.Record {
+	return []cpio.Record{
+		cpio.Directory("dev", 0o755),
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.Directory("proc", 0o755),
+		cpio.Directory("sys", 0o755),
+	}
+}
+
 // writeInitramfs writes an uncompressed newc archive (the guest decompresses
 // slowly under TCG) holding /init, /dev/console (without it init has no
 // stdout), /proc, /sys, the modules under /lib/modules and their load order
@@ -37,15 +48,11 @@ func writeInitramfs(out, initBin, modDir string, order []string) error {
 	if err != nil {
 		return err
 	}
-	recs := []cpio.Record{
-		cpio.Directory("dev", 0o755),
-		cpio.CharDev("dev/console", 0o600, 5, 1),
-		cpio.Directory("proc", 0o755),
-		cpio.Directory("sys", 0o755),
+	recs := append(BaseRecords(),
 		cpio.Directory("lib/modules", 0o755),
 		cpio.StaticFile("init", string(initData), 0o755),
 		cpio.StaticFile("modules.order", strings.Join(order, "\n")+"\n", 0o644),
-	}
+	)
 	for _, m := range order {
 		b, err := os.ReadFile(filepath.Join(modDir, m))
 		if err != nil {

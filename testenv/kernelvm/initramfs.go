@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/resilire/resilire/testenv/guest"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -24,17 +25,13 @@ func writeInitramfs(out, initBin string, k *Kernel, m Manifest, files []file) (e
 	if err != nil {
 		return err
 	}
-	recs := []cpio.Record{
-		cpio.Directory("dev", 0o755),
-		cpio.CharDev("dev/console", 0o600, 5, 1),
-		cpio.Directory("proc", 0o755),
-		cpio.Directory("sys", 0o755),
+	recs := append(guest.BaseRecords(),
 		cpio.Directory("tmp", 0o1777),
 		cpio.Directory("run", 0o755),
 		cpio.Directory("var", 0o755),
 		cpio.Symlink("var/run", "/run"),
 		cpio.StaticFile(path.Clean(ManifestPath[1:]), string(manifest), 0o644),
-	}
+	)
 	all := append([]file{{initBin, "init"}}, files...)
 	for _, mod := range m.Modules {
 		all = append(all, file{filepath.Join(k.ModDir, mod), path.Join(ModulesDir[1:], mod)})
