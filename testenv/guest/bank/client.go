@@ -43,12 +43,12 @@ func Dial(ctx context.Context, dial Dialer, addr string) (*Client, error) {
 // Close closes the connection.
 func (c *Client) Close() error { return c.c.Close() }
 
-// send writes req and arms the connection's deadline from ctx: its deadline,
-// and its cancellation, which interrupts a blocked read or write. The
-// returned stop disarms it.
+// send writes req and arms ctx's end (cancellation or deadline) to
+// interrupt a blocked read or write. The returned stop disarms it. Only
+// ctx's own timer sets the connection's deadline, so an error it causes
+// always comes with ctx.Err() set (RunLoad relies on that).
 func (c *Client) send(ctx context.Context, req string) (stop func(), err error) {
-	dl, _ := ctx.Deadline() // zero: none
-	if err := c.c.SetDeadline(dl); err != nil {
+	if err := c.c.SetDeadline(time.Time{}); err != nil {
 		return func() {}, err
 	}
 	fired := make(chan struct{})
