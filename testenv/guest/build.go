@@ -159,7 +159,7 @@ func initKey(root, kernelID string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n", kernelID, runtime.Version())
 	var files []string
-	for _, d := range []string{"testenv/guest/init", "testenv/guest/kv", "testenv/guest/diskload"} {
+	for _, d := range []string{"testenv/guest/init", "testenv/guest/kv", "testenv/guest/diskload", "testenv/guest/bank"} {
 		m, _ := filepath.Glob(filepath.Join(root, d, "*.go"))
 		files = append(files, m...)
 	}

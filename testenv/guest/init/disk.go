@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -11,35 +12,78 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/resilire/resilire/testenv/guest/bank"
 	"github.com/resilire/resilire/testenv/guest/diskload"
 )
 
-// startDisk mounts /dev/vda (ext4) on /data and starts the file writer,
-// when the command line asks for it. It reports whether it did.
-func startDisk(cmdline string) (bool, error) {
-	if !slices.Contains(strings.Fields(cmdline), diskload.Cmdline) {
-		return false, nil
+// bankPath is the bank's database on the guest's disk.
+const bankPath = "/data/bank.db"
+
+// startDisk mounts /dev/vda (ext4) on /data when the command line asks for
+// a disk workload (guest.disk=files, guest.disk=bank), and starts the file
+// writer or opens the bank's database. It reports whether it mounted the
+// disk, and returns the bank (nil unless guest.disk=bank) for serveBank.
+func startDisk(cmdline string) (bool, *bank.DB, error) {
+	args := strings.Fields(cmdline)
+	files, withBank := slices.Contains(args, diskload.Cmdline), slices.Contains(args, bank.Cmdline)
+	if !files && !withBank {
+		return false, nil, nil
 	}
+	if err := mountData(); err != nil {
+		return true, nil, err
+	}
+	if files {
+		go func() {
+			err := diskload.Run("/data", os.Stdout, 20*time.Millisecond)
+			fmt.Printf("DISK WRITER STOPPED: %v\n", err)
+		}()
+	}
+	if !withBank {
+		return true, nil, nil
+	}
+	db, err := bank.Open(bankPath)
+	if err != nil {
+		return true, nil, fmt.Errorf("bank: %w", err)
+	}
+	return true, db, nil
+}
+
+func mountData() error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat("/dev/vda"); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			return true, fmt.Errorf("no /dev/vda after 10s")
+			return fmt.Errorf("no /dev/vda after 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	if err := os.MkdirAll("/data", 0o755); err != nil {
-		return true, err
+		return err
 	}
 	if err := unix.Mount("/dev/vda", "/data", "ext4", 0, ""); err != nil {
-		return true, fmt.Errorf("mount /dev/vda: %w", err)
+		return fmt.Errorf("mount /dev/vda: %w", err)
 	}
 	fmt.Println(diskload.MountedLine)
+	return nil
+}
+
+// serveBank serves db (if not nil) on bank.Port and prints bank.ReadyLine
+// once it listens. The bank prints nothing per transfer: the console is
+// slow.
+func serveBank(db *bank.DB) error {
+	if db == nil {
+		return nil
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf(":%d", bank.Port))
+	if err != nil {
+		return fmt.Errorf("bank listen: %w", err)
+	}
 	go func() {
-		err := diskload.Run("/data", os.Stdout, 20*time.Millisecond)
-		fmt.Printf("DISK WRITER STOPPED: %v\n", err)
+		err := db.Serve(l)
+		fmt.Printf("BANK STOPPED: %v\n", err)
 	}()
-	return true, nil
+	fmt.Println(bank.ReadyLine)
+	return nil
 }

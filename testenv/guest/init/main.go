@@ -36,7 +36,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("read cmdline: %w", err)
 	}
-	disk, err := startDisk(string(cmdline))
+	disk, db, err := startDisk(string(cmdline))
 	if err != nil {
 		return err
 	}
@@ -60,6 +60,9 @@ func run() error {
 	store := kv.NewStore()
 	store.Dirtier = kv.NewDirtier()
 	go store.Dirtier.Run(context.Background())
+	if err := serveBank(db); err != nil {
+		return err
+	}
 	l, err := net.Listen("tcp", fmt.Sprintf(":%d", kv.Port))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

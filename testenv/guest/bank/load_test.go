@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package bank
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestRunLoad(t *testing.T) {
+	s := startServer(t, filepath.Join(t.TempDir(), "bank.db"), "127.0.0.1:0")
+	defer s.stop(t)
+	addr := s.l.Addr().String()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	r := RunLoad(ctx, LoadOptions{Addr: addr, Conns: 4})
+	t.Logf("acked %d, unresolved %d, refused %d, reconnects %d, errors %d",
+		len(r.Acked), len(r.Unresolved), r.Refused, r.Reconnects, r.Errors)
+	if len(r.Acked) == 0 || len(r.Latencies) != len(r.Acked) {
+		t.Fatalf("%d acked, %d latencies", len(r.Acked), len(r.Latencies))
+	}
+	if r.Errors != 0 || r.Reconnects != 0 {
+		t.Errorf("%d errors, %d reconnects without a fault", r.Errors, r.Reconnects)
+	}
+	if v := Check(r, audit(t, dial(t, addr))); len(v) != 0 {
+		t.Fatalf("violations: %q", v)
+	}
+}
+
+// The server goes away mid-load (listener and connections closed, database
+// closed) and comes back on the same address and database: the load
+// reconnects, resolves its pending transfers, and nothing is lost.
+func TestRunLoadServerRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bank.db")
+	s := startServer(t, path, "127.0.0.1:0")
+	addr := s.l.Addr().String()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	res := make(chan LoadResult, 1)
+	go func() { res <- RunLoad(ctx, LoadOptions{Addr: addr, Conns: 4, Timeout: time.Second}) }()
+	time.Sleep(600 * time.Millisecond)
+	s.stop(t)
+	// While the server is away: what is committed so far.
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before int
+	if err := db.sql.QueryRow("SELECT count(*) FROM transfers").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	time.Sleep(200 * time.Millisecond)
+	s = startServer(t, path, addr)
+	defer s.stop(t)
+	r := <-res
+	t.Logf("acked %d, unresolved %d, refused %d, reconnects %d, errors %d",
+		len(r.Acked), len(r.Unresolved), r.Refused, r.Reconnects, r.Errors)
+	if r.Reconnects < 4 {
+		t.Errorf("%d reconnects, want at least one per connection", r.Reconnects)
+	}
+	if len(r.Acked) <= before {
+		t.Errorf("%d acked, %d committed before the restart: no progress after it", len(r.Acked), before)
+	}
+	if v := Check(r, audit(t, dial(t, addr))); len(v) != 0 {
+		t.Fatalf("violations: %q", v)
+	}
+}
