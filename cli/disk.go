@@ -19,10 +19,11 @@ func diskFlags(primary bool) []ucli.Flag {
 			"standby: served to the warm standby for after failover"},
 	}
 	if primary {
-		f = append(f, &ucli.BoolFlag{Name: "unsafe-no-disk-replication", Usage: "UNSAFE, for tests: serve --disk-image but do not replicate it; " +
-			"after a failover the disk no longer matches the guest's memory"})
+		f = append(f, &ucli.BoolFlag{Name: "start-vm", Usage: "qemu: boot the VM of --qemu-config (detached: it outlives the agent) " +
+			"instead of attaching to a running one; required with --disk-image, whose export lives in this process and must exist before QEMU opens it"})
 	}
-	return f
+	return append(f, &ucli.BoolFlag{Name: "unsafe-no-disk-replication", Usage: "UNSAFE, for tests (on both agents): serve --disk-image but do not replicate it; " +
+		"after a failover the disk no longer matches the guest's memory"})
 }
 
 // openPrimaryDisk serves --disk-image on --disk-socket; nil without one.
@@ -44,11 +45,19 @@ func openBackupDisk(c *ucli.Context, log *slog.Logger) (*disk.Replica, *disk.Exp
 	if img == "" {
 		return nil, nil, nil
 	}
+	sock := c.String("disk-socket")
+	if c.Bool("unsafe-no-disk-replication") {
+		if sock == "" {
+			return nil, nil, errors.New("--unsafe-no-disk-replication on the standby needs --disk-socket (it only serves the image)")
+		}
+		log.Warn("--unsafe-no-disk-replication: the standby's disk is served as it is, never updated by checkpoints", "vm", c.String("vm"))
+		x, err := disk.NewExport(img, sock, log)
+		return nil, x, err
+	}
 	r, err := disk.OpenReplica(img, disk.ReplicaOptions{Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
-	sock := c.String("disk-socket")
 	if sock == "" {
 		return r, nil, nil
 	}

@@ -36,23 +36,63 @@ func readQEMUConfig(c *ucli.Context) (qemu.Config, error) {
 }
 
 // openQEMUPrimary attaches to the running QEMU (the agent owns its one QMP
-// connection from now on) and maps its RAM. Closing detaches: the guest
-// keeps running, held by the data plane, when the agent exits or crashes.
+// connection from now on) and maps its RAM; with --start-vm it boots the
+// QEMU first, detached. Closing detaches: the guest keeps running, held by
+// the data plane, when the agent exits or crashes.
 func openQEMUPrimary(c *ucli.Context, log *slog.Logger, drv *primaryDriver) error {
 	cfg, err := readQEMUConfig(c)
 	if err != nil {
 		return err
 	}
-	vm, err := qemu.Attach(c.Context, cfg)
+	if err := checkQEMUDisk(c, &cfg); err != nil {
+		return err
+	}
+	var vm *qemu.VM
+	if c.Bool("start-vm") {
+		cfg.KillWithParent = false
+		vm, err = qemu.Start(c.Context, cfg, false)
+		if err == nil {
+			log.Info("started the guest's QEMU", "vm", cfg.Name, "pid", vm.Pid(), "disk", cfg.DiskSocket)
+		}
+	} else {
+		vm, err = qemu.Attach(c.Context, cfg)
+	}
 	if err != nil {
 		return err
 	}
 	d, err := qemu.NewDomain(vm, qemu.DomainOptions{Logger: log, Tracking: c.String("dirty-tracking")})
 	if err != nil {
-		vm.Detach()
+		if c.Bool("start-vm") {
+			_ = vm.Kill() // it never ran protected; err is what to report
+		} else {
+			vm.Detach()
+		}
 		return err
 	}
 	drv.domain, drv.close = d, func() { d.Close(); vm.Detach() }
+	return nil
+}
+
+// checkQEMUDisk ties --disk-socket to the config's DiskSocket (set from
+// the flag when the config has none) and refuses --disk-image without
+// --start-vm: a running QEMU cannot have opened an export that this
+// process is only now creating.
+func checkQEMUDisk(c *ucli.Context, cfg *qemu.Config) error {
+	sock := c.String("disk-socket")
+	switch {
+	case c.String("disk-image") == "":
+		if cfg.DiskSocket != "" {
+			return fmt.Errorf("--qemu-config gives DiskSocket %s but no --disk-image serves it", cfg.DiskSocket)
+		}
+		return nil
+	case cfg.DiskSocket == "":
+		cfg.DiskSocket = sock
+	case cfg.DiskSocket != sock:
+		return fmt.Errorf("--disk-socket %s but --qemu-config's DiskSocket is %s: QEMU would not open the served image", sock, cfg.DiskSocket)
+	}
+	if c.Command.Name == "protect" && !c.Bool("start-vm") {
+		return errors.New("--disk-image needs --start-vm with --domain qemu: the disk's export lives in protect, so protect boots the VM")
+	}
 	return nil
 }
 
@@ -73,6 +113,9 @@ func (s qemuStandby) Close() error {
 func openQEMUBackup(c *ucli.Context, log *slog.Logger, drv *backupDriver) error {
 	cfg, err := readQEMUConfig(c)
 	if err != nil {
+		return err
+	}
+	if err := checkQEMUDisk(c, &cfg); err != nil {
 		return err
 	}
 	r, err := qemu.CreateReplica(cfg.MemPath, cfg.MemoryBytes())

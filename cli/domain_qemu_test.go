@@ -17,6 +17,21 @@ func TestDomainFlagErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(t.TempDir(), "none.json")
+	dir := t.TempDir()
+	img, sock := filepath.Join(dir, "disk.img"), filepath.Join(dir, "disk.sock")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := func(name, diskSocket string) string {
+		p := filepath.Join(dir, name)
+		js := `{"MemPath": "/dev/shm/none", "Kernel": "k", "QMPPath": "` + dir + `/q", "SerialPath": "` + dir + `/s", "DiskSocket": "` + diskSocket + `"}`
+		if err := os.WriteFile(p, []byte(js), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	plain, other := cfgFile("plain.json", ""), cfgFile("other.json", "/run/other.sock")
+	disk := []string{"--disk-image", img, "--disk-socket", sock}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -31,6 +46,11 @@ func TestDomainFlagErrors(t *testing.T) {
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "sim"}, "--domain sim: the simulated guest is for tests only"},
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen"}, "--domain xen on the standby needs --xen-memory-mib"},
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen", "--xen-memory-mib", "64"}, "xen"},
+		{append([]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "qemu", "--qemu-config", plain}, disk...),
+			"--disk-image needs --start-vm"},
+		{append([]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "qemu", "--qemu-config", other, "--start-vm"}, disk...),
+			"QEMU would not open the served image"},
+		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "qemu", "--qemu-config", other}, "no --disk-image serves it"},
 	} {
 		var out, errb bytes.Buffer
 		args := append(append([]string{"resilire"}, tc.args...), "--metrics-addr", "")
