@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 
@@ -251,4 +252,30 @@ func oneLine(s string, limit int) string {
 		s = s[:limit]
 	}
 	return strings.ToValidUTF8(s, "?")
+}
+
+// File is the database's file name under the guest's /data (the root of
+// its disk's file system).
+const File = "bank.db"
+
+// AuditFile reads the database file at path (with its -wal beside it, as
+// copied out of a disk image) the way Audit reads it from a live server.
+// It never creates anything: a missing file is an error.
+func AuditFile(path string) (Audit, error) {
+	if _, err := os.Stat(path); err != nil {
+		return Audit{}, fmt.Errorf("bank: %w", err)
+	}
+	s, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		return Audit{}, fmt.Errorf("bank: open %s: %w", path, err)
+	}
+	defer s.Close()
+	s.SetMaxOpenConns(1)
+	a := Audit{Transfers: make(map[uint64]bool)}
+	sum, err := (&DB{sql: s}).audit(context.Background(), func(id uint64) error { a.Transfers[id] = true; return nil })
+	if err != nil {
+		return Audit{}, fmt.Errorf("bank: audit %s: %w", path, err)
+	}
+	a.Sum, a.Accounts, a.Integrity = sum.sum, sum.accounts, sum.integrity
+	return a, nil
 }

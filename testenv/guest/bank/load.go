@@ -32,6 +32,8 @@ type LoadResult struct {
 	// Latencies of acknowledged transfers, from the first send of the id
 	// to its acknowledgement (retries after a failover included).
 	Latencies []time.Duration
+	// AckedAt are the moments of the acknowledgements (in no order).
+	AckedAt []time.Time
 }
 
 const (
@@ -71,6 +73,7 @@ func RunLoad(ctx context.Context, o LoadOptions) LoadResult {
 			all.Acked = append(all.Acked, r.Acked...)
 			all.Unresolved = append(all.Unresolved, r.Unresolved...)
 			all.Latencies = append(all.Latencies, r.Latencies...)
+			all.AckedAt = append(all.AckedAt, r.AckedAt...)
 			all.Refused += r.Refused
 			all.Reconnects += r.Reconnects
 			all.Errors += r.Errors
@@ -121,6 +124,7 @@ func loadConn(ctx context.Context, o LoadOptions, next *atomic.Uint64) LoadResul
 		case out == acked:
 			l.r.Acked = append(l.r.Acked, id)
 			l.r.Latencies = append(l.r.Latencies, time.Since(start))
+			l.r.AckedAt = append(l.r.AckedAt, time.Now())
 		case out == refused:
 			l.r.Refused++
 		case sent:

@@ -18,8 +18,8 @@ func TestRunLoad(t *testing.T) {
 	r := RunLoad(ctx, LoadOptions{Addr: addr, Conns: 4})
 	t.Logf("acked %d, unresolved %d, refused %d, reconnects %d, errors %d",
 		len(r.Acked), len(r.Unresolved), r.Refused, r.Reconnects, r.Errors)
-	if len(r.Acked) == 0 || len(r.Latencies) != len(r.Acked) {
-		t.Fatalf("%d acked, %d latencies", len(r.Acked), len(r.Latencies))
+	if len(r.Acked) == 0 || len(r.Latencies) != len(r.Acked) || len(r.AckedAt) != len(r.Acked) {
+		t.Fatalf("%d acked, %d latencies, %d ack times", len(r.Acked), len(r.Latencies), len(r.AckedAt))
 	}
 	if r.Errors != 0 || r.Reconnects != 0 {
 		t.Errorf("%d errors, %d reconnects without a fault", r.Errors, r.Reconnects)
@@ -66,5 +66,31 @@ func TestRunLoadServerRestart(t *testing.T) {
 	}
 	if v := Check(r, audit(t, dial(t, addr))); len(v) != 0 {
 		t.Fatalf("violations: %q", v)
+	}
+}
+
+// AuditFile reads a closed database (as copied out of a disk image) the way
+// the server's audit does, and refuses a missing file instead of creating
+// an empty bank.
+func TestAuditFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), File)
+	s := startServer(t, path, "127.0.0.1:0")
+	addr := s.l.Addr().String()
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	r := RunLoad(ctx, LoadOptions{Addr: addr, Conns: 2})
+	s.stop(t) // waits for the handlers: a transfer sent as the load ended is in or out for good
+	a, err := AuditFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Sum != Accounts*InitialBalance || a.Accounts != Accounts || a.Integrity != "ok" || len(a.Transfers) < len(r.Acked) {
+		t.Fatalf("file audit: sum %d, %d accounts, integrity %q, %d transfers for %d acked", a.Sum, a.Accounts, a.Integrity, len(a.Transfers), len(r.Acked))
+	}
+	if v := Check(r, a); len(v) != 0 {
+		t.Fatalf("violations: %q", v)
+	}
+	if _, err := AuditFile(filepath.Join(t.TempDir(), "none.db")); err == nil {
+		t.Fatal("AuditFile of a missing file succeeded")
 	}
 }
