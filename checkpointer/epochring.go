@@ -26,6 +26,10 @@ type EpochSummary struct {
 	PageBytesMean float64 `json:"page_bytes_mean"`
 	// DirtyPagesMean is the mean number of dirty pages per epoch.
 	DirtyPagesMean float64 `json:"dirty_pages_mean"`
+	// DiskBytesMean is the mean disk data written per epoch (whole 4 KiB
+	// blocks), DiskWireBytesMean its DISK records on the wire.
+	DiskBytesMean     float64 `json:"disk_bytes_mean,omitempty"`
+	DiskWireBytesMean float64 `json:"disk_wire_bytes_mean,omitempty"`
 }
 
 // EpochRing keeps the statistics of the last N committed epochs. Add it
@@ -69,11 +73,15 @@ func (r *EpochRing) Summary() *EpochSummary {
 		s.WireBytesMean += float64(e.Bytes)
 		s.PageBytesMean += float64(e.Pages) * PageSize
 		s.DirtyPagesMean += float64(e.Pages)
+		s.DiskBytesMean += float64(e.DiskBytes)
+		s.DiskWireBytesMean += float64(e.DiskWireBytes)
 	}
 	slices.Sort(pauses)
 	s.PauseP50, s.PauseP99, s.PauseMax = pauses[n/2], pauses[(n*99)/100], pauses[n-1]
 	s.WireBytesMean /= float64(n)
 	s.PageBytesMean /= float64(n)
 	s.DirtyPagesMean /= float64(n)
+	s.DiskBytesMean /= float64(n)
+	s.DiskWireBytesMean /= float64(n)
 	return s
 }
