@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Command demo is `make demo`: a real VM survives the death of its host.
-// It boots the test guest on host-a, protects it with the resilire agents
-// (warm standby on host-b), runs a key-value client on one TCP connection,
-// kills host-a at a random moment, and reports what the client saw.
+// It protects the test guest on host-a with the resilire agents (warm
+// standby on host-b) and its ext4 disk (served by protect, replicated with
+// every checkpoint), runs a key-value client on one TCP connection and
+// bank clients against the guest's SQLite database, kills host-a at a
+// random moment, and reports what the clients saw, what the resumed
+// guest's database holds and whether the backup's disk image is sound.
 package main
 
 import (
@@ -31,6 +34,8 @@ func main() {
 	flag.DurationVar(&o.after, "after", 6*time.Second, "how long the client keeps going after the kill")
 	flag.BoolVar(&o.unsafe, "unsafe-no-output-commit", false, "run protect without output commit (shows the violation)")
 	flag.BoolVar(&o.inputReplay, "input-replay", true, "ship the guest's input log to the backup and replay it after the failover (LLM); -input-replay=false to compare")
+	flag.BoolVar(&o.disk, "disk", true, "give the guest its replicated disk and the bank workload; -disk=false for the memory-only guest")
+	flag.BoolVar(&o.unsafeDisk, "unsafe-no-disk-replication", false, "serve the disk but do not replicate it (shows the violation)")
 	flag.BoolVar(&o.verbose, "v", false, "progress lines")
 	flag.StringVar(&o.runDir, "run-dir", "", "keep configs, agent logs and sockets here (default: a temporary directory, removed)")
 	flag.Parse()
@@ -51,6 +56,7 @@ type options struct {
 	runDir                       string
 	interval, after, heartbeat   time.Duration
 	unsafe, verbose, inputReplay bool
+	disk, unsafeDisk             bool
 }
 
 // run sets up the cluster, runs the client across the kill and reports.
@@ -65,7 +71,8 @@ func run(ctx context.Context, o options, w io.Writer) (ok bool, err error) {
 	}
 	t0 := time.Now()
 	c, err := hacluster.Setup(ctx, hacluster.Options{Prefix: o.prefix, Interval: o.interval, Binary: o.bin, RunDir: o.runDir,
-		UnsafeNoOutputCommit: o.unsafe, InputReplay: o.inputReplay, HeartbeatTimeout: o.heartbeat, Log: progress})
+		UnsafeNoOutputCommit: o.unsafe, InputReplay: o.inputReplay, HeartbeatTimeout: o.heartbeat, Log: progress,
+		Disk: o.disk, UnsafeNoDiskReplication: o.unsafeDisk})
 	if err != nil {
 		return false, err
 	}

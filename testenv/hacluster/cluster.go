@@ -40,6 +40,15 @@ type Options struct {
 	InputReplay bool
 	// Unprotected boots the guest with no agents (baseline for benchmarks).
 	Unprotected bool
+	// Disk gives the guest a replicated ext4 disk (DiskMiB) running the
+	// bank workload (guest.disk=bank): protect serves it and boots the
+	// guest (--start-vm), the standby keeps the journaled copy.
+	Disk bool
+	// DiskMiB is the disk size (default 64).
+	DiskMiB int
+	// UnsafeNoDiskReplication runs both agents with
+	// --unsafe-no-disk-replication (the negative control).
+	UnsafeNoDiskReplication bool
 	// Codec is --codec (default fgbi).
 	Codec string
 	// MemoryMiB is the guest RAM (default qemu.DefaultMemoryMiB).
@@ -69,6 +78,8 @@ type Cluster struct {
 	CfgB   qemu.Config // warm standby QEMU (host-b)
 	PinA   string      // host-a's data-plane pin root
 	PinB   string
+	// ImgA and ImgB are the disk images of host-a and host-b (Disk only).
+	ImgA, ImgB string
 
 	ownRunDir bool
 	bpfMount  string
@@ -141,6 +152,16 @@ func Setup(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err := c.prepare(ctx); err != nil {
 		return c, err
 	}
+	if o.Disk {
+		// The disk's export lives in protect, which boots the guest.
+		if o.Unprotected {
+			return c, errors.New("hacluster: a Disk cluster is always protected")
+		}
+		if err := c.StartStandby(ctx); err != nil {
+			return c, err
+		}
+		return c, c.StartProtect(ctx)
+	}
 	if err := c.bootPrimary(ctx); err != nil {
 		return c, err
 	}
@@ -189,6 +210,11 @@ func (c *Cluster) prepare(ctx context.Context) error {
 	}
 	c.CfgB = c.CfgA.ForHost(c.Opts.Prefix+"-b", shm+"-b.ram", c.Rig.B.Tap,
 		filepath.Join(c.RunDir, c.Opts.Prefix+"-b.qmp"), filepath.Join(c.RunDir, c.Opts.Prefix+"-b.serial"), c.Rig.B.Netns)
+	if c.Opts.Disk {
+		if err := c.prepareDisks(ctx); err != nil {
+			return err
+		}
+	}
 	for _, f := range []struct {
 		cfg  qemu.Config
 		name string
@@ -269,6 +295,12 @@ func (c *Cluster) StartStandby(ctx context.Context) error {
 	if c.Opts.InputReplay {
 		args = append(args, "--input-replay")
 	}
+	if c.Opts.Disk {
+		args = append(args, "--disk-image", c.ImgB, "--disk-socket", c.CfgB.DiskSocket)
+		if c.Opts.UnsafeNoDiskReplication {
+			args = append(args, "--unsafe-no-disk-replication")
+		}
+	}
 	c.standbyRuns++
 	a, err := startAgent(c.Rig.B.Netns, c.Bin, filepath.Join(c.RunDir, fmt.Sprintf("standby-%d.log", c.standbyRuns)), args)
 	if err != nil {
@@ -292,6 +324,12 @@ func (c *Cluster) StartProtect(ctx context.Context) error {
 	if c.Opts.InputReplay {
 		args = append(args, "--input-replay")
 	}
+	if c.Opts.Disk {
+		args = append(args, "--start-vm", "--disk-image", c.ImgA, "--disk-socket", c.CfgA.DiskSocket)
+		if c.Opts.UnsafeNoDiskReplication {
+			args = append(args, "--unsafe-no-disk-replication")
+		}
+	}
 	args = append(args, c.Opts.ProtectFlags...)
 	a, err := startAgent(c.Rig.A.Netns, c.Bin, filepath.Join(c.RunDir, "protect.log"), args)
 	if err != nil {
@@ -303,6 +341,12 @@ func (c *Cluster) StartProtect(ctx context.Context) error {
 		return fmt.Errorf("first checkpoint: %w", err)
 	}
 	c.logf("protected: first checkpoint acknowledged after %v", time.Since(t0).Round(time.Millisecond))
+	if c.Opts.Disk {
+		if err := c.waitConsole(ctx, c.CfgA.SerialPath, kv.ReadyLine, 90*time.Second); err != nil {
+			return err
+		}
+		c.logf("guest up with its disk after %v", time.Since(t0).Round(time.Millisecond))
+	}
 	return nil
 }
 

@@ -96,14 +96,7 @@ func killPhase() time.Duration { return 1500*time.Millisecond + rand.N(2*time.Se
 // kills (default 3; `make soak` runs 100).
 func TestE2EHostKill(t *testing.T) {
 	requireVM(t)
-	n := 3
-	if v := os.Getenv("RESILIRE_SOAK_N"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			t.Fatalf("RESILIRE_SOAK_N=%q", v)
-		}
-	}
-	for i := range n {
+	for i := range soakN(t, 3) {
 		ok := t.Run("kill"+strconv.Itoa(i), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()

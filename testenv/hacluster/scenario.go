@@ -6,10 +6,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/testenv/guest/bank"
 	"github.com/resilire/resilire/testenv/kvload"
 )
 
@@ -19,6 +21,10 @@ type KillOptions struct {
 	After     time.Duration // how long the client keeps going after the kill
 	Think     time.Duration // client pause between requests (0 = 10 ms)
 	KeyPrefix string
+	// BankConns bank clients run beside the kv client on a Disk cluster
+	// (default 4); BankEvery is each one's pause between transfers.
+	BankConns int
+	BankEvery time.Duration
 }
 
 // KillResult is what one host kill under load showed.
@@ -41,11 +47,15 @@ type KillResult struct {
 	// Protected summarises the requests sent before the kill (latency
 	// under output commit).
 	Protected kvload.Summary
+	// Bank is the disk workload's outcome (Disk clusters only).
+	Bank *BankResult
 }
 
 // Safe reports whether nothing the client was told survived wrongly: no
 // acknowledged write lost, no rolled-back or inconsistent reply.
-func (r *KillResult) Safe() bool { return len(r.Lost) == 0 && r.Load.Inconsistent == 0 }
+func (r *KillResult) Safe() bool {
+	return len(r.Lost) == 0 && r.Load.Inconsistent == 0 && (r.Bank == nil || r.Bank.Safe())
+}
 
 // Survived reports a safe failover that kept the client's TCP connection
 // and served it again after the kill.
@@ -56,9 +66,19 @@ func (r *KillResult) Survived() bool {
 // KillDuring runs the kvload client from the client namespace on one TCP
 // connection, kills host-a after o.KillAfter, keeps the client going for
 // o.After, then reads back every acknowledged write on a fresh connection.
+// On a Disk cluster the bank clients run too; after the kv check the bank
+// is audited, the resumed guest stopped and the backup's image checked.
 func KillDuring(ctx context.Context, c *Cluster, o KillOptions) (*KillResult, error) {
 	if o.Think == 0 {
 		o.Think = 10 * time.Millisecond
+	}
+	if o.BankConns == 0 {
+		o.BankConns = 4
+	}
+	var bk *bankRun
+	if c.Opts.Disk {
+		bk = c.startBank(ctx, o.BankConns, o.BankEvery)
+		defer bk.cancel()
 	}
 	lo := kvload.Options{Addr: c.GuestAddr(), Duration: o.KillAfter + o.After, Think: o.Think,
 		Timeout: 5 * time.Second, Dial: c.Dial, KeyPrefix: o.KeyPrefix}
@@ -119,6 +139,11 @@ func KillDuring(ctx context.Context, c *Cluster, o KillOptions) (*KillResult, er
 		return nil, err
 	}
 	r.Lost = lost
+	if bk != nil {
+		if r.Bank, err = bk.finish(ctx, c, killed); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
 }
 
@@ -135,6 +160,9 @@ func (r *KillResult) Print(w io.Writer) {
 		st.PauseP50.Round(10*time.Microsecond), st.PauseP99.Round(10*time.Microsecond), st.PauseMax.Round(10*time.Microsecond), st.Window)
 	fmt.Fprintf(w, "bytes per epoch (mean):          %.0f on the wire, %.0f page-granular (%.1f dirty pages)\n",
 		st.WireBytesMean, st.PageBytesMean, st.DirtyPagesMean)
+	if r.Bank != nil {
+		fmt.Fprintf(w, "disk bytes per epoch (mean):     %.0f written, %.0f on the wire\n", st.DiskBytesMean, st.DiskWireBytesMean)
+	}
 	fmt.Fprintf(w, "host-a killed at:                %v into the client run\n", r.KillAt.Round(time.Millisecond))
 	fmt.Fprintf(w, "standby active after:            %v\n", r.Activated.Round(time.Millisecond))
 	fmt.Fprintf(w, "client-observed downtime:        %v (longest gap between acknowledgements)\n", s.Outage.Round(time.Millisecond))
@@ -144,5 +172,35 @@ func (r *KillResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "acknowledged writes lost:        %d\n", len(r.Lost))
 	fmt.Fprintf(w, "TCP connection survived:         %s (reconnects %d)\n", yes[r.Load.Reconnects == 0], r.Load.Reconnects)
 	fmt.Fprintf(w, "rolled-back/inconsistent replies: %d\n", r.Load.Inconsistent)
+	if b := r.Bank; b != nil {
+		fmt.Fprintf(w, "bank transfers acknowledged:     %d (%d after the kill; %d unresolved, %d refused for funds)\n",
+			len(b.Load.Acked), b.AckedAfterKill, len(b.Load.Unresolved), b.Load.Refused)
+		fmt.Fprintf(w, "bank balance total:              %d (want %d), %d transfers in the database, integrity %q\n",
+			b.Audit.Sum, int64(bank.Accounts)*bank.InitialBalance, len(b.Audit.Transfers), b.Audit.Integrity)
+		fmt.Fprintf(w, "acknowledged transfers lost:     %d\n", lostTransfers(b))
+		img := "clean (e2fsck -fn after journal replay; database read from the image passes its checks)"
+		if len(b.Image) > 0 {
+			img = strings.Join(b.Image, "; ")
+		}
+		fmt.Fprintf(w, "backup disk image:               %s\n", img)
+		for _, v := range b.Violations {
+			fmt.Fprintf(w, "bank violation:                  %s\n", v)
+		}
+	}
 	fmt.Fprintf(w, "verdict:                         %s\n", map[bool]string{true: "SAFE", false: "VIOLATION"}[r.Safe()])
+}
+
+// lostTransfers counts acknowledged transfers the resumed guest does not
+// have (all of them when it could not be audited).
+func lostTransfers(b *BankResult) int {
+	if b.Audit.Transfers == nil {
+		return len(b.Load.Acked)
+	}
+	n := 0
+	for _, id := range b.Load.Acked {
+		if !b.Audit.Transfers[id] {
+			n++
+		}
+	}
+	return n
 }
