@@ -59,6 +59,9 @@ func (p *Primary) precopyDisk(ctx context.Context, s *session, d DiskSource) err
 		if p.cfg.DiskProgress != nil {
 			p.cfg.DiskProgress(uint64(off), uint64(size))
 		}
+		if err := p.talkDuringSync(ctx); err != nil {
+			return err
+		}
 	}
 	p.log.Info("disk copied to the backup", "vm", p.cfg.Domain.Name(), "bytes", size)
 	return nil

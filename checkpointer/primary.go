@@ -110,6 +110,8 @@ type Primary struct {
 	epochs   uint64 // epochs taken, for ScrubEvery
 	tracking string // dirty-tracking mechanism last exported
 	scrub    primaryScrub
+	// lastRelease is the last unprotected release (continue policy).
+	lastRelease time.Time
 
 	mu     sync.Mutex
 	state  string
@@ -294,6 +296,7 @@ func (p *Primary) awaitBackup(ctx context.Context) (*session, error) {
 // (continue policy only). Advance still runs inside a pause, as the output
 // buffer's contract asks, but the pause covers nothing else.
 func (p *Primary) releaseUnprotected(ctx context.Context) error {
+	p.lastRelease = time.Now()
 	if err := p.cfg.Domain.Pause(ctx); err != nil {
 		return fmt.Errorf("pause: %w", err)
 	}
@@ -308,6 +311,18 @@ func (p *Primary) releaseUnprotected(ctx context.Context) error {
 		return fmt.Errorf("release unprotected epoch %d: %w", e, err)
 	}
 	return nil
+}
+
+// talkDuringSync keeps a continue-policy guest talking, about one interval
+// late, while a new backup is synchronised: nothing is protected before the
+// first consistent checkpoint, so this is the unprotected state going on,
+// not a new risk, and clients see no stall for the length of the copy.
+// The synchronisation calls it between chunks.
+func (p *Primary) talkDuringSync(ctx context.Context) error {
+	if p.cfg.OnBackupLoss != LossContinue || time.Since(p.lastRelease) < p.cfg.Interval {
+		return nil
+	}
+	return p.releaseUnprotected(ctx)
 }
 
 // observeOutput copies the output buffer's counters into the metrics.

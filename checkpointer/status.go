@@ -34,6 +34,9 @@ type Status struct {
 	DirtyTracking *DirtyTracking `json:"dirty_tracking,omitempty"`
 	// Scrub is the last memory scrub's result (nil before the first).
 	Scrub *ScrubStatus `json:"scrub,omitempty"`
+	// History lists an agent's role changes (Roles: backup, then primary
+	// once the guest went live here).
+	History []RoleChange `json:"history,omitempty"`
 }
 
 func (p *Primary) setState(s string) {

@@ -115,6 +115,9 @@ func (p *Primary) precopy(ctx context.Context, s *session, pfns []uint64, progre
 		if progress && p.cfg.Progress != nil {
 			p.cfg.Progress(uint64(done), total)
 		}
+		if err := p.talkDuringSync(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
+	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/checkpointer/qemu"
 	ucli "github.com/urfave/cli/v2"
 )
@@ -118,6 +120,15 @@ func openQEMUBackup(c *ucli.Context, log *slog.Logger, drv *backupDriver) error 
 	if err := checkQEMUDisk(c, &cfg); err != nil {
 		return err
 	}
+	if pid := qemu.RunningPid(cfg); pid != 0 {
+		if !c.Bool("discard-stale-guest") {
+			return fmt.Errorf("%w (pid %d, %s): the guest of a fenced primary? --discard-stale-guest destroys it", qemu.ErrStaleGuest, pid, cfg.QMPPath)
+		}
+		if _, err := qemu.DestroyStale(cfg, 5*time.Second); err != nil {
+			return err
+		}
+		log.Warn("destroyed the stale guest of this host (its output never left: the port stays blocked)", "vm", cfg.Name, "pid", pid)
+	}
 	r, err := qemu.CreateReplica(cfg.MemPath, cfg.MemoryBytes())
 	if err != nil {
 		return err
@@ -129,5 +140,12 @@ func openQEMUBackup(c *ucli.Context, log *slog.Logger, drv *backupDriver) error 
 	}
 	log.Info("warm standby QEMU waiting", "vm", cfg.Name, "pid", sb.VM().Pid())
 	drv.replica, drv.standby = r, qemuStandby{sb, r}
+	drv.live = func() (checkpointer.Domain, func(), error) {
+		d, err := qemu.NewDomain(sb.VM(), qemu.DomainOptions{Logger: log, Tracking: c.String("dirty-tracking")})
+		if err != nil {
+			return nil, nil, err
+		}
+		return d, func() { d.Close() }, nil
+	}
 	return nil
 }

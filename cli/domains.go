@@ -196,6 +196,12 @@ type backupDriver struct {
 	standby checkpointer.Standby
 	port    checkpointer.PortSwitch    // nil: no data-plane port to switch
 	inject  checkpointer.InputInjector // nil without --input-replay
+	// dp is the data-plane port (nil without --dataplane): after a
+	// failover it holds the guest's output again (--reprotect-to).
+	dp *dataplane.Port
+	// live opens the guest once it runs here, as a primary's Domain (nil:
+	// the driver cannot protect it again).
+	live func() (checkpointer.Domain, func(), error)
 }
 
 // openBackup prepares the replica and the standby VM.
@@ -224,7 +230,7 @@ func openBackup(c *ucli.Context, log *slog.Logger) (*backupDriver, error) {
 		// Passive: nothing from the local copy may leave until fencing
 		// succeeded and the guest runs here (failover sets pass).
 		err = port.SetMode(dataplane.ModeBlock)
-		drv.port = passPort{port}
+		drv.port, drv.dp = passPort{port}, port
 		if c.Bool("input-replay") {
 			drv.inject = dataplane.Injector{Iface: port.PortName(), Logger: log}
 		}

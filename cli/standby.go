@@ -31,7 +31,7 @@ func standbyCommand() *ucli.Command {
 		metricsFlag(),
 	}
 	flags = append(append(append(append(flags, timingFlags()...), codecFlags()...), tlsFlags()...), domainFlags()...)
-	flags = append(flags, diskFlags(false)...)
+	flags = append(append(flags, diskFlags(false)...), reprotectFlags()...)
 	return &ucli.Command{
 		Name:  "standby",
 		Usage: "hold a VM's replica for a primary and take over when it dies",
@@ -50,7 +50,7 @@ func standbyCommand() *ucli.Command {
 				return err
 			}
 			defer closeBackupDisk(rd, x)
-			cfg, reg, err := backupConfig(c, log)
+			cfg, reg, drv, err := backupConfig(c, log)
 			if err != nil {
 				return err
 			}
@@ -62,32 +62,46 @@ func standbyCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			return runAgent(c.Context, c, reg, b.Status, log, b.Serve)
+			ring := checkpointer.NewEpochRing(statsWindow)
+			promote, err := promoter(c, log, reg, drv, x, ring)
+			if err != nil {
+				return err
+			}
+			roles := checkpointer.NewRoles(b, promote, log)
+			status := func() checkpointer.Status {
+				s := roles.Status()
+				if s.Role == "primary" {
+					s.Stats = ring.Summary()
+				}
+				return s
+			}
+			return runAgent(c.Context, c, reg, status, log, roles.Run)
 		},
 	}
 }
 
 // backupConfig turns the flags into the backup's configuration.
-func backupConfig(c *ucli.Context, log *slog.Logger) (checkpointer.BackupConfig, *prometheus.Registry, error) {
+func backupConfig(c *ucli.Context, log *slog.Logger) (checkpointer.BackupConfig, *prometheus.Registry, *backupDriver, error) {
 	var cfg checkpointer.BackupConfig
 	if err := checkTimings(c, "fence-timeout"); err != nil {
-		return cfg, nil, err
+		return cfg, nil, nil, err
 	}
 	codec, err := codecFrom(c)
 	if err != nil {
-		return cfg, nil, err
+		return cfg, nil, nil, err
 	}
 	ann, err := announcer(c)
 	if err != nil {
-		return cfg, nil, err
+		return cfg, nil, nil, err
 	}
 	drv, err := openBackup(c, log)
 	if err != nil {
-		return cfg, nil, err
+		return cfg, nil, nil, err
 	}
 	ln, err := wire.Listen(c.String("listen"), tlsFiles(c), log)
 	if err != nil {
-		return cfg, nil, err
+		drv.standby.Close()
+		return cfg, nil, nil, err
 	}
 	fo := checkpointer.FailoverConfig{UnsafeNoFence: c.Bool("unsafe-no-fence"), Peer: c.String("peer"), Port: drv.port, Announce: ann, Inject: drv.inject}
 	if cmd := c.String("fence-cmd"); cmd != "" {
@@ -98,7 +112,7 @@ func backupConfig(c *ucli.Context, log *slog.Logger) (checkpointer.BackupConfig,
 		Listener: ln, HeartbeatInterval: c.Duration("heartbeat-interval"), HeartbeatTimeout: c.Duration("heartbeat-timeout"),
 		Failover: fo, Logger: log, Metrics: checkpointer.NewMetrics(reg, "backup", c.String("vm"))}
 	log.Info("standby listening", "vm", cfg.VM, "addr", ln.Addr().String())
-	return cfg, reg, nil
+	return cfg, reg, drv, nil
 }
 
 // announcer builds the gratuitous-ARP sender from the flags, nil if unset.

@@ -46,6 +46,17 @@ type Options struct {
 	Disk bool
 	// DiskMiB is the disk size (default 64).
 	DiskMiB int
+	// Reprotect runs the standby with --reprotect-to host-a: once the
+	// guest runs on host-b, host-b protects it again as soon as host-a
+	// returns as a standby (ReturnHostA).
+	Reprotect bool
+	// UnsafeReprotect runs the standby with --unsafe-no-output-commit:
+	// once it protects the guest again, output is not held (the negative
+	// control of TwoDeaths).
+	UnsafeReprotect bool
+	// FenceKeepsQEMU fences host-a by pulling its cables only: its QEMU
+	// and pinned data plane stay, as a stale guest for its return.
+	FenceKeepsQEMU bool
 	// UnsafeNoDiskReplication runs both agents with
 	// --unsafe-no-disk-replication (the negative control).
 	UnsafeNoDiskReplication bool
@@ -85,7 +96,10 @@ type Cluster struct {
 	bpfMount  string
 	protect   *Agent
 	standby   *Agent
-	fence     string
+	// returned is host-a's agent after it came back as a standby.
+	returned *Agent
+	fence    string
+	fenceB   string
 	// standbyRuns numbers the standby agent's log files.
 	standbyRuns int
 }
@@ -247,12 +261,23 @@ func (c *Cluster) prepare(ctx context.Context) error {
 			c.logf("%s: %s", h.host.Netns, trimNL(out))
 		}
 	}
-	c.fence = filepath.Join(c.RunDir, "fence.sh")
-	script := fmt.Sprintf("#!/bin/sh\n# fence host-a: its QEMU dies, its cables are pulled\n"+
-		"kill -9 \"$(cat %s 2>/dev/null)\" 2>/dev/null\nip -n %s link set %s down\nip -n %s link set %s down\n"+
+	c.fence, c.fenceB = filepath.Join(c.RunDir, "fence.sh"), filepath.Join(c.RunDir, "fence-b.sh")
+	if err := os.WriteFile(c.fence, []byte(fenceScript(c.CfgA, c.Rig.A, c.Opts.FenceKeepsQEMU)), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(c.fenceB, []byte(fenceScript(c.CfgB, c.Rig.B, false)), 0o700)
+}
+
+// fenceScript stops a host: its QEMU dies (unless keepQEMU) and its cables
+// are pulled.
+func fenceScript(cfg qemu.Config, h testenv.Host, keepQEMU bool) string {
+	kill := fmt.Sprintf("kill -9 \"$(cat %s 2>/dev/null)\" 2>/dev/null\n", cfg.PIDPath())
+	if keepQEMU {
+		kill = "# its QEMU is left running (a switch-port fence)\n"
+	}
+	return fmt.Sprintf("#!/bin/sh\n# fence %s\n%sip -n %s link set %s down\nip -n %s link set %s down\n"+
 		"echo \"fenced $RESILIRE_PEER at epoch $RESILIRE_EPOCH ($RESILIRE_REASON)\"\nexit 0\n",
-		c.CfgA.PIDPath(), c.Rig.A.Netns, c.Rig.A.Uplink, c.Rig.A.Netns, c.Rig.A.RepLink)
-	return os.WriteFile(c.fence, []byte(script), 0o700)
+		h.Netns, kill, h.Netns, h.Uplink, h.Netns, h.RepLink)
 }
 
 func trimNL(b []byte) string {
@@ -299,6 +324,12 @@ func (c *Cluster) StartStandby(ctx context.Context) error {
 		args = append(args, "--disk-image", c.ImgB, "--disk-socket", c.CfgB.DiskSocket)
 		if c.Opts.UnsafeNoDiskReplication {
 			args = append(args, "--unsafe-no-disk-replication")
+		}
+	}
+	if c.Opts.Reprotect {
+		args = append(args, "--reprotect-to", netip.AddrPortFrom(c.Rig.A.RepAddr, 7470).String(), "--interval", c.Opts.Interval.String())
+		if c.Opts.UnsafeReprotect {
+			args = append(args, "--unsafe-no-output-commit")
 		}
 	}
 	c.standbyRuns++
@@ -352,7 +383,7 @@ func (c *Cluster) StartProtect(ctx context.Context) error {
 
 // DumpLogs copies the agents' logs to w.
 func (c *Cluster) DumpLogs(w io.Writer) {
-	for _, a := range []*Agent{c.standby, c.protect} {
+	for _, a := range []*Agent{c.standby, c.protect, c.returned} {
 		if a != nil {
 			a.DumpLog(w)
 		}
@@ -363,7 +394,7 @@ func (c *Cluster) DumpLogs(w io.Writer) {
 // files, pins and (if it made it) the run directory.
 func (c *Cluster) Close() error {
 	var errs []error
-	for _, a := range []*Agent{c.protect, c.standby} {
+	for _, a := range []*Agent{c.protect, c.standby, c.returned} {
 		if a != nil {
 			if err := a.Kill(); err != nil {
 				errs = append(errs, err)

@@ -131,9 +131,9 @@ func (c *Cluster) startBank(ctx context.Context, conns int, every time.Duration)
 	return b
 }
 
-// finish stops the load, audits the resumed guest, then stops the guest
-// (kill -9, as a crash) and checks the backup's image.
-func (b *bankRun) finish(ctx context.Context, c *Cluster, killed time.Time) (*BankResult, error) {
+// finish stops the load, audits the resumed guest, then stops it (kill -9
+// of the QEMU in pidFile, as a crash) and checks img, the survivor's disk.
+func (b *bankRun) finish(ctx context.Context, c *Cluster, killed time.Time, pidFile, img string) (*BankResult, error) {
 	b.cancel()
 	r := &BankResult{Load: <-b.done}
 	if len(r.Load.Acked) == 0 {
@@ -153,10 +153,10 @@ func (b *bankRun) finish(ctx context.Context, c *Cluster, killed time.Time) (*Ba
 		r.Audit = a
 		r.Violations = append(r.Violations, bank.Check(r.Load, a)...)
 	}
-	if err := killPidFile(c.CfgB.PIDPath()); err != nil {
+	if err := killPidFile(pidFile); err != nil {
 		return nil, err
 	}
-	if r.Image, err = CheckBackupImage(ctx, c.ImgB, c.RunDir, r.Load); err != nil {
+	if r.Image, err = CheckBackupImage(ctx, img, c.RunDir, r.Load); err != nil {
 		return nil, err
 	}
 	return r, nil

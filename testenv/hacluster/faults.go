@@ -67,7 +67,11 @@ func (c *Cluster) RestartBackup(ctx context.Context) error {
 }
 
 // WaitFailover waits until the standby agent reports the guest running on
-// host-b (state "active"), at most limit.
+// host-b, at most limit.
 func (c *Cluster) WaitFailover(ctx context.Context, limit time.Duration) error {
-	return c.standby.WaitStatus(ctx, limit, func(s Status) bool { return s.State == "active" })
+	return c.standby.WaitStatus(ctx, limit, wentLive)
 }
+
+// wentLive reports an agent whose guest runs on its host: state active,
+// or (--reprotect-to) the primary it became.
+func wentLive(s Status) bool { return s.State == "active" || s.Role == "primary" }

@@ -140,7 +140,7 @@ func KillDuring(ctx context.Context, c *Cluster, o KillOptions) (*KillResult, er
 	}
 	r.Lost = lost
 	if bk != nil {
-		if r.Bank, err = bk.finish(ctx, c, killed); err != nil {
+		if r.Bank, err = bk.finish(ctx, c, killed, c.CfgB.PIDPath(), c.ImgB); err != nil {
 			return nil, err
 		}
 	}
@@ -173,19 +173,7 @@ func (r *KillResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "TCP connection survived:         %s (reconnects %d)\n", yes[r.Load.Reconnects == 0], r.Load.Reconnects)
 	fmt.Fprintf(w, "rolled-back/inconsistent replies: %d\n", r.Load.Inconsistent)
 	if b := r.Bank; b != nil {
-		fmt.Fprintf(w, "bank transfers acknowledged:     %d (%d after the kill; %d unresolved, %d refused for funds)\n",
-			len(b.Load.Acked), b.AckedAfterKill, len(b.Load.Unresolved), b.Load.Refused)
-		fmt.Fprintf(w, "bank balance total:              %d (want %d), %d transfers in the database, integrity %q\n",
-			b.Audit.Sum, int64(bank.Accounts)*bank.InitialBalance, len(b.Audit.Transfers), b.Audit.Integrity)
-		fmt.Fprintf(w, "acknowledged transfers lost:     %d\n", lostTransfers(b))
-		img := "clean (e2fsck -fn after journal replay; database read from the image passes its checks)"
-		if len(b.Image) > 0 {
-			img = strings.Join(b.Image, "; ")
-		}
-		fmt.Fprintf(w, "backup disk image:               %s\n", img)
-		for _, v := range b.Violations {
-			fmt.Fprintf(w, "bank violation:                  %s\n", v)
-		}
+		printBank(w, b)
 	}
 	fmt.Fprintf(w, "verdict:                         %s\n", map[bool]string{true: "SAFE", false: "VIOLATION"}[r.Safe()])
 }
@@ -203,4 +191,21 @@ func lostTransfers(b *BankResult) int {
 		}
 	}
 	return n
+}
+
+// printBank writes the bank's lines of a report.
+func printBank(w io.Writer, b *BankResult) {
+	fmt.Fprintf(w, "bank transfers acknowledged:     %d (%d after the kill; %d unresolved, %d refused for funds)\n",
+		len(b.Load.Acked), b.AckedAfterKill, len(b.Load.Unresolved), b.Load.Refused)
+	fmt.Fprintf(w, "bank balance total:              %d (want %d), %d transfers in the database, integrity %q\n",
+		b.Audit.Sum, int64(bank.Accounts)*bank.InitialBalance, len(b.Audit.Transfers), b.Audit.Integrity)
+	fmt.Fprintf(w, "acknowledged transfers lost:     %d\n", lostTransfers(b))
+	img := "clean (e2fsck -fn after journal replay; database read from the image passes its checks)"
+	if len(b.Image) > 0 {
+		img = strings.Join(b.Image, "; ")
+	}
+	fmt.Fprintf(w, "survivor's disk image:           %s\n", img)
+	for _, v := range b.Violations {
+		fmt.Fprintf(w, "bank violation:                  %s\n", v)
+	}
 }

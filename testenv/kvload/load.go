@@ -47,6 +47,8 @@ type Options struct {
 	Dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	KeyPrefix   string
 	MaxRequests int // 0 = unbounded (Duration still bounds the run)
+	// Stop, if set, ends the run early (cleanly) once closed.
+	Stop <-chan struct{}
 }
 
 func (o *Options) defaults() {
@@ -101,6 +103,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for i := 0; time.Now().Before(deadline) && (opts.MaxRequests == 0 || i < opts.MaxRequests); i++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
+		}
+		if stopped(opts.Stop) {
+			return res, nil
 		}
 		if cur == nil {
 			c, err := opts.Dial(ctx, "tcp", opts.Addr)
@@ -162,4 +167,14 @@ func Verify(ctx context.Context, opts Options, acked map[string]string) (lost []
 		}
 	}
 	return lost, nil
+}
+
+// stopped reports whether stop (nil: never) is closed.
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
 }

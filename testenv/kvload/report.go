@@ -57,10 +57,26 @@ func (r *Result) Summarize() Summary {
 	return s
 }
 
+// Mark is a vertical line on the timeline: an event at At since the first
+// request.
+type Mark struct {
+	At    time.Duration
+	Label string
+}
+
 // Plot writes a PNG timeline of request latency (ms) against time since the
 // first request, failed requests in red, with a vertical line at mark (the
 // moment the primary was killed; negative for none).
 func (r *Result) Plot(path, title string, mark time.Duration) error {
+	var marks []Mark
+	if mark >= 0 {
+		marks = append(marks, Mark{At: mark, Label: "primary killed"})
+	}
+	return r.PlotMarks(path, title, marks...)
+}
+
+// PlotMarks is Plot with any number of labelled events.
+func (r *Result) PlotMarks(path, title string, marks ...Mark) error {
 	if len(r.Samples) == 0 {
 		return fmt.Errorf("plot %s: no samples", path)
 	}
@@ -86,15 +102,16 @@ func (r *Result) Plot(path, title string, mark time.Duration) error {
 			return err
 		}
 	}
-	if mark >= 0 {
-		line, err := plotter.NewLine(plotter.XYs{{X: mark.Seconds(), Y: 0}, {X: mark.Seconds(), Y: p.Y.Max}})
+	colors := []color.RGBA{{R: 200, G: 120, A: 255}, {G: 150, A: 255}, {R: 150, B: 150, A: 255}, {R: 90, G: 90, B: 90, A: 255}}
+	for i, m := range marks {
+		line, err := plotter.NewLine(plotter.XYs{{X: m.At.Seconds(), Y: 0}, {X: m.At.Seconds(), Y: p.Y.Max}})
 		if err != nil {
 			return err
 		}
-		line.Color = color.RGBA{R: 200, G: 120, A: 255}
+		line.Color = colors[i%len(colors)]
 		line.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 		p.Add(line)
-		p.Legend.Add("primary killed", line)
+		p.Legend.Add(m.Label, line)
 	}
 	p.Legend.Top = true
 	return p.Save(20*vg.Centimeter, 10*vg.Centimeter, path)

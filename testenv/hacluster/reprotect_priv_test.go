@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package hacluster
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestE2ETwoDeaths is continuous protection: host-a dies, host-b goes live
+// and, once host-a is back as a standby, protects the guest again by
+// itself; then host-b dies and host-a goes live. The client's one TCP
+// connection survives both deaths with no acknowledged write lost, and the
+// bank on the guest's replicated disk loses no acknowledged transfer.
+func TestE2ETwoDeaths(t *testing.T) {
+	requireVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c := setup(t, ctx, Options{Reprotect: true, InputReplay: true, Disk: true})
+	r, err := TwoDeaths(ctx, c, TwoDeathOptions{FirstKill: killPhase(), Return: 2 * time.Second, Protected: killPhase(), After: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	t.Logf("\n%s", out.String())
+	if !r.Survived() {
+		t.Fatalf("two deaths: not survived (lost %d, inconsistent %d, reconnects %d, acked after the second death %d, bank %v)",
+			len(r.Lost), r.Load.Inconsistent, r.Load.Reconnects, r.AckedAfterKill, r.Bank != nil && !r.Bank.Safe())
+	}
+	if r.Phases[2].Requests == 0 {
+		t.Fatal("no request answered while host-b was protected by host-a")
+	}
+}
+
+// TestE2EUnsafeReprotect is the negative control: the same two deaths with
+// host-b protecting the guest again WITHOUT output commit. The second death
+// must show the violation (a lost acknowledged write or a rolled-back
+// reply); the outcome is probabilistic, so up to three runs.
+func TestE2EUnsafeReprotect(t *testing.T) {
+	requireVM(t)
+	const attempts = 3
+	for i := range attempts {
+		var violated bool
+		t.Run("run"+strconv.Itoa(i), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			c := setup(t, ctx, Options{Reprotect: true, UnsafeReprotect: true, InputReplay: true})
+			r, err := TwoDeaths(ctx, c, TwoDeathOptions{FirstKill: killPhase(), Return: 2 * time.Second, Protected: killPhase(), After: 3 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			violated = !r.Safe()
+			t.Logf("unsafe re-protection: lost %d, inconsistent %d, reconnects %d", len(r.Lost), r.Load.Inconsistent, r.Load.Reconnects)
+		})
+		if violated {
+			return
+		}
+	}
+	t.Fatalf("no violation in %d runs with host-b re-protecting without output commit: the checker cannot tell", attempts)
+}
+
+// TestE2EStaleReturn isolates host-a instead of killing it: its agent
+// crashes and its cables are pulled, its QEMU (and pinned data plane)
+// stay. Fenced by its cables only, it comes back with the stale guest
+// still running: the returning standby destroys it, and no guest frame
+// leaves host-a until host-a goes live again after host-b's death.
+func TestE2EStaleReturn(t *testing.T) {
+	requireVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := setup(t, ctx, Options{Reprotect: true, FenceKeepsQEMU: true, InputReplay: true})
+	r, err := TwoDeaths(ctx, c, TwoDeathOptions{FirstKill: killPhase(), Return: 2 * time.Second, Protected: killPhase(),
+		After: 3 * time.Second, IsolateFirst: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	t.Logf("\n%s", out.String())
+	if r.StalePid == 0 {
+		t.Fatal("no stale QEMU on host-a at its return: the scenario did not happen")
+	}
+	if r.StandbyPid == 0 || r.StandbyPid == r.StalePid {
+		t.Errorf("the stale QEMU %d was not replaced (warm standby pid %d)", r.StalePid, r.StandbyPid)
+	}
+	if r.FramesFromA != 0 {
+		t.Errorf("%d guest frames left host-a before it went live", r.FramesFromA)
+	}
+	if r.FramesFromALive == 0 {
+		t.Error("no guest frame from host-a after it went live: the watcher saw nothing at all")
+	}
+	if !r.Survived() {
+		t.Fatalf("not survived: lost %d, inconsistent %d, reconnects %d, acked after %d", len(r.Lost), r.Load.Inconsistent, r.Load.Reconnects, r.AckedAfterKill)
+	}
+}
