@@ -96,10 +96,14 @@ type Cluster struct {
 	bpfMount  string
 	protect   *Agent
 	standby   *Agent
-	// returned is host-a's agent after it came back as a standby.
-	returned *Agent
-	fence    string
-	fenceB   string
+	// agents are the agents of host-a and host-b once they came back as
+	// standbys (nil: the original protect or standby still runs there);
+	// retired are earlier ones, killed.
+	agents  [2]*Agent
+	retired []*Agent
+	returns int
+	fence   string
+	fenceB  string
 	// standbyRuns numbers the standby agent's log files.
 	standbyRuns int
 }
@@ -383,7 +387,7 @@ func (c *Cluster) StartProtect(ctx context.Context) error {
 
 // DumpLogs copies the agents' logs to w.
 func (c *Cluster) DumpLogs(w io.Writer) {
-	for _, a := range []*Agent{c.standby, c.protect, c.returned} {
+	for _, a := range append([]*Agent{c.standby, c.protect, c.agents[0], c.agents[1]}, c.retired...) {
 		if a != nil {
 			a.DumpLog(w)
 		}
@@ -394,7 +398,7 @@ func (c *Cluster) DumpLogs(w io.Writer) {
 // files, pins and (if it made it) the run directory.
 func (c *Cluster) Close() error {
 	var errs []error
-	for _, a := range []*Agent{c.protect, c.standby, c.returned} {
+	for _, a := range append([]*Agent{c.protect, c.standby, c.agents[0], c.agents[1]}, c.retired...) {
 		if a != nil {
 			if err := a.Kill(); err != nil {
 				errs = append(errs, err)

@@ -14,127 +14,193 @@ import (
 	"time"
 
 	"github.com/resilire/resilire/checkpointer/qemu"
+	"github.com/resilire/resilire/testenv"
 	"github.com/resilire/resilire/testenv/kvload"
 )
 
-// ReturnHostA brings host-a back after its death: its cables are plugged in
+// host is one of the rig's two hosts as the scenarios see it.
+type host struct {
+	name  string
+	h     testenv.Host
+	cfg   qemu.Config
+	json  string // its qemu.Config file
+	img   string
+	pin   string
+	fence string // the script that fences it
+}
+
+func (c *Cluster) hosts() [2]host {
+	return [2]host{
+		{"host-a", c.Rig.A, c.CfgA, "a.json", c.ImgA, c.PinA, c.fence},
+		{"host-b", c.Rig.B, c.CfgB, "b.json", c.ImgB, c.PinB, c.fenceB},
+	}
+}
+
+// agent returns the agent now running on host i (0: host-a).
+func (c *Cluster) agent(i int) *Agent {
+	if c.agents[i] != nil {
+		return c.agents[i]
+	}
+	if i == 0 {
+		return c.protect
+	}
+	return c.standby
+}
+
+// ReturnHost brings host i back after its death: its cables are plugged in
 // again and it runs a fresh standby agent (--discard-stale-guest destroys
 // a QEMU of the guest still running there; its port stays blocked). The
-// agent takes host-b as its peer: it fences host-b and goes live if host-b
-// dies, and then protects the guest toward host-b again.
-func (c *Cluster) ReturnHostA(ctx context.Context) error {
-	if err := c.Rig.SetHostLinks(c.Rig.A, true); err != nil {
+// agent takes the other host as its peer: it fences it and goes live if it
+// dies, and then protects the guest toward it again.
+func (c *Cluster) ReturnHost(ctx context.Context, i int) error {
+	hs := c.hosts()
+	me, peer := hs[i], hs[1-i]
+	if err := c.Rig.SetHostLinks(me.h, true); err != nil {
 		return err
 	}
 	hb := c.Opts.HeartbeatTimeout
-	args := []string{"standby", "--vm", c.VM, "--listen", netip.AddrPortFrom(c.Rig.A.RepAddr, 7470).String(),
-		"--fence-cmd", c.fenceB, "--fence-timeout", "10s", "--peer", "host-b",
+	args := []string{"standby", "--vm", c.VM, "--listen", netip.AddrPortFrom(me.h.RepAddr, 7470).String(),
+		"--fence-cmd", peer.fence, "--fence-timeout", "10s", "--peer", peer.name,
 		"--heartbeat-interval", (hb / 5).String(), "--heartbeat-timeout", hb.String(), "--codec", c.Opts.Codec,
-		"--domain", "qemu", "--qemu-config", filepath.Join(c.RunDir, "a.json"), "--discard-stale-guest",
-		"--dataplane", "--pin-root", c.PinA, "--metrics-addr", "127.0.0.1:9470",
-		"--reprotect-to", netip.AddrPortFrom(c.Rig.B.RepAddr, 7470).String(), "--interval", c.Opts.Interval.String()}
+		"--domain", "qemu", "--qemu-config", filepath.Join(c.RunDir, me.json), "--discard-stale-guest",
+		"--dataplane", "--pin-root", me.pin, "--metrics-addr", "127.0.0.1:9470",
+		"--reprotect-to", netip.AddrPortFrom(peer.h.RepAddr, 7470).String(), "--interval", c.Opts.Interval.String()}
 	if c.Opts.InputReplay {
 		args = append(args, "--input-replay")
 	}
 	if c.Opts.Disk {
-		args = append(args, "--disk-image", c.ImgA, "--disk-socket", c.CfgA.DiskSocket)
+		args = append(args, "--disk-image", me.img, "--disk-socket", me.cfg.DiskSocket)
 	}
-	a, err := startAgent(c.Rig.A.Netns, c.Bin, filepath.Join(c.RunDir, "standby-a.log"), args)
+	c.returns++
+	a, err := startAgent(me.h.Netns, c.Bin, filepath.Join(c.RunDir, fmt.Sprintf("standby-%s-%d.log", me.name, c.returns)), args)
 	if err != nil {
 		return err
 	}
-	c.returned = a
-	c.logf("host-a back: standby agent started")
+	if old := c.agents[i]; old != nil {
+		c.retired = append(c.retired, old)
+	}
+	c.agents[i] = a
+	c.logf("%s back: standby agent started", me.name)
 	return a.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State != "" })
 }
 
-// WaitReprotected waits until host-a's standby holds a consistent
-// checkpoint from host-b: the guest is protected again.
-func (c *Cluster) WaitReprotected(ctx context.Context, limit time.Duration) error {
-	if c.returned == nil {
-		return errors.New("host-a has not returned")
+// ReturnHostA is ReturnHost(ctx, 0).
+func (c *Cluster) ReturnHostA(ctx context.Context) error { return c.ReturnHost(ctx, 0) }
+
+// WaitReprotected waits until host i's standby holds a consistent
+// checkpoint from the other host: the guest is protected again.
+func (c *Cluster) WaitReprotected(ctx context.Context, i int, limit time.Duration) error {
+	if c.agents[i] == nil {
+		return fmt.Errorf("%s has not returned", c.hosts()[i].name)
 	}
 	t0 := time.Now()
-	if err := c.returned.WaitStatus(ctx, limit, func(s Status) bool { return s.State == "standby" && s.Epoch > 0 }); err != nil {
+	if err := c.agents[i].WaitStatus(ctx, limit, func(s Status) bool { return s.State == "standby" && s.Epoch > 0 }); err != nil {
 		return fmt.Errorf("re-protection: %w", err)
 	}
-	c.logf("protected again by host-b (standby on host-a) after %v", time.Since(t0).Round(time.Millisecond))
+	c.logf("protected again (standby on %s) after %v", c.hosts()[i].name, time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
-// KillHostB is the death of host-b once it runs the guest: SIGKILL of its
-// QEMU (the activated standby) and its agent, then its cables down.
-func (c *Cluster) KillHostB() (time.Time, error) {
+// KillHost is the death of host i: SIGKILL of its QEMU and its agent, then
+// its cables down.
+func (c *Cluster) KillHost(i int) (time.Time, error) {
+	me := c.hosts()[i]
 	t := time.Now()
-	errs := []error{killPidFile(c.CfgB.PIDPath())}
-	if c.standby != nil {
-		errs = append(errs, c.standby.Kill())
+	errs := []error{killPidFile(me.cfg.PIDPath())}
+	if a := c.agent(i); a != nil {
+		errs = append(errs, a.Kill())
 	}
-	errs = append(errs, c.Rig.SetHostLinks(c.Rig.B, false))
-	c.logf("host-b killed (QEMU, agent, links)")
+	errs = append(errs, c.Rig.SetHostLinks(me.h, false))
+	c.logf("%s killed (QEMU, agent, links)", me.name)
 	return t, errors.Join(errs...)
 }
 
-// TwoDeathOptions shape TwoDeaths.
-type TwoDeathOptions struct {
+// KillHostB is KillHost(1).
+func (c *Cluster) KillHostB() (time.Time, error) { return c.KillHost(1) }
+
+// DeathsOptions shape Deaths.
+type DeathsOptions struct {
+	// N is the number of host deaths: host-a first, then whichever host
+	// runs the guest, alternating (default 2).
+	N         int
 	FirstKill time.Duration // host-a dies this long after the client's start
-	Return    time.Duration // host-a comes back this long after its death
-	Protected time.Duration // host-b runs protected this long before it dies
-	After     time.Duration // the client goes on this long after host-b's death
-	Think     time.Duration // client pause between requests (0 = 10 ms)
-	BankConns int           // bank clients on a Disk cluster (default 4)
+	Return    time.Duration // a dead host comes back this long after its death
+	// Protected is how long the guest runs protected again before the next
+	// death; PhaseJitter, if set, adds a random amount to each.
+	Protected   time.Duration
+	PhaseJitter func() time.Duration
+	After       time.Duration // the client goes on this long after the last death
+	Think       time.Duration // client pause between requests (0 = 10 ms)
+	BankConns   int           // bank clients on a Disk cluster (default 4)
 	// IsolateFirst replaces host-a's first death by its isolation: its
 	// agent crashes and its cables are pulled, but its QEMU runs on. With
 	// Options.FenceKeepsQEMU the guest's stale copy is still there when
-	// host-a returns; the result then says whether a guest frame ever
-	// left host-a before host-a went live.
+	// host-a returns.
 	IsolateFirst bool
 }
 
-// TwoDeathResult is what the client saw across both deaths.
-type TwoDeathResult struct {
+// Death is one host death.
+type Death struct {
+	Host string
+	// At is the death since the client's first request; Active is death
+	// to the survivor going live.
+	At, Active time.Duration
+	// Reprotected is when the dead host, back as a standby, first held a
+	// checkpoint of the survivor (0 after the last death).
+	Reprotected time.Duration
+}
+
+// Phase is the client's latency in one stretch between events.
+type Phase struct {
+	Name    string
+	Summary kvload.Summary
+}
+
+// DeathsResult is what the client saw across the deaths.
+type DeathsResult struct {
 	Load    *kvload.Result
 	Summary kvload.Summary
-	// Kill1 and Kill2 are the deaths of host-a and host-b, Reprotected
-	// when host-a's standby first held host-b's checkpoint; all since the
-	// client's first request.
-	Kill1, Reprotected, Kill2 time.Duration
-	// Active1 and Active2 are each death to the survivor going live.
-	Active1, Active2 time.Duration
-	// Phases summarise the latency of requests answered in each phase:
-	// protected by host-b as backup, unprotected on host-b, protected by
-	// host-a as backup, and unprotected on host-a.
-	Phases         [4]kvload.Summary
-	Lost           []string
-	AckedAfterKill int // acknowledgements of requests sent after the second death
+	Deaths  []Death
+	Phases  []Phase
+	Lost    []string
+	// AckedAfterKill counts acknowledgements of requests sent after the
+	// last death.
+	AckedAfterKill int
 	Bank           *BankResult
 	Interval       time.Duration
-	// StalePid is host-a's QEMU found still running when host-a returned
-	// (0: none); StandbyPid the warm standby QEMU that replaced it.
+	// Primary is host-a's protect agent's status just before the first
+	// death (pause and bytes per epoch).
+	Primary Status
+	// StalePid is host-a's QEMU found still running when host-a first
+	// returned (0: none); StandbyPid the warm standby QEMU that replaced it.
 	StalePid, StandbyPid int
 	// FramesFromA count guest frames on the switch's port of host-a from
-	// its return until it went live (must be 0), and after.
+	// its first return until it went live again (must be 0), and after.
 	FramesFromA, FramesFromALive int
 }
 
 // Safe reports no acknowledged write lost, no inconsistent reply, a sound
 // bank, and no guest frame from host-a between its return and its going live.
-func (r *TwoDeathResult) Safe() bool {
+func (r *DeathsResult) Safe() bool {
 	return len(r.Lost) == 0 && r.Load.Inconsistent == 0 && (r.Bank == nil || r.Bank.Safe()) && r.FramesFromA == 0
 }
 
 // Survived is Safe with the client's TCP connection kept and the guest
-// answering after the second death.
-func (r *TwoDeathResult) Survived() bool {
+// answering after the last death.
+func (r *DeathsResult) Survived() bool {
 	return r.Safe() && r.Load.Reconnects == 0 && r.AckedAfterKill > 0
 }
 
-// TwoDeaths runs the client across two host deaths on a Reprotect
-// cluster: host-a dies, host-b goes live; host-a returns as a standby and
-// host-b protects the guest again; host-b dies, host-a goes live.
-func TwoDeaths(ctx context.Context, c *Cluster, o TwoDeathOptions) (*TwoDeathResult, error) {
+// Deaths runs the client across o.N host deaths on a Reprotect cluster:
+// host-a dies and host-b goes live; host-a returns as a standby and host-b
+// protects the guest again by itself; host-b dies and host-a goes live;
+// and so on. The kv client keeps one TCP connection throughout.
+func Deaths(ctx context.Context, c *Cluster, o DeathsOptions) (*DeathsResult, error) {
 	if !c.Opts.Reprotect {
-		return nil, errors.New("TwoDeaths needs Options.Reprotect")
+		return nil, errors.New("Deaths needs Options.Reprotect")
+	}
+	if o.N == 0 {
+		o.N = 2
 	}
 	if o.Think == 0 {
 		o.Think = 10 * time.Millisecond
@@ -142,8 +208,12 @@ func TwoDeaths(ctx context.Context, c *Cluster, o TwoDeathOptions) (*TwoDeathRes
 	if o.BankConns == 0 {
 		o.BankConns = 4
 	}
+	if o.PhaseJitter == nil {
+		o.PhaseJitter = func() time.Duration { return 0 }
+	}
+	hs := c.hosts()
 	stop := make(chan struct{})
-	lo := kvload.Options{Addr: c.GuestAddr(), Duration: 10 * time.Minute, Think: o.Think, Timeout: 10 * time.Second, Dial: c.Dial, Stop: stop}
+	lo := kvload.Options{Addr: c.GuestAddr(), Duration: 24 * time.Hour, Think: o.Think, Timeout: 10 * time.Second, Dial: c.Dial, Stop: stop}
 	var (
 		res     *kvload.Result
 		loadErr error
@@ -157,69 +227,93 @@ func TwoDeaths(ctx context.Context, c *Cluster, o TwoDeathOptions) (*TwoDeathRes
 	wg.Add(1)
 	go func() { defer wg.Done(); res, loadErr = kvload.Run(ctx, lo) }()
 	defer func() { closeOnce(stop); wg.Wait() }()
-	r := &TwoDeathResult{Interval: c.Opts.Interval}
-	if err := sleepCtx(ctx, o.FirstKill); err != nil {
-		return nil, err
-	}
-	var kill1 time.Time
-	var err error
-	if o.IsolateFirst {
-		kill1 = time.Now()
-		err = errors.Join(c.protect.Kill(), c.Rig.SetHostLinks(c.Rig.A, false))
-		c.logf("host-a isolated (agent crashed, cables pulled, QEMU left running)")
-	} else {
-		kill1, err = c.KillPrimaryHost()
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := c.WaitFailover(ctx, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("first failover: %w", err)
-	}
-	r.Active1 = time.Since(kill1)
-	if err := sleepCtx(ctx, o.Return-time.Since(kill1)); err != nil {
-		return nil, err
-	}
-	r.StalePid = qemu.RunningPid(c.CfgA)
 	mac, err := net.ParseMAC(c.GuestMAC())
 	if err != nil {
 		return nil, err
 	}
-	wa, err := WatchSource(c.Rig.Switch, c.Rig.Prefix+"a-sw", mac)
-	if err != nil {
+	r := &DeathsResult{Interval: c.Opts.Interval}
+	var (
+		kills, reprots []time.Time
+		wa             *Watcher
+		aLive          time.Time // host-a live again after its first return
+	)
+	defer func() {
+		if wa != nil {
+			wa.Stop()
+		}
+	}()
+	if err := sleepCtx(ctx, o.FirstKill); err != nil {
 		return nil, err
 	}
-	defer wa.Stop()
-	if err := c.ReturnHostA(ctx); err != nil {
-		return nil, err
+	for k := range o.N {
+		v, sv := k%2, 1-k%2 // victim, survivor
+		if k > 0 {
+			if err := sleepCtx(ctx, o.Protected+o.PhaseJitter()); err != nil {
+				return nil, err
+			}
+		}
+		var kill time.Time
+		if k == 0 {
+			if st, err := c.protect.Status(ctx); err == nil {
+				r.Primary = st
+			}
+		}
+		if k == 0 && o.IsolateFirst {
+			kill = time.Now()
+			err = errors.Join(c.protect.Kill(), c.Rig.SetHostLinks(c.Rig.A, false))
+			c.logf("host-a isolated (agent crashed, cables pulled, QEMU left running)")
+		} else {
+			kill, err = c.KillHost(v)
+		}
+		if err != nil {
+			return nil, err
+		}
+		kills = append(kills, kill)
+		if err := c.agent(sv).WaitStatus(ctx, 30*time.Second, wentLive); err != nil {
+			return nil, fmt.Errorf("failover %d to %s: %w", k+1, hs[sv].name, err)
+		}
+		d := Death{Host: hs[v].name, Active: time.Since(kill)}
+		if sv == 0 && wa != nil && aLive.IsZero() {
+			aLive = time.Now()
+		}
+		if k == o.N-1 {
+			r.Deaths = append(r.Deaths, d)
+			break
+		}
+		if err := sleepCtx(ctx, o.Return-time.Since(kill)); err != nil {
+			return nil, err
+		}
+		if v == 0 && wa == nil {
+			r.StalePid = qemu.RunningPid(c.CfgA)
+			if wa, err = WatchSource(c.Rig.Switch, c.Rig.Prefix+"a-sw", mac); err != nil {
+				return nil, err
+			}
+		}
+		if err := c.ReturnHost(ctx, v); err != nil {
+			return nil, err
+		}
+		if err := c.WaitReprotected(ctx, v, 90*time.Second); err != nil {
+			return nil, err
+		}
+		reprots = append(reprots, time.Now())
+		if v == 0 && r.StandbyPid == 0 {
+			r.StandbyPid = qemu.RunningPid(c.CfgA)
+		}
+		r.Deaths = append(r.Deaths, d)
 	}
-	if err := c.WaitReprotected(ctx, 90*time.Second); err != nil {
-		return nil, err
-	}
-	reprotected := time.Now()
-	r.StandbyPid = qemu.RunningPid(c.CfgA)
-	if err := sleepCtx(ctx, o.Protected); err != nil {
-		return nil, err
-	}
-	kill2, err := c.KillHostB()
-	if err != nil {
-		return nil, err
-	}
-	if err := c.returned.WaitStatus(ctx, 30*time.Second, wentLive); err != nil {
-		return nil, fmt.Errorf("second failover: %w", err)
-	}
-	r.Active2 = time.Since(kill2)
-	live := time.Now()
-	if err := sleepCtx(ctx, o.After-time.Since(kill2)); err != nil {
+	last := kills[len(kills)-1]
+	if err := sleepCtx(ctx, o.After-time.Since(last)); err != nil {
 		return nil, err
 	}
 	closeOnce(stop)
 	wg.Wait()
-	for _, at := range wa.Seen() {
-		if at.Before(live) {
-			r.FramesFromA++
-		} else {
-			r.FramesFromALive++
+	if wa != nil {
+		for _, at := range wa.Seen() {
+			if aLive.IsZero() || at.Before(aLive) {
+				r.FramesFromA++
+			} else {
+				r.FramesFromALive++
+			}
 		}
 	}
 	if loadErr != nil {
@@ -230,36 +324,76 @@ func TwoDeaths(ctx context.Context, c *Cluster, o TwoDeathOptions) (*TwoDeathRes
 	}
 	r.Load, r.Summary = res, res.Summarize()
 	t0 := res.Samples[0].Start
-	r.Kill1, r.Reprotected, r.Kill2 = kill1.Sub(t0), reprotected.Sub(t0), kill2.Sub(t0)
-	var phases [4]kvload.Result
-	for _, x := range res.Samples {
-		end := x.Start.Add(x.Latency)
-		switch {
-		case end.Before(kill1):
-			phases[0].Samples = append(phases[0].Samples, x)
-		case x.Start.After(kill1) && end.Before(reprotected):
-			phases[1].Samples = append(phases[1].Samples, x)
-		case x.Start.After(reprotected) && end.Before(kill2):
-			phases[2].Samples = append(phases[2].Samples, x)
-		case x.Start.After(kill2):
-			phases[3].Samples = append(phases[3].Samples, x)
-		}
-		if x.OK && x.Start.After(kill2) {
-			r.AckedAfterKill++
+	for k := range r.Deaths {
+		r.Deaths[k].At = kills[k].Sub(t0)
+		if k < len(reprots) {
+			r.Deaths[k].Reprotected = reprots[k].Sub(t0)
 		}
 	}
-	for i := range phases {
-		r.Phases[i] = phases[i].Summarize()
+	r.Phases = phases(res, kills, reprots, hs)
+	for _, x := range res.Samples {
+		if x.OK && x.Start.After(last) {
+			r.AckedAfterKill++
+		}
 	}
 	if r.Lost, err = kvload.Verify(ctx, lo, res.Acked); err != nil {
 		return nil, err
 	}
 	if bk != nil {
-		if r.Bank, err = bk.finish(ctx, c, kill2, c.CfgA.PIDPath(), c.ImgA); err != nil {
+		sv := hs[1-(o.N-1)%2]
+		if r.Bank, err = bk.finish(ctx, c, last, sv.cfg.PIDPath(), sv.img); err != nil {
 			return nil, err
 		}
 	}
 	return r, nil
+}
+
+// phases splits the samples at the deaths and re-protections.
+func phases(res *kvload.Result, kills, reprots []time.Time, hs [2]host) []Phase {
+	type seg struct {
+		name     string
+		from, to time.Time
+	}
+	far := time.Now().Add(24 * time.Hour)
+	segs := []seg{{name: "host-a, protected", from: time.Time{}, to: kills[0]}}
+	for k, kill := range kills {
+		live := hs[1-k%2].name
+		to := far
+		if k < len(reprots) {
+			to = reprots[k]
+		}
+		segs = append(segs, seg{name: live + ", unprotected", from: kill, to: to})
+		if k < len(reprots) {
+			next := far
+			if k+1 < len(kills) {
+				next = kills[k+1]
+			}
+			segs = append(segs, seg{name: live + ", protected again", from: reprots[k], to: next})
+		}
+	}
+	out := make([]Phase, len(segs))
+	for i, sg := range segs {
+		var part kvload.Result
+		for _, x := range res.Samples {
+			if !x.Start.Before(sg.from) && x.Start.Add(x.Latency).Before(sg.to) {
+				part.Samples = append(part.Samples, x)
+			}
+		}
+		out[i] = Phase{Name: sg.name, Summary: part.Summarize()}
+	}
+	return out
+}
+
+// Marks are the deaths and re-protections for the timeline plot.
+func (r *DeathsResult) Marks() []kvload.Mark {
+	var m []kvload.Mark
+	for _, d := range r.Deaths {
+		m = append(m, kvload.Mark{At: d.At, Label: d.Host + " killed"})
+		if d.Reprotected > 0 {
+			m = append(m, kvload.Mark{At: d.Reprotected, Label: "protected again"})
+		}
+	}
+	return m
 }
 
 func closeOnce(ch chan struct{}) {
@@ -282,26 +416,30 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Print writes the two-death report.
-func (r *TwoDeathResult) Print(w io.Writer) {
+// Print writes the report.
+func (r *DeathsResult) Print(w io.Writer) {
 	yes := map[bool]string{true: "yes", false: "NO"}
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-	fmt.Fprintf(w, "host-a killed at:                %v into the client run; host-b active %v later\n", ms(r.Kill1), ms(r.Active1))
-	fmt.Fprintf(w, "host-a back, guest protected again at: %v (%v after the first death)\n", ms(r.Reprotected), ms(r.Reprotected-r.Kill1))
+	printEpochs(w, r.Primary.Stats, r.Interval, r.Bank != nil)
+	for i, d := range r.Deaths {
+		fmt.Fprintf(w, "death %d: %s killed at %v into the client run; the survivor live %v later\n", i+1, d.Host, ms(d.At), ms(d.Active))
+		if d.Reprotected > 0 {
+			fmt.Fprintf(w, "         %s back as a standby; guest protected again at %v (%v after the death)\n", d.Host, ms(d.Reprotected), ms(d.Reprotected-d.At))
+		}
+	}
 	if r.StalePid != 0 {
 		fmt.Fprintf(w, "host-a's stale QEMU at its return: pid %d, destroyed (warm standby now pid %d)\n", r.StalePid, r.StandbyPid)
 	}
 	fmt.Fprintf(w, "guest frames from host-a:        %d from its return until it went live, %d after\n", r.FramesFromA, r.FramesFromALive)
-	fmt.Fprintf(w, "host-b killed at:                %v; host-a active %v later\n", ms(r.Kill2), ms(r.Active2))
-	names := [4]string{"protected (backup host-b)", "unprotected on host-b", "protected (backup host-a)", "unprotected on host-a"}
-	for i, s := range r.Phases {
-		fmt.Fprintf(w, "latency %-26s p50/p99: %v / %v (%d requests)\n", names[i]+":", s.P50.Round(100*time.Microsecond), s.P99.Round(100*time.Microsecond), s.Requests)
+	for _, p := range r.Phases {
+		fmt.Fprintf(w, "latency %-28s p50/p99: %v / %v (%d requests)\n", p.Name+":", p.Summary.P50.Round(100*time.Microsecond),
+			p.Summary.P99.Round(100*time.Microsecond), p.Summary.Requests)
 	}
 	s := r.Summary
-	fmt.Fprintf(w, "client-observed downtime:        %v (longest gap between acknowledgements, both deaths)\n", ms(s.Outage))
-	fmt.Fprintf(w, "requests / acknowledged:         %d / %d (%d acknowledged after the second death)\n", s.Requests, s.Acked, r.AckedAfterKill)
+	fmt.Fprintf(w, "client-observed downtime:        %v (longest gap between acknowledgements, all deaths)\n", ms(s.Outage))
+	fmt.Fprintf(w, "requests / acknowledged:         %d / %d (%d acknowledged after the last death)\n", s.Requests, s.Acked, r.AckedAfterKill)
 	fmt.Fprintf(w, "acknowledged writes lost:        %d\n", len(r.Lost))
-	fmt.Fprintf(w, "TCP connection survived both:    %s (reconnects %d)\n", yes[r.Load.Reconnects == 0], r.Load.Reconnects)
+	fmt.Fprintf(w, "TCP connection survived all:     %s (reconnects %d)\n", yes[r.Load.Reconnects == 0], r.Load.Reconnects)
 	fmt.Fprintf(w, "rolled-back/inconsistent replies: %d\n", r.Load.Inconsistent)
 	if b := r.Bank; b != nil {
 		printBank(w, b)

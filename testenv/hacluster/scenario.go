@@ -150,19 +150,8 @@ func KillDuring(ctx context.Context, c *Cluster, o KillOptions) (*KillResult, er
 // Print writes the demo report.
 func (r *KillResult) Print(w io.Writer) {
 	s := r.Summary
-	st := r.Primary.Stats
-	if st == nil {
-		st = &checkpointer.EpochSummary{}
-	}
 	yes := map[bool]string{true: "yes", false: "NO"}
-	fmt.Fprintf(w, "epochs committed before the kill: %d (interval %v)\n", st.Committed, r.Interval)
-	fmt.Fprintf(w, "pause p50 / p99 / max:           %v / %v / %v (last %d epochs)\n",
-		st.PauseP50.Round(10*time.Microsecond), st.PauseP99.Round(10*time.Microsecond), st.PauseMax.Round(10*time.Microsecond), st.Window)
-	fmt.Fprintf(w, "bytes per epoch (mean):          %.0f on the wire, %.0f page-granular (%.1f dirty pages)\n",
-		st.WireBytesMean, st.PageBytesMean, st.DirtyPagesMean)
-	if r.Bank != nil {
-		fmt.Fprintf(w, "disk bytes per epoch (mean):     %.0f written, %.0f on the wire\n", st.DiskBytesMean, st.DiskWireBytesMean)
-	}
+	printEpochs(w, r.Primary.Stats, r.Interval, r.Bank != nil)
 	fmt.Fprintf(w, "host-a killed at:                %v into the client run\n", r.KillAt.Round(time.Millisecond))
 	fmt.Fprintf(w, "standby active after:            %v\n", r.Activated.Round(time.Millisecond))
 	fmt.Fprintf(w, "client-observed downtime:        %v (longest gap between acknowledgements)\n", s.Outage.Round(time.Millisecond))
@@ -207,5 +196,20 @@ func printBank(w io.Writer, b *BankResult) {
 	fmt.Fprintf(w, "survivor's disk image:           %s\n", img)
 	for _, v := range b.Violations {
 		fmt.Fprintf(w, "bank violation:                  %s\n", v)
+	}
+}
+
+// printEpochs writes the protected epochs' lines of a report.
+func printEpochs(w io.Writer, st *checkpointer.EpochSummary, interval time.Duration, disk bool) {
+	if st == nil {
+		st = &checkpointer.EpochSummary{}
+	}
+	fmt.Fprintf(w, "epochs committed before the kill: %d (interval %v)\n", st.Committed, interval)
+	fmt.Fprintf(w, "pause p50 / p99 / max:           %v / %v / %v (last %d epochs)\n",
+		st.PauseP50.Round(10*time.Microsecond), st.PauseP99.Round(10*time.Microsecond), st.PauseMax.Round(10*time.Microsecond), st.Window)
+	fmt.Fprintf(w, "bytes per epoch (mean):          %.0f on the wire, %.0f page-granular (%.1f dirty pages)\n",
+		st.WireBytesMean, st.PageBytesMean, st.DirtyPagesMean)
+	if disk {
+		fmt.Fprintf(w, "disk bytes per epoch (mean):     %.0f written, %.0f on the wire\n", st.DiskBytesMean, st.DiskWireBytesMean)
 	}
 }
