@@ -79,8 +79,7 @@ func (r *Roles) Run(ctx context.Context) error {
 		// The guest runs here whatever happens; only its protection failed.
 		r.log.Error("guest active but cannot be protected again", "vm", r.backup.cfg.VM, "err", err)
 		stop()
-		<-served
-		return fmt.Errorf("become primary: %w", err)
+		return errors.Join(fmt.Errorf("become primary: %w", err), <-served)
 	}
 	defer closeP()
 	r.mu.Lock()

@@ -67,7 +67,9 @@ func TestRolesBecomePrimaryAndProtectAgain(t *testing.T) {
 	go func() { aDone <- pa.Run(actx) }()
 	waitFor(t, 10*time.Second, "host-b to hold a checkpoint", func() bool { e, _ := b.Committed(); return e > 2 })
 	killA()
-	<-aDone
+	if err := <-aDone; err != nil {
+		t.Fatalf("host-a's primary: %v", err)
+	}
 	committed, _ := b.Committed()
 
 	recvWithin(t, promoted, 10*time.Second, "promotion after the failover")
