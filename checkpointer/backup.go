@@ -182,6 +182,10 @@ func (b *Backup) watch(ctx context.Context, errc chan<- error) {
 			b.cfg.Listener.Close()
 			return
 		}
+		if errors.Is(err, ErrNothingCommitted) {
+			// A switchover's activation got there first: it owns the failover.
+			return
+		}
 		if !errors.Is(err, ErrFenceFailed) && !errors.Is(err, ErrNoFence) {
 			errc <- err
 			b.cfg.Listener.Close()

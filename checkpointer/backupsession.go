@@ -75,6 +75,11 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 				b.refuse(l, peer, err)
 				return
 			}
+		case wire.Handover:
+			if err := b.onHandover(ctx, l, payload); err != nil {
+				b.refuse(l, peer, err)
+			}
+			return // the primary stopped; this session is over either way
 		case wire.Scrub:
 			if err := b.onScrub(l, payload); err != nil {
 				b.refuse(l, peer, err)

@@ -20,4 +20,12 @@ var (
 	ErrEpochBehind = errors.New("primary epoch behind the backup")
 	// ErrNothingCommitted: failover was asked before any consistent checkpoint.
 	ErrNothingCommitted = errors.New("no committed checkpoint")
+	// ErrNotProtected: a switchover was asked while no backup holds the
+	// guest's latest checkpoint.
+	ErrNotProtected = errors.New("guest not protected")
+	// ErrSwitchoverUnknown: the backup acknowledged the final checkpoint
+	// but not the handover; it goes live either way (on the handover, or
+	// by fencing this host when it stops hearing from it), so the guest
+	// stays stopped here.
+	ErrSwitchoverUnknown = errors.New("switchover outcome unknown")
 )

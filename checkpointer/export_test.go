@@ -69,3 +69,6 @@ func (b *Backup) SessionEnded() bool {
 // FailoverNow runs the failover the heartbeat watchdog would run, without
 // waiting out a timeout.
 func (b *Backup) FailoverNow(ctx context.Context) error { return b.failover(ctx, "test") }
+
+// BeforeHandover runs f as a switchover's handover starts (before the pause).
+func (p *Primary) BeforeHandover(f func()) { p.beforeHandover = f }

@@ -38,6 +38,12 @@ type FailoverConfig struct {
 // -> gratuitous ARP. It never activates without a successful fence (or the
 // explicit unsafe flag) and never twice.
 func (b *Backup) failover(ctx context.Context, reason string) error {
+	return b.failoverWith(ctx, reason, true)
+}
+
+// failoverWith is failover; fence false is the switchover's (the primary
+// stopped its guest and said so).
+func (b *Backup) failoverWith(ctx context.Context, reason string, fence bool) error {
 	b.mu.Lock()
 	if b.state != StateStandby || b.committed == 0 {
 		st := b.state
@@ -61,6 +67,8 @@ func (b *Backup) failover(ctx context.Context, reason string) error {
 	req := FenceRequest{VM: b.cfg.VM, Peer: hostOf(peer), Epoch: epoch, Reason: reason}
 	var err error
 	switch {
+	case !fence:
+		b.log.Warn("no fencing: the primary handed the guest over", "vm", b.cfg.VM, "epoch", epoch)
 	case fo.Fence != nil:
 		b.log.Warn("fencing the old primary", "vm", b.cfg.VM, "peer", req.Peer, "epoch", epoch)
 		err = fo.Fence.Fence(ctx, req)

@@ -18,12 +18,13 @@ const (
 	StateStandby     = "standby"     // backup: a committed checkpoint is held
 	StateFencing     = "fencing"     // backup: primary lost, fence running
 	StateFenceFailed = "fence-failed"
-	StateActive      = "active" // backup: the guest runs here now
+	StateActive      = "active"      // backup: the guest runs here now
+	StateHandedOver  = "handed-over" // primary: switchover done, the guest runs on the backup now
 	StateStopped     = "stopped"
 )
 
 var allStates = []string{StateConnecting, StateSyncing, StateProtected, StateBlocked,
-	StateUnprotected, StateWaiting, StateStandby, StateFencing, StateFenceFailed, StateActive, StateStopped}
+	StateUnprotected, StateWaiting, StateStandby, StateFencing, StateFenceFailed, StateActive, StateHandedOver, StateStopped}
 
 // Metrics are the Prometheus series of one agent (one protected VM).
 type Metrics struct {

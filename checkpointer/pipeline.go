@@ -29,7 +29,9 @@ func (p *Primary) pipeline(ctx context.Context, s *session) error {
 			}
 		}
 	}()
-	defer func() { close(work); wg.Wait() }()
+	var once sync.Once
+	drain := func() { once.Do(func() { close(work); wg.Wait() }) }
+	defer drain()
 
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
@@ -41,6 +43,21 @@ func (p *Primary) pipeline(ctx context.Context, s *session) error {
 			case <-s.dead:
 				return s.err
 			case err := <-errc:
+				return err
+			case req := <-p.switchReq:
+				// Ship what is in flight first, then hand over.
+				drain()
+				select {
+				case err := <-errc:
+					req <- err
+					return err
+				default:
+				}
+				err := p.handover(ctx, s)
+				req <- err
+				if err == nil {
+					return errHandedOver
+				}
 				return err
 			case <-t.C:
 			}

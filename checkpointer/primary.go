@@ -112,6 +112,10 @@ type Primary struct {
 	scrub    primaryScrub
 	// lastRelease is the last unprotected release (continue policy).
 	lastRelease time.Time
+	// switchReq carries Switchover's requests to the epoch loop.
+	switchReq chan chan error
+	// beforeHandover, if set (tests), runs as the handover starts.
+	beforeHandover func()
 
 	mu     sync.Mutex
 	state  string
@@ -151,7 +155,7 @@ func NewPrimary(cfg PrimaryConfig) (*Primary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("primary encoder: %w", err)
 	}
-	p := &Primary{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, enc: enc}
+	p := &Primary{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, enc: enc, switchReq: make(chan chan error)}
 	p.setState(StateConnecting)
 	p.observeTracking()
 	return p, nil
@@ -181,7 +185,11 @@ func setDefault(d *time.Duration, v time.Duration) {
 // is not fatal: the loss policy applies and the primary reconnects, then
 // resynchronises in full. Output still held when Run returns stays held.
 func (p *Primary) Run(ctx context.Context) error {
-	defer p.setState(StateStopped)
+	defer func() {
+		if p.state0() != StateHandedOver {
+			p.setState(StateStopped)
+		}
+	}()
 	if err := p.cfg.Domain.EnableDirtyLog(ctx); err != nil {
 		return fmt.Errorf("enable dirty log: %w", err)
 	}
@@ -196,7 +204,7 @@ func (p *Primary) Run(ctx context.Context) error {
 		err := p.protect(ctx, s)
 		s.close()
 		s = nil
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errHandedOver) {
 			return nil
 		}
 		if !errors.Is(err, ErrBackupLost) && !errors.Is(err, wire.ErrRefused) {
@@ -233,6 +241,13 @@ func (p *Primary) protect(ctx context.Context, s *session) error {
 				return nil
 			case <-s.dead:
 				return s.err
+			case req := <-p.switchReq:
+				err := p.handover(ctx, s)
+				req <- err
+				if err == nil {
+					return errHandedOver
+				}
+				return err
 			case <-t.C:
 			}
 		}

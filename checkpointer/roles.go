@@ -114,3 +114,14 @@ func (r *Roles) Status() Status {
 	st.History = h
 	return st
 }
+
+// Switchover hands the guest over if this agent is its primary now.
+func (r *Roles) Switchover(ctx context.Context) error {
+	r.mu.Lock()
+	p := r.primary
+	r.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%w: this agent is the backup", ErrNotProtected)
+	}
+	return p.Switchover(ctx)
+}

@@ -25,11 +25,13 @@ type session struct {
 	committed uint64 // backup's committed epoch at hello time
 	seq       uint64
 	acks      chan wire.CheckpointMsg
-	onScrub   func(wire.ScrubReportMsg)
-	dead      chan struct{}
-	once      sync.Once
-	err       error
-	wg        sync.WaitGroup
+	// handoverAck receives the epoch of a HANDOVER_ACK (switchover.go).
+	handoverAck chan uint64
+	onScrub     func(wire.ScrubReportMsg)
+	dead        chan struct{}
+	once        sync.Once
+	err         error
+	wg          sync.WaitGroup
 }
 
 // dialSession connects, says hello and starts the session's goroutines.
@@ -38,7 +40,8 @@ func (p *Primary) dialSession(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial backup: %w", err)
 	}
-	s := &session{l: wire.NewConn(conn, p.cfg.HeartbeatTimeout), acks: make(chan wire.CheckpointMsg, 16), dead: make(chan struct{}), onScrub: p.onScrubReport}
+	s := &session{l: wire.NewConn(conn, p.cfg.HeartbeatTimeout), acks: make(chan wire.CheckpointMsg, 16), handoverAck: make(chan uint64, 1),
+		dead: make(chan struct{}), onScrub: p.onScrubReport}
 	if _, err := rand.Read(s.id[:]); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("session id: %w", err)
@@ -121,6 +124,18 @@ func (s *session) readLoop(timeout time.Duration) {
 			case s.acks <- m:
 			default:
 				s.fail(fmt.Errorf("unexpected ack for seq %d: %w", m.Seq, wire.ErrFrame))
+				return
+			}
+		case wire.HandoverAck:
+			m, err := wire.ParseHandover(payload)
+			if err != nil {
+				s.fail(err)
+				return
+			}
+			select {
+			case s.handoverAck <- m.Epoch:
+			default:
+				s.fail(fmt.Errorf("unexpected handover ack: %w", wire.ErrFrame))
 				return
 			}
 		case wire.ScrubReport:

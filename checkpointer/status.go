@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,6 +85,17 @@ func (p *Primary) Status() Status {
 // from status) on addr until ctx ends. ready, if non-nil, receives the
 // bound address.
 func ServeHTTP(ctx context.Context, addr string, gather prometheus.Gatherer, status func() Status, ready chan<- string, log *slog.Logger) error {
+	return ServeAgentHTTP(ctx, addr, gather, status, nil, ready, log)
+}
+
+// SwitchoverTimeout bounds one POST /switchover.
+const SwitchoverTimeout = time.Minute
+
+// ServeAgentHTTP is ServeHTTP plus POST /switchover when switchover is
+// set, which it accepts only on a loopback address: a request from another
+// host must not be able to move the guest.
+func ServeAgentHTTP(ctx context.Context, addr string, gather prometheus.Gatherer, status func() Status,
+	switchover func(context.Context) error, ready chan<- string, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listen %s: %w", addr, err)
@@ -92,6 +106,30 @@ func ServeHTTP(ctx context.Context, addr string, gather prometheus.Gatherer, sta
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(status())
 	})
+	if switchover != nil {
+		loopback := false
+		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
+			loopback = ap.Addr().IsLoopback()
+		}
+		mux.HandleFunc("POST /switchover", func(w http.ResponseWriter, r *http.Request) {
+			if !loopback {
+				http.Error(w, "switchover is served only on a loopback --metrics-addr", http.StatusForbidden)
+				return
+			}
+			sctx, cancel := context.WithTimeout(r.Context(), SwitchoverTimeout)
+			defer cancel()
+			if err := switchover(sctx); err != nil {
+				code := http.StatusInternalServerError
+				if errors.Is(err, ErrNotProtected) {
+					code = http.StatusConflict
+				}
+				http.Error(w, err.Error(), code)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(status())
+		})
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	if ready != nil {
 		ready <- ln.Addr().String()
@@ -128,6 +166,30 @@ func FetchStatus(ctx context.Context, addr string) (Status, error) {
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<16)).Decode(&st); err != nil {
 		return st, fmt.Errorf("status from %s: %w", addr, err)
+	}
+	return st, nil
+}
+
+// RequestSwitchover asks the agent serving HTTP at addr (its loopback
+// --metrics-addr) to hand its guest over to the backup, and returns the
+// agent's status afterwards.
+func RequestSwitchover(ctx context.Context, addr string) (Status, error) {
+	var st Status
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/switchover", nil)
+	if err != nil {
+		return st, fmt.Errorf("switchover request: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("switchover via %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("switchover via %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, fmt.Errorf("switchover via %s: %w", addr, err)
 	}
 	return st, nil
 }

@@ -98,12 +98,14 @@ func codecFrom(c *ucli.Context) (codec.Codec, error) {
 
 // runAgent runs the agent and, when --metrics-addr is set, its HTTP
 // endpoint, until ctx ends or the agent returns.
-func runAgent(ctx context.Context, c *ucli.Context, reg *prometheus.Registry, status func() checkpointer.Status, log *slog.Logger, agent func(context.Context) error) error {
+// switchover, if set, serves POST /switchover there (loopback only).
+func runAgent(ctx context.Context, c *ucli.Context, reg *prometheus.Registry, status func() checkpointer.Status,
+	switchover func(context.Context) error, log *slog.Logger, agent func(context.Context) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	if addr := c.String("metrics-addr"); addr != "" {
-		g.Go(func() error { return checkpointer.ServeHTTP(gctx, addr, reg, status, nil, log) })
+		g.Go(func() error { return checkpointer.ServeAgentHTTP(gctx, addr, reg, status, switchover, nil, log) })
 	}
 	g.Go(func() error {
 		defer cancel()

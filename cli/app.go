@@ -42,6 +42,7 @@ func commands() []*ucli.Command {
 		protectCommand(),
 		standbyCommand(),
 		statusCommand(),
+		switchoverCommand(),
 		traceCommand(),
 		dataplaneCommand(),
 		qemuCommand(),

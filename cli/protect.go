@@ -59,7 +59,7 @@ func protectCommand() *ucli.Command {
 				return err
 			}
 			status := func() checkpointer.Status { s := p.Status(); s.Stats = ring.Summary(); return s }
-			return runAgent(c.Context, c, reg, status, log, p.Run)
+			return runAgent(c.Context, c, reg, status, p.Switchover, log, p.Run)
 		},
 	}
 }

@@ -75,7 +75,7 @@ func standbyCommand() *ucli.Command {
 				}
 				return s
 			}
-			return runAgent(c.Context, c, reg, status, log, roles.Run)
+			return runAgent(c.Context, c, reg, status, roles.Switchover, log, roles.Run)
 		},
 	}
 }

@@ -29,6 +29,11 @@ const (
 	ScrubReport Type = 11
 	// Disk (primary): disk writes of the checkpoint, after its DATA.
 	Disk Type = 12
+	// Handover (primary): planned switchover; the guest is stopped at the
+	// checkpoint the backup last acknowledged, which it must now resume
+	// without fencing. HandoverAck (backup) accepts it, before activating.
+	Handover    Type = 13
+	HandoverAck Type = 14
 )
 
 // Frame sizes.
@@ -53,7 +58,7 @@ func MaxPayload(typ Type) int {
 		return MaxScrubPayload
 	case Disk:
 		return MaxDiskPayload
-	case Hello, HelloAck, Begin, End, Ack, Heartbeat, Error:
+	case Hello, HelloAck, Begin, End, Ack, Heartbeat, Error, Handover, HandoverAck:
 		return MaxControlPayload
 	}
 	return 0

@@ -44,6 +44,8 @@ func FuzzFrames(f *testing.F) {
 	f.Add(append(wire.AppendHeader(nil, wire.Scrub, len(sc)), sc...))
 	rep, _ := wire.ScrubReportMsg{Epoch: 9, ChunkPages: 2, Diverged: 3, Chunks: []wire.ScrubChunk{{Index: 1, Leaves: []uint64{5, 6}}}}.Marshal()
 	f.Add(append(wire.AppendHeader(nil, wire.ScrubReport, len(rep)), rep...))
+	ho := wire.HandoverMsg{Epoch: 77}.Marshal()
+	f.Add(append(wire.AppendHeader(nil, wire.Handover, len(ho)), ho...))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := bytes.NewReader(in)
 		var buf []byte
@@ -81,6 +83,10 @@ func FuzzFrames(f *testing.F) {
 					if rp, err := r.Marshal(); err != nil || !bytes.Equal(rp, p) {
 						t.Fatalf("scrub report does not round trip: %v", err)
 					}
+				}
+			case wire.Handover, wire.HandoverAck:
+				if m, err := wire.ParseHandover(p); err == nil && (m.Epoch == 0 || !bytes.Equal(m.Marshal(), p)) {
+					t.Fatalf("handover does not round trip or names epoch 0")
 				}
 			case wire.Begin, wire.End, wire.Ack:
 				if m, err := wire.ParseCheckpoint(p); err == nil && !bytes.Equal(m.Marshal(), p) {

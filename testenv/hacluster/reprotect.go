@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,6 +116,27 @@ func (c *Cluster) KillHost(i int) (time.Time, error) {
 	return t, errors.Join(errs...)
 }
 
+// SwitchoverFrom runs `resilire switchover` on host i (its primary agent's
+// loopback metrics address) and waits until that agent has exited; it
+// returns the command's run time.
+func (c *Cluster) SwitchoverFrom(ctx context.Context, i int) (time.Duration, error) {
+	me := c.hosts()[i]
+	a := c.agent(i)
+	t0 := time.Now()
+	out, err := testenv.Run(ctx, me.h.Netns, c.Bin, "switchover", "--addr", "127.0.0.1:9470")
+	took := time.Since(t0)
+	if err != nil {
+		return took, fmt.Errorf("switchover from %s: %w", me.name, err)
+	}
+	c.logf("%s: %s", me.name, strings.TrimSpace(string(out)))
+	select {
+	case <-a.Exited():
+	case <-time.After(10 * time.Second):
+		return took, fmt.Errorf("%s's agent still running 10 s after its switchover", me.name)
+	}
+	return took, nil
+}
+
 // KillHostB is KillHost(1).
 func (c *Cluster) KillHostB() (time.Time, error) { return c.KillHost(1) }
 
@@ -137,11 +159,17 @@ type DeathsOptions struct {
 	// Options.FenceKeepsQEMU the guest's stale copy is still there when
 	// host-a returns.
 	IsolateFirst bool
+	// Switchover replaces every death by a planned switchover away from
+	// the host (resilire switchover on it); the host then returns as a
+	// standby just the same.
+	Switchover bool
 }
 
-// Death is one host death.
+// Death is one host death (or switchover away from it).
 type Death struct {
 	Host string
+	// Took is the switchover command's run time (request to handed over).
+	Took time.Duration
 	// At is the death since the client's first request; Active is death
 	// to the survivor going live.
 	At, Active time.Duration
@@ -175,7 +203,8 @@ type DeathsResult struct {
 	// returned (0: none); StandbyPid the warm standby QEMU that replaced it.
 	StalePid, StandbyPid int
 	// FramesFromA count guest frames on the switch's port of host-a from
-	// its first return until it went live again (must be 0), and after.
+	// its first return until host-b's death or switchover away (must be
+	// 0: host-a is a standby all along), and after.
 	FramesFromA, FramesFromALive int
 }
 
@@ -258,11 +287,16 @@ func Deaths(ctx context.Context, c *Cluster, o DeathsOptions) (*DeathsResult, er
 				r.Primary = st
 			}
 		}
-		if k == 0 && o.IsolateFirst {
+		var took time.Duration
+		switch {
+		case o.Switchover:
+			kill = time.Now()
+			took, err = c.SwitchoverFrom(ctx, v)
+		case k == 0 && o.IsolateFirst:
 			kill = time.Now()
 			err = errors.Join(c.protect.Kill(), c.Rig.SetHostLinks(c.Rig.A, false))
 			c.logf("host-a isolated (agent crashed, cables pulled, QEMU left running)")
-		} else {
+		default:
 			kill, err = c.KillHost(v)
 		}
 		if err != nil {
@@ -272,9 +306,11 @@ func Deaths(ctx context.Context, c *Cluster, o DeathsOptions) (*DeathsResult, er
 		if err := c.agent(sv).WaitStatus(ctx, 30*time.Second, wentLive); err != nil {
 			return nil, fmt.Errorf("failover %d to %s: %w", k+1, hs[sv].name, err)
 		}
-		d := Death{Host: hs[v].name, Active: time.Since(kill)}
+		d := Death{Host: hs[v].name, Active: time.Since(kill), Took: took}
 		if sv == 0 && wa != nil && aLive.IsZero() {
-			aLive = time.Now()
+			// From the death (or switchover) of host-b, host-a may talk:
+			// it goes live within milliseconds of it, before any poll sees it.
+			aLive = kill
 		}
 		if k == o.N-1 {
 			r.Deaths = append(r.Deaths, d)
@@ -388,7 +424,11 @@ func phases(res *kvload.Result, kills, reprots []time.Time, hs [2]host) []Phase 
 func (r *DeathsResult) Marks() []kvload.Mark {
 	var m []kvload.Mark
 	for _, d := range r.Deaths {
-		m = append(m, kvload.Mark{At: d.At, Label: d.Host + " killed"})
+		label := d.Host + " killed"
+		if d.Took > 0 {
+			label = "switchover from " + d.Host
+		}
+		m = append(m, kvload.Mark{At: d.At, Label: label})
 		if d.Reprotected > 0 {
 			m = append(m, kvload.Mark{At: d.Reprotected, Label: "protected again"})
 		}
@@ -422,7 +462,12 @@ func (r *DeathsResult) Print(w io.Writer) {
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	printEpochs(w, r.Primary.Stats, r.Interval, r.Bank != nil)
 	for i, d := range r.Deaths {
-		fmt.Fprintf(w, "death %d: %s killed at %v into the client run; the survivor live %v later\n", i+1, d.Host, ms(d.At), ms(d.Active))
+		if d.Took > 0 {
+			fmt.Fprintf(w, "switchover %d: away from %s at %v into the client run (command %v); the other host live %v after the request\n",
+				i+1, d.Host, ms(d.At), ms(d.Took), ms(d.Active))
+		} else {
+			fmt.Fprintf(w, "death %d: %s killed at %v into the client run; the survivor live %v later\n", i+1, d.Host, ms(d.At), ms(d.Active))
+		}
 		if d.Reprotected > 0 {
 			fmt.Fprintf(w, "         %s back as a standby; guest protected again at %v (%v after the death)\n", d.Host, ms(d.Reprotected), ms(d.Reprotected-d.At))
 		}
@@ -430,7 +475,7 @@ func (r *DeathsResult) Print(w io.Writer) {
 	if r.StalePid != 0 {
 		fmt.Fprintf(w, "host-a's stale QEMU at its return: pid %d, destroyed (warm standby now pid %d)\n", r.StalePid, r.StandbyPid)
 	}
-	fmt.Fprintf(w, "guest frames from host-a:        %d from its return until it went live, %d after\n", r.FramesFromA, r.FramesFromALive)
+	fmt.Fprintf(w, "guest frames from host-a:        %d from its return until host-b's end, %d after\n", r.FramesFromA, r.FramesFromALive)
 	for _, p := range r.Phases {
 		fmt.Fprintf(w, "latency %-28s p50/p99: %v / %v (%d requests)\n", p.Name+":", p.Summary.P50.Round(100*time.Microsecond),
 			p.Summary.P99.Round(100*time.Microsecond), p.Summary.Requests)

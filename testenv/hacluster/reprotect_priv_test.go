@@ -103,3 +103,31 @@ func TestE2EStaleReturn(t *testing.T) {
 		t.Fatalf("not survived: lost %d, inconsistent %d, reconnects %d, acked after %d", len(r.Lost), r.Load.Inconsistent, r.Load.Reconnects, r.AckedAfterKill)
 	}
 }
+
+// TestE2ESwitchover moves the guest to host-b and back by planned
+// switchovers under load (resilire switchover on the primary's host): no
+// acknowledged write or transfer lost, the client's TCP connection kept,
+// the old primary back as a standby each time and the guest protected again.
+func TestE2ESwitchover(t *testing.T) {
+	requireVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c := setup(t, ctx, Options{Reprotect: true, InputReplay: true, Disk: true})
+	r, err := Deaths(ctx, c, DeathsOptions{N: 2, Switchover: true, FirstKill: killPhase(), Return: time.Second, Protected: time.Second,
+		PhaseJitter: killPhase, After: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	t.Logf("\n%s", out.String())
+	if !r.Survived() {
+		t.Fatalf("switchovers: lost %d, inconsistent %d, reconnects %d, acked after %d, bank safe %v",
+			len(r.Lost), r.Load.Inconsistent, r.Load.Reconnects, r.AckedAfterKill, r.Bank == nil || r.Bank.Safe())
+	}
+	for _, d := range r.Deaths {
+		if d.Took == 0 {
+			t.Errorf("switchover away from %s not timed", d.Host)
+		}
+	}
+}
