@@ -192,7 +192,12 @@ func TestSwitchoverHTTP(t *testing.T) {
 			done <- checkpointer.ServeAgentHTTP(ctx, addr, prometheus.NewRegistry(),
 				func() checkpointer.Status { return checkpointer.Status{VM: "vm1", State: checkpointer.StateHandedOver} }, sw, ready, nil)
 		}()
-		t.Cleanup(func() { cancel(); <-done })
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("http server: %v", err)
+			}
+		})
 		return <-ready
 	}
 	ctx := context.Background()
