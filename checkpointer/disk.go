@@ -21,9 +21,10 @@ import (
 type DiskSource interface {
 	// Size is the image size in bytes (sent in the hello).
 	Size() int64
-	// Cut takes the blocks written since the last cut and their contents.
-	// Called with the guest paused.
-	Cut(epoch uint64) (*disk.Delta, error)
+	// CutDeferred takes the blocks written since the last cut, with the
+	// guest paused; Fill reads their cut-time contents once it runs again.
+	CutDeferred(epoch uint64) (*disk.Delta, error)
+	Fill(d *disk.Delta) error
 	// Acked forgets the cuts of epochs up to e.
 	Acked(e uint64)
 	// Resend makes the next cut carry what a backup at epoch committed

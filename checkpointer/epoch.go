@@ -13,9 +13,9 @@ import (
 
 // The primary's epoch, as in the design's diagram:
 //
-//	tick -> Pause -> Output.Advance -> HarvestDirty + ReadPages (copy) + SaveState
+//	tick -> Pause -> Output.Advance -> HarvestDirty + ReadPages (copy) + SaveState + disk cut
 //	     -> Resume                      (the pause, "type II downtime", ends here)
-//	     -> Encode -> stream checkpoint e -> wait ACK e -> Output.Release(e)
+//	     -> disk Fill (copy-on-write) -> Encode -> stream checkpoint e -> wait ACK e -> Output.Release(e)
 //
 // Only the capture needs the guest stopped; encoding and shipping run
 // while it computes the next epoch. Release(e) happens after ACK e and
@@ -100,6 +100,12 @@ func (p *Primary) take(ctx context.Context, s *session, buf *capBuf) (*checkpoin
 func (p *Primary) ship(ctx context.Context, s *session, c *checkpoint) error {
 	r := &c.stats
 	e := r.Epoch
+	if c.disk != nil {
+		// The disk blocks of the cut, as they were at the cut.
+		if err := p.cfg.Disk.Fill(c.disk); err != nil {
+			return fmt.Errorf("read disk blocks of epoch %d: %w", e, err)
+		}
+	}
 	// 4. Encode and stream checkpoint e.
 	m, st, err := s.send(p.enc, wire.Consistent, e, c.pfns, c.data, c.state, c.disk)
 	if err != nil {
@@ -175,8 +181,9 @@ func (p *Primary) capture(ctx context.Context, buf *capBuf, c *checkpoint) (uint
 		return e, fmt.Errorf("save state of epoch %d: %w", e, err)
 	}
 	if p.cfg.Disk != nil {
-		// The guest is paused and its disk requests drained: the cut is exact.
-		if c.disk, err = p.cfg.Disk.Cut(e); err != nil {
+		// The guest is paused and its disk requests drained: the cut is
+		// exact. Its blocks are read after the resume (ship: Fill).
+		if c.disk, err = p.cfg.Disk.CutDeferred(e); err != nil {
 			return e, fmt.Errorf("cut disk of epoch %d: %w", e, err)
 		}
 		c.stats.DiskBytes = int64(c.disk.Bytes())

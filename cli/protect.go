@@ -120,21 +120,24 @@ func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfi
 		log.Warn("--on-backup-loss=continue: if the backup is lost the guest keeps talking UNPROTECTED", "vm", c.String("vm"))
 	}
 	if !c.Bool("no-progress") {
-		cfg.Progress = progressFunc(c)
+		memBar, diskBar := progressFunc(c, "initial sync: memory"), progressFunc(c, "initial sync: disk")
+		cfg.Progress = func(done, total uint64) { memBar(done*checkpointer.PageSize, total*checkpointer.PageSize) }
+		cfg.DiskProgress = diskBar
 	}
 	return cfg, reg, closeAll, nil
 }
 
-// progressFunc draws the initial synchronisation on stderr.
-func progressFunc(c *ucli.Context) func(done, total uint64) {
+// progressFunc draws a synchronisation's progress (bytes) on stderr; a new
+// synchronisation (done going back) starts a new bar.
+func progressFunc(c *ucli.Context, desc string) func(done, total uint64) {
 	var bar *progressbar.ProgressBar
 	return func(done, total uint64) {
-		if bar == nil || done*checkpointer.PageSize < uint64(bar.State().CurrentNum) {
-			bar = progressbar.NewOptions64(int64(total*checkpointer.PageSize), progressbar.OptionSetWriter(c.App.ErrWriter),
-				progressbar.OptionSetDescription("initial sync"), progressbar.OptionShowBytes(true),
+		if bar == nil || done < uint64(bar.State().CurrentNum) {
+			bar = progressbar.NewOptions64(int64(total), progressbar.OptionSetWriter(c.App.ErrWriter),
+				progressbar.OptionSetDescription(desc), progressbar.OptionShowBytes(true),
 				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionOnCompletion(func() { _, _ = c.App.ErrWriter.Write([]byte("\n")) }))
 		}
 		// A bar that cannot draw on stderr must not stop the synchronisation.
-		_ = bar.Set64(int64(done * checkpointer.PageSize))
+		_ = bar.Set64(int64(done))
 	}
 }

@@ -20,7 +20,8 @@ type Extent struct {
 }
 
 // Delta is what one epoch wrote: the extents, ascending and disjoint, and
-// their contents at the epoch cut, concatenated in Data.
+// their contents at the epoch cut, concatenated in Data (nil until
+// Export.Fill for a deferred cut).
 type Delta struct {
 	Epoch   uint64
 	Extents []Extent
@@ -28,7 +29,13 @@ type Delta struct {
 }
 
 // Bytes is the amount of disk data the delta carries.
-func (d *Delta) Bytes() int { return len(d.Data) }
+func (d *Delta) Bytes() int {
+	n := int64(0)
+	for _, x := range d.Extents {
+		n += x.Len
+	}
+	return int(n)
+}
 
 // Records splits the delta into wire records of at most wire.MaxDiskData
 // bytes each. An empty delta is one record with Count 0: a backup with a

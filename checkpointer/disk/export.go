@@ -23,6 +23,12 @@ type Export struct {
 
 	mu      sync.Mutex // guards the fields below and every write to f
 	dirty   *tracker
+	// open is the last cut whose contents are not read yet (CutDeferred,
+	// then Fill); frozen marks its blocks not read yet, and saved keeps the
+	// cut-time contents of those the guest overwrote before Fill.
+	open    *Delta
+	frozen  *tracker
+	saved   map[int64][]byte
 	pending []cut  // cuts not acknowledged yet, oldest first
 	acked   uint64 // last epoch acknowledged
 	conns   map[net.Conn]struct{}
@@ -81,7 +87,7 @@ func NewExport(image, socket string, logger *slog.Logger) (_ *Export, err error)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", socket, err)
 	}
-	x := &Export{f: f, size: fi.Size(), l: l, log: logger, dirty: newTracker(fi.Size()), conns: map[net.Conn]struct{}{}}
+	x := &Export{f: f, size: fi.Size(), l: l, log: logger, dirty: newTracker(fi.Size()), frozen: newTracker(fi.Size()), conns: map[net.Conn]struct{}{}}
 	x.wg.Add(1)
 	go x.accept()
 	return x, nil
@@ -129,17 +135,59 @@ func (x *Export) accept() {
 // and copies their current contents. Call it with the guest paused (QEMU
 // stop drains in-flight requests, so no write straddles the cut).
 func (x *Export) Cut(e uint64) (*Delta, error) {
+	d, err := x.CutDeferred(e)
+	if err != nil {
+		return nil, err
+	}
+	return d, x.Fill(d)
+}
+
+// CutDeferred is Cut without the copy, which Fill makes later, once the
+// guest runs again: the pause no longer grows with the data the epoch
+// wrote. Until Fill, the export keeps the cut-time contents of any of
+// those blocks the guest overwrites (copy-on-write, one block at a time).
+// A previous cut not filled yet is filled first.
+func (x *Export) CutDeferred(e uint64) (*Delta, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.inflight.Load() != 0 {
 		x.stats.busyCuts.Add(1)
 	}
-	d := &Delta{Epoch: e, Extents: x.dirty.take(nil)}
-	var n int64
-	for _, xt := range d.Extents {
-		n += xt.Len
+	if x.open != nil {
+		if err := x.fillLocked(x.open); err != nil {
+			return nil, err
+		}
 	}
-	d.Data = make([]byte, n)
+	d := &Delta{Epoch: e, Extents: x.dirty.take(nil)}
+	for _, xt := range d.Extents {
+		x.frozen.mark(xt.Off, xt.Len)
+	}
+	x.open = d
+	x.pending = append(x.pending, cut{epoch: e, extents: d.Extents})
+	return d, nil
+}
+
+// Fill reads the contents of a deferred cut as they were at the cut. A
+// delta already filled is left as it is.
+func (x *Export) Fill(d *Delta) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if d != x.open {
+		if d.Data == nil && d.Bytes() > 0 {
+			return fmt.Errorf("disk cut of epoch %d: superseded before it was read", d.Epoch)
+		}
+		return nil
+	}
+	return x.fillLocked(d)
+}
+
+func (x *Export) fillLocked(d *Delta) error {
+	x.open = nil
+	defer func() {
+		x.frozen.clear()
+		x.saved = nil
+	}()
+	d.Data = make([]byte, d.Bytes())
 	pos := int64(0)
 	for _, xt := range d.Extents {
 		if _, err := x.f.ReadAt(d.Data[pos:pos+xt.Len], xt.Off); err != nil {
@@ -147,12 +195,48 @@ func (x *Export) Cut(e uint64) (*Delta, error) {
 			for _, y := range d.Extents {
 				x.dirty.mark(y.Off, y.Len)
 			}
-			return nil, fmt.Errorf("read disk extent %d+%d of epoch %d: %w", xt.Off, xt.Len, e, err)
+			d.Data = nil
+			return fmt.Errorf("read disk extent %d+%d of epoch %d: %w", xt.Off, xt.Len, d.Epoch, err)
+		}
+		for b := xt.Off / BlockSize; b < (xt.Off+xt.Len)/BlockSize; b++ {
+			if old, ok := x.saved[b]; ok {
+				copy(d.Data[pos+b*BlockSize-xt.Off:], old)
+			}
 		}
 		pos += xt.Len
 	}
-	x.pending = append(x.pending, cut{epoch: e, extents: d.Extents})
-	return d, nil
+	return nil
+}
+
+// saveFrozen keeps the cut-time contents of the frozen blocks that a write
+// of n bytes at off is about to change. Called with mu held.
+func (x *Export) saveFrozen(off, n int64) error {
+	for b := off / BlockSize; b <= (off+n-1)/BlockSize; b++ {
+		if !x.frozen.has(b) {
+			continue
+		}
+		old := make([]byte, BlockSize)
+		if _, err := x.f.ReadAt(old, b*BlockSize); err != nil {
+			return fmt.Errorf("keep block %d of the epoch cut: %w", b, err)
+		}
+		if x.saved == nil {
+			x.saved = make(map[int64][]byte)
+		}
+		x.saved[b] = old
+		x.frozen.unmark(b)
+	}
+	return nil
+}
+
+// dropOpen forgets a deferred cut not read yet (its blocks are resent or
+// copied anew). Called with mu held.
+func (x *Export) dropOpen() {
+	if x.open != nil {
+		x.open.Data = nil
+	}
+	x.open = nil
+	x.frozen.clear()
+	x.saved = nil
 }
 
 // Acked forgets the cuts of epochs up to e: the backup holds them.
@@ -176,6 +260,7 @@ func (x *Export) BeginCopy() {
 	defer x.mu.Unlock()
 	x.dirty.take(nil)
 	x.pending = nil
+	x.dropOpen()
 }
 
 // ReadAt reads the image (the initial copy reads it while the guest runs).
@@ -190,6 +275,7 @@ func (x *Export) ReadAt(p []byte, off int64) (int, error) { return x.f.ReadAt(p,
 func (x *Export) Resend(committed uint64) (full bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.dropOpen()
 	known := committed != 0 && committed == x.acked
 	for _, c := range x.pending {
 		known = known || c.epoch == committed
@@ -239,6 +325,12 @@ func (x *Export) readAt(p []byte, off int64) error {
 
 func (x *Export) writeAt(p []byte, off int64, fua bool) error {
 	x.mu.Lock()
+	if x.open != nil && len(p) > 0 {
+		if err := x.saveFrozen(off, int64(len(p))); err != nil {
+			x.mu.Unlock()
+			return err // the guest sees an I/O error; nothing changed
+		}
+	}
 	_, err := x.f.WriteAt(p, off)
 	x.dirty.mark(off, int64(len(p))) // even a failed write may have changed blocks
 	x.mu.Unlock()

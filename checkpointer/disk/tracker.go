@@ -50,3 +50,16 @@ func (t *tracker) take(dst []Extent) []Extent {
 	}
 	return dst
 }
+
+// has reports whether block b is marked.
+func (t *tracker) has(b int64) bool { return b < t.blocks && t.words[b/64]&(1<<(b%64)) != 0 }
+
+// unmark clears block b.
+func (t *tracker) unmark(b int64) {
+	if b < t.blocks {
+		t.words[b/64] &^= 1 << (b % 64)
+	}
+}
+
+// clear unmarks every block.
+func (t *tracker) clear() { clear(t.words) }

@@ -66,13 +66,13 @@ type s2Meter struct {
 	raw, enc, epochs atomic.Int64
 }
 
-func (m *s2Meter) Cut(e uint64) (*disk.Delta, error) {
-	d, err := m.Export.Cut(e)
+func (m *s2Meter) Fill(d *disk.Delta) error {
+	err := m.Export.Fill(d)
 	if err == nil && m.epochs.Add(1) > 1 { // the first consistent one follows the copy
 		m.raw.Add(int64(d.Bytes()))
 		m.enc.Add(int64(len(s2.Encode(nil, d.Data))))
 	}
-	return d, err
+	return err
 }
 
 // consoleOutput stands in for the network output commit (this guest has
