@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkDiskGuest -benchtime 2s ./checkpointer/
 func BenchmarkDiskGuest(b *testing.B) {
-	for _, mode := range []string{"unprotected", "protected-no-disk", "protected"} {
+	for _, mode := range []string{"unprotected", "protected-no-disk", "protected", "protected-copy-in-pause"} {
 		for _, op := range []struct {
 			name  string
 			size  int
@@ -73,13 +74,16 @@ func benchDiskGuest(b *testing.B, mode string, size int, flush bool) {
 				diskWire.Add(s.DiskWireBytes)
 				diskRaw.Add(s.DiskBytes)
 			}}
-		if mode == "protected" {
+		if strings.HasPrefix(mode, "protected") && mode != "protected-no-disk" {
 			rd, err := disk.OpenReplica(bimg, disk.ReplicaOptions{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { rd.Close() })
 			bcfg.Disk, pcfg.Disk = rd, x
+			if mode == "protected-copy-in-pause" {
+				pcfg.Disk = eagerCut{x}
+			}
 		}
 		bk, addr, _ := startBackupTB(b, bcfg)
 		pcfg.Dial = dialer(addr)
@@ -143,7 +147,7 @@ func benchDiskGuest(b *testing.B, mode string, size int, flush bool) {
 	if n := pauses.Load(); n > 0 {
 		b.ReportMetric(float64(pauseNs.Load())/float64(n)/1e3, "pause-us")
 	}
-	if n := pauses.Load(); n > 0 && mode == "protected" {
+	if n := pauses.Load(); n > 0 && pcfgHasDisk(mode) {
 		b.ReportMetric(float64(diskRaw.Load())/float64(n), "disk-raw-B/epoch")
 		b.ReportMetric(float64(diskWire.Load())/float64(n), "disk-wire-B/epoch")
 	}
@@ -171,3 +175,11 @@ func startBackupTB(tb testing.TB, cfg checkpointer.BackupConfig) (*checkpointer.
 	})
 	return bk, ln.Addr().String(), errc
 }
+
+// eagerCut reads the cut's blocks inside the pause, as before copy-on-write
+// (the baseline of the protected-copy-in-pause rows).
+type eagerCut struct{ *disk.Export }
+
+func (e eagerCut) CutDeferred(epoch uint64) (*disk.Delta, error) { return e.Export.Cut(epoch) }
+
+func pcfgHasDisk(mode string) bool { return mode == "protected" || mode == "protected-copy-in-pause" }
