@@ -57,12 +57,18 @@ func DestroyStale(cfg Config, timeout time.Duration) (pid int, err error) {
 	if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 		return pid, fmt.Errorf("kill stale QEMU %d: %w", pid, err)
 	}
+	// Gone means reaped or a zombie: a dying process loses its command
+	// line (its memory) before its files, and with them the pid file's
+	// lock that the next QEMU of this config needs.
 	deadline := time.Now().Add(timeout)
-	for RunningPid(cfg) != 0 {
+	for {
+		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil || zombie(st) {
+			return pid, nil
+		}
 		if time.Now().After(deadline) {
 			return pid, fmt.Errorf("stale QEMU %d still running %v after SIGKILL", pid, timeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return pid, nil
 }
