@@ -9,8 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,6 +180,6 @@ func startBackupTB(tb testing.TB, cfg checkpointer.BackupConfig) (*checkpointer.
 // (the baseline of the protected-copy-in-pause rows).
 type eagerCut struct{ *disk.Export }
 
-func (e eagerCut) CutDeferred(epoch uint64) (*disk.Delta, error) { return e.Export.Cut(epoch) }
+func (e eagerCut) CutDeferred(epoch uint64) (*disk.Delta, error) { return e.Cut(epoch) }
 
 func pcfgHasDisk(mode string) bool { return mode == "protected" || mode == "protected-copy-in-pause" }

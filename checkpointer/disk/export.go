@@ -21,8 +21,8 @@ type Export struct {
 	l    net.Listener
 	log  *slog.Logger
 
-	mu      sync.Mutex // guards the fields below and every write to f
-	dirty   *tracker
+	mu    sync.Mutex // guards the fields below and every write to f
+	dirty *tracker
 	// open is the last cut whose contents are not read yet (CutDeferred,
 	// then Fill); frozen marks its blocks not read yet, and saved keeps the
 	// cut-time contents of those the guest overwrote before Fill.
