@@ -17,6 +17,9 @@ import (
 //	     -> Resume                      (the pause, "type II downtime", ends here)
 //	     -> disk Fill (copy-on-write) -> Encode -> stream checkpoint e -> wait ACK e -> Output.Release(e)
 //
+// The disk Fill ends take (the guest already runs), so it never waits
+// behind the shipping of an earlier epoch.
+//
 // Only the capture needs the guest stopped; encoding and shipping run
 // while it computes the next epoch. Release(e) happens after ACK e and
 // nowhere else (invariant 1). With Pipeline, epoch e+1 is taken while e
@@ -84,6 +87,13 @@ func (p *Primary) take(ctx context.Context, s *session, buf *capBuf) (*checkpoin
 	if cerr != nil {
 		return nil, cerr
 	}
+	if c.disk != nil {
+		// The guest runs again: read the cut's disk blocks as they were at
+		// the cut (the export keeps those it overwrites meanwhile).
+		if err := p.cfg.Disk.Fill(c.disk); err != nil {
+			return nil, fmt.Errorf("read disk blocks of epoch %d: %w", e, err)
+		}
+	}
 	if e <= s.committed {
 		// The backup would refuse it as a replay, forever: say why.
 		return nil, fmt.Errorf("%w: backup holds epoch %d, this primary is at %d: "+
@@ -100,12 +110,6 @@ func (p *Primary) take(ctx context.Context, s *session, buf *capBuf) (*checkpoin
 func (p *Primary) ship(ctx context.Context, s *session, c *checkpoint) error {
 	r := &c.stats
 	e := r.Epoch
-	if c.disk != nil {
-		// The disk blocks of the cut, as they were at the cut.
-		if err := p.cfg.Disk.Fill(c.disk); err != nil {
-			return fmt.Errorf("read disk blocks of epoch %d: %w", e, err)
-		}
-	}
 	// 4. Encode and stream checkpoint e.
 	m, st, err := s.send(p.enc, wire.Consistent, e, c.pfns, c.data, c.state, c.disk)
 	if err != nil {

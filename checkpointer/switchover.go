@@ -63,6 +63,9 @@ func (p *Primary) handover(ctx context.Context, s *session) error {
 	}
 	e, err := p.capture(ctx, &p.bufs[0], c)
 	c.stats.Epoch, c.stats.Pages = e, len(c.pfns)
+	if err == nil && c.disk != nil {
+		err = p.cfg.Disk.Fill(c.disk)
+	}
 	if err != nil {
 		return resume(err)
 	}
