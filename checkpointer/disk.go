@@ -25,6 +25,9 @@ type DiskSource interface {
 	// guest paused; Fill reads their cut-time contents once it runs again.
 	CutDeferred(epoch uint64) (*disk.Delta, error)
 	Fill(d *disk.Delta) error
+	// Pressure fires when the writes since the last cut reached the
+	// export's bound: the epoch loop takes a checkpoint at once.
+	Pressure() <-chan struct{}
 	// Acked forgets the cuts of epochs up to e.
 	Acked(e uint64)
 	// Resend makes the next cut carry what a backup at epoch committed
@@ -110,4 +113,12 @@ func (b *Backup) diskSize() uint64 {
 		return 0
 	}
 	return uint64(b.cfg.Disk.Size())
+}
+
+// diskPressure is the disk's early-cut signal, nil (never) without a disk.
+func (p *Primary) diskPressure() <-chan struct{} {
+	if p.cfg.Disk == nil {
+		return nil
+	}
+	return p.cfg.Disk.Pressure()
 }

@@ -60,6 +60,9 @@ func (p *Primary) pipeline(ctx context.Context, s *session) error {
 				}
 				return err
 			case <-t.C:
+			case <-p.diskPressure():
+				// The epoch wrote as much disk data as one may stage: cut now.
+				t.Reset(p.cfg.Interval)
 			}
 		}
 		c, err := p.take(ctx, s, &p.bufs[i%2])

@@ -249,6 +249,8 @@ func (p *Primary) protect(ctx context.Context, s *session) error {
 				}
 				return err
 			case <-t.C:
+			case <-p.diskPressure():
+				t.Reset(p.cfg.Interval)
 			}
 		}
 		if _, err := p.runEpoch(ctx, s); err != nil {

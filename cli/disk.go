@@ -4,6 +4,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/resilire/resilire/checkpointer/disk"
@@ -17,6 +18,8 @@ func diskFlags(primary bool) []ucli.Flag {
 			"each epoch's writes with its checkpoint; standby keeps its copy, changed only by committed checkpoints (journaled)"},
 		&ucli.StringFlag{Name: "disk-socket", Usage: "Unix socket where the image is served over NBD to QEMU (qemu.Config DiskSocket); " +
 			"standby: served to the warm standby for after failover"},
+		&ucli.Int64Flag{Name: "disk-epoch-max-mib", Value: 256, Usage: "disk data written in one epoch after which the checkpoint is taken at once, " +
+			"before the interval: bounds the memory one epoch's disk cut takes here and its staging on the backup; 0: no bound"},
 	}
 	if primary {
 		f = append(f, &ucli.BoolFlag{Name: "start-vm", Usage: "qemu: boot the VM of --qemu-config (detached: it outlives the agent) " +
@@ -35,7 +38,15 @@ func openPrimaryDisk(c *ucli.Context, log *slog.Logger) (*disk.Export, error) {
 	if sock == "" {
 		return nil, errors.New("--disk-image needs --disk-socket")
 	}
-	return disk.NewExport(img, sock, log)
+	if c.Int64("disk-epoch-max-mib") < 0 {
+		return nil, fmt.Errorf("--disk-epoch-max-mib %d: must be 0 (no bound) or positive", c.Int64("disk-epoch-max-mib"))
+	}
+	x, err := disk.NewExport(img, sock, log)
+	if err != nil {
+		return nil, err
+	}
+	x.SetMaxEpochBytes(c.Int64("disk-epoch-max-mib") << 20)
+	return x, nil
 }
 
 // openBackupDisk opens the backup's copy of the disk (replaying its
@@ -66,6 +77,7 @@ func openBackupDisk(c *ucli.Context, log *slog.Logger) (*disk.Replica, *disk.Exp
 		r.Close()
 		return nil, nil, err
 	}
+	x.SetMaxEpochBytes(c.Int64("disk-epoch-max-mib") << 20) // once it protects the guest again
 	return r, x, nil
 }
 

@@ -51,6 +51,8 @@ func TestDomainFlagErrors(t *testing.T) {
 		{append([]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "qemu", "--qemu-config", other, "--start-vm"}, disk...),
 			"QEMU would not open the served image"},
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "qemu", "--qemu-config", other}, "no --disk-image serves it"},
+		{append([]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "qemu", "--qemu-config", plain, "--start-vm",
+			"--disk-epoch-max-mib", "-1"}, disk...), "--disk-epoch-max-mib -1: must be 0"},
 	} {
 		var out, errb bytes.Buffer
 		args := append(append([]string{"resilire"}, tc.args...), "--metrics-addr", "")

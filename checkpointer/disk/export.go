@@ -34,6 +34,11 @@ type Export struct {
 	conns   map[net.Conn]struct{}
 	closed  bool
 
+	// maxEpochBytes, if positive, is the written data at which the export
+	// asks for an early cut (pressure): it bounds what one epoch stages.
+	maxEpochBytes int64
+	pressure      chan struct{}
+
 	inflight atomic.Int64
 	stats    struct {
 		writes, writeBytes, flushes, busyCuts atomic.Uint64
@@ -87,7 +92,7 @@ func NewExport(image, socket string, logger *slog.Logger) (_ *Export, err error)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", socket, err)
 	}
-	x := &Export{f: f, size: fi.Size(), l: l, log: logger, dirty: newTracker(fi.Size()), frozen: newTracker(fi.Size()), conns: map[net.Conn]struct{}{}}
+	x := &Export{f: f, size: fi.Size(), l: l, log: logger, dirty: newTracker(fi.Size()), frozen: newTracker(fi.Size()), pressure: make(chan struct{}, 1), conns: map[net.Conn]struct{}{}}
 	x.wg.Add(1)
 	go x.accept()
 	return x, nil
@@ -297,6 +302,19 @@ func (x *Export) Resend(committed uint64) (full bool) {
 	return false
 }
 
+// SetMaxEpochBytes makes the export ask for an early cut (Pressure) once
+// the blocks written since the last cut reach n bytes, bounding what one
+// epoch's cut holds in memory and stages on the backup; 0 means no bound.
+func (x *Export) SetMaxEpochBytes(n int64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.maxEpochBytes = n
+}
+
+// Pressure fires when the blocks written since the last cut reached the
+// SetMaxEpochBytes bound: the epoch loop should cut now.
+func (x *Export) Pressure() <-chan struct{} { return x.pressure }
+
 // Close stops serving (open connections are closed: the guest's next
 // request fails with an I/O error) and closes the image.
 func (x *Export) Close() error {
@@ -333,6 +351,12 @@ func (x *Export) writeAt(p []byte, off int64, fua bool) error {
 	}
 	_, err := x.f.WriteAt(p, off)
 	x.dirty.mark(off, int64(len(p))) // even a failed write may have changed blocks
+	if x.maxEpochBytes > 0 && x.dirty.marked*BlockSize >= x.maxEpochBytes {
+		select {
+		case x.pressure <- struct{}{}:
+		default: // already asked
+		}
+	}
 	x.mu.Unlock()
 	x.stats.writes.Add(1)
 	x.stats.writeBytes.Add(uint64(len(p)))

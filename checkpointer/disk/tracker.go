@@ -11,6 +11,7 @@ import (
 type tracker struct {
 	words  []uint64
 	blocks int64
+	marked int64 // blocks marked now
 }
 
 func newTracker(size int64) *tracker {
@@ -24,7 +25,10 @@ func (t *tracker) mark(off, n int64) {
 		return
 	}
 	for b := off / BlockSize; b <= (off+n-1)/BlockSize && b < t.blocks; b++ {
-		t.words[b/64] |= 1 << (b % 64)
+		if bit := uint64(1) << (b % 64); t.words[b/64]&bit == 0 {
+			t.words[b/64] |= bit
+			t.marked++
+		}
 	}
 }
 
@@ -48,6 +52,7 @@ func (t *tracker) take(dst []Extent) []Extent {
 		}
 		t.words[wi] = 0
 	}
+	t.marked = 0
 	return dst
 }
 
@@ -56,10 +61,14 @@ func (t *tracker) has(b int64) bool { return b < t.blocks && t.words[b/64]&(1<<(
 
 // unmark clears block b.
 func (t *tracker) unmark(b int64) {
-	if b < t.blocks {
+	if b < t.blocks && t.has(b) {
 		t.words[b/64] &^= 1 << (b % 64)
+		t.marked--
 	}
 }
 
 // clear unmarks every block.
-func (t *tracker) clear() { clear(t.words) }
+func (t *tracker) clear() {
+	clear(t.words)
+	t.marked = 0
+}
