@@ -89,7 +89,12 @@ func newPolicyRig(t *testing.T, policy checkpointer.LossPolicy, addr func() stri
 		t.Fatal(err)
 	}
 	r.prim = p
-	r.out.unprotected = func() bool { return p.Status().State == checkpointer.StateUnprotected }
+	r.out.unprotected = func() bool {
+		// The continue policy also talks while a new backup is synchronised
+		// (nothing is protected before its first consistent checkpoint).
+		st := p.Status().State
+		return st == checkpointer.StateUnprotected || (policy == checkpointer.LossContinue && st == checkpointer.StateSyncing)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()

@@ -10,6 +10,7 @@ package diskload
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -59,15 +60,15 @@ func LastWrote(console []byte) int {
 	return last
 }
 
-// Run writes files 1, 2, ... in dir until a write fails, pausing every
-// between files, and reports each on out.
-func Run(dir string, out io.Writer, every time.Duration) error {
+// Run writes files 1, 2, ... in dir until a write fails or ctx ends,
+// pausing every between files, and reports each on out.
+func Run(ctx context.Context, dir string, out io.Writer, every time.Duration) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	for n := 1; ; n++ {
+	for n := 1; ctx.Err() == nil; n++ {
 		if err := writeSync(filepath.Join(dir, Name(n)), Content(n)); err != nil {
 			return fmt.Errorf("file %d: %w", n, err)
 		}
@@ -77,6 +78,7 @@ func Run(dir string, out io.Writer, every time.Duration) error {
 		fmt.Fprintf(out, "WROTE %d\n", n)
 		time.Sleep(every)
 	}
+	return ctx.Err()
 }
 
 func writeSync(path string, b []byte) error {

@@ -4,6 +4,8 @@ package diskload
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,7 +22,9 @@ func TestLastWrote(t *testing.T) {
 func TestRunWritesKnownFiles(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
-	go func() { _ = Run(dir, &out, time.Millisecond) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, dir, &out, time.Millisecond) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if _, err := os.Stat(filepath.Join(dir, Name(3))); err == nil {
@@ -35,5 +39,13 @@ func TestRunWritesKnownFiles(t *testing.T) {
 	if err != nil || !bytes.Equal(b, Content(2)) || bytes.Equal(Content(2), Content(3)) {
 		t.Fatalf("file 2: %v", err)
 	}
-	os.RemoveAll(dir) // ends the writer
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the writer ended with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer did not stop")
+	}
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -34,7 +35,7 @@ func startDisk(cmdline string) (bool, *bank.DB, error) {
 	}
 	if files {
 		go func() {
-			err := diskload.Run("/data", os.Stdout, 20*time.Millisecond)
+			err := diskload.Run(context.Background(), "/data", os.Stdout, 20*time.Millisecond)
 			fmt.Printf("DISK WRITER STOPPED: %v\n", err)
 		}()
 	}
