@@ -125,3 +125,11 @@ func (r *Roles) Switchover(ctx context.Context) error {
 	}
 	return p.Switchover(ctx)
 }
+
+// HandedOver reports whether this agent's primary ended by a switchover.
+func (r *Roles) HandedOver() bool {
+	r.mu.Lock()
+	p := r.primary
+	r.mu.Unlock()
+	return p != nil && p.Status().State == StateHandedOver
+}

@@ -112,7 +112,7 @@ func (s qemuStandby) Close() error {
 
 // openQEMUBackup creates the replica RAM file at the config's MemPath and
 // starts the warm standby QEMU on it (-incoming defer -S).
-func openQEMUBackup(c *ucli.Context, log *slog.Logger, drv *backupDriver) error {
+func openQEMUBackup(c *ucli.Context, log *slog.Logger, drv *backupDriver, stale bool) error {
 	cfg, err := readQEMUConfig(c)
 	if err != nil {
 		return err
@@ -121,7 +121,7 @@ func openQEMUBackup(c *ucli.Context, log *slog.Logger, drv *backupDriver) error 
 		return err
 	}
 	if pid := qemu.RunningPid(cfg); pid != 0 {
-		if !c.Bool("discard-stale-guest") {
+		if !c.Bool("discard-stale-guest") && !stale {
 			return fmt.Errorf("%w (pid %d, %s): the guest of a fenced primary? --discard-stale-guest destroys it", qemu.ErrStaleGuest, pid, cfg.QMPPath)
 		}
 		if _, err := qemu.DestroyStale(cfg, 5*time.Second); err != nil {

@@ -204,8 +204,9 @@ type backupDriver struct {
 	live func() (checkpointer.Domain, func(), error)
 }
 
-// openBackup prepares the replica and the standby VM.
-func openBackup(c *ucli.Context, log *slog.Logger) (*backupDriver, error) {
+// openBackup prepares the replica and the standby VM; stale destroys a
+// guest of this VM still running here (after a switchover away).
+func openBackup(c *ucli.Context, log *slog.Logger, stale bool) (*backupDriver, error) {
 	var drv backupDriver
 	if c.Bool("input-replay") && !c.Bool("dataplane") {
 		return nil, errInputReplay
@@ -215,7 +216,7 @@ func openBackup(c *ucli.Context, log *slog.Logger) (*backupDriver, error) {
 		r := sim.NewReplica(c.Uint64("sim-memory-mib") << 20)
 		drv.replica, drv.standby = r, sim.NewStandby(simConfig(c), r)
 	case "qemu":
-		if err := openQEMUBackup(c, log, &drv); err != nil {
+		if err := openQEMUBackup(c, log, &drv, stale); err != nil {
 			return nil, err
 		}
 	case "xen":

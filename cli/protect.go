@@ -4,6 +4,7 @@ package cli
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/resilire/resilire/checkpointer/wire"
@@ -34,6 +35,8 @@ func protectCommand() *ucli.Command {
 	}
 	flags = append(append(append(append(flags, timingFlags()...), codecFlags()...), tlsFlags()...), domainFlags()...)
 	flags = append(flags, diskFlags(true)...)
+	flags = append(flags, standbyRoleFlags("", "after a switchover away from this host: serve as the guest's standby on this address, "+
+		"and protect it back to --backup once it runs here again (the --fence-cmd and --announce-* flags apply then); empty: exit")...)
 	return &ucli.Command{
 		Name:  "protect",
 		Usage: "protect a VM: checkpoint it to a backup every interval and hold its output until each checkpoint is acknowledged",
@@ -47,10 +50,11 @@ func protectCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			cfg, reg, closeDrv, err := primaryConfig(c, log)
+			cfg, reg, closeDrv0, err := primaryConfig(c, log)
 			if err != nil {
 				return err
 			}
+			closeDrv := sync.OnceFunc(closeDrv0)
 			defer closeDrv()
 			ring := checkpointer.NewEpochRing(statsWindow)
 			cfg.OnEpoch = ring.Add
@@ -59,7 +63,16 @@ func protectCommand() *ucli.Command {
 				return err
 			}
 			status := func() checkpointer.Status { s := p.Status(); s.Stats = ring.Summary(); return s }
-			return runAgent(c.Context, c, reg, status, p.Switchover, log, p.Run)
+			if err := runAgent(c.Context, c, reg, status, p.Switchover, log, p.Run); err != nil {
+				return err
+			}
+			if p.Status().State != checkpointer.StateHandedOver || c.String("listen") == "" || c.Err() != nil {
+				return nil
+			}
+			// The guest runs on the old backup now: serve as its standby.
+			closeDrv()
+			log.Warn("switched over: serving as the guest's standby", "vm", c.String("vm"), "listen", c.String("listen"))
+			return standbyLoop(c, log, true)
 		},
 	}
 }

@@ -42,6 +42,9 @@ func reprotectFlags() []ucli.Flag {
 func promoter(c *ucli.Context, log *slog.Logger, reg *prometheus.Registry, drv *backupDriver, x *disk.Export,
 	ring *checkpointer.EpochRing) (func(context.Context) (*checkpointer.Primary, func(), error), error) {
 	addr := c.String("reprotect-to")
+	if c.Command.Name == "protect" {
+		addr = c.String("backup") // protect's standby role protects back to its old backup
+	}
 	if addr == "" {
 		return nil, nil
 	}

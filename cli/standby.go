@@ -17,19 +17,7 @@ import (
 )
 
 func standbyCommand() *ucli.Command {
-	flags := []ucli.Flag{
-		agentVMFlag(),
-		&ucli.StringFlag{Name: "listen", Value: ":7470", Usage: "address the primary connects to"},
-		&ucli.StringFlag{Name: "fence-cmd", Usage: "command (run with /bin/sh -c) that must stop the old primary and exit 0 before this host goes live; " +
-			"it gets RESILIRE_VM, RESILIRE_PEER, RESILIRE_EPOCH and RESILIRE_REASON in its environment"},
-		&ucli.DurationFlag{Name: "fence-timeout", Value: checkpointer.DefaultFenceTimeout, Usage: "longest run of --fence-cmd"},
-		&ucli.BoolFlag{Name: "unsafe-no-fence", Usage: "go live without fencing when the primary is lost (split brain possible)"},
-		&ucli.StringFlag{Name: "peer", Usage: "the primary's name for the fence command (default: the address it connected from)"},
-		&ucli.StringFlag{Name: "announce-iface", Usage: "interface for the gratuitous ARP after failover (empty: no announcement)"},
-		&ucli.StringFlag{Name: "guest-mac", Usage: "guest MAC address to announce"},
-		&ucli.StringFlag{Name: "guest-ip", Usage: "guest IPv4 address to announce"},
-		metricsFlag(),
-	}
+	flags := append([]ucli.Flag{agentVMFlag(), metricsFlag()}, standbyRoleFlags(":7470", "address the primary connects to")...)
 	flags = append(append(append(append(flags, timingFlags()...), codecFlags()...), tlsFlags()...), domainFlags()...)
 	flags = append(append(flags, diskFlags(false)...), reprotectFlags()...)
 	return &ucli.Command{
@@ -45,43 +33,85 @@ func standbyCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			rd, x, err := openBackupDisk(c, log)
-			if err != nil {
-				return err
-			}
-			defer closeBackupDisk(rd, x)
-			cfg, reg, drv, err := backupConfig(c, log)
-			if err != nil {
-				return err
-			}
-			defer cfg.Standby.Close()
-			if rd != nil {
-				cfg.Disk = rd
-			}
-			b, err := checkpointer.NewBackup(cfg)
-			if err != nil {
-				return err
-			}
-			ring := checkpointer.NewEpochRing(statsWindow)
-			promote, err := promoter(c, log, reg, drv, x, ring)
-			if err != nil {
-				return err
-			}
-			roles := checkpointer.NewRoles(b, promote, log)
-			status := func() checkpointer.Status {
-				s := roles.Status()
-				if s.Role == "primary" {
-					s.Stats = ring.Summary()
-				}
-				return s
-			}
-			return runAgent(c.Context, c, reg, status, roles.Switchover, log, roles.Run)
+			return standbyLoop(c, log, false)
 		},
 	}
 }
 
+// standbyRoleFlags are the flags of the standby role, which protect has
+// too: after a switchover it serves as the guest's standby (listen "" on
+// protect: it exits instead).
+func standbyRoleFlags(listen, listenUsage string) []ucli.Flag {
+	flags := []ucli.Flag{
+		&ucli.StringFlag{Name: "listen", Value: listen, Usage: listenUsage},
+		&ucli.StringFlag{Name: "fence-cmd", Usage: "command (run with /bin/sh -c) that must stop the old primary and exit 0 before this host goes live; " +
+			"it gets RESILIRE_VM, RESILIRE_PEER, RESILIRE_EPOCH and RESILIRE_REASON in its environment"},
+		&ucli.DurationFlag{Name: "fence-timeout", Value: checkpointer.DefaultFenceTimeout, Usage: "longest run of --fence-cmd"},
+		&ucli.BoolFlag{Name: "unsafe-no-fence", Usage: "go live without fencing when the primary is lost (split brain possible)"},
+		&ucli.StringFlag{Name: "peer", Usage: "the primary's name for the fence command (default: the address it connected from)"},
+		&ucli.StringFlag{Name: "announce-iface", Usage: "interface for the gratuitous ARP after failover (empty: no announcement)"},
+		&ucli.StringFlag{Name: "guest-mac", Usage: "guest MAC address to announce"},
+		&ucli.StringFlag{Name: "guest-ip", Usage: "guest IPv4 address to announce"},
+	}
+	return flags
+}
+
+// standbyLoop serves as the guest's standby, and as its primary once it
+// runs here (--reprotect-to); after a switchover away from this host it
+// serves as the standby again, in this process (the guest left here, a
+// stale copy, is destroyed first). stale says this host's guest is such a
+// copy already (protect after its switchover).
+func standbyLoop(c *ucli.Context, log *slog.Logger, stale bool) error {
+	for {
+		handedOver, err := runStandby(c, log, stale)
+		if err != nil || !handedOver || c.Err() != nil {
+			return err
+		}
+		log.Warn("switched over: serving as the guest's standby again", "vm", c.String("vm"), "listen", c.String("listen"))
+		stale = true
+	}
+}
+
+// runStandby is one standby (then primary) run. It reports whether it
+// ended by handing the guest over to its peer.
+func runStandby(c *ucli.Context, log *slog.Logger, stale bool) (bool, error) {
+	rd, x, err := openBackupDisk(c, log)
+	if err != nil {
+		return false, err
+	}
+	defer closeBackupDisk(rd, x)
+	cfg, reg, drv, err := backupConfig(c, log, stale)
+	if err != nil {
+		return false, err
+	}
+	defer cfg.Standby.Close()
+	if rd != nil {
+		cfg.Disk = rd
+	}
+	b, err := checkpointer.NewBackup(cfg)
+	if err != nil {
+		return false, err
+	}
+	ring := checkpointer.NewEpochRing(statsWindow)
+	promote, err := promoter(c, log, reg, drv, x, ring)
+	if err != nil {
+		return false, err
+	}
+	roles := checkpointer.NewRoles(b, promote, log)
+	status := func() checkpointer.Status {
+		s := roles.Status()
+		if s.Role == "primary" {
+			s.Stats = ring.Summary()
+		}
+		return s
+	}
+	err = runAgent(c.Context, c, reg, status, roles.Switchover, log, roles.Run)
+	return err == nil && roles.HandedOver(), err
+}
+
 // backupConfig turns the flags into the backup's configuration.
-func backupConfig(c *ucli.Context, log *slog.Logger) (checkpointer.BackupConfig, *prometheus.Registry, *backupDriver, error) {
+// stale: this host's guest is a stale copy to destroy.
+func backupConfig(c *ucli.Context, log *slog.Logger, stale bool) (checkpointer.BackupConfig, *prometheus.Registry, *backupDriver, error) {
 	var cfg checkpointer.BackupConfig
 	if err := checkTimings(c, "fence-timeout"); err != nil {
 		return cfg, nil, nil, err
@@ -94,7 +124,7 @@ func backupConfig(c *ucli.Context, log *slog.Logger) (checkpointer.BackupConfig,
 	if err != nil {
 		return cfg, nil, nil, err
 	}
-	drv, err := openBackup(c, log)
+	drv, err := openBackup(c, log, stale)
 	if err != nil {
 		return cfg, nil, nil, err
 	}

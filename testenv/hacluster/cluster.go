@@ -359,6 +359,10 @@ func (c *Cluster) StartProtect(ctx context.Context) error {
 	if c.Opts.InputReplay {
 		args = append(args, "--input-replay")
 	}
+	if c.Opts.Reprotect {
+		// After a switchover away from host-a, protect serves as its standby.
+		args = append(args, "--listen", netip.AddrPortFrom(c.Rig.A.RepAddr, 7470).String(), "--fence-cmd", c.fenceB, "--peer", "host-b")
+	}
 	if c.Opts.Disk {
 		args = append(args, "--start-vm", "--disk-image", c.ImgA, "--disk-socket", c.CfgA.DiskSocket)
 		if c.Opts.UnsafeNoDiskReplication {

@@ -104,16 +104,18 @@ func TestE2EStaleReturn(t *testing.T) {
 	}
 }
 
-// TestE2ESwitchover moves the guest to host-b and back by planned
-// switchovers under load (resilire switchover on the primary's host): no
-// acknowledged write or transfer lost, the client's TCP connection kept,
-// the old primary back as a standby each time and the guest protected again.
+// TestE2ESwitchover moves the guest to host-b, back, and to host-b again by
+// planned switchovers under load (resilire switchover on the primary's
+// host): no acknowledged write or transfer lost, the client's TCP
+// connection kept, and each old primary's agent serving as the guest's
+// standby by itself (protect's and a promoted standby's alike), the guest
+// protected again before the next switchover.
 func TestE2ESwitchover(t *testing.T) {
 	requireVM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c := setup(t, ctx, Options{Reprotect: true, InputReplay: true, Disk: true})
-	r, err := Deaths(ctx, c, DeathsOptions{N: 2, Switchover: true, FirstKill: killPhase(), Return: time.Second, Protected: time.Second,
+	r, err := Deaths(ctx, c, DeathsOptions{N: 3, Switchover: true, FirstKill: killPhase(), Return: time.Second, Protected: time.Second,
 		PhaseJitter: killPhase, After: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
