@@ -35,6 +35,7 @@ func (p *Primary) pipeline(ctx context.Context, s *session) error {
 
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
+	tick := p.ticker(t)
 	for i := 0; ; i++ {
 		if i > 0 {
 			select {
@@ -59,7 +60,8 @@ func (p *Primary) pipeline(ctx context.Context, s *session) error {
 					return errHandedOver
 				}
 				return err
-			case <-t.C:
+			case <-tick:
+			case <-p.cfg.Tick:
 			case <-p.diskPressure():
 				// The epoch wrote as much disk data as one may stage: cut now.
 				t.Reset(p.cfg.Interval)

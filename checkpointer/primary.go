@@ -90,6 +90,9 @@ type PrimaryConfig struct {
 	Disk DiskSource
 	// DiskProgress, if set, is told how far the initial disk copy is.
 	DiskProgress func(done, total uint64)
+	// Tick, if set, replaces the Interval ticker while protected: one epoch
+	// per receive (a group coordinator's rounds, checkpointer/group).
+	Tick <-chan struct{}
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
 	Logger  *slog.Logger
@@ -234,6 +237,7 @@ func (p *Primary) protect(ctx context.Context, s *session) error {
 	}
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
+	tick := p.ticker(t)
 	for first := true; ; first = false {
 		if !first {
 			select {
@@ -248,7 +252,8 @@ func (p *Primary) protect(ctx context.Context, s *session) error {
 					return errHandedOver
 				}
 				return err
-			case <-t.C:
+			case <-tick:
+			case <-p.cfg.Tick:
 			case <-p.diskPressure():
 				t.Reset(p.cfg.Interval)
 			}
@@ -328,6 +333,15 @@ func (p *Primary) releaseUnprotected(ctx context.Context) error {
 		return fmt.Errorf("release unprotected epoch %d: %w", e, err)
 	}
 	return nil
+}
+
+// ticker is the Interval ticker's channel, nil (never) when Config.Tick
+// triggers the epochs instead.
+func (p *Primary) ticker(t *time.Ticker) <-chan time.Time {
+	if p.cfg.Tick != nil {
+		return nil
+	}
+	return t.C
 }
 
 // talkDuringSync keeps a continue-policy guest talking, about one interval

@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package group_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/checkpointer/codec"
+	"github.com/resilire/resilire/checkpointer/group"
+	"github.com/resilire/resilire/checkpointer/sim"
+	"github.com/resilire/resilire/checkpointer/wire"
+)
+
+// world is a group of simulated members, each protected to its own backup
+// over loopback TCP, and a checker of the global commit: when a member's
+// output of round r leaves, every member's backup holds its round r.
+type world struct {
+	members []*group.LocalMember
+	backups []*checkpointer.Backup
+	mu      sync.Mutex
+	errs    []string
+	commits int
+}
+
+// checkOut is a member's real output: it checks the global commit at
+// every release.
+type checkOut struct {
+	w *world
+	i int
+	*checkpointer.EpochCounter
+}
+
+func (o *checkOut) Release(e uint64) error {
+	w := o.w
+	r, ok := w.members[o.i].Output().RoundOf(e)
+	if !ok {
+		return nil // the epoch before the first round
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.commits++
+	for j, m := range w.members {
+		ej, ok := m.Output().RoundEpoch(r)
+		if committed, _ := w.backups[j].Committed(); !ok || committed < ej {
+			w.errs = append(w.errs, fmt.Sprintf("member %d released round %d while member %d's backup holds epoch %d, its round epoch %d", o.i, r, j, committed, ej))
+		}
+	}
+	return o.EpochCounter.Release(e)
+}
+
+// newWorld starts n members; slow delays member n-1's ACKs by lag.
+func newWorld(t testing.TB, n int, lag time.Duration) *world {
+	w := &world{}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for i := range n {
+		replica := sim.NewReplica(1 << 20)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := sim.Config{Name: fmt.Sprintf("vm%d", i), MemSize: 1 << 20, Seed: uint64(i + 1), WritesPerMs: 20, HotPages: 64}
+		b, err := checkpointer.NewBackup(checkpointer.BackupConfig{VM: cfg.Name, Replica: replica, Standby: sim.NewStandby(cfg, replica),
+			Codec: codec.Raw{}, Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _ = b.Serve(ctx) })
+		addr := ln.Addr().String()
+		if i == n-1 && lag > 0 {
+			addr = lagProxy(t, addr, lag)
+		}
+		dial, _ := wire.Dialer(addr, wire.TLSFiles{}, time.Second)
+		dom := sim.NewDomain(cfg)
+		dom.Start()
+		t.Cleanup(dom.Stop)
+		m, err := group.NewLocalMember(cfg.Name, checkpointer.PrimaryConfig{Domain: dom, Output: &checkOut{w: w, i: i, EpochCounter: checkpointer.NewEpochCounterAt(1)},
+			Codec: codec.Raw{}, Dial: dial, Interval: time.Hour, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _ = m.P.Run(ctx) })
+		w.members = append(w.members, m)
+		w.backups = append(w.backups, b)
+	}
+	for _, m := range w.members {
+		deadline := time.Now().Add(20 * time.Second)
+		for m.P.Status().State != checkpointer.StateProtected {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never protected: %+v", m.Name(), m.P.Status())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return w
+}
+
+func (w *world) coordinator(unsafe bool, rounds *int) *group.Coordinator {
+	ms := make([]group.Member, len(w.members))
+	for i, m := range w.members {
+		ms[i] = m
+	}
+	return &group.Coordinator{Members: ms, Interval: 10 * time.Millisecond, RoundTimeout: 5 * time.Second,
+		UnsafePerMemberCommit: unsafe, OnRound: func(group.RoundStats) { *rounds++ }}
+}
+
+// Every member's output of a round leaves only once every member's backup
+// holds that round; with per-member commits (the negative control) a
+// member whose backup answers late shows the violation.
+func TestGlobalCommit(t *testing.T) {
+	for _, unsafe := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unsafe=%v", unsafe), func(t *testing.T) {
+			w := newWorld(t, 3, 20*time.Millisecond)
+			rounds := 0
+			c := w.coordinator(unsafe, &rounds)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := c.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			t.Logf("%d rounds, %d releases checked, %d violations", rounds, w.commits, len(w.errs))
+			if rounds < 5 || w.commits < 5 {
+				t.Fatalf("only %d rounds, %d releases", rounds, w.commits)
+			}
+			if unsafe && len(w.errs) == 0 {
+				t.Fatal("per-member commits with a late backup: no violation seen, the checker cannot tell")
+			}
+			if !unsafe && len(w.errs) > 0 {
+				t.Fatalf("global commit violated: %s", w.errs[0])
+			}
+		})
+	}
+}
+
+// hung is a member that never completes a round.
+type hung struct{ committed bool }
+
+func (h *hung) Name() string { return "hung" }
+func (h *hung) Round(ctx context.Context, _ uint64) (time.Time, error) {
+	<-ctx.Done()
+	return time.Time{}, ctx.Err()
+}
+func (h *hung) Commit(uint64) error { h.committed = true; return nil }
+
+// A member that never reaches round r fails it after RoundTimeout: the
+// coordinator names it and commits the round to nobody.
+func TestHungMemberFailsTheRound(t *testing.T) {
+	w := newWorld(t, 2, 0)
+	h := &hung{}
+	rounds := 0
+	c := w.coordinator(false, &rounds)
+	c.Members = append(c.Members, h)
+	c.RoundTimeout = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := c.Run(ctx)
+	if !errors.Is(err, group.ErrMemberFailed) || !strings.Contains(err.Error(), "hung in round 1") {
+		t.Fatalf("Run: %v, want the hung member's failure in round 1", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if rounds != 0 || w.commits != 0 || h.committed {
+		t.Fatalf("round 1 committed (%d rounds, %d releases) although a member failed it", rounds, w.commits)
+	}
+}
+
+// lagProxy forwards TCP to target, delaying every chunk from the target
+// (the backup's ACKs) by lag.
+func lagProxy(t testing.TB, target string, lag time.Duration) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(u, c); u.Close() }()
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := u.Read(buf)
+					if n > 0 {
+						time.Sleep(lag)
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// BenchmarkGroupCommit: global commit latency (round start to every
+// backup holding the round) and the members' pause skew, for 2, 3 and 4
+// simulated members over loopback TCP, side by side.
+func BenchmarkGroupCommit(b *testing.B) {
+	for _, n := range []int{2, 3, 4} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			w := newWorld(b, n, 0)
+			ms := make([]group.Member, n)
+			for i, m := range w.members {
+				ms[i] = m
+			}
+			var commit, skew time.Duration
+			rounds := 0
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			c := &group.Coordinator{Members: ms, Interval: 5 * time.Millisecond, RoundTimeout: 10 * time.Second,
+				OnRound: func(st group.RoundStats) {
+					rounds++
+					commit += st.Commit
+					skew += st.Skew
+					if rounds >= b.N {
+						cancel()
+					}
+				}}
+			b.ResetTimer()
+			if err := c.Run(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(commit.Microseconds())/float64(rounds), "commit-us")
+			b.ReportMetric(float64(skew.Microseconds())/float64(rounds), "skew-us")
+		})
+	}
+}

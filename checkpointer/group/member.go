@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package group
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/resilire/resilire/checkpointer"
+)
+
+// LocalMember is a member whose primary runs in this process: its epochs
+// are taken on the coordinator's rounds (PrimaryConfig.Tick) and its
+// output released on the group's commits (GatedOutput).
+type LocalMember struct {
+	name string
+	P    *checkpointer.Primary
+	out  *GatedOutput
+	tick chan struct{}
+}
+
+// NewLocalMember builds the member's primary from cfg: Tick and Output are
+// taken over (cfg.Output becomes the gated output's inner one).
+func NewLocalMember(name string, cfg checkpointer.PrimaryConfig) (*LocalMember, error) {
+	if cfg.Output == nil {
+		return nil, errors.New("group member: an output is required")
+	}
+	m := &LocalMember{name: name, out: NewGatedOutput(cfg.Output), tick: make(chan struct{})}
+	cfg.Output, cfg.Tick = m.out, m.tick
+	p, err := checkpointer.NewPrimary(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.P = p
+	return m, nil
+}
+
+// Name is the member's name.
+func (m *LocalMember) Name() string { return m.name }
+
+// Round triggers the member's epoch for round r and waits until its backup
+// acknowledged it.
+func (m *LocalMember) Round(ctx context.Context, r uint64) (time.Time, error) {
+	m.out.expect(r)
+	select {
+	case m.tick <- struct{}{}:
+	case <-ctx.Done():
+		m.out.expect(0)
+		return time.Time{}, fmt.Errorf("not ready for the round: %w", ctx.Err())
+	}
+	return m.out.waitAcked(ctx, r)
+}
+
+// Commit releases the output of the epochs up to round r's.
+func (m *LocalMember) Commit(r uint64) error { return m.out.commit(r) }
+
+// GatedOutput holds a member's output until the group commits its round:
+// the primary's Release (its own backup's ACK) only records the epoch as
+// acknowledged; the inner output releases on commit.
+type GatedOutput struct {
+	inner checkpointer.OutputCommit
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	want    uint64            // the round whose epoch the next Advance closes (0: none)
+	epochs  map[uint64]uint64 // round -> its epoch
+	paused  map[uint64]time.Time
+	acked   uint64 // highest epoch the member's backup acknowledged
+	release uint64 // highest epoch released
+}
+
+// NewGatedOutput gates inner.
+func NewGatedOutput(inner checkpointer.OutputCommit) *GatedOutput {
+	g := &GatedOutput{inner: inner, epochs: map[uint64]uint64{}, paused: map[uint64]time.Time{}}
+	g.cond = sync.NewCond(&g.mu)
+	return g
+}
+
+func (g *GatedOutput) expect(r uint64) {
+	g.mu.Lock()
+	g.want = r
+	g.mu.Unlock()
+}
+
+// Advance closes the epoch, recording it as round want's.
+func (g *GatedOutput) Advance() (uint64, error) {
+	e, err := g.inner.Advance()
+	if err != nil {
+		return e, err
+	}
+	g.mu.Lock()
+	if g.want != 0 {
+		g.epochs[g.want], g.paused[g.want] = e, time.Now()
+		g.want = 0
+	}
+	g.mu.Unlock()
+	return e, nil
+}
+
+// Release records that the member's backup holds epoch e; nothing leaves.
+func (g *GatedOutput) Release(e uint64) error {
+	g.mu.Lock()
+	g.acked = max(g.acked, e)
+	g.cond.Broadcast()
+	g.mu.Unlock()
+	return nil
+}
+
+// Discard drops everything held (the loss policy).
+func (g *GatedOutput) Discard() error { return g.inner.Discard() }
+
+func (g *GatedOutput) waitAcked(ctx context.Context, r uint64) (time.Time, error) {
+	stop := context.AfterFunc(ctx, func() { g.mu.Lock(); g.cond.Broadcast(); g.mu.Unlock() })
+	defer stop()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for {
+		if e, ok := g.epochs[r]; ok && g.acked >= e {
+			return g.paused[r], nil
+		}
+		if err := ctx.Err(); err != nil {
+			return time.Time{}, fmt.Errorf("round %d not acknowledged: %w", r, err)
+		}
+		g.cond.Wait()
+	}
+}
+
+// keepRounds is how many committed rounds' epochs stay known (RoundEpoch).
+const keepRounds = 16
+
+// RoundEpoch is the member's epoch of round r, if still known.
+func (g *GatedOutput) RoundEpoch(r uint64) (uint64, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e, ok := g.epochs[r]
+	return e, ok
+}
+
+// RoundOf is the round whose epoch is e, if still known.
+func (g *GatedOutput) RoundOf(e uint64) (uint64, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for r, x := range g.epochs {
+		if x == e {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// Output is the member's gated output.
+func (m *LocalMember) Output() *GatedOutput { return m.out }
+
+// commit releases the epochs up to round r's.
+func (g *GatedOutput) commit(r uint64) error {
+	g.mu.Lock()
+	e, ok := g.epochs[r]
+	for k := range g.epochs {
+		if k+keepRounds <= r {
+			delete(g.epochs, k)
+			delete(g.paused, k)
+		}
+	}
+	if !ok || e <= g.release {
+		g.mu.Unlock()
+		if !ok {
+			return fmt.Errorf("commit of round %d: no epoch of this member", r)
+		}
+		return nil
+	}
+	g.release = e
+	g.mu.Unlock()
+	return g.inner.Release(e)
+}
