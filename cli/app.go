@@ -43,6 +43,7 @@ func commands() []*ucli.Command {
 		standbyCommand(),
 		statusCommand(),
 		switchoverCommand(),
+		groupCommand(),
 		traceCommand(),
 		dataplaneCommand(),
 		qemuCommand(),

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -32,6 +33,7 @@ func protectCommand() *ucli.Command {
 		&ucli.BoolFlag{Name: "no-progress", Usage: "no progress bar for the initial synchronisation"},
 		&ucli.StringFlag{Name: "tls-server-name", Usage: "name expected in the backup's certificate (default: host of --backup)"},
 		metricsFlag(),
+		groupMemberFlag(),
 	}
 	flags = append(append(append(append(flags, timingFlags()...), codecFlags()...), tlsFlags()...), domainFlags()...)
 	flags = append(flags, diskFlags(true)...)
@@ -58,12 +60,19 @@ func protectCommand() *ucli.Command {
 			defer closeDrv()
 			ring := checkpointer.NewEpochRing(statsWindow)
 			cfg.OnEpoch = ring.Add
-			p, err := checkpointer.NewPrimary(cfg)
+			var p *checkpointer.Primary
+			var run func(context.Context) error
+			if addr := c.String("group-listen"); addr != "" {
+				p, run, err = groupAgent(c.String("vm"), addr, cfg, log)
+			} else {
+				p, err = checkpointer.NewPrimary(cfg)
+				run = p.Run
+			}
 			if err != nil {
 				return err
 			}
 			status := func() checkpointer.Status { s := p.Status(); s.Stats = ring.Summary(); return s }
-			if err := runAgent(c.Context, c, reg, status, p.Switchover, log, p.Run); err != nil {
+			if err := runAgent(c.Context, c, reg, status, p.Switchover, log, run); err != nil {
 				return err
 			}
 			if p.Status().State != checkpointer.StateHandedOver || c.String("listen") == "" || c.Err() != nil {

@@ -251,3 +251,56 @@ func BenchmarkGroupCommit(b *testing.B) {
 		})
 	}
 }
+
+// The same global commit with the coordinator reaching its members over
+// their TCP links (ServeMember, RemoteMember); then a member agent that
+// disappears fails the round, named.
+func TestRemoteMembers(t *testing.T) {
+	w := newWorld(t, 3, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ms := make([]group.Member, len(w.members))
+	var lns []net.Listener
+	for i, m := range w.members {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		sctx, scancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- group.ServeMember(sctx, ln, m, nil) }()
+		t.Cleanup(func() {
+			scancel()
+			if err := <-done; err != nil && !strings.Contains(err.Error(), "use of closed") {
+				t.Errorf("member server: %v", err)
+			}
+		})
+		dial, _ := wire.Dialer(ln.Addr().String(), wire.TLSFiles{}, time.Second)
+		rm := group.NewRemoteMember(m.Name(), dial)
+		t.Cleanup(rm.Close)
+		ms[i] = rm
+	}
+	rounds := 0
+	c := &group.Coordinator{Members: ms, Interval: 10 * time.Millisecond, RoundTimeout: 2 * time.Second,
+		OnRound: func(group.RoundStats) {
+			rounds++
+			if rounds == 20 {
+				// Member vm1's agent goes away: its listener and its link.
+				lns[1].Close()
+				ms[1].(*group.RemoteMember).Close()
+			}
+		}}
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	err := c.Run(rctx)
+	if !errors.Is(err, group.ErrMemberFailed) || !strings.Contains(err.Error(), "vm1") {
+		t.Fatalf("Run: %v, want vm1's failure", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t.Logf("%d rounds committed over TCP links, %d releases checked; then: %v", rounds, w.commits, err)
+	if rounds < 20 || len(w.errs) > 0 {
+		t.Fatalf("%d rounds, violations %q", rounds, w.errs)
+	}
+}

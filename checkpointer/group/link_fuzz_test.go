@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package group
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParseLine: any line from the network is refused or parsed into a
+// message that prints back as the same line; nothing panics.
+func FuzzParseLine(f *testing.F) {
+	for _, s := range []string{"ROUND 1", "DONE 7 1764200000000000000", "COMMIT 3", "COMMITTED 3", "FAIL 2 not ready: timeout",
+		"ROUND 0", "ROUND 01", "DONE 1 x", "FAIL 1 ", "HELLO 1", "ROUND 18446744073709551616", strings.Repeat("A", 300)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := parseLine(s)
+		if err != nil {
+			return
+		}
+		if m.round == 0 || m.String() != s {
+			t.Fatalf("%q parsed as %+v, prints %q", s, m, m.String())
+		}
+	})
+}
+
+func TestParseLine(t *testing.T) {
+	for _, bad := range []string{"", "ROUND", "ROUND 0", "ROUND 01", "ROUND 1 x", "DONE 1", "DONE 1 x", "FAIL 1", "NOPE 1", "round 1",
+		strings.Repeat("R", MaxLine+1)} {
+		if _, err := parseLine(bad); err == nil {
+			t.Errorf("parseLine(%q) accepted", bad)
+		}
+	}
+	if m, err := parseLine("FAIL 9 backup lost: eof"); err != nil || m.verb != "FAIL" || m.round != 9 || m.arg != "backup lost: eof" {
+		t.Fatalf("FAIL line: %+v, %v", m, err)
+	}
+}
