@@ -4,7 +4,12 @@
 
 package qemu
 
-import "golang.org/x/sys/unix"
+import (
+	"context"
+	"encoding/json"
+
+	"golang.org/x/sys/unix"
+)
 
 // BreakTracking loses the registration and makes the re-injection fail
 // (the RAM mapping is not found): the next harvest must fall back.
@@ -23,4 +28,10 @@ func DropRegistration(d *Domain) {
 		_ = unix.Close(t.fd)
 		t.fd = -1
 	}
+}
+
+// QMP runs one QMP command on v's monitor (tests drive QEMU features the
+// driver does not use, such as drive-mirror for comparison).
+func QMP(ctx context.Context, v *VM, cmd string, args any) (json.RawMessage, error) {
+	return v.mon.run(ctx, cmd, args)
 }
