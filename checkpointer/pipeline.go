@@ -54,12 +54,7 @@ func (p *Primary) pipeline(ctx context.Context, s *session) error {
 					return err
 				default:
 				}
-				err := p.handover(ctx, s)
-				req <- err
-				if err == nil {
-					return errHandedOver
-				}
-				return err
+				return p.answerSwitchover(ctx, s, req)
 			case <-tick:
 			case <-p.cfg.Tick:
 			case <-p.diskPressure():

@@ -246,12 +246,7 @@ func (p *Primary) protect(ctx context.Context, s *session) error {
 			case <-s.dead:
 				return s.err
 			case req := <-p.switchReq:
-				err := p.handover(ctx, s)
-				req <- err
-				if err == nil {
-					return errHandedOver
-				}
-				return err
+				return p.answerSwitchover(ctx, s, req)
 			case <-tick:
 			case <-p.cfg.Tick:
 			case <-p.diskPressure():

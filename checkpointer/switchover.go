@@ -45,6 +45,17 @@ func (p *Primary) Switchover(ctx context.Context) error {
 	}
 }
 
+// answerSwitchover runs the handover for req (nothing in flight on s) and
+// answers it; errHandedOver ends the epoch loop after a success.
+func (p *Primary) answerSwitchover(ctx context.Context, s *session, req chan<- error) error {
+	err := p.handover(ctx, s)
+	req <- err
+	if err == nil {
+		return errHandedOver
+	}
+	return err
+}
+
 // handover runs the switchover on session s, with nothing in flight.
 func (p *Primary) handover(ctx context.Context, s *session) error {
 	if p.beforeHandover != nil {

@@ -315,26 +315,12 @@ func (c *Cluster) bootPrimary(ctx context.Context) error {
 // StartStandby starts `resilire standby` in host-b: it creates the replica
 // file, starts the warm standby QEMU and blocks host-b's port.
 func (c *Cluster) StartStandby(ctx context.Context) error {
-	hb := c.Opts.HeartbeatTimeout
-	args := []string{"standby", "--vm", c.VM, "--listen", netip.AddrPortFrom(c.Rig.B.RepAddr, 7470).String(),
-		"--fence-cmd", c.fence, "--fence-timeout", "10s", "--peer", "host-a",
-		"--heartbeat-interval", (hb / 5).String(), "--heartbeat-timeout", hb.String(), "--codec", c.Opts.Codec,
-		"--domain", "qemu", "--qemu-config", filepath.Join(c.RunDir, "b.json"),
-		"--dataplane", "--pin-root", c.PinB, "--metrics-addr", "127.0.0.1:9470"}
-	if c.Opts.InputReplay {
-		args = append(args, "--input-replay")
+	args := c.standbyArgs(1, c.Opts.Reprotect, false)
+	if c.Opts.Disk && c.Opts.UnsafeNoDiskReplication {
+		args = append(args, "--unsafe-no-disk-replication")
 	}
-	if c.Opts.Disk {
-		args = append(args, "--disk-image", c.ImgB, "--disk-socket", c.CfgB.DiskSocket)
-		if c.Opts.UnsafeNoDiskReplication {
-			args = append(args, "--unsafe-no-disk-replication")
-		}
-	}
-	if c.Opts.Reprotect {
-		args = append(args, "--reprotect-to", netip.AddrPortFrom(c.Rig.A.RepAddr, 7470).String(), "--interval", c.Opts.Interval.String())
-		if c.Opts.UnsafeReprotect {
-			args = append(args, "--unsafe-no-output-commit")
-		}
+	if c.Opts.Reprotect && c.Opts.UnsafeReprotect {
+		args = append(args, "--unsafe-no-output-commit")
 	}
 	c.standbyRuns++
 	a, err := startAgent(c.Rig.B.Netns, c.Bin, filepath.Join(c.RunDir, fmt.Sprintf("standby-%d.log", c.standbyRuns)), args)

@@ -54,24 +54,11 @@ func (c *Cluster) agent(i int) *Agent {
 // agent takes the other host as its peer: it fences it and goes live if it
 // dies, and then protects the guest toward it again.
 func (c *Cluster) ReturnHost(ctx context.Context, i int) error {
-	hs := c.hosts()
-	me, peer := hs[i], hs[1-i]
+	me := c.hosts()[i]
 	if err := c.Rig.SetHostLinks(me.h, true); err != nil {
 		return err
 	}
-	hb := c.Opts.HeartbeatTimeout
-	args := []string{"standby", "--vm", c.VM, "--listen", netip.AddrPortFrom(me.h.RepAddr, 7470).String(),
-		"--fence-cmd", peer.fence, "--fence-timeout", "10s", "--peer", peer.name,
-		"--heartbeat-interval", (hb / 5).String(), "--heartbeat-timeout", hb.String(), "--codec", c.Opts.Codec,
-		"--domain", "qemu", "--qemu-config", filepath.Join(c.RunDir, me.json), "--discard-stale-guest",
-		"--dataplane", "--pin-root", me.pin, "--metrics-addr", "127.0.0.1:9470",
-		"--reprotect-to", netip.AddrPortFrom(peer.h.RepAddr, 7470).String(), "--interval", c.Opts.Interval.String()}
-	if c.Opts.InputReplay {
-		args = append(args, "--input-replay")
-	}
-	if c.Opts.Disk {
-		args = append(args, "--disk-image", me.img, "--disk-socket", me.cfg.DiskSocket)
-	}
+	args := c.standbyArgs(i, true, true)
 	c.returns++
 	a, err := startAgent(me.h.Netns, c.Bin, filepath.Join(c.RunDir, fmt.Sprintf("standby-%s-%d.log", me.name, c.returns)), args)
 	if err != nil {
@@ -83,6 +70,32 @@ func (c *Cluster) ReturnHost(ctx context.Context, i int) error {
 	c.agents[i] = a
 	c.logf("%s back: standby agent started", me.name)
 	return a.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State != "" })
+}
+
+// standbyArgs is the command line of host i's standby agent: the other
+// host is its peer (fenced, and protected toward with reprotect).
+func (c *Cluster) standbyArgs(i int, reprotect, discardStale bool) []string {
+	hs := c.hosts()
+	me, peer := hs[i], hs[1-i]
+	hb := c.Opts.HeartbeatTimeout
+	args := []string{"standby", "--vm", c.VM, "--listen", netip.AddrPortFrom(me.h.RepAddr, 7470).String(),
+		"--fence-cmd", peer.fence, "--fence-timeout", "10s", "--peer", peer.name,
+		"--heartbeat-interval", (hb / 5).String(), "--heartbeat-timeout", hb.String(), "--codec", c.Opts.Codec,
+		"--domain", "qemu", "--qemu-config", filepath.Join(c.RunDir, me.json),
+		"--dataplane", "--pin-root", me.pin, "--metrics-addr", "127.0.0.1:9470"}
+	if discardStale {
+		args = append(args, "--discard-stale-guest")
+	}
+	if reprotect {
+		args = append(args, "--reprotect-to", netip.AddrPortFrom(peer.h.RepAddr, 7470).String(), "--interval", c.Opts.Interval.String())
+	}
+	if c.Opts.InputReplay {
+		args = append(args, "--input-replay")
+	}
+	if c.Opts.Disk {
+		args = append(args, "--disk-image", me.img, "--disk-socket", me.cfg.DiskSocket)
+	}
+	return args
 }
 
 // ReturnHostA is ReturnHost(ctx, 0).
