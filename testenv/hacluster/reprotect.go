@@ -3,6 +3,7 @@
 package hacluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -203,6 +204,10 @@ type DeathsResult struct {
 	// Primary is host-a's protect agent's status just before the first
 	// death (pause and bytes per epoch).
 	Primary Status
+	// ProtectRSS and StandbyRSS are the agents' peak resident memory
+	// just before the first death (dom0 memory per protected VM).
+	ProtectRSS, StandbyRSS uint64
+	GuestMiB               int
 	// StalePid is host-a's QEMU found still running when host-a first
 	// returned (0: none); StandbyPid the warm standby QEMU that replaced it.
 	StalePid, StandbyPid int
@@ -264,7 +269,7 @@ func Deaths(ctx context.Context, c *Cluster, o DeathsOptions) (*DeathsResult, er
 	if err != nil {
 		return nil, err
 	}
-	r := &DeathsResult{Interval: c.Opts.Interval}
+	r := &DeathsResult{Interval: c.Opts.Interval, GuestMiB: cmp.Or(c.CfgA.MemoryMiB, qemu.DefaultMemoryMiB)}
 	var (
 		kills, reprots []time.Time
 		wa             *Watcher
@@ -290,6 +295,7 @@ func Deaths(ctx context.Context, c *Cluster, o DeathsOptions) (*DeathsResult, er
 			if st, err := c.protect.Status(ctx); err == nil {
 				r.Primary = st
 			}
+			r.ProtectRSS, r.StandbyRSS = c.protect.PeakRSS(), c.standby.PeakRSS()
 		}
 		var took time.Duration
 		switch {
@@ -471,6 +477,8 @@ func (r *DeathsResult) Print(w io.Writer) {
 	yes := map[bool]string{true: "yes", false: "NO"}
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	printEpochs(w, r.Primary.Stats, r.Interval, r.Bank != nil)
+	fmt.Fprintf(w, "agents' peak RSS (VmHWM):        protect %.1f MiB, standby %.1f MiB (guest %d MiB; counts the guest RAM they map, shared, and the rings' double mapping)\n",
+		float64(r.ProtectRSS)/(1<<20), float64(r.StandbyRSS)/(1<<20), r.GuestMiB)
 	for i, d := range r.Deaths {
 		if d.Took > 0 {
 			fmt.Fprintf(w, "switchover %d: away from %s at %v into the client run (command %v); the other host live %v after the request\n",
