@@ -64,11 +64,37 @@ func DestroyStale(cfg Config, timeout time.Duration) (pid int, err error) {
 	for {
 		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 		if err != nil || zombie(st) {
-			return pid, nil
+			break
 		}
 		if time.Now().After(deadline) {
 			return pid, fmt.Errorf("stale QEMU %d still running %v after SIGKILL", pid, timeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// A zombie leader's other threads may still hold its files: wait until
+	// the pid file's lock, which the next QEMU takes, is free.
+	for !pidFileFree(cfg.PIDPath()) {
+		if time.Now().After(deadline) {
+			return pid, fmt.Errorf("stale QEMU %d: its pid file %s still locked %v after SIGKILL", pid, cfg.PIDPath(), timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return pid, nil
+}
+
+// pidFileFree reports whether nobody holds a lock on the pid file (QEMU
+// locks it for its lifetime); a missing file is free.
+func pidFileFree(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+		return false
+	}
+	lk.Type = unix.F_UNLCK
+	_ = unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+	return true
 }
