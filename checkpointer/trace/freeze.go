@@ -32,8 +32,9 @@ const (
 // errExited reports that the traced process has gone; recording then ends.
 var errExited = errors.New("process exited")
 
-// stopTimeout bounds the wait for a process to reach the stopped state.
-const stopTimeout = 2 * time.Second
+// stopTimeout bounds the wait for a process to reach the stopped state
+// (every thread of it: on a loaded host, 2 s was seen to fall short).
+const stopTimeout = 10 * time.Second
 
 // freezer pauses and resumes one process.
 type freezer interface {
