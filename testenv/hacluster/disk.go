@@ -75,22 +75,14 @@ func (c *Cluster) waitConsole(ctx context.Context, path, line string, limit time
 			}
 		}
 		if exited {
-			return fmt.Errorf("protect exited before the guest printed %q; console: %q", line, lastLine(b))
+			return fmt.Errorf("protect exited before the guest printed %q; console: %q", line, tail(b, 1))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %q on %s: %w; console: %q", line, path, ctx.Err(), lastLine(b))
+			return fmt.Errorf("waiting for %q on %s: %w; console: %q", line, path, ctx.Err(), tail(b, 1))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-func lastLine(b []byte) string {
-	b = bytes.TrimRight(b, "\r\n")
-	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-		b = b[i+1:]
-	}
-	return string(b)
 }
 
 // BankAddr is the guest's bank server, host:port.
@@ -186,11 +178,11 @@ func CheckBackupImage(ctx context.Context, img, workDir string, load bank.LoadRe
 	if out, err := exec.CommandContext(ctx, "e2fsck", "-E", "journal_only", "-y", cp).CombinedOutput(); err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() > 1 { // 1: the journal was replayed
-			return []string{fmt.Sprintf("ext4 journal replay failed (%v): %s", err, tail(out))}, nil
+			return []string{fmt.Sprintf("ext4 journal replay failed (%v): %s", err, tail(out, 8))}, nil
 		}
 	}
 	if out, err := exec.CommandContext(ctx, "e2fsck", "-fn", cp).CombinedOutput(); err != nil {
-		violations = append(violations, fmt.Sprintf("e2fsck -fn after journal replay: %v: %s", err, tail(out)))
+		violations = append(violations, fmt.Sprintf("e2fsck -fn after journal replay: %v: %s", err, tail(out, 8)))
 	}
 	dump := filepath.Join(workDir, "check.dump")
 	defer os.RemoveAll(dump)
@@ -217,11 +209,11 @@ func CheckBackupImage(ctx context.Context, img, workDir string, load bank.LoadRe
 	return violations, nil
 }
 
-// tail is the last few lines of a tool's output.
-func tail(b []byte) string {
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > 8 {
-		lines = lines[len(lines)-8:]
+// tail is the last n lines of a console or a tool's output.
+func tail(b []byte, n int) string {
+	lines := bytes.Split(bytes.TrimRight(b, "\r\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
 	}
 	return string(bytes.Join(lines, []byte("\n")))
 }
