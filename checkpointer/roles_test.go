@@ -70,9 +70,10 @@ func TestRolesBecomePrimaryAndProtectAgain(t *testing.T) {
 	if err := <-aDone; err != nil {
 		t.Fatalf("host-a's primary: %v", err)
 	}
-	committed, _ := b.Committed()
-
 	recvWithin(t, promoted, 10*time.Second, "promotion after the failover")
+	// Read only after the promotion: a checkpoint host-a sent before it
+	// died may still be applied between its death and the failover.
+	committed, _ := b.Committed()
 	waitFor(t, 10*time.Second, "host-b protecting toward host-c", func() bool {
 		st := roles.Status()
 		return st.Role == "primary" && st.State == checkpointer.StateProtected && st.Epoch > 0
