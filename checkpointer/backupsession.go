@@ -40,6 +40,10 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 		old.conn.Close()
 		<-old.done
 	}
+	if err := b.resizeReplica(h.MemSize); err != nil {
+		b.refuse(l, peer, err)
+		return
+	}
 	dec, err := b.cfg.Codec.NewDecoder(uint64(len(b.cfg.Replica.Memory())))
 	if err != nil {
 		b.refuse(l, peer, err)
@@ -118,7 +122,7 @@ func (b *Backup) readHello(l *wire.Conn) (wire.HelloMsg, error) {
 	switch {
 	case h.VM != b.cfg.VM:
 		return h, fmt.Errorf("hello for vm %q, this backup protects %q: %w", h.VM, b.cfg.VM, wire.ErrSession)
-	case h.MemSize != uint64(len(b.cfg.Replica.Memory())):
+	case h.MemSize != uint64(len(b.cfg.Replica.Memory())) && !b.resizable():
 		return h, fmt.Errorf("hello memory %d bytes, replica %d: %w", h.MemSize, len(b.cfg.Replica.Memory()), wire.ErrSession)
 	case h.DiskSize != b.diskSize():
 		return h, fmt.Errorf("hello disk %d bytes, backup %d: %w", h.DiskSize, b.diskSize(), wire.ErrSession)
@@ -126,6 +130,32 @@ func (b *Backup) readHello(l *wire.Conn) (wire.HelloMsg, error) {
 		return h, fmt.Errorf("hello codec %q, backup %q: %w", h.Codec, b.cfg.Codec.Name(), wire.ErrSession)
 	}
 	return h, nil
+}
+
+// resizable reports whether the replica may still take the primary's
+// size: a Resizer that holds no committed checkpoint. Later a size change
+// would throw away the committed state, and the hello is refused instead.
+func (b *Backup) resizable() bool {
+	_, ok := b.cfg.Replica.(Resizer)
+	committed, _ := b.Committed()
+	return ok && committed == 0
+}
+
+// resizeReplica sizes a Resizer replica to the primary's memory. It runs
+// once no other session can touch the replica.
+func (b *Backup) resizeReplica(size uint64) error {
+	if size == uint64(len(b.cfg.Replica.Memory())) {
+		return nil
+	}
+	if !b.resizable() {
+		return fmt.Errorf("hello memory %d bytes, replica %d: %w", size, len(b.cfg.Replica.Memory()), wire.ErrSession)
+	}
+	r := b.cfg.Replica.(Resizer)
+	if err := r.Resize(size); err != nil {
+		return fmt.Errorf("size the replica to the primary's %d bytes: %w", size, err)
+	}
+	b.log.Info("replica sized from the primary", "vm", b.cfg.VM, "bytes", size)
+	return nil
 }
 
 // receive stages one checkpoint whole, verifies it, applies it atomically

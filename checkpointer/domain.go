@@ -56,6 +56,15 @@ type Replica interface {
 	Sync() error
 }
 
+// Resizer is a Replica whose size the primary's hello sets, for guests
+// whose exact memory size only the primary knows (a Xen guest populates a
+// few frames more than its config's memory). The backup resizes it only
+// while it holds no committed checkpoint; the contents are then zero.
+type Resizer interface {
+	Replica
+	Resize(size uint64) error
+}
+
 // Standby turns a committed replica into a running VM on failover.
 type Standby interface {
 	// Activate starts the guest from the replica memory and the device

@@ -190,7 +190,7 @@ func TestInputReplayNeedsDataplane(t *testing.T) {
 func TestAgentsRejectLongVMName(t *testing.T) {
 	for _, cmd := range []string{"protect", "standby"} {
 		var out, errb bytes.Buffer
-		args := []string{"resilire", cmd, "--vm", strings.Repeat("v", 256), "--domain", "xen", "--xen-memory-mib", "1", "--backup", "127.0.0.1:1"}
+		args := []string{"resilire", cmd, "--vm", strings.Repeat("v", 256), "--domain", "xen", "--backup", "127.0.0.1:1"}
 		if cmd == "standby" {
 			args = args[:len(args)-2]
 		}

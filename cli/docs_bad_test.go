@@ -69,8 +69,8 @@ func TestDocumentedCommandsCatchMistakes(t *testing.T) {
 		{"unit ExecStart", "deploy/resilire@.service", "[Service]\nExecStart=/usr/local/bin/resilire standby --vm %i --domain qemu --qemu-config /etc/%i.jsn --listn :1\n",
 			"deploy/resilire@.service:2: flag provided but not defined: -listn"},
 		{"env file written by a script", "deploy/vagrant/start.sh",
-			"#!/bin/bash\nport=1\necho 'RESILIRE_ARGS=\"standby --vm g --domain xen --listen :7\"' > /etc/resilire/g.env\n",
-			"deploy/vagrant/start.sh:3: --domain xen on the standby needs --xen-memory-mib"},
+			"#!/bin/bash\nport=1\necho 'RESILIRE_ARGS=\"standby --vm g --domain xen --listen :7 --xen-memory-mib 256\"' > /etc/resilire/g.env\n",
+			"deploy/vagrant/start.sh:3: flag provided but not defined: -xen-memory-mib"},
 		{"script variable", "deploy/vagrant/start.sh",
 			"#!/bin/bash\nargs=\"protect --vm guest --domain xen --bakup 192.168.56.12:$port\"\necho \"RESILIRE_ARGS=\\\"$args\\\"\" > f\n",
 			"deploy/vagrant/start.sh:2: flag provided but not defined: -bakup"},
@@ -103,7 +103,7 @@ func TestDocumentedCommandsAcceptPlaceholders(t *testing.T) {
 			"        --heartbeat-timeout ${HB}ms 2>&1 | tee log && resilire status\n",
 		"mk/x.mk":   "x:\n\t$(BIN) bench engine --epochs $(N) $(if $(T),--trace $(T))\n",
 		"docs/x.md": "Every `resilire …` line; `resilire dataplane attach --vm <vm> …` pins.\n",
-		"deploy/vagrant/start.sh": "#!/bin/bash\nargs=\"standby --vm g --domain xen --xen-memory-mib 256 --fence-cmd 'fence x'\"\n" +
+		"deploy/vagrant/start.sh": "#!/bin/bash\nargs=\"standby --vm g --domain xen --xen-config /etc/g.cfg --fence-cmd 'fence x'\"\n" +
 			"echo \"RESILIRE_ARGS=\\\"$args\\\"\" > f\n",
 	})
 	cmds, err := allDocCmds(root)

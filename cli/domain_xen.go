@@ -4,7 +4,11 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+
+	"github.com/resilire/resilire/checkpointer"
 
 	"github.com/resilire/resilire/checkpointer/xen"
 	ucli "github.com/urfave/cli/v2"
@@ -35,12 +39,18 @@ func openXenBackup(c *ucli.Context, log *slog.Logger, drv *backupDriver) error {
 	if !xen.Built {
 		return xen.ErrNotBuilt
 	}
-	// checkDomain made sure --xen-memory-mib is set.
-	r, err := xen.NewReplica(c.Uint64("xen-memory-mib") << 20)
+	opts := xen.DefaultStandbyOptions(c.String("vm"))
+	if f := c.String("xen-config"); f != "" {
+		opts.Command = xen.RestoreCommand(f)
+	}
+	if _, err := os.Stat(opts.Command[2]); err != nil {
+		return fmt.Errorf("the guest's xl config for the restore (--xen-config): %w", err)
+	}
+	// One page until the primary's hello gives the guest's exact size.
+	r, err := xen.NewReplica(checkpointer.PageSize)
 	if err != nil {
 		return err
 	}
-	opts := xen.DefaultStandbyOptions(c.String("vm"))
 	opts.Logger = log
 	sb, err := xen.NewStandby(r, opts)
 	if err != nil {

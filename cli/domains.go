@@ -38,7 +38,8 @@ func domainFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "qemu-config", Usage: "qemu: `FILE` with this host's qemu.Config as JSON (same machine on both hosts; see Config.ForHost)"},
 		&ucli.StringFlag{Name: "dirty-tracking", Value: "auto", Usage: "qemu (protect): auto (exact userfaultfd tracking where the kernel, ptrace and the config allow it, " +
 			"else hashing; 'resilire qemu probe' says which and why), uffd-wp (fail without it) or hash"},
-		&ucli.Uint64Flag{Name: "xen-memory-mib", Usage: "xen (standby): guest memory in MiB, as in the domain's xl config"},
+		&ucli.StringFlag{Name: "xen-config", Usage: "xen (standby): the guest's xl `FILE` to restore it with on failover (default /etc/resilire/VM.cfg); " +
+			"the replica takes its size from the primary"},
 		&ucli.BoolFlag{Name: "unsafe-allow-sim", Hidden: true, Usage: "tests only: accept --domain sim, an in-process simulated guest"},
 		&ucli.Uint64Flag{Name: "sim-memory-mib", Value: 64, Hidden: true, Usage: "sim: guest memory in MiB"},
 		&ucli.Uint64Flag{Name: "sim-seed", Value: 1, Hidden: true, Usage: "sim: seed of the write pattern"},
@@ -65,9 +66,6 @@ func checkDomain(c *ucli.Context) error {
 		_, err := qemu.ParseTracking(c.String("dirty-tracking"))
 		return err
 	case "xen":
-		if c.Command.Name == "standby" && c.Uint64("xen-memory-mib") == 0 {
-			return errors.New("--domain xen on the standby needs --xen-memory-mib")
-		}
 		return nil
 	case "":
 		return fmt.Errorf("--domain is required: %s", agentDomains)

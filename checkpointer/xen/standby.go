@@ -37,17 +37,50 @@ type Replica struct {
 
 var _ checkpointer.Replica = (*Replica)(nil)
 
+// MaxReplicaBytes bounds the size a primary's hello may give the replica
+// (1 TiB of address space, reserved lazily).
+const MaxReplicaBytes = 1 << 40
+
+var _ checkpointer.Resizer = (*Replica)(nil)
+
 // NewReplica allocates size bytes (a multiple of PageSize) of zeroed memory.
+// A standby that does not know the guest's exact size passes PageSize: the
+// primary's hello resizes it (Resize) before the first checkpoint.
 func NewReplica(size uint64) (*Replica, error) {
-	if size == 0 || size%checkpointer.PageSize != 0 {
-		return nil, fmt.Errorf("replica size %d is not a positive multiple of %d", size, checkpointer.PageSize)
+	mem, err := mapReplica(size)
+	if err != nil {
+		return nil, err
+	}
+	return &Replica{mem: mem}, nil
+}
+
+func mapReplica(size uint64) ([]byte, error) {
+	if size == 0 || size%checkpointer.PageSize != 0 || size > MaxReplicaBytes {
+		return nil, fmt.Errorf("replica size %d is not a positive multiple of %d up to %d", size, checkpointer.PageSize, uint64(MaxReplicaBytes))
 	}
 	mem, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		return nil, fmt.Errorf("map %d bytes of replica memory: %w", size, err)
 	}
-	return &Replica{mem: mem}, nil
+	return mem, nil
+}
+
+// Resize replaces the memory with size zeroed bytes. The backup calls it
+// with the primary's size before any checkpoint is committed.
+func (r *Replica) Resize(size uint64) error {
+	mem, err := mapReplica(size)
+	if err != nil {
+		return err
+	}
+	if r.mem != nil {
+		if err := unix.Munmap(r.mem); err != nil {
+			_ = unix.Munmap(mem)
+			return fmt.Errorf("unmap the old replica: %w", err)
+		}
+	}
+	r.mem = mem
+	return nil
 }
 
 // Memory is the replica memory.
@@ -226,13 +259,18 @@ func (s *Standby) Close() error {
 	return nil
 }
 
+// RestoreCommand is `xl restore cfg {image}`.
+func RestoreCommand(cfg string) []string {
+	return []string{"xl", "restore", cfg, ImagePlaceholder}
+}
+
 // DefaultStandbyOptions is the dom0 convention the CLI and the Vagrant rig
 // use: the guest's xl config at /etc/resilire/<vm>.cfg (the same config the
 // primary started it with, vifname fixed), the image piped into
 // `xl restore`, so no copy of guest memory lands on disk.
 func DefaultStandbyOptions(vm string) StandbyOptions {
 	return StandbyOptions{
-		Command:   []string{"xl", "restore", "/etc/resilire/" + vm + ".cfg", ImagePlaceholder},
+		Command:   RestoreCommand("/etc/resilire/" + vm + ".cfg"),
 		ImagePath: "/var/lib/resilire/" + vm + ".xl",
 		Pipe:      true,
 	}

@@ -21,8 +21,8 @@ primary)
   ;;
 backup)
   # The backup has no vif until failover restores the guest: no --dataplane.
-  # --xen-memory-mib is the guest's memory in guest.cfg (guest.sh).
-  args="standby --vm guest --domain xen --xen-memory-mib 256 --listen 192.168.56.12:$port --fence-cmd '/usr/local/sbin/resilire-fence 192.168.56.11 guest'"
+  # The replica takes its size from the primary; the restore uses /etc/resilire/guest.cfg.
+  args="standby --vm guest --domain xen --listen 192.168.56.12:$port --fence-cmd '/usr/local/sbin/resilire-fence 192.168.56.11 guest'"
   ;;
 *) echo "usage: $0 primary|backup" >&2; exit 2 ;;
 esac
