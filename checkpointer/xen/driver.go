@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"sync"
+	"time"
 
 	"github.com/resilire/resilire/checkpointer"
 )
@@ -43,7 +44,17 @@ type Options struct {
 	BatchPages int
 	// Logger receives per-epoch debug records; nil discards them.
 	Logger *slog.Logger
+	// SuspendTimeout bounds how long Pause waits for the guest to suspend
+	// itself (default DefaultSuspendTimeout). Past it the request is
+	// withdrawn and Pause fails: no checkpoint is taken that epoch.
+	SuspendTimeout time.Duration
+	// SuspendPoll is how often Pause looks for the suspend (default 1 ms).
+	SuspendPoll time.Duration
 }
+
+// DefaultSuspendTimeout is long enough for a guest that freezes its tasks
+// under load (tens of milliseconds on hardware, ~60 ms under QEMU TCG).
+const DefaultSuspendTimeout = 2 * time.Second
 
 // Domain is the Xen implementation of checkpointer.Domain for one HVM
 // guest without a device model (PVH). Page numbers are dense indices into
@@ -60,8 +71,10 @@ type Domain struct {
 	version [2]uint16
 	owned   io.Closer // the libxc handles, when OpenDomain made them
 
+	suspendTimeout, suspendPoll time.Duration
+
 	mu       sync.Mutex
-	paused   bool
+	paused   bool // suspended by Pause (the guest stopped itself)
 	logDirty bool
 	bitmap   []uint64
 	pfnBuf   []uint64
@@ -84,8 +97,14 @@ func NewDomain(xc Libxc, domid uint32, name string, opts Options) (*Domain, erro
 	if err != nil {
 		return nil, err
 	}
+	if opts.SuspendTimeout <= 0 {
+		opts.SuspendTimeout = DefaultSuspendTimeout
+	}
+	if opts.SuspendPoll <= 0 {
+		opts.SuspendPoll = time.Millisecond
+	}
 	switch {
-	case info.Dying || info.Shutdown:
+	case info.Dying || info.Shutdown && info.ShutdownReason != ShutdownSuspend:
 		return nil, fmt.Errorf("domain %d: %w", domid, ErrDying)
 	case !info.HVM:
 		return nil, fmt.Errorf("domain %d is PV: %w (only PVH guests)", domid, ErrUnsupportedGuest)
@@ -97,7 +116,19 @@ func NewDomain(xc Libxc, domid uint32, name string, opts Options) (*Domain, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := checkSuspendable(xc, domid); err != nil {
+		return nil, err
+	}
+	if info.Shutdown {
+		// Suspended by an agent that died between suspend and resume:
+		// let it run on, or nothing ever will.
+		if err := xc.ResumeFast(domid); err != nil {
+			return nil, fmt.Errorf("resume domain %d left suspended: %w", domid, err)
+		}
+		opts.Logger.Warn("resumed a guest left suspended", "vm", name, "domid", domid)
+	}
 	d := &Domain{xc: xc, domid: domid, name: name, batch: opts.BatchPages, log: opts.Logger,
+		suspendTimeout: opts.SuspendTimeout, suspendPoll: opts.SuspendPoll,
 		nrGPFNs: info.NrGPFNs, version: [2]uint16{major, minor},
 		bitmap: make([]uint64, (info.NrGPFNs+63)/64),
 		pfnBuf: make([]uint64, MaxBatch), errBuf: make([]int32, MaxBatch), types: make([]uint32, MaxBatch)}
@@ -106,6 +137,29 @@ func NewDomain(xc Libxc, domid uint32, name string, opts Options) (*Domain, erro
 	}
 	d.log.Debug("xen domain opened", "vm", name, "pages", d.layout.Pages(), "extents", len(d.layout.Extents()))
 	return d, nil
+}
+
+// checkSuspendable refuses a guest whose checkpoints would not restore
+// into a running guest: one that takes no suspend request through
+// xenstore, or one whose fast resume could not work (no callback IRQ, so
+// libxc would not make SCHEDOP_shutdown return "cancelled").
+func checkSuspendable(xc Libxc, domid uint32) error {
+	v, _, err := xc.StoreRead(fmt.Sprintf("/local/domain/%d/control/feature-suspend", domid))
+	if err != nil {
+		return err
+	}
+	if v != "1" {
+		return fmt.Errorf("domain %d: %w (control/feature-suspend is %q: a PV driver-less or hung guest; "+
+			"a paused-only image restores into a guest that never runs)", domid, ErrNoSuspend, v)
+	}
+	cb, err := xc.HVMParam(domid, paramCallbackIRQ)
+	if err != nil {
+		return err
+	}
+	if cb == 0 {
+		return fmt.Errorf("domain %d: %w (HVM_PARAM_CALLBACK_IRQ is 0: a fast resume would crash it)", domid, ErrNoSuspend)
+	}
+	return nil
 }
 
 // scanLayout asks Xen for the type of every frame of the guest's address
@@ -145,21 +199,82 @@ func (d *Domain) Layout() *Layout { return d.layout }
 // MemorySize is the populated guest memory in bytes.
 func (d *Domain) MemorySize() uint64 { return d.layout.Pages() * checkpointer.PageSize }
 
-// Pause stops every vCPU.
+// Pause stops the guest for a checkpoint the way Xen's own save and Remus
+// do: it asks the guest to suspend itself and waits until Xen reports it
+// shut down with SHUTDOWN_suspend. The guest's suspend path saves what a
+// plain vCPU pause would lose (timer and IPI event channels are rebuilt on
+// its resume path), so the image restores into a running guest. A guest
+// that does not suspend within SuspendTimeout, or ctx's end, has the
+// request withdrawn and Pause fails; one that shuts down otherwise fails
+// with ErrDying.
 func (d *Domain) Pause(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.paused {
-		return nil // Xen counts pauses; never pause twice.
+		return nil
 	}
-	if err := d.xc.Pause(d.domid); err != nil {
+	if err := d.xc.RequestSuspend(d.domid); err != nil {
 		return err
 	}
-	d.paused = true
-	return nil
+	deadline := time.Now().Add(d.suspendTimeout)
+	for {
+		suspended, err := d.suspended()
+		if err != nil {
+			return err
+		}
+		if suspended {
+			d.paused = true
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return d.cancelSuspend(ctx)
+		}
+		time.Sleep(d.suspendPoll)
+	}
 }
 
-// Resume lets the guest run again.
+// suspended reports whether the guest has suspended itself.
+func (d *Domain) suspended() (bool, error) {
+	info, err := d.xc.DomainInfo(d.domid)
+	switch {
+	case err != nil:
+		return false, err
+	case info.Dying || info.Shutdown && info.ShutdownReason != ShutdownSuspend:
+		return false, fmt.Errorf("domain %d (shutdown reason %d): %w", d.domid, info.ShutdownReason, ErrDying)
+	}
+	return info.Shutdown, nil
+}
+
+// cancelSuspend withdraws a request that timed out. If the guest took it
+// at the last moment it is suspended or about to be: wait for that and
+// resume it, so that a failed Pause never leaves the guest stopped.
+func (d *Domain) cancelSuspend(ctx context.Context) error {
+	withdrawn, err := d.xc.CancelSuspend(d.domid)
+	if err != nil {
+		return err
+	}
+	cause := fmt.Errorf("domain %d after %v: %w", d.domid, d.suspendTimeout, ErrSuspendTimeout)
+	if ctx.Err() != nil {
+		cause = fmt.Errorf("domain %d: suspend: %w", d.domid, ctx.Err())
+	}
+	if withdrawn {
+		return cause
+	}
+	// Acknowledged: the guest is on its way into SCHEDOP_shutdown.
+	for end := time.Now().Add(d.suspendTimeout); time.Now().Before(end); time.Sleep(d.suspendPoll) {
+		suspended, err := d.suspended()
+		if err != nil {
+			return errors.Join(cause, err)
+		}
+		if suspended {
+			return errors.Join(cause, d.xc.ResumeFast(d.domid))
+		}
+	}
+	return fmt.Errorf("%w; it acknowledged the request but never suspended: it may be hung", cause)
+}
+
+// Resume lets the suspended guest run on in place (a fast resume: its
+// suspend hypercall returns "cancelled", so it keeps its event channels).
 func (d *Domain) Resume(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -170,7 +285,7 @@ func (d *Domain) resumeLocked() error {
 	if !d.paused {
 		return nil
 	}
-	if err := d.xc.Unpause(d.domid); err != nil {
+	if err := d.xc.ResumeFast(d.domid); err != nil {
 		return err
 	}
 	d.paused = false
@@ -194,9 +309,10 @@ func (d *Domain) EnableDirtyLog(ctx context.Context) error {
 }
 
 // HarvestDirty reads and clears Xen's dirty bitmap and appends the dense
-// page numbers of the dirty frames, ascending. It must be called with the
-// guest paused, so that the harvest and the page copy that follows see one
-// instant. Dirty frames outside the memory map are re-typed: if they hold no
+// page numbers of the dirty frames, ascending. Each epoch calls it with the
+// guest suspended, so that the harvest and the page copy that follows see
+// one instant; the initial sync calls it while the guest runs, as a live
+// migration's rounds do (CLEAN is atomic per frame). Dirty frames outside the memory map are re-typed: if they hold no
 // data (grant or MMIO frames), they are skipped, as libxc's save skips them;
 // if they became RAM, ErrLayoutChanged is returned, never an under-report.
 func (d *Domain) HarvestDirty(ctx context.Context, dst []uint64) ([]uint64, error) {
@@ -204,9 +320,6 @@ func (d *Domain) HarvestDirty(ctx context.Context, dst []uint64) ([]uint64, erro
 	defer d.mu.Unlock()
 	if !d.logDirty {
 		return dst, fmt.Errorf("harvest domain %d: %w", d.domid, ErrLogDirtyOff)
-	}
-	if !d.paused {
-		return dst, fmt.Errorf("harvest domain %d: %w", d.domid, ErrNotPaused)
 	}
 	clear(d.bitmap)
 	covered, _, err := d.xc.CleanDirty(d.domid, d.bitmap, d.nrGPFNs)
@@ -293,17 +406,38 @@ func (d *Domain) readBatch(pfns []uint64, dst []byte) (err error) {
 			err = uerr
 		}
 	}()
-	for i, e := range errs {
-		if e != 0 {
-			return fmt.Errorf("map frame %#x: %w", gpfns[i], NewOpError(OpMapFrames, d.domid, errnoOf(e)))
-		}
-	}
 	src := m.Bytes()
 	if len(src) < len(dst) {
 		return fmt.Errorf("map frames of domain %d: mapping is %d bytes, want %d", d.domid, len(src), len(dst))
 	}
-	copy(dst, src[:len(dst)])
+	for i, e := range errs {
+		page := dst[i*checkpointer.PageSize : (i+1)*checkpointer.PageSize]
+		if e == 0 {
+			copy(page, src[i*checkpointer.PageSize:])
+			continue
+		}
+		if err := d.checkGone(gpfns[i], e); err != nil {
+			return err
+		}
+		clear(page)
+	}
 	return nil
+}
+
+// checkGone re-types a frame of the memory map that failed to map. A frame
+// that no longer holds data — the guest put a Xen page there (Linux maps
+// its grant table frames over RAM as its grant table grows) or gave it back
+// — is read as zeros, as libxc's save skips it; anything else is an error.
+func (d *Domain) checkGone(gpfn uint64, e int32) error {
+	types := d.types[:1]
+	if err := d.xc.PFNTypes(d.domid, []uint64{gpfn}, types); err != nil {
+		return err
+	}
+	if !pageHasData(types[0]) {
+		d.log.Debug("frame left the memory map", "vm", d.name, "gpfn", gpfn, "type", types[0])
+		return nil
+	}
+	return fmt.Errorf("map frame %#x: %w", gpfn, NewOpError(OpMapFrames, d.domid, errnoOf(e)))
 }
 
 // SaveState captures the HVM context, the HVM parameters libxc saves, the

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // sparse guest: 3000-frame address space (three PFNTypes batches), three
@@ -48,6 +49,9 @@ func TestNewDomainRefuses(t *testing.T) {
 		{"pv", func(f *fakeXC) { f.info.HVM = false }, ErrUnsupportedGuest},
 		{"hvm-with-qemu", func(f *fakeXC) { f.info.EmulationFlags = 0x3ff }, ErrUnsupportedGuest},
 		{"dying", func(f *fakeXC) { f.info.Dying = true }, ErrDying},
+		{"crashed", func(f *fakeXC) { f.info.Shutdown, f.info.ShutdownReason = true, 3 }, ErrDying},
+		{"no-suspend", func(f *fakeXC) { clear(f.store) }, ErrNoSuspend},
+		{"no-callback-irq", func(f *fakeXC) { f.params[paramCallbackIRQ] = 0 }, ErrNoSuspend},
 		{"empty", func(f *fakeXC) { clear(f.populated) }, ErrUnsupportedGuest},
 		{"no-permission", func(f *fakeXC) { f.fail[OpDomainInfo] = syscall.EPERM }, ErrPermission},
 	} {
@@ -108,7 +112,7 @@ func TestEpochOrderAndContent(t *testing.T) {
 	if err := d.Resume(ctx); err != nil {
 		t.Fatal(err)
 	}
-	order := []string{OpPause, OpCleanDirty, OpMapFrames, OpHVMContext, OpUnpause}
+	order := []string{OpSuspend, OpCleanDirty, OpMapFrames, OpHVMContext, OpResume}
 	last := -1
 	for _, op := range order {
 		i := slices.Index(f.calls, op)
@@ -117,8 +121,8 @@ func TestEpochOrderAndContent(t *testing.T) {
 		}
 		last = i
 	}
-	if f.pauses != 0 {
-		t.Fatalf("pause count %d after resume", f.pauses)
+	if f.info.Shutdown || f.suspends != 1 || f.resumes != 1 {
+		t.Fatalf("after resume: shut down %v, %d suspends, %d resumes", f.info.Shutdown, f.suspends, f.resumes)
 	}
 	// The log was cleared: the next epoch reports only new writes.
 	f.write(0x2ff, 1)
@@ -131,13 +135,15 @@ func TestEpochOrderAndContent(t *testing.T) {
 
 func TestHarvestPreconditions(t *testing.T) {
 	ctx := context.Background()
-	_, d := openFake(t, Options{})
+	f, d := openFake(t, Options{})
 	if _, err := d.HarvestDirty(ctx, nil); !errors.Is(err, ErrLogDirtyOff) {
 		t.Fatalf("harvest before enable: %v", err)
 	}
 	_ = d.EnableDirtyLog(ctx)
-	if _, err := d.HarvestDirty(ctx, nil); !errors.Is(err, ErrNotPaused) {
-		t.Fatalf("harvest while running: %v", err)
+	// The initial sync harvests a running guest, as live migration does.
+	f.write(3, 1)
+	if pfns, err := d.HarvestDirty(ctx, nil); err != nil || !slices.Equal(pfns, []uint64{3}) {
+		t.Fatalf("harvest while running: %v, %v", pfns, err)
 	}
 	if _, err := d.SaveState(ctx); !errors.Is(err, ErrNotPaused) {
 		t.Fatalf("save state while running: %v", err)
@@ -181,6 +187,18 @@ func TestReadPagesErrors(t *testing.T) {
 	if f.unmapped != 1 {
 		t.Fatalf("mapping not released after a frame error (%d unmaps)", f.unmapped)
 	}
+	// A frame that left the memory map since open (now a hole: the guest
+	// mapped a grant frame there) reads as zeros; its neighbour is intact.
+	f.populated[0x201] = false
+	f.mapErrs[0x201] = -int32(syscall.EINVAL)
+	buf[4096] = 0xff
+	if err := d.ReadPages([]uint64{100, 101}, buf); err != nil {
+		t.Fatalf("frame gone from the map: %v", err)
+	}
+	if !bytes.Equal(buf[:4096], f.mem[0x200]) || !bytes.Equal(buf[4096:], make([]byte, 4096)) {
+		t.Fatal("gone frame not zeroed or neighbour not copied")
+	}
+	f.populated[0x201] = true
 	if err := d.ReadPages([]uint64{366}, buf[:4096]); !errors.Is(err, ErrRange) {
 		t.Fatalf("out of range: %v", err)
 	}
@@ -239,22 +257,78 @@ func TestHarvestOutsideMemoryMap(t *testing.T) {
 func TestPauseResumeErrors(t *testing.T) {
 	ctx := context.Background()
 	f, d := openFake(t, Options{})
-	f.fail[OpPause] = syscall.ESRCH
+	f.fail[OpSuspend] = syscall.ESRCH
 	if err := d.Pause(ctx); !errors.Is(err, ErrNoDomain) {
 		t.Fatalf("pause: %v", err)
 	}
-	if err := d.Pause(ctx); err != nil || f.pauses != 1 {
-		t.Fatalf("retry pause: %v (pauses %d)", err, f.pauses)
+	if err := d.Pause(ctx); err != nil || f.suspends != 1 {
+		t.Fatalf("retry pause: %v (suspends %d)", err, f.suspends)
 	}
-	if err := d.Pause(ctx); err != nil || f.pauses != 1 {
-		t.Fatalf("double pause reached xen: pauses %d", f.pauses)
+	if err := d.Pause(ctx); err != nil || f.suspends != 1 {
+		t.Fatalf("double pause reached xen: suspends %d", f.suspends)
 	}
-	f.fail[OpUnpause] = syscall.EAGAIN
+	f.fail[OpResume] = syscall.EAGAIN
 	if err := d.Resume(ctx); !errors.Is(err, syscall.EAGAIN) {
 		t.Fatalf("resume: %v", err)
 	}
-	if err := d.Resume(ctx); err != nil || f.pauses != 0 {
-		t.Fatalf("retry resume: %v (pauses %d)", err, f.pauses)
+	if err := d.Resume(ctx); err != nil || f.resumes != 1 || f.info.Shutdown {
+		t.Fatalf("retry resume: %v (resumes %d)", err, f.resumes)
+	}
+}
+
+// A guest that never takes the request (hung, or its xenbus driver gone):
+// Pause gives up after the timeout, withdraws the request and fails, and
+// the guest was never stopped. One that takes it just as it is withdrawn
+// is resumed at once; one that crashes instead is reported as dying.
+func TestPauseSuspendTimeouts(t *testing.T) {
+	ctx := context.Background()
+	opts := Options{SuspendTimeout: 20 * time.Millisecond}
+	f, d := openFake(t, opts)
+	f.reply = replyIgnore
+	if err := d.Pause(ctx); !errors.Is(err, ErrSuspendTimeout) {
+		t.Fatalf("hung guest: %v", err)
+	}
+	if f.pending || f.info.Shutdown || !slices.Contains(f.calls, "cancel "+OpSuspend) {
+		t.Fatalf("request left pending (%v) or guest stopped (%v); calls %v", f.pending, f.info.Shutdown, f.calls)
+	}
+	if _, err := d.SaveState(ctx); !errors.Is(err, ErrNotPaused) {
+		t.Fatalf("state after a failed pause: %v", err)
+	}
+
+	f, d = openFake(t, opts)
+	f.reply = replyLate
+	if err := d.Pause(ctx); !errors.Is(err, ErrSuspendTimeout) {
+		t.Fatalf("late guest: %v", err)
+	}
+	if f.info.Shutdown || f.resumes != 1 {
+		t.Fatalf("late suspend not resumed: shut down %v, %d resumes", f.info.Shutdown, f.resumes)
+	}
+
+	f, d = openFake(t, opts)
+	f.reply = replyIgnore
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := d.Pause(cctx); !errors.Is(err, context.Canceled) || f.pending {
+		t.Fatalf("cancelled pause: %v (pending %v)", err, f.pending)
+	}
+
+	f, d = openFake(t, opts)
+	f.reply = replyCrash
+	if err := d.Pause(ctx); !errors.Is(err, ErrDying) {
+		t.Fatalf("crashing guest: %v", err)
+	}
+}
+
+// A guest left suspended by an agent that died mid-epoch is resumed when
+// the next agent opens it.
+func TestOpenResumesLeftSuspended(t *testing.T) {
+	f := newFakeXC(7, 3000, testExtents...)
+	f.suspend(ShutdownSuspend)
+	if _, err := NewDomain(f, 7, "guest", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if f.info.Shutdown || f.resumes != 1 {
+		t.Fatalf("left suspended: %v, %d resumes", f.info.Shutdown, f.resumes)
 	}
 }
 
@@ -266,8 +340,8 @@ func TestCloseResumesAndStopsTracking(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if f.pauses != 0 || f.logDirty {
-		t.Fatalf("after close: pauses %d, log-dirty %v", f.pauses, f.logDirty)
+	if f.info.Shutdown || f.logDirty {
+		t.Fatalf("after close: suspended %v, log-dirty %v", f.info.Shutdown, f.logDirty)
 	}
 }
 

@@ -36,6 +36,13 @@ var (
 	// became populated (ballooning, memory hot-plug): the replica no longer
 	// describes the guest and replication must restart.
 	ErrLayoutChanged = errors.New("guest memory map changed")
+	// ErrNoSuspend means the guest does not take suspend requests (no
+	// control/feature-suspend in xenstore): a pause-only image would
+	// restore into a guest that never runs again, so it is refused.
+	ErrNoSuspend = errors.New("guest does not support cooperative suspend")
+	// ErrSuspendTimeout means the guest did not suspend itself in time; the
+	// request was withdrawn and no checkpoint taken.
+	ErrSuspendTimeout = errors.New("guest did not suspend in time")
 	// ErrRange means a page number is outside the domain's memory.
 	ErrRange = errors.New("page number out of range")
 )
@@ -79,8 +86,6 @@ const (
 	OpVersion      = "xen version"
 	OpDomainInfo   = "domain info"
 	OpPFNTypes     = "read frame types"
-	OpPause        = "pause"
-	OpUnpause      = "unpause"
 	OpEnableDirty  = "enable log-dirty"
 	OpDisableDirty = "disable log-dirty"
 	OpCleanDirty   = "read and clear dirty bitmap"
@@ -89,6 +94,8 @@ const (
 	OpHVMContext   = "get hvm context"
 	OpHVMParam     = "get hvm param"
 	OpTSCInfo      = "get tsc info"
+	OpSuspend      = "suspend request"
+	OpResume       = "fast resume"
 )
 
 // NewOpError classifies errno for op on domain. It is the single place where

@@ -8,14 +8,19 @@ import (
 )
 
 // fakeXC is a test double of the libxc boundary: an in-memory guest with a
-// sparse physical address space, a dirty bitmap and a pause count. It is
-// not Xen; it only models the contract the driver relies on.
+// sparse physical address space, a dirty bitmap and a guest that answers
+// suspend requests as told. It is not Xen; it only models the contract the
+// driver relies on.
 type fakeXC struct {
 	info      DomainInfo
 	populated map[uint64]bool
 	mem       map[uint64][]byte // gpfn -> page
 	dirty     map[uint64]bool
-	pauses    int
+	reply     suspendReply // how the guest answers a suspend request
+	pending   bool         // a request not yet taken
+	suspends  int
+	resumes   int
+	store     map[string]string
 	logDirty  bool
 	calls     []string
 	fail      map[string]syscall.Errno // op -> errno returned once
@@ -33,7 +38,8 @@ func newFakeXC(domid uint32, nrGPFNs uint64, populated ...Extent) *fakeXC {
 			OnlineVCPUs: 1},
 		populated: map[uint64]bool{}, mem: map[uint64][]byte{}, dirty: map[uint64]bool{},
 		fail: map[string]syscall.Errno{}, mapErrs: map[uint64]int32{},
-		hvmCtx: []byte("hvm-context-bytes"), params: map[uint32]uint64{1: 0xfeffc, 17: 0xfeffd, 9: 0},
+		hvmCtx: []byte("hvm-context-bytes"), params: map[uint32]uint64{0: 0x200000000000f3, 1: 0xfeffc, 17: 0xfeffd, 9: 0},
+		store: map[string]string{fmt.Sprintf("/local/domain/%d/control/feature-suspend", domid): "1"},
 	}
 	for _, e := range populated {
 		for p := e.Start; p < e.Start+e.Count; p++ {
@@ -96,22 +102,65 @@ func (f *fakeXC) PFNTypes(domid uint32, pfns []uint64, types []uint32) error {
 	return nil
 }
 
-func (f *fakeXC) Pause(domid uint32) error {
-	if err := f.op(OpPause, domid); err != nil {
+// suspendReply is how the fake guest answers a suspend request.
+type suspendReply int
+
+const (
+	replySuspend suspendReply = iota // suspends at once
+	replyIgnore                      // never takes the request (hung)
+	replyLate                        // takes it just as the driver withdraws it
+	replyCrash                       // shuts down with SHUTDOWN_crash
+)
+
+func (f *fakeXC) StoreRead(path string) (string, bool, error) {
+	f.calls = append(f.calls, "store read")
+	v, ok := f.store[path]
+	return v, ok, nil
+}
+
+func (f *fakeXC) RequestSuspend(domid uint32) error {
+	if err := f.op(OpSuspend, domid); err != nil {
 		return err
 	}
-	f.pauses++
+	switch f.reply {
+	case replySuspend:
+		f.suspend(ShutdownSuspend)
+	case replyCrash:
+		f.suspend(3)
+	default:
+		f.pending = true
+	}
 	return nil
 }
 
-func (f *fakeXC) Unpause(domid uint32) error {
-	if err := f.op(OpUnpause, domid); err != nil {
+func (f *fakeXC) suspend(reason uint32) {
+	f.info.Shutdown, f.info.ShutdownReason = true, reason
+	f.suspends++
+}
+
+func (f *fakeXC) CancelSuspend(domid uint32) (bool, error) {
+	if err := f.op("cancel "+OpSuspend, domid); err != nil {
+		return false, err
+	}
+	if f.reply == replyLate && f.pending {
+		f.pending = false
+		f.suspend(ShutdownSuspend)
+		return false, nil
+	}
+	withdrawn := f.pending
+	f.pending = false
+	return withdrawn, nil
+}
+
+func (f *fakeXC) ResumeFast(domid uint32) error {
+	if err := f.op(OpResume, domid); err != nil {
 		return err
 	}
-	if f.pauses == 0 {
-		return NewOpError(OpUnpause, domid, syscall.EINVAL)
+	if !f.info.Shutdown || f.info.ShutdownReason != ShutdownSuspend {
+		return NewOpError(OpResume, domid, syscall.EINVAL)
 	}
-	f.pauses--
+	f.info.Shutdown, f.info.ShutdownReason = false, 0
+	f.resumes++
 	return nil
 }
 
@@ -192,7 +241,7 @@ func (f *fakeXC) HVMContext(domid uint32) ([]byte, error) {
 	if err := f.op(OpHVMContext, domid); err != nil {
 		return nil, err
 	}
-	if f.pauses == 0 {
+	if !f.info.Shutdown {
 		return nil, fmt.Errorf("fake: hvm context read from a running domain")
 	}
 	return append([]byte(nil), f.hvmCtx...), nil

@@ -27,6 +27,14 @@ func pageHasData(t uint32) bool {
 	return true
 }
 
+// ShutdownSuspend is SHUTDOWN_suspend (public/sched.h): the guest stopped
+// itself for a checkpoint.
+const ShutdownSuspend = 2
+
+// paramCallbackIRQ is HVM_PARAM_CALLBACK_IRQ: a fast resume only works for
+// a guest that set it (libxc then makes its SCHEDOP_shutdown return 1).
+const paramCallbackIRQ = 0
+
 // Emulation flags of an x86 domain (XEN_X86_EMU_*, public/arch-x86/xen.h).
 const (
 	EmuLAPIC uint32 = 1 << 0
@@ -40,6 +48,7 @@ type DomainInfo struct {
 	HVM            bool
 	Dying          bool
 	Shutdown       bool
+	ShutdownReason uint32 // SHUTDOWN_*, when Shutdown
 	Paused         bool
 	NrPages        uint64 // populated pages now
 	MaxMemKB       uint64
@@ -85,10 +94,6 @@ type Libxc interface {
 	// PFNTypes writes the type of each frame of pfns into types
 	// (xc_get_pfn_type_batch). len(pfns) <= MaxBatch, len(types) >= len(pfns).
 	PFNTypes(domid uint32, pfns []uint64, types []uint32) error
-	// Pause and Unpause stop and restart every vCPU (xc_domain_pause,
-	// xc_domain_unpause); Xen counts pauses, so calls must pair.
-	Pause(domid uint32) error
-	Unpause(domid uint32) error
 	// EnableLogDirty and DisableLogDirty switch log-dirty mode on and off
 	// (xc_shadow_control ENABLE_LOGDIRTY / OFF).
 	EnableLogDirty(domid uint32) error
@@ -108,6 +113,17 @@ type Libxc interface {
 	HVMParam(domid uint32, index uint32) (uint64, error)
 	// TSCInfo reads the TSC mode and frequency (xc_domain_get_tsc_info).
 	TSCInfo(domid uint32) (TSCInfo, error)
+	// StoreRead reads a xenstore node; found is false if it does not exist.
+	StoreRead(path string) (value string, found bool, err error)
+	// RequestSuspend asks the guest to suspend itself: "suspend" in its
+	// control/shutdown node, as libxl's save does.
+	RequestSuspend(domid uint32) error
+	// CancelSuspend withdraws a request the guest has not acknowledged yet
+	// (in a xenstore transaction) and says whether it was still pending.
+	CancelSuspend(domid uint32) (withdrawn bool, err error)
+	// ResumeFast lets a self-suspended guest run on in place
+	// (xc_domain_resume with fast=1, then xs_resume_domain).
+	ResumeFast(domid uint32) error
 	// Close releases the libxc and foreign-memory handles.
 	Close() error
 }

@@ -82,7 +82,7 @@ func TestOpErrorMessages(t *testing.T) {
 		want string
 		is   error
 	}{
-		{NewOpError(OpPause, 7, syscall.ESRCH), "pause: domain 7 not found", ErrNoDomain},
+		{NewOpError(OpSuspend, 7, syscall.ESRCH), "suspend request: domain 7 not found", ErrNoDomain},
 		{NewOpError(OpEnableDirty, 3, syscall.EBUSY), "enable log-dirty: domain 3: log-dirty already enabled by another tool", ErrLogDirtyBusy},
 		{NewOpError(OpMapFrames, 3, syscall.EBUSY), "map frames: domain 3: device or resource busy", syscall.EBUSY},
 		{NewOpError(OpOpen, 0, syscall.ENOENT), "open libxc: no xen hypervisor here", ErrNoXen},

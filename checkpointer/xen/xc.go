@@ -5,14 +5,17 @@
 package xen
 
 /*
-#cgo LDFLAGS: -lxenctrl -lxenforeignmemory -lxentoollog
+#cgo LDFLAGS: -lxenctrl -lxenforeignmemory -lxentoollog -lxenguest -lxenstore
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <xenctrl.h>
 #include <xenforeignmemory.h>
+#include <xenguest.h>
+#include <xenstore.h>
 #include <xentoollog.h>
 
 // Exported by libxenctrl (VERS_4.17.0) but declared only in its private
@@ -25,6 +28,7 @@ int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num, xen
 struct rsl_info {
 	uint32_t domid;
 	int hvm, dying, shutdown, paused;
+	uint32_t shutdown_reason;
 	uint64_t nr_pages, max_memkb, nr_gpfns;
 	uint32_t online_vcpus, max_vcpu_id, emulation_flags;
 };
@@ -73,6 +77,7 @@ static int rsl_domain_info(xc_interface *xch, uint32_t domid, struct rsl_info *o
 	out->dying = info.dying;
 	out->shutdown = info.shutdown;
 	out->paused = info.paused;
+	out->shutdown_reason = info.shutdown_reason;
 	out->nr_pages = info.nr_pages;
 	out->max_memkb = info.max_memkb;
 	out->nr_gpfns = gpfns;
@@ -84,14 +89,6 @@ static int rsl_domain_info(xc_interface *xch, uint32_t domid, struct rsl_info *o
 
 static int rsl_pfn_types(xc_interface *xch, uint32_t domid, unsigned int n, xen_pfn_t *arr) {
 	return xc_get_pfn_type_batch(xch, domid, n, arr) < 0 ? -errno : 0;
-}
-
-static int rsl_pause(xc_interface *xch, uint32_t domid) {
-	return xc_domain_pause(xch, domid) < 0 ? -errno : 0;
-}
-
-static int rsl_unpause(xc_interface *xch, uint32_t domid) {
-	return xc_domain_unpause(xch, domid) < 0 ? -errno : 0;
 }
 
 static int rsl_shadow(xc_interface *xch, uint32_t domid, unsigned int op) {
@@ -134,6 +131,59 @@ static int rsl_unmap(xenforeignmemory_handle *fmem, void *addr, size_t n) {
 	return xenforeignmemory_unmap(fmem, addr, n) < 0 ? -errno : 0;
 }
 
+// The cooperative suspend of libxl (libxl_dom_suspend.c): the request is a
+// "suspend" written to the guest's control/shutdown node; the guest
+// acknowledges by clearing it and then shuts itself down with
+// SHUTDOWN_suspend. Debian's PVH guests publish no suspend event channel.
+static int rsl_xs_read(struct xs_handle *xsh, const char *path, char *buf, size_t size, int *found) {
+	unsigned int len = 0;
+	char *v = xs_read(xsh, XBT_NULL, path, &len);
+	*found = 0;
+	if (!v) return errno == ENOENT ? 0 : -errno;
+	*found = 1;
+	snprintf(buf, size, "%.*s", (int)len, v);
+	free(v);
+	return 0;
+}
+
+static int rsl_suspend_request(struct xs_handle *xsh, uint32_t domid) {
+	char path[64];
+	snprintf(path, sizeof path, "/local/domain/%u/control/shutdown", domid);
+	return xs_write(xsh, XBT_NULL, path, "suspend", 7) ? 0 : -errno;
+}
+
+// rsl_suspend_cancel withdraws a request the guest has not taken yet, in a
+// transaction so that a late acknowledgement is never overwritten.
+// *withdrawn says whether the request was still pending.
+static int rsl_suspend_cancel(struct xs_handle *xsh, uint32_t domid, int *withdrawn) {
+	char path[64];
+	snprintf(path, sizeof path, "/local/domain/%u/control/shutdown", domid);
+	for (int tries = 0; tries < 16; tries++) {
+		unsigned int len = 0;
+		xs_transaction_t t = xs_transaction_start(xsh);
+		if (t == XBT_NULL) return -errno;
+		char *v = xs_read(xsh, t, path, &len);
+		*withdrawn = v && len == 7 && !memcmp(v, "suspend", 7);
+		free(v);
+		if (*withdrawn && !xs_write(xsh, t, path, "", 0)) {
+			int e = errno;
+			xs_transaction_end(xsh, t, 1);
+			return -e;
+		}
+		if (xs_transaction_end(xsh, t, 0)) return 0;
+		if (errno != EAGAIN) return -errno;
+	}
+	return -EAGAIN;
+}
+
+// rsl_resume_fast lets a guest that suspended itself run on in place:
+// xc_domain_resume(fast=1) makes SCHEDOP_shutdown return 1 ("cancelled"),
+// so the guest keeps its event channels and grants.
+static int rsl_resume_fast(xc_interface *xch, struct xs_handle *xsh, uint32_t domid) {
+	if (xc_domain_resume(xch, domid, 1) < 0) return -errno;
+	return xs_resume_domain(xsh, domid) ? 0 : -errno;
+}
+
 static int rsl_hvm_context(xc_interface *xch, uint32_t domid, uint8_t *buf, uint32_t size) {
 	int n = xc_domain_hvm_getcontext(xch, domid, buf, size);
 	return n < 0 ? -errno : n;
@@ -151,6 +201,7 @@ static int rsl_tsc_info(xc_interface *xch, uint32_t domid, uint32_t *mode,
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 	"unsafe"
@@ -163,6 +214,7 @@ import (
 type XC struct {
 	xch  *C.xc_interface
 	fmem *C.xenforeignmemory_handle
+	xsh  *C.struct_xs_handle
 	log  *C.xentoollog_logger
 }
 
@@ -179,7 +231,22 @@ func Open() (*XC, error) {
 	if rc := C.rsl_open(&x.xch, &x.fmem, &x.log); rc < 0 {
 		return nil, NewOpError(OpOpen, 0, syscall.Errno(-rc))
 	}
+	xsh, err := C.xs_open(0)
+	if xsh == nil {
+		x.Close()
+		return nil, NewOpError(OpOpen, 0, errnoOr(err, syscall.ENOENT))
+	}
+	x.xsh = xsh
 	return x, nil
+}
+
+// errnoOr is the errno cgo returned with a call, or def when it left none.
+func errnoOr(err error, def syscall.Errno) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) && e != 0 {
+		return e
+	}
+	return def
 }
 
 func check(op string, domid uint32, rc C.int) error {
@@ -205,7 +272,7 @@ func (x *XC) DomainInfo(domid uint32) (DomainInfo, error) {
 		return DomainInfo{}, err
 	}
 	return DomainInfo{
-		ID: uint32(in.domid), HVM: in.hvm != 0, Dying: in.dying != 0, Shutdown: in.shutdown != 0,
+		ID: uint32(in.domid), HVM: in.hvm != 0, Dying: in.dying != 0, Shutdown: in.shutdown != 0, ShutdownReason: uint32(in.shutdown_reason),
 		Paused: in.paused != 0, NrPages: uint64(in.nr_pages), MaxMemKB: uint64(in.max_memkb),
 		OnlineVCPUs: uint32(in.online_vcpus), MaxVCPUID: uint32(in.max_vcpu_id),
 		EmulationFlags: uint32(in.emulation_flags), NrGPFNs: uint64(in.nr_gpfns),
@@ -231,16 +298,6 @@ func (x *XC) PFNTypes(domid uint32, pfns []uint64, types []uint32) error {
 		types[i] = uint32(v) & PageMask
 	}
 	return nil
-}
-
-// Pause implements Libxc.
-func (x *XC) Pause(domid uint32) error {
-	return check(OpPause, domid, C.rsl_pause(x.xch, C.uint32_t(domid)))
-}
-
-// Unpause implements Libxc.
-func (x *XC) Unpause(domid uint32) error {
-	return check(OpUnpause, domid, C.rsl_unpause(x.xch, C.uint32_t(domid)))
 }
 
 // EnableLogDirty implements Libxc.
@@ -300,6 +357,37 @@ func (x *XC) MapFrames(domid uint32, pfns []uint64, errs []int32) (Mapping, erro
 	return &xcMapping{x: x, domid: domid, addr: addr, n: len(pfns)}, nil
 }
 
+// StoreRead implements Libxc.
+func (x *XC) StoreRead(path string) (string, bool, error) {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var buf [256]C.char
+	var found C.int
+	if rc := C.rsl_xs_read(x.xsh, cpath, &buf[0], C.size_t(len(buf)), &found); rc < 0 {
+		return "", false, fmt.Errorf("xenstore read %s: %w", path, syscall.Errno(-rc))
+	}
+	return C.GoString(&buf[0]), found != 0, nil
+}
+
+// RequestSuspend implements Libxc.
+func (x *XC) RequestSuspend(domid uint32) error {
+	return check(OpSuspend, domid, C.rsl_suspend_request(x.xsh, C.uint32_t(domid)))
+}
+
+// CancelSuspend implements Libxc.
+func (x *XC) CancelSuspend(domid uint32) (bool, error) {
+	var withdrawn C.int
+	if err := check(OpSuspend, domid, C.rsl_suspend_cancel(x.xsh, C.uint32_t(domid), &withdrawn)); err != nil {
+		return false, err
+	}
+	return withdrawn != 0, nil
+}
+
+// ResumeFast implements Libxc.
+func (x *XC) ResumeFast(domid uint32) error {
+	return check(OpResume, domid, C.rsl_resume_fast(x.xch, x.xsh, C.uint32_t(domid)))
+}
+
 // HVMContext implements Libxc.
 func (x *XC) HVMContext(domid uint32) ([]byte, error) {
 	n := C.rsl_hvm_context(x.xch, C.uint32_t(domid), nil, 0)
@@ -341,6 +429,10 @@ func (x *XC) Close() error {
 	if x.fmem != nil {
 		C.xenforeignmemory_close(x.fmem)
 		x.fmem = nil
+	}
+	if x.xsh != nil {
+		C.xs_close(x.xsh)
+		x.xsh = nil
 	}
 	if x.xch != nil {
 		C.xc_interface_close(x.xch)

@@ -8,10 +8,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/resilire/resilire/testenv"
 )
@@ -93,11 +96,12 @@ func TestRealDomain(t *testing.T) {
 	t.Logf("%d dirty pages, hvm context %d bytes, image %d bytes", len(dirty), len(st.HVMContext), img.Len())
 }
 
-// TestRealSaveRestore is destructive and for the rig only: it checkpoints
-// the running guest RESILIRE_XEN_DOMAIN through the driver, destroys it, and
-// restores it with `xl restore` from the image the standby writes, using the
-// xl config in RESILIRE_XEN_RESTORE_CFG. It proves on a real dom0 that xl
-// accepts the image and the guest runs again.
+// TestRealSaveRestore is destructive and for the rig only: it protects the
+// running guest RESILIRE_XEN_DOMAIN through the driver for a few epochs
+// (initial copy while it runs, then suspend, harvest, copy, fast resume),
+// destroys it, restores it with `xl restore` from the image the standby
+// writes (xl config RESILIRE_XEN_RESTORE_CFG), and checks that the
+// restored guest runs: its CPU time grows. A listed but dead guest fails.
 func TestRealSaveRestore(t *testing.T) {
 	vm, cfg := os.Getenv("RESILIRE_XEN_DOMAIN"), os.Getenv("RESILIRE_XEN_RESTORE_CFG")
 	if vm == "" || cfg == "" {
@@ -115,28 +119,53 @@ func TestRealSaveRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	if err := d.EnableDirtyLog(ctx); err != nil {
+		t.Fatal(err)
+	}
 	all := make([]uint64, d.Layout().Pages())
 	for i := range all {
 		all[i] = uint64(i)
 	}
-	// Stop-and-copy: paused for the whole copy, so the image is consistent
-	// without log-dirty rounds.
-	if err := d.Pause(ctx); err != nil {
+	if _, err := d.HarvestDirty(ctx, nil); err != nil { // clear the log, then copy everything live
 		t.Fatal(err)
 	}
-	err = d.ReadPages(all, r.Memory())
+	if err := d.ReadPages(all, r.Memory()); err != nil {
+		t.Fatal(err)
+	}
 	var state []byte
-	if err == nil {
-		state, err = d.SaveState(ctx)
+	const epochs = 10
+	for e := 1; e <= epochs; e++ {
+		start := time.Now()
+		if err := d.Pause(ctx); err != nil {
+			t.Fatalf("epoch %d: %v", e, err)
+		}
+		dirty, err := d.HarvestDirty(ctx, nil)
+		if err == nil {
+			buf := make([]byte, len(dirty)*4096)
+			if err = d.ReadPages(dirty, buf); err == nil {
+				for i, p := range dirty {
+					copy(r.Memory()[p*4096:], buf[i*4096:(i+1)*4096])
+				}
+			}
+		}
+		if err == nil {
+			state, err = d.SaveState(ctx)
+		}
+		if e < epochs || err != nil {
+			err = errors.Join(err, d.Resume(ctx))
+		}
+		if err != nil {
+			t.Fatalf("epoch %d: %v", e, err)
+		}
+		t.Logf("epoch %d: %d dirty pages, stopped %v", e, len(dirty), time.Since(start).Round(time.Millisecond))
+		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil {
-		t.Fatal(errors.Join(err, d.Resume(ctx))) // leave the guest running
-	}
+	// The primary dies suspended in its last epoch; the backup restores.
 	if out, err := exec.Command("xl", "destroy", strconv.Itoa(int(d.DomID()))).CombinedOutput(); err != nil {
 		t.Fatalf("xl destroy: %v: %s", err, out)
 	}
 	opts := DefaultStandbyOptions(vm)
-	opts.Command[2] = cfg
+	opts.Command = RestoreCommand(cfg)
 	s, err := NewStandby(r, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -144,9 +173,35 @@ func TestRealSaveRestore(t *testing.T) {
 	if err := s.Activate(ctx, state); err != nil {
 		t.Fatal(err)
 	}
+	before, err := xlCPUTime(vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Second)
+	after, err := xlCPUTime(vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after <= before {
+		t.Fatalf("restored guest does not run: CPU time %.1f s -> %.1f s over 10 s", before, after)
+	}
+	t.Logf("restored guest runs: CPU time %.1f s -> %.1f s over 10 s", before, after)
+}
+
+// xlCPUTime is the domain's CPU time in seconds (`xl list`, column 6); a
+// shut-down or crashed domain is an error.
+func xlCPUTime(vm string) (float64, error) {
 	out, err := exec.Command("xl", "list", vm).CombinedOutput()
 	if err != nil {
-		t.Fatalf("restored guest not listed: %v: %s", err, out)
+		return 0, fmt.Errorf("xl list %s: %w: %s", vm, err, out)
 	}
-	t.Logf("restored:\n%s", out)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	f := strings.Fields(lines[len(lines)-1])
+	if len(lines) < 2 || len(f) < 6 {
+		return 0, fmt.Errorf("xl list %s: %q", vm, out)
+	}
+	if strings.ContainsAny(f[4], "sc") {
+		return 0, fmt.Errorf("domain %s is shut down or crashed (state %s)", vm, f[4])
+	}
+	return strconv.ParseFloat(f[5], 64)
 }
