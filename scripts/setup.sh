@@ -3,7 +3,7 @@
 # Installs the Debian packages and Go modules Resilire needs on a fresh Debian 12 host.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(xen-utils-4.17 vagrant clang-14 clang-format-14 llvm-14 libbpf-dev bpftool iproute2 iperf3 tcpdump ethtool qemu-system-x86 libxen-dev e2fsprogs)
+pkgs=(xen-utils-4.17 vagrant clang-14 clang-format-14 llvm-14 libbpf-dev bpftool iproute2 iperf3 tcpdump ethtool qemu-system-x86 libxen-dev e2fsprogs qemu-utils debootstrap)
 # Linters are pinned to exact versions: a new release must not fail CI.
 pinned=(shellcheck=0.9.0-1)
 missing=()

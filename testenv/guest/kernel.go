@@ -33,7 +33,8 @@ const (
 	kernelMeta = "linux-image-cloud-amd64"
 )
 
-// Modules are the virtio-net and virtio-blk modules the cloud kernel needs
+// Modules are the virtio-net and virtio-blk modules (and the Xen front
+// ends) the cloud kernel needs
 // (none of them is built in; ext4 and crc32c are), by path under lib/modules/<release>/kernel/. The load order
 // is computed from their depends= fields.
 var Modules = []string{
@@ -46,6 +47,10 @@ var Modules = []string{
 	"drivers/net/net_failover.ko",
 	"drivers/net/virtio_net.ko",
 	"drivers/block/virtio_blk.ko",
+	// The Xen front ends, for the same guest as a PVH domU on the nested
+	// Xen rig; outside Xen they refuse to load (ENODEV) and init skips them.
+	"drivers/net/xen-netfront.ko",
+	"drivers/block/xen-blkfront.ko",
 }
 
 // kernelPkg is a resolved kernel package.

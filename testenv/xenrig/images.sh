@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Builds what a nested Xen host needs, from Debian packages only, into OUT:
+#   xen          the hypervisor as a plain multiboot ELF (QEMU's -kernel)
+#   vmlinuz, initrd.img   the dom0 kernel and Debian's initramfs
+#   dom0.ext4    the dom0 root: debootstrap minbase + xen-utils-4.17, whose
+#                /sbin/xeninit starts the toolstack and serves the rig's
+#                command queue on the 9p share (see rig.go)
+# usage: images.sh OUT   (the Go rig calls it and caches OUT by this file's hash)
+set -euo pipefail
+OUT=${1:?usage: images.sh OUT}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+ROOT=$OUT/rootfs
+mkdir -p "$OUT"
+cd "$OUT"
+
+# 1. The hypervisor: /boot/xen-4.17-amd64.gz of the Debian package is a
+#    gzipped ELF with a multiboot header; QEMU's loader needs it plain.
+if [ ! -s xen ]; then
+  rm -rf hvdeb && mkdir hvdeb
+  (cd hvdeb && apt-get download -q xen-hypervisor-4.17-amd64)
+  dpkg-deb -x hvdeb/xen-hypervisor-4.17-amd64_*.deb hvdeb/x
+  zcat hvdeb/x/boot/xen-4.17-amd64.gz > xen.tmp && mv xen.tmp xen
+  rm -rf hvdeb
+fi
+
+# 2. The dom0 root filesystem. xen-utils-4.17 matches the libxen-dev the
+#    resilire binary is linked against on the build host.
+if [ ! -f "$ROOT/.done" ]; then
+  rm -rf "$ROOT"
+  debootstrap --variant=minbase bookworm "$ROOT" "$MIRROR"
+  printf 'deb %s bookworm main\n' "$MIRROR" > "$ROOT/etc/apt/sources.list"
+  # no daemon may start inside the chroot
+  printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
+  chmod +x "$ROOT/usr/sbin/policy-rc.d"
+  chroot "$ROOT" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive chroot "$ROOT" apt-get install -y -q --no-install-recommends \
+    linux-image-amd64 initramfs-tools xen-utils-4.17 xen-utils-common xenstore-utils \
+    busybox iproute2 kmod procps util-linux e2fsprogs
+  chroot "$ROOT" apt-get clean
+  touch "$ROOT/.done"
+fi
+
+# dom0's init: no systemd. It mounts the usual file systems, starts Xen's
+# toolstack daemons with Debian's own init script, loads the backends the
+# init script leaves out, mounts the rig's 9p share and then serves its
+# command queue: for each /share/q/N.cmd it runs the script and writes
+# N.out (stdout and stderr) and then N.rc. Nothing is typed on the console.
+cat > "$ROOT/sbin/xeninit" <<'INIT'
+#!/bin/sh
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null; mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+mount -o remount,rw /
+hostname "${RIG_HOST:-xen}"; ip link set lo up
+for m in 9pnet_virtio 9p bridge tun; do modprobe $m 2>/dev/null; done
+mkdir -p /var/log/xen /var/lib/xen /run/xen /run/lock
+/etc/init.d/xen start
+modprobe xen-netback; modprobe xen-blkback
+mkdir -p /share
+mount -t 9p -o trans=virtio,version=9p2000.L,cache=none share /share || echo "XENINIT: no share"
+echo "XENINIT: ready $(cut -d' ' -f1 /proc/uptime)"
+mkdir -p /share/q
+while :; do
+  for c in /share/q/*.cmd; do
+    [ -e "$c" ] || continue
+    n=${c%.cmd}
+    mv "$c" "$n.run" || continue
+    ( sh "$n.run" > "$n.out" 2>&1; echo $? > "$n.rc.tmp"; mv "$n.rc.tmp" "$n.rc" ) </dev/null &
+  done
+  sleep 0.1
+done
+INIT
+chmod +x "$ROOT/sbin/xeninit"
+
+cp "$ROOT"/boot/vmlinuz-* vmlinuz
+cp "$ROOT"/boot/initrd.img-* initrd.img
+rm -f dom0.ext4.tmp
+mkfs.ext4 -q -L dom0root -d "$ROOT" dom0.ext4.tmp 2G
+mv dom0.ext4.tmp dom0.ext4
