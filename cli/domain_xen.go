@@ -17,7 +17,7 @@ import (
 // openXenPrimary opens the running Xen domain --vm (build tag xen; other
 // builds return xen.ErrNotBuilt).
 func openXenPrimary(c *ucli.Context, log *slog.Logger, drv *primaryDriver) error {
-	d, err := xen.OpenDomain(c.Context, c.String("vm"), xen.Options{Logger: log})
+	d, err := xen.OpenDomain(c.Context, c.String("vm"), xen.Options{Logger: log, SuspendTimeout: c.Duration("xen-suspend-timeout")})
 	if err != nil {
 		return err
 	}

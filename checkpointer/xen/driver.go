@@ -48,7 +48,9 @@ type Options struct {
 	// itself (default DefaultSuspendTimeout). Past it the request is
 	// withdrawn and Pause fails: no checkpoint is taken that epoch.
 	SuspendTimeout time.Duration
-	// SuspendPoll is how often Pause looks for the suspend (default 1 ms).
+	// SuspendPoll is how often Pause looks for the suspend (default 5 ms,
+	// libxl's fallback poll: a tighter loop of hypercalls takes CPU from
+	// the very guest that must run to suspend).
 	SuspendPoll time.Duration
 }
 
@@ -101,7 +103,7 @@ func NewDomain(xc Libxc, domid uint32, name string, opts Options) (*Domain, erro
 		opts.SuspendTimeout = DefaultSuspendTimeout
 	}
 	if opts.SuspendPoll <= 0 {
-		opts.SuspendPoll = time.Millisecond
+		opts.SuspendPoll = 5 * time.Millisecond
 	}
 	switch {
 	case info.Dying || info.Shutdown && info.ShutdownReason != ShutdownSuspend:

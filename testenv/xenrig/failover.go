@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package xenrig
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/resilire/resilire/testenv/kvload"
+)
+
+// FailoverOptions shape one protected run ended by the primary host's
+// death.
+type FailoverOptions struct {
+	Interval time.Duration // checkpoint interval (default 200ms: TCG)
+	Before   time.Duration // client load while protected, before the kill (default 20s)
+	// UnsafeNoOutputCommit releases the guest's output at once: the
+	// negative control, whose failover must lose acknowledged writes.
+	UnsafeNoOutputCommit bool
+}
+
+// FailoverResult is what the client and the agents saw.
+type FailoverResult struct {
+	Load      *kvload.Result
+	Lost      []string // acknowledged keys missing or changed after the failover
+	Epochs    uint64   // the primary's last epoch before the kill
+	Killed    time.Duration
+	Live      time.Duration // kill -> the kv service answers a new connection from the backup
+	PrimaryLg string        // the primary agent's log tail
+	StandbyLg string        // the standby agent's log tail
+}
+
+// Protect starts the standby on host b and the primary on host a (whose
+// guest runs), with the eBPF output commit on the guest's vif, and waits
+// until the guest is protected.
+func (r *Rig) Protect(ctx context.Context, a, b int, opts FailoverOptions) error {
+	if opts.Interval == 0 {
+		opts.Interval = 200 * time.Millisecond
+	}
+	pa, pb := r.Hosts[a], r.Hosts[b]
+	// The fence is the test itself: it kills host a before the standby
+	// can notice. A real deployment fences through IPMI or the PDU.
+	if _, err := pb.Run(ctx, 30*time.Second, fmt.Sprintf(
+		"setsid resilire standby --vm %s --domain xen --listen %s:7788 --fence-cmd true --heartbeat-timeout 3s "+
+			"</dev/null >/var/log/resilire.log 2>&1 &", GuestName, ReplIP(b))); err != nil {
+		return err
+	}
+	unsafe := ""
+	if opts.UnsafeNoOutputCommit {
+		unsafe = " --unsafe-no-output-commit"
+	}
+	if _, err := pa.Run(ctx, time.Minute, fmt.Sprintf(
+		"resilire dataplane attach --vm %s --port %s && setsid resilire protect --vm %s --domain xen --dataplane "+
+			"--backup %s:7788 --interval %v --heartbeat-timeout 3s --xen-suspend-timeout 30s --no-progress%s </dev/null >/var/log/resilire.log 2>&1 &",
+		GuestName, GuestVif, GuestName, ReplIP(b), opts.Interval, unsafe)); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		st, err := AgentStatus(ctx, pa)
+		if err == nil && st.State == "protected" && st.Epoch > 2 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not protected after 3m (status %+v, %v): %s", st, err, AgentLog(ctx, pa))
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// Status is the part of an agent's /status the rig reads.
+type Status struct {
+	Role  string `json:"role"`
+	State string `json:"state"`
+	Epoch uint64 `json:"epoch"`
+}
+
+// AgentStatus reads the agent's /status on host h.
+func AgentStatus(ctx context.Context, h *Host) (Status, error) {
+	var st Status
+	out, err := h.Run(ctx, 20*time.Second, "busybox wget -q -O - http://127.0.0.1:9470/status")
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &st); err != nil {
+		return st, fmt.Errorf("status %q: %w", out, err)
+	}
+	return st, nil
+}
+
+// AgentLog is the tail of the agent's log on host h.
+func AgentLog(ctx context.Context, h *Host) string {
+	out, err := h.Run(ctx, 20*time.Second, "tail -n 25 /var/log/resilire.log")
+	if err != nil {
+		return err.Error()
+	}
+	return out
+}
+
+// Failover protects the guest running on host a toward host b, runs the
+// kv client against it, kills host a (kill -9 of its QEMU) under load and
+// waits until the guest serves from host b; then it checks every
+// acknowledged write.
+func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*FailoverResult, error) {
+	if opts.Before == 0 {
+		opts.Before = 20 * time.Second
+	}
+	if err := r.Protect(ctx, a, b, opts); err != nil {
+		return nil, err
+	}
+	res := &FailoverResult{}
+	stop := make(chan struct{})
+	lopts := kvload.Options{Addr: GuestAddr(), Duration: 10 * time.Minute, Think: 20 * time.Millisecond,
+		Timeout: 60 * time.Second, Dial: r.Dial, KeyPrefix: "x", Stop: stop}
+	type out struct {
+		res *kvload.Result
+		err error
+	}
+	loaded := make(chan out, 1)
+	start := time.Now()
+	go func() { lr, err := kvload.Run(ctx, lopts); loaded <- out{lr, err} }()
+	time.Sleep(opts.Before)
+	// The kill must find the guest protected: a primary agent that stopped
+	// on its own would make this a different failover.
+	st, err := AgentStatus(ctx, r.Hosts[a])
+	res.PrimaryLg = AgentLog(ctx, r.Hosts[a])
+	if err != nil || st.State != "protected" {
+		close(stop)
+		<-loaded
+		return res, fmt.Errorf("before the kill the primary is not protecting (status %+v, %v)", st, err)
+	}
+	res.Epochs = st.Epoch
+	r.Hosts[a].Kill()
+	res.Killed = time.Since(start)
+	if err := r.WaitGuest(ctx, 3*time.Minute); err != nil {
+		close(stop)
+		<-loaded
+		return res, fmt.Errorf("after the kill: %w; standby: %s", err, AgentLog(ctx, r.Hosts[b]))
+	}
+	res.Live = time.Since(start) - res.Killed
+	time.Sleep(10 * time.Second) // the client runs on the survivor
+	close(stop)
+	o := <-loaded
+	res.StandbyLg = AgentLog(ctx, r.Hosts[b])
+	if o.err != nil {
+		return res, fmt.Errorf("client: %w", o.err)
+	}
+	res.Load = o.res
+	lost, err := kvload.Verify(ctx, lopts, o.res.Acked)
+	res.Lost = lost
+	return res, err
+}
