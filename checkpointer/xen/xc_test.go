@@ -96,6 +96,41 @@ func TestRealDomain(t *testing.T) {
 	t.Logf("%d dirty pages, hvm context %d bytes, image %d bytes", len(dirty), len(st.HVMContext), img.Len())
 }
 
+// TestRealLogDirtyBusy: a second tracker of the same guest (a migration,
+// xl save, another replicator) must be refused with ErrLogDirtyBusy, and
+// its Close must not turn off the first one's tracking.
+func TestRealLogDirtyBusy(t *testing.T) {
+	vm := os.Getenv("RESILIRE_XEN_DOMAIN")
+	if vm == "" {
+		t.Skip("RESILIRE_XEN_DOMAIN not set (only meaningful in a xen dom0)")
+	}
+	testenv.RequirePrivileged(t)
+	ctx := context.Background()
+	first, err := OpenDomain(ctx, vm, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if err := first.EnableDirtyLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, err := OpenDomain(ctx, vm, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = second.EnableDirtyLog(ctx)
+	if cerr := second.Close(); cerr != nil {
+		t.Fatalf("close of the refused tracker: %v", cerr)
+	}
+	if !errors.Is(err, ErrLogDirtyBusy) {
+		t.Fatalf("second tracker: %v, want ErrLogDirtyBusy", err)
+	}
+	t.Logf("second tracker refused: %v", err)
+	if _, err := first.HarvestDirty(ctx, nil); err != nil {
+		t.Fatalf("the first tracker lost its log: %v", err)
+	}
+}
+
 // TestRealSaveRestore is destructive and for the rig only: it protects the
 // running guest RESILIRE_XEN_DOMAIN through the driver for a few epochs
 // (initial copy while it runs, then suspend, harvest, copy, fast resume),

@@ -6,15 +6,29 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/resilire/resilire/testenv/kvload"
 )
 
-// FailoverOptions shape one protected run ended by the primary host's
-// death.
+// Fault is how the primary is lost.
+type Fault string
+
+// The faults of the rig's scenarios.
+const (
+	HostKill   Fault = "host-kill"   // kill -9 of the primary host's QEMU: power loss
+	AgentCrash Fault = "agent-crash" // kill -9 of the primary's agent; host and guest live on
+	Partition  Fault = "partition"   // the replication link cut; both hosts live on
+)
+
+// FailoverOptions shape one protected run ended by a fault.
 type FailoverOptions struct {
+	Fault    Fault         // default HostKill
 	Interval time.Duration // checkpoint interval (default 200ms: TCG)
 	Before   time.Duration // client load while protected, before the kill (default 20s)
 	// UnsafeNoOutputCommit releases the guest's output at once: the
@@ -27,6 +41,7 @@ type FailoverResult struct {
 	Load      *kvload.Result
 	Lost      []string // acknowledged keys missing or changed after the failover
 	Epochs    uint64   // the primary's last epoch before the kill
+	Primary   Status   // the primary's status just before the kill
 	Killed    time.Duration
 	Live      time.Duration // kill -> the kv service answers a new connection from the backup
 	PrimaryLg string        // the primary agent's log tail
@@ -41,10 +56,12 @@ func (r *Rig) Protect(ctx context.Context, a, b int, opts FailoverOptions) error
 		opts.Interval = 200 * time.Millisecond
 	}
 	pa, pb := r.Hosts[a], r.Hosts[b]
-	// The fence is the test itself: it kills host a before the standby
-	// can notice. A real deployment fences through IPMI or the PDU.
+	// The fence device is the test (Fence): the standby's fence command
+	// waits until the test has made sure the old primary's guest cannot
+	// run any more. A real deployment fences through IPMI or its PDU.
 	if _, err := pb.Run(ctx, 30*time.Second, fmt.Sprintf(
-		"setsid resilire standby --vm %s --domain xen --listen %s:7788 --fence-cmd true --heartbeat-timeout 3s "+
+		"rm -f /share/fenced; setsid resilire standby --vm %s --domain xen --listen %s:7788 --heartbeat-timeout 3s "+
+			"--fence-cmd 'while [ ! -e /share/fenced ]; do sleep 0.2; done' --fence-timeout 5m "+
 			"</dev/null >/var/log/resilire.log 2>&1 &", GuestName, ReplIP(b))); err != nil {
 		return err
 	}
@@ -76,6 +93,13 @@ type Status struct {
 	Role  string `json:"role"`
 	State string `json:"state"`
 	Epoch uint64 `json:"epoch"`
+	Stats struct {
+		PauseP50       time.Duration `json:"pause_p50_ns"`
+		PauseP99       time.Duration `json:"pause_p99_ns"`
+		WireBytesMean  float64       `json:"wire_bytes_mean"`
+		PageBytesMean  float64       `json:"page_bytes_mean"`
+		DirtyPagesMean float64       `json:"dirty_pages_mean"`
+	} `json:"stats"`
 }
 
 // AgentStatus reads the agent's /status on host h.
@@ -100,13 +124,61 @@ func AgentLog(ctx context.Context, h *Host) string {
 	return out
 }
 
+// Fence answers host b's standby when it fences host a: once b reports
+// "fencing", the old primary's guest is destroyed if host a still runs,
+// then the fence command is released. It returns when it has fenced or
+// ctx ends.
+func (r *Rig) Fence(ctx context.Context, a, b int) error {
+	for {
+		st, err := AgentStatus(ctx, r.Hosts[b])
+		if err == nil && st.State == "fencing" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if r.Hosts[a].Alive() {
+		if _, err := r.Hosts[a].Run(ctx, time.Minute, "xl destroy "+GuestName); err != nil {
+			return fmt.Errorf("fence: %w", err)
+		}
+	}
+	return os.WriteFile(filepath.Join(r.Hosts[b].Share, "fenced"), nil, 0o644)
+}
+
+// inject makes the fault on host a.
+func (r *Rig) inject(ctx context.Context, a int, f Fault) error {
+	switch f {
+	case HostKill:
+		r.Hosts[a].Kill()
+		return nil
+	case AgentCrash:
+		_, err := r.Hosts[a].Run(ctx, 30*time.Second, "pkill -9 -f 'resilire protect'")
+		return err
+	case Partition:
+		return r.NS.Do(func() error {
+			tap, err := netlink.LinkByName(fmt.Sprintf("xen%drep", a+1))
+			if err != nil {
+				return err
+			}
+			return netlink.LinkSetDown(tap)
+		})
+	}
+	return fmt.Errorf("unknown fault %q", f)
+}
+
 // Failover protects the guest running on host a toward host b, runs the
-// kv client against it, kills host a (kill -9 of its QEMU) under load and
-// waits until the guest serves from host b; then it checks every
-// acknowledged write.
+// kv client against it, injects the fault under load, fences host a when
+// host b asks, and waits until the guest serves from host b; then it
+// checks every acknowledged write.
 func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*FailoverResult, error) {
 	if opts.Before == 0 {
 		opts.Before = 20 * time.Second
+	}
+	if opts.Fault == "" {
+		opts.Fault = HostKill
 	}
 	if err := r.Protect(ctx, a, b, opts); err != nil {
 		return nil, err
@@ -132,15 +204,28 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 		<-loaded
 		return res, fmt.Errorf("before the kill the primary is not protecting (status %+v, %v)", st, err)
 	}
-	res.Epochs = st.Epoch
-	r.Hosts[a].Kill()
+	res.Epochs, res.Primary = st.Epoch, st
+	fctx, stopFence := context.WithCancel(ctx)
+	defer stopFence()
+	fenced := make(chan error, 1)
+	go func() { fenced <- r.Fence(fctx, a, b) }()
+	if err := r.inject(ctx, a, opts.Fault); err != nil {
+		close(stop)
+		<-loaded
+		return res, fmt.Errorf("%s: %w", opts.Fault, err)
+	}
 	res.Killed = time.Since(start)
-	if err := r.WaitGuest(ctx, 3*time.Minute); err != nil {
+	if err := r.WaitGuest(ctx, 4*time.Minute); err != nil {
 		close(stop)
 		<-loaded
 		return res, fmt.Errorf("after the kill: %w; standby: %s", err, AgentLog(ctx, r.Hosts[b]))
 	}
 	res.Live = time.Since(start) - res.Killed
+	if err := <-fenced; err != nil {
+		close(stop)
+		<-loaded
+		return res, err
+	}
 	time.Sleep(10 * time.Second) // the client runs on the survivor
 	close(stop)
 	o := <-loaded

@@ -46,6 +46,18 @@ func TestXenDriverOnRealXen(t *testing.T) {
 	if err := r.WaitGuest(ctx, time.Minute); err != nil {
 		t.Fatalf("restored guest: %v", err)
 	}
+
+	// A PV guest (the same kernel and initramfs as type "pv") is refused
+	// by protect at once, with the reason, before any session starts.
+	if _, err := h.Run(ctx, 3*time.Minute, "sed -e 's/^type = .*/type = \"pv\"/' -e 's/^name = .*/name = \"gpv\"/' -e '/^vif/d' "+
+		"/etc/resilire/"+GuestName+".cfg > /etc/resilire/gpv.cfg && xl create /etc/resilire/gpv.cfg"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = h.Run(ctx, time.Minute, "resilire protect --vm gpv --domain xen --backup 127.0.0.1:9 --metrics-addr '' 2>&1; echo exit=$?")
+	t.Logf("protect of a PV guest:\n%s", out)
+	if err != nil || !strings.Contains(out, "is PV") || !strings.Contains(out, "unsupported guest type") || strings.Contains(out, "exit=0") {
+		t.Fatalf("protect of a PV guest was not refused with its reason: %v", err)
+	}
 }
 
 // The product end to end on real Xen: the guest, a PVH domU on xen1, is
@@ -54,14 +66,25 @@ func TestXenDriverOnRealXen(t *testing.T) {
 // its QEMU); xen2 restores the guest from the last committed checkpoint.
 // The client loses no acknowledged write, never sees a reply rolled back,
 // and keeps its TCP connection.
-func TestXenHostKill(t *testing.T) {
+func TestXenHostKill(t *testing.T) { testXenFault(t, HostKill) }
+
+// The primary's agent dies (kill -9) while host and guest live on: the
+// pinned BPF program keeps holding the guest's output (fail closed), the
+// standby fences (the test destroys the old guest) and takes over.
+func TestXenAgentCrash(t *testing.T) { testXenFault(t, AgentCrash) }
+
+// The replication link is cut: the primary holds output (block policy),
+// the standby fences and takes over; nothing the client saw is lost.
+func TestXenPartition(t *testing.T) { testXenFault(t, Partition) }
+
+func testXenFault(t *testing.T, fault Fault) {
 	Require(t)
 	ctx := context.Background()
 	r := New(t, ctx, Options{})
 	if err := r.StartGuest(ctx, r.Hosts[0]); err != nil {
 		t.Fatal(err)
 	}
-	res, err := r.Failover(ctx, 0, 1, FailoverOptions{})
+	res, err := r.Failover(ctx, 0, 1, FailoverOptions{Fault: fault})
 	logFailover(t, res)
 	if err != nil {
 		t.Fatal(err)
@@ -107,8 +130,14 @@ func logFailover(t *testing.T, res *FailoverResult) {
 	if res.Load == nil {
 		return
 	}
+	ps := res.Primary.Stats
+	if ps.WireBytesMean > 0 {
+		t.Logf("protected epochs: pause p50 %v p99 %v, %.0f dirty pages, %.0f page bytes -> %.0f on the wire (%.1fx)",
+			ps.PauseP50.Round(time.Millisecond), ps.PauseP99.Round(time.Millisecond), ps.DirtyPagesMean,
+			ps.PageBytesMean, ps.WireBytesMean, ps.PageBytesMean/ps.WireBytesMean)
+	}
 	s := res.Load.Summarize()
-	t.Logf("killed at %v after %d epochs; guest answered from the backup %v later; client: %d requests, %d acknowledged, "+
+	t.Logf("fault at %v after %d epochs; guest answered from the backup %v later; client: %d requests, %d acknowledged, "+
 		"p50 %v p99 %v, longest gap %v, %d reconnects, %d lost, %d rolled back",
 		res.Killed.Round(time.Millisecond), res.Epochs, res.Live.Round(time.Millisecond), s.Requests, s.Acked,
 		s.P50, s.P99, s.Outage.Round(time.Millisecond), res.Load.Reconnects, len(res.Lost), res.Load.Inconsistent)
