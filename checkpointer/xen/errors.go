@@ -63,7 +63,8 @@ func (e *OpError) Error() string {
 	case ErrNoDomain:
 		return fmt.Sprintf("%s: domain %d not found", e.Op, e.Domain)
 	case ErrLogDirtyBusy:
-		return fmt.Sprintf("%s: domain %d: log-dirty already enabled by another tool (a migration, xl save or another replicator is running)", e.Op, e.Domain)
+		return fmt.Sprintf("%s: domain %d: log-dirty already enabled by another tool (a migration, xl save or another replicator is running; "+
+			"or passthrough devices): %v", e.Op, e.Domain, e.Errno)
 	case ErrPermission:
 		return fmt.Sprintf("%s: domain %d: not permitted (needs root in dom0): %v", e.Op, e.Domain, e.Errno)
 	case ErrNoXen:
@@ -107,7 +108,9 @@ func NewOpError(op string, domain uint32, errno syscall.Errno) *OpError {
 		e.Kind = ErrNoDomain
 	case errno == syscall.EPERM || errno == syscall.EACCES:
 		e.Kind = ErrPermission
-	case errno == syscall.EBUSY && op == OpEnableDirty:
+	case (errno == syscall.EBUSY || errno == syscall.EINVAL) && op == OpEnableDirty:
+		// Xen 4.17 answers EINVAL when log-dirty mode is already on (and
+		// for a domain with passthrough devices, which is never tracked).
 		e.Kind = ErrLogDirtyBusy
 	case (errno == syscall.ENOENT || errno == syscall.ENODEV) && op == OpOpen:
 		e.Kind = ErrNoXen

@@ -42,6 +42,7 @@ type FailoverResult struct {
 	Lost      []string // acknowledged keys missing or changed after the failover
 	Epochs    uint64   // the primary's last epoch before the kill
 	Primary   Status   // the primary's status just before the kill
+	HostRSS   []uint64 // each host's QEMU peak RSS just before the fault
 	Killed    time.Duration
 	Live      time.Duration // kill -> the kv service answers a new connection from the backup
 	PrimaryLg string        // the primary agent's log tail
@@ -205,6 +206,9 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 		return res, fmt.Errorf("before the kill the primary is not protecting (status %+v, %v)", st, err)
 	}
 	res.Epochs, res.Primary = st.Epoch, st
+	for _, h := range r.Hosts {
+		res.HostRSS = append(res.HostRSS, h.PeakRSS())
+	}
 	fctx, stopFence := context.WithCancel(ctx)
 	defer stopFence()
 	fenced := make(chan error, 1)

@@ -212,6 +212,24 @@ func (h *Host) Kill() {
 	}
 }
 
+// PeakRSS is the high-water mark of the host's QEMU resident memory in
+// bytes (VmHWM), 0 once it has exited.
+func (h *Host) PeakRSS() uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.Pid()))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb uint64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
 // Alive reports whether the host's QEMU still runs.
 func (h *Host) Alive() bool {
 	select {

@@ -232,6 +232,7 @@ func GuestConfig() string {
 		`extra = "console=hvc0 quiet panic=-1 guest.ip=` + GuestIP + `/24"`,
 		`vif = [ 'bridge=xenbr0,vifname=` + GuestVif + `,mac=` + GuestMAC + `' ]`,
 		`on_crash = "preserve"`,
+		`on_reboot = "preserve"`, // the guest panics with panic=-1: keep it for its console
 	}, "\n")
 }
 
@@ -280,6 +281,19 @@ func Console(ctx context.Context, h *Host) string {
 		return err.Error()
 	}
 	return out
+}
+
+// LogConsoles logs the guest's console and `xl list` of every live host.
+func (r *Rig) LogConsoles(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	for _, h := range r.Hosts {
+		if !h.Alive() {
+			continue
+		}
+		list, _ := h.Run(ctx, 30*time.Second, "xl list; xl dmesg | grep -a -i -B2 -A12 'triple fault\\|crash' | tail -40")
+		t.Logf("%s: xl list and hypervisor log:\n%s\nguest console:\n%s", h.Name(), list, Console(ctx, h))
+	}
 }
 
 // CPUTime is the guest's CPU time in seconds on host h, from `xl list`.

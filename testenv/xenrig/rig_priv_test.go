@@ -87,6 +87,7 @@ func testXenFault(t *testing.T, fault Fault) {
 	res, err := r.Failover(ctx, 0, 1, FailoverOptions{Fault: fault})
 	logFailover(t, res)
 	if err != nil {
+		r.LogConsoles(t)
 		t.Fatal(err)
 	}
 	if len(res.Lost) > 0 || res.Load.Inconsistent > 0 {
@@ -113,6 +114,7 @@ func TestXenUnsafeNoOutputCommit(t *testing.T) {
 	res, err := r.Failover(ctx, 0, 1, FailoverOptions{UnsafeNoOutputCommit: true})
 	logFailover(t, res)
 	if err != nil {
+		r.LogConsoles(t)
 		t.Fatal(err)
 	}
 	if len(res.Lost) == 0 && res.Load.Inconsistent == 0 {
@@ -130,6 +132,11 @@ func logFailover(t *testing.T, res *FailoverResult) {
 	if res.Load == nil {
 		return
 	}
+	var total uint64
+	for _, b := range res.HostRSS {
+		total += b
+	}
+	t.Logf("hosts' QEMU peak RSS %v MiB, %d MiB in all", mib(res.HostRSS), total>>20)
 	ps := res.Primary.Stats
 	if ps.WireBytesMean > 0 {
 		t.Logf("protected epochs: pause p50 %v p99 %v, %.0f dirty pages, %.0f page bytes -> %.0f on the wire (%.1fx)",
@@ -141,4 +148,12 @@ func logFailover(t *testing.T, res *FailoverResult) {
 		"p50 %v p99 %v, longest gap %v, %d reconnects, %d lost, %d rolled back",
 		res.Killed.Round(time.Millisecond), res.Epochs, res.Live.Round(time.Millisecond), s.Requests, s.Acked,
 		s.P50, s.P99, s.Outage.Round(time.Millisecond), res.Load.Reconnects, len(res.Lost), res.Load.Inconsistent)
+}
+
+func mib(b []uint64) []uint64 {
+	out := make([]uint64, len(b))
+	for i, v := range b {
+		out[i] = v >> 20
+	}
+	return out
 }
