@@ -69,6 +69,13 @@ func checkDomain(c *ucli.Context) error {
 		_, err := qemu.ParseTracking(c.String("dirty-tracking"))
 		return err
 	case "xen":
+		// Not built for Xen yet: refused rather than half done.
+		if c.IsSet("disk-image") {
+			return errors.New("--disk-image: the disk path is QEMU's (an NBD export QEMU opens); a Xen guest's disk is not replicated yet")
+		}
+		if c.String("reprotect-to") != "" {
+			return errors.New("--reprotect-to: continuous protection is QEMU's; a Xen guest restored here is not protected again yet")
+		}
 		return nil
 	case "":
 		return fmt.Errorf("--domain is required: %s", agentDomains)
