@@ -5,10 +5,9 @@
 setup: ## install Debian packages and Go modules (root)
 	scripts/setup.sh
 
-ci-test: ## the README's test command: unit tests with -race, then the privileged tier, benchmarks once, the Xen checks, the data-plane tier again on kernel 6.1 (QEMU), then the nested Xen smoke
+ci-test: ## the README's test command: unit tests with -race, then the privileged tier, benchmarks once, the Xen checks, then the data-plane tier again on kernel 6.1 (QEMU)
 	$(MAKE) test
 	$(MAKE) test-priv
 	$(MAKE) bench
 	$(MAKE) xen-check
 	$(MAKE) test-kernel61
-	$(MAKE) xen-smoke

@@ -186,8 +186,12 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 	}
 	res := &FailoverResult{}
 	stop := make(chan struct{})
+	// The client waits up to 3 minutes for a reply: under nested TCG a
+	// failover takes tens of seconds and TCP's retransmission backoff
+	// roughly doubles the gap; what is tested is whether the connection
+	// survives, not the client's patience.
 	lopts := kvload.Options{Addr: GuestAddr(), Duration: 10 * time.Minute, Think: 20 * time.Millisecond,
-		Timeout: 60 * time.Second, Dial: r.Dial, KeyPrefix: "x", Stop: stop}
+		Timeout: 3 * time.Minute, Dial: r.Dial, KeyPrefix: "x", Stop: stop}
 	type out struct {
 		res *kvload.Result
 		err error

@@ -4,6 +4,7 @@ package xenrig
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -20,15 +21,10 @@ import (
 func TestXenDriverOnRealXen(t *testing.T) {
 	Require(t)
 	ctx := context.Background()
-	bin := filepath.Join(t.TempDir(), "xen.test")
-	cmd := exec.CommandContext(ctx, "go", "test", "-c", "-tags", "xen", "-o", bin, "./checkpointer/xen/")
-	cmd.Dir = moduleRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build xen.test: %v: %s", err, out)
-	}
-	r := New(t, ctx, Options{Hosts: 1, Files: map[string]string{"xen.test": bin}})
+	r := New(t, ctx, Options{Hosts: 1, Files: map[string]string{"xen.test": buildXenTest(t)}})
 	h := r.Hosts[0]
 	if err := r.StartGuest(ctx, h); err != nil {
+		r.LogConsoles(t)
 		t.Fatal(err)
 	}
 	out, err := h.Run(ctx, 5*time.Minute, "cd /tmp && RESILIRE_TEST_PRIVILEGED=1 RESILIRE_XEN_DOMAIN="+GuestName+
@@ -109,6 +105,7 @@ func runFailover(t *testing.T, opts FailoverOptions) (*Rig, *FailoverResult) {
 	ctx := context.Background()
 	r := New(t, ctx, Options{})
 	if err := r.StartGuest(ctx, r.Hosts[0]); err != nil {
+		r.LogConsoles(t)
 		t.Fatal(err)
 	}
 	res, err := r.Failover(ctx, 0, 1, opts)
@@ -153,4 +150,60 @@ func mib(b []uint64) []uint64 {
 		out[i] = v >> 20
 	}
 	return out
+}
+
+// buildXenTest compiles the Xen driver's tests with -tags xen, to run in a
+// dom0.
+func buildXenTest(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "xen.test")
+	cmd := exec.Command("go", "test", "-c", "-tags", "xen", "-o", bin, "./checkpointer/xen/")
+	cmd.Dir = moduleRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build xen.test: %v: %s", err, out)
+	}
+	return bin
+}
+
+// TestXenLogDirtySoak is a diagnostic of the nested hypervisor (opt in with
+// RESILIRE_XEN_SOAK_S seconds). First the control: Xen's own Remus
+// (`xl remus -F -b -n`, checkpoints to a blackhole every 100 ms) on the
+// guest for that long; then, on a fresh guest, the driver's
+// TestRealLogDirtySoak (log-dirty tracking alone, no suspend). Each part
+// reports whether the guest survived it; a crash in either fails the test.
+func TestXenLogDirtySoak(t *testing.T) {
+	secs := os.Getenv("RESILIRE_XEN_SOAK_S")
+	if secs == "" {
+		t.Skip("RESILIRE_XEN_SOAK_S not set (a diagnostic, not a test of the product)")
+	}
+	Require(t)
+	ctx := context.Background()
+	r := New(t, ctx, Options{Hosts: 1, Files: map[string]string{"xen.test": buildXenTest(t)}})
+	h := r.Hosts[0]
+	if err := r.StartGuest(ctx, h); err != nil {
+		r.LogConsoles(t)
+		t.Fatal(err)
+	}
+	out, err := h.Run(ctx, 30*time.Minute, "timeout "+secs+" xl remus -F -b -n -i 100 "+GuestName+" blackhole 2>&1 | tail -8; "+
+		"xl list "+GuestName+" | tail -1")
+	crashed := strings.Contains(out, "---sr-") || strings.Contains(out, "---sc-")
+	t.Logf("xen's own remus for %ss (guest crashed: %v):\n%s", secs, crashed, out)
+	if crashed {
+		r.LogConsoles(t)
+		t.Errorf("the guest crashed under Xen's own Remus: the nested hypervisor, not the driver")
+	}
+	if _, err := h.Run(ctx, time.Minute, "xl destroy "+GuestName); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.StartGuest(ctx, h); err != nil {
+		r.LogConsoles(t)
+		t.Fatal(err)
+	}
+	out, err = h.Run(ctx, 30*time.Minute, "cd /tmp && RESILIRE_TEST_PRIVILEGED=1 RESILIRE_XEN_DOMAIN="+GuestName+
+		" RESILIRE_XEN_SOAK_S="+secs+" /share/xen.test -test.v -test.count=1 -test.run TestRealLogDirtySoak")
+	t.Logf("the driver's log-dirty soak:\n%s", out)
+	if err != nil {
+		r.LogConsoles(t)
+		t.Error(err)
+	}
 }
