@@ -8,9 +8,9 @@ import (
 	"log/slog"
 
 	"github.com/resilire/resilire/checkpointer/qemu"
-	"github.com/resilire/resilire/checkpointer/xen"
 	"github.com/resilire/resilire/checkpointer/sim"
 	"github.com/resilire/resilire/checkpointer/wire"
+	"github.com/resilire/resilire/checkpointer/xen"
 
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/dataplane"

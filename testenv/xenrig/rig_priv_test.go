@@ -186,6 +186,9 @@ func TestXenLogDirtySoak(t *testing.T) {
 	}
 	out, err := h.Run(ctx, 30*time.Minute, "timeout "+secs+" xl remus -F -b -n -i 100 "+GuestName+" blackhole 2>&1 | tail -8; "+
 		"xl list "+GuestName+" | tail -1")
+	if err != nil {
+		t.Errorf("remus control: %v", err)
+	}
 	crashed := strings.Contains(out, "---sr-") || strings.Contains(out, "---sc-")
 	t.Logf("xen's own remus for %ss (guest crashed: %v):\n%s", secs, crashed, out)
 	if crashed {
