@@ -67,6 +67,7 @@ func BenchmarkDiskInitialSync(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		b.Cleanup(func() { rd.Close() }) // after its backup stopped (cleanups run in reverse)
 		g := &diskGuest{Domain: sim.NewDomain(sim.Config{Name: "vm1", MemSize: 16 << 20, Seed: 7, WritesPerMs: 50, HotPages: 512})}
 		g.Start()
 		replica := sim.NewReplica(g.MemorySize())
@@ -119,7 +120,6 @@ func BenchmarkDiskInitialSync(b *testing.B) {
 		c.Close()
 		g.Stop()
 		x.Close()
-		rd.Close()
 		b.ReportMetric(took.Seconds(), "sync-s")
 		b.ReportMetric(float64(size)/took.Seconds()/1e6, "sync-MB/s")
 		b.ReportMetric(float64(maxPause.Load())/1e6, "max-pause-ms")
