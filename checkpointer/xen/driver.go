@@ -219,17 +219,27 @@ func (d *Domain) Pause(ctx context.Context) error {
 		return err
 	}
 	deadline := time.Now().Add(d.suspendTimeout)
+	suspended, err := d.awaitSuspend(func() bool { return time.Now().After(deadline) || ctx.Err() != nil })
+	switch {
+	case err != nil:
+		return err
+	case suspended:
+		d.paused = true
+		return nil
+	}
+	return d.cancelSuspend(ctx)
+}
+
+// awaitSuspend polls until the guest has suspended itself (true) or
+// giveUp says to stop waiting (false).
+func (d *Domain) awaitSuspend(giveUp func() bool) (bool, error) {
 	for {
 		suspended, err := d.suspended()
-		if err != nil {
-			return err
+		if err != nil || suspended {
+			return suspended, err
 		}
-		if suspended {
-			d.paused = true
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return d.cancelSuspend(ctx)
+		if giveUp() {
+			return false, nil
 		}
 		time.Sleep(d.suspendPoll)
 	}
@@ -263,14 +273,13 @@ func (d *Domain) cancelSuspend(ctx context.Context) error {
 		return cause
 	}
 	// Acknowledged: the guest is on its way into SCHEDOP_shutdown.
-	for end := time.Now().Add(d.suspendTimeout); time.Now().Before(end); time.Sleep(d.suspendPoll) {
-		suspended, err := d.suspended()
-		if err != nil {
-			return errors.Join(cause, err)
-		}
-		if suspended {
-			return errors.Join(cause, d.xc.ResumeFast(d.domid))
-		}
+	end := time.Now().Add(d.suspendTimeout)
+	suspended, err := d.awaitSuspend(func() bool { return time.Now().After(end) })
+	switch {
+	case err != nil:
+		return errors.Join(cause, err)
+	case suspended:
+		return errors.Join(cause, d.xc.ResumeFast(d.domid))
 	}
 	return fmt.Errorf("%w; it acknowledged the request but never suspended: it may be hung", cause)
 }

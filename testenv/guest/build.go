@@ -44,7 +44,7 @@ func Build(ctx context.Context, dir string) (*Assets, error) {
 // DefaultDir is testenv/assets/ of the source tree this package was built
 // from ("" if the sources are not on disk, as in a -trimpath build).
 func DefaultDir() string {
-	root := moduleRoot()
+	root := ModuleRoot()
 	if root == "" {
 		return ""
 	}
@@ -120,7 +120,7 @@ func filesExist(dir string) bool {
 // kernel, the Go toolchain, or the sources of /init and the packages of
 // this module it imports.
 func ensureInitramfs(ctx context.Context, dir, kernelID string) error {
-	root := moduleRoot()
+	root := ModuleRoot()
 	if root == "" {
 		return fmt.Errorf("initramfs: source tree of %s not found (built with -trimpath?)", initPackage)
 	}
@@ -179,8 +179,9 @@ func initKey(root, kernelID string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// moduleRoot is the directory of go.mod, found from this file's path.
-func moduleRoot() string {
+// ModuleRoot is the directory of go.mod, found from this file's path ("" if
+// the sources are not on disk).
+func ModuleRoot() string {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		return ""

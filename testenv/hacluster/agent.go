@@ -178,18 +178,4 @@ func killPidFile(path string) error {
 
 // PeakRSS is the agent process's peak resident memory (VmHWM), 0 if
 // unknown (the agent runs under `ip netns exec`, which execs it: same pid).
-func (a *Agent) PeakRSS() uint64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(a.Pid()) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return 0
-}
+func (a *Agent) PeakRSS() uint64 { return testenv.PeakRSS(a.Pid()) }

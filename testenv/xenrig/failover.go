@@ -199,14 +199,14 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 	loaded := make(chan out, 1)
 	start := time.Now()
 	go func() { lr, err := kvload.Run(ctx, lopts); loaded <- out{lr, err} }()
+	stopLoad := func() out { close(stop); return <-loaded }
 	time.Sleep(opts.Before)
 	// The kill must find the guest protected: a primary agent that stopped
 	// on its own would make this a different failover.
 	st, err := AgentStatus(ctx, r.Hosts[a])
 	res.PrimaryLg = AgentLog(ctx, r.Hosts[a])
 	if err != nil || st.State != "protected" {
-		close(stop)
-		<-loaded
+		stopLoad()
 		return res, fmt.Errorf("before the kill the primary is not protecting (status %+v, %v)", st, err)
 	}
 	res.Epochs, res.Primary = st.Epoch, st
@@ -218,25 +218,21 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 	fenced := make(chan error, 1)
 	go func() { fenced <- r.Fence(fctx, a, b) }()
 	if err := r.inject(ctx, a, opts.Fault); err != nil {
-		close(stop)
-		<-loaded
+		stopLoad()
 		return res, fmt.Errorf("%s: %w", opts.Fault, err)
 	}
 	res.Killed = time.Since(start)
 	if err := r.WaitGuest(ctx, 4*time.Minute); err != nil {
-		close(stop)
-		<-loaded
+		stopLoad()
 		return res, fmt.Errorf("after the kill: %w; standby: %s", err, AgentLog(ctx, r.Hosts[b]))
 	}
 	res.Live = time.Since(start) - res.Killed
 	if err := <-fenced; err != nil {
-		close(stop)
-		<-loaded
+		stopLoad()
 		return res, err
 	}
 	time.Sleep(10 * time.Second) // the client runs on the survivor
-	close(stop)
-	o := <-loaded
+	o := stopLoad()
 	res.StandbyLg = AgentLog(ctx, r.Hosts[b])
 	if o.err != nil {
 		return res, fmt.Errorf("client: %w", o.err)

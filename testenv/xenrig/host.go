@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/resilire/resilire/testenv"
 )
 
 // NIC is one virtio NIC of a host, on a tap that exists in Netns.
@@ -214,21 +216,7 @@ func (h *Host) Kill() {
 
 // PeakRSS is the high-water mark of the host's QEMU resident memory in
 // bytes (VmHWM), 0 once it has exited.
-func (h *Host) PeakRSS() uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.Pid()))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			var kb uint64
-			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return 0
-}
+func (h *Host) PeakRSS() uint64 { return testenv.PeakRSS(h.Pid()) }
 
 // Alive reports whether the host's QEMU still runs.
 func (h *Host) Alive() bool {

@@ -101,7 +101,7 @@ func New(tb testing.TB, ctx context.Context, opts Options) *Rig {
 	go func() {
 		defer wg.Done()
 		cmd := exec.CommandContext(ctx, "go", "build", "-tags", "xen", "-o", bin, ".")
-		cmd.Dir = moduleRoot()
+		cmd.Dir = guest.ModuleRoot()
 		binOut, binErr = cmd.CombinedOutput()
 	}()
 	wg.Wait()
@@ -296,37 +296,10 @@ func (r *Rig) LogConsoles(t testing.TB) {
 	}
 }
 
-// CPUTime is the guest's CPU time in seconds on host h, from `xl list`.
-func CPUTime(ctx context.Context, h *Host) (float64, error) {
-	out, err := h.Run(ctx, 30*time.Second, "xl list "+GuestName)
-	if err != nil {
-		return 0, err
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	f := strings.Fields(lines[len(lines)-1])
-	if len(lines) < 2 || len(f) < 6 {
-		return 0, fmt.Errorf("xl list: %q", out)
-	}
-	var t float64
-	if _, err := fmt.Sscan(f[5], &t); err != nil {
-		return 0, fmt.Errorf("xl list time %q: %w", f[5], err)
-	}
-	return t, nil
-}
-
 func copyFile(src, dst string) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(dst, b, 0o755)
-}
-
-// moduleRoot is the source tree's root (where go.mod is).
-func moduleRoot() string {
-	d := guest.DefaultDir() // <root>/testenv/assets
-	if d == "" {
-		return "."
-	}
-	return filepath.Dir(filepath.Dir(d))
 }

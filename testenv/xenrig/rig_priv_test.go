@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/resilire/resilire/testenv/guest"
 )
 
 // The Xen driver's own real-hypervisor tests, run in a dom0 of the rig
@@ -158,7 +160,7 @@ func buildXenTest(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "xen.test")
 	cmd := exec.Command("go", "test", "-c", "-tags", "xen", "-o", bin, "./checkpointer/xen/")
-	cmd.Dir = moduleRoot()
+	cmd.Dir = guest.ModuleRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build xen.test: %v: %s", err, out)
 	}
