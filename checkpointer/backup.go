@@ -33,8 +33,12 @@ type BackupConfig struct {
 	// InputKeepBytes bounds the input-log frames kept for replay
 	// (DefaultInputKeepBytes if zero); only used with Failover.Inject.
 	InputKeepBytes int
-	Logger         *slog.Logger
-	Metrics        *Metrics
+	// Group makes this backup a VDEchp group member's (GroupBackup): a
+	// checkpoint is staged and acknowledged, applied only once the group
+	// committed it, and the guest goes live only on the group's order.
+	Group   bool
+	Logger  *slog.Logger
+	Metrics *Metrics
 }
 
 // Backup receives checkpoints into the replica and takes over when the
@@ -57,6 +61,10 @@ type Backup struct {
 	peer      string
 	warned    bool
 	scrub     *ScrubStatus
+	// Group mode only: the acknowledged checkpoint the group has not
+	// committed yet, and whether the group's recovery took the replica.
+	pending    *pendingCheckpoint
+	recovering bool
 }
 
 // backupSession is the one connection currently allowed to write.
@@ -69,6 +77,11 @@ type backupSession struct {
 func NewBackup(cfg BackupConfig) (*Backup, error) {
 	if cfg.Replica == nil || cfg.Standby == nil || cfg.Codec == nil || cfg.Listener == nil || cfg.VM == "" {
 		return nil, errors.New("backup: vm, replica, standby, codec and listener are required")
+	}
+	if cfg.Group && cfg.Disk != nil {
+		// The disk journal applies each checkpoint's records before the
+		// next one is read; a staged round would lose them.
+		return nil, errors.New("backup: a group member's backup cannot replicate a disk yet")
 	}
 	setDefault(&cfg.HeartbeatInterval, DefaultHeartbeatInterval)
 	setDefault(&cfg.HeartbeatTimeout, DefaultHeartbeatTimeout)
@@ -141,7 +154,11 @@ func (b *Backup) Committed() (uint64, []byte) {
 func (b *Backup) Status() Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return Status{Role: "backup", VM: b.cfg.VM, State: b.state, Epoch: b.committed, Peer: b.peer, Since: b.since, Scrub: b.scrub}
+	st := Status{Role: "backup", VM: b.cfg.VM, State: b.state, Epoch: b.committed, Peer: b.peer, Since: b.since, Scrub: b.scrub}
+	if b.pending != nil {
+		st.Staged = b.pending.m.Epoch
+	}
+	return st
 }
 
 func (b *Backup) setStateLocked(s string) {
@@ -172,8 +189,14 @@ func (b *Backup) watch(ctx context.Context, errc chan<- error) {
 			b.warned = true
 			b.log.Error("primary lost before the first consistent checkpoint: nothing to resume", "vm", b.cfg.VM)
 		}
+		if b.cfg.Group && st == StateStandby && !b.warned {
+			// A member never goes live alone: the whole group rolls back
+			// to its last committed round, on the coordinator's order.
+			b.warned = true
+			b.log.Error("primary lost: waiting for the group's recovery order", "vm", b.cfg.VM, "epoch", committed)
+		}
 		b.mu.Unlock()
-		if st != StateStandby || committed == 0 {
+		if st != StateStandby || committed == 0 || b.cfg.Group {
 			continue
 		}
 		b.log.Error("primary lost: heartbeat timeout", "vm", b.cfg.VM, "epoch", committed, "dur", b.cfg.HeartbeatTimeout)

@@ -27,7 +27,7 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 	s := &backupSession{conn: conn, done: make(chan struct{})}
 	defer close(s.done)
 	b.mu.Lock()
-	if b.state == StateFencing || b.state == StateActive {
+	if b.state == StateFencing || b.state == StateActive || b.recovering {
 		st := b.state
 		b.mu.Unlock()
 		b.refuse(l, peer, fmt.Errorf("backup is %s: %w", st, wire.ErrSession))
@@ -176,6 +176,12 @@ func (b *Backup) receive(l *wire.Conn, s *backupSession, dec codec.Decoder, m wi
 	if m.Seq != lastSeq+1 {
 		return fmt.Errorf("checkpoint seq %d after %d: %w", m.Seq, lastSeq, ErrReplay)
 	}
+	if b.cfg.Group {
+		// This checkpoint began: the group committed the staged one.
+		if err := b.applyPending(s); err != nil {
+			return err
+		}
+	}
 	committed, _ := b.Committed()
 	if m.Kind == wire.Consistent && m.Epoch <= committed {
 		return fmt.Errorf("checkpoint epoch %d, committed %d: %w", m.Epoch, committed, ErrReplay)
@@ -205,7 +211,11 @@ func (b *Backup) receive(l *wire.Conn, s *backupSession, dec codec.Decoder, m wi
 	if end != m || staged.Epoch() != m.Epoch {
 		return fmt.Errorf("END %+v / codec epoch %d for BEGIN %+v: %w", end, staged.Epoch(), m, wire.ErrCorrupt)
 	}
-	if err := b.commit(s, staged, m); err != nil {
+	keep := b.commit
+	if b.cfg.Group {
+		keep = b.stage
+	}
+	if err := keep(s, staged, m); err != nil {
 		return err
 	}
 	b.m.WireBytes.Add(float64(dr.N()))
@@ -218,9 +228,22 @@ func (b *Backup) receive(l *wire.Conn, s *backupSession, dec codec.Decoder, m wi
 func (b *Backup) commit(s *backupSession, staged codec.Staged, m wire.CheckpointMsg) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.cur != s || b.state == StateFencing || b.state == StateActive {
+	if err := b.writableLocked(s, m); err != nil {
+		return err
+	}
+	return b.applyLocked(staged, m)
+}
+
+// writableLocked reports whether session s may still write the replica.
+func (b *Backup) writableLocked(s *backupSession, m wire.CheckpointMsg) error {
+	if b.cur != s || b.recovering || b.state == StateFencing || b.state == StateActive {
 		return fmt.Errorf("session superseded before epoch %d applied: %w", m.Epoch, wire.ErrSession)
 	}
+	return nil
+}
+
+// applyLocked writes a verified checkpoint into the replica.
+func (b *Backup) applyLocked(staged codec.Staged, m wire.CheckpointMsg) error {
 	if err := b.commitDisk(m); err != nil {
 		return err
 	}

@@ -110,9 +110,12 @@ type Primary struct {
 	buf      []byte   // pre-copy scratch
 	bufs     [2]capBuf
 	fullNext bool
-	epochs   uint64 // epochs taken, for ScrubEvery
-	tracking string // dirty-tracking mechanism last exported
-	scrub    primaryScrub
+	// reconnected: protect ran before (a group member then waits for a
+	// round before its first epoch).
+	reconnected bool
+	epochs      uint64 // epochs taken, for ScrubEvery
+	tracking    string // dirty-tracking mechanism last exported
+	scrub       primaryScrub
 	// lastRelease is the last unprotected release (continue policy).
 	lastRelease time.Time
 	// switchReq carries Switchover's requests to the epoch loop.
@@ -238,7 +241,12 @@ func (p *Primary) protect(ctx context.Context, s *session) error {
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
 	tick := p.ticker(t)
-	for first := true; ; first = false {
+	// The first epoch is taken at once, except a group member's after a
+	// reconnection: its backup may hold a checkpoint the group has not
+	// committed, and only a round's tick may tell it the group did.
+	first := p.cfg.Tick == nil || !p.reconnected
+	p.reconnected = true
+	for ; ; first = false {
 		if !first {
 			select {
 			case <-ctx.Done():

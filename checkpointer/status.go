@@ -26,6 +26,9 @@ type Status struct {
 	State string `json:"state"`
 	// Epoch is the last acknowledged (primary) or committed (backup) epoch.
 	Epoch uint64 `json:"epoch"`
+	// Staged is a group backup's acknowledged checkpoint that the group
+	// has not committed yet (0: none).
+	Staged uint64 `json:"staged,omitempty"`
 	// Peer is the backup address (primary) or the primary's (backup).
 	Peer string `json:"peer,omitempty"`
 	// Since is when the agent entered State.

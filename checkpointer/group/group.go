@@ -31,14 +31,47 @@ import (
 // ErrMemberFailed is a member that did not complete a round in time.
 var ErrMemberFailed = errors.New("group member failed")
 
+// ErrRecovery is a group recovery that did not bring every member back.
+var ErrRecovery = errors.New("group recovery failed")
+
+// Done is a member's answer to a round: when it paused for the round and
+// the epoch of its checkpoint (its backup acknowledged it).
+type Done struct {
+	Paused time.Time
+	Epoch  uint64
+}
+
 // Member is one VM of the group as the coordinator drives it.
 type Member interface {
 	Name() string
 	// Round checkpoints round r and returns once the member's backup holds
-	// it, with the moment the member paused for it.
-	Round(ctx context.Context, r uint64) (paused time.Time, err error)
+	// it.
+	Round(ctx context.Context, r uint64) (Done, error)
 	// Commit releases the member's external output of rounds <= r.
 	Commit(r uint64) error
+	// Abort stops the member's guest for good: the group rolls back to a
+	// round before r (a member whose primary is gone fails it).
+	Abort(ctx context.Context, r uint64) error
+}
+
+// Standby is a member's backup as the group's recovery drives it.
+type Standby interface {
+	// Name is its member's name.
+	Name() string
+	// ActivateAt resumes the member's guest on the backup host from epoch,
+	// its checkpoint of the group's committed round r.
+	ActivateAt(ctx context.Context, r, epoch uint64) error
+}
+
+// Recovery is what one group recovery did.
+type Recovery struct {
+	// Failed is the round that failed; Round the committed round every
+	// member resumed from.
+	Failed, Round uint64
+	// Epochs is each member's epoch of Round.
+	Epochs map[string]uint64
+	// Took is the failure's detection to the last member running again.
+	Took time.Duration
 }
 
 // RoundStats is what one globally committed round measured.
@@ -58,18 +91,39 @@ type Coordinator struct {
 	// UnsafePerMemberCommit commits each member on its own DONE, not on
 	// the group's (tests only: the negative control of the global commit).
 	UnsafePerMemberCommit bool
-	OnRound               func(RoundStats)
-	Logger                *slog.Logger
+	// Standbys, one per member (matched by name), recover the group when
+	// a round fails: every live member is aborted and every member resumes
+	// on its backup from the last committed round. Without them a failed
+	// round only stops the coordinator.
+	Standbys []Standby
+	// RecoveryTimeout bounds the recovery (default 5 min: fencing and
+	// restoring guests).
+	RecoveryTimeout time.Duration
+	OnRound         func(RoundStats)
+	OnRecovery      func(Recovery)
+	Logger          *slog.Logger
+
+	// epochs of the last committed round, by member name.
+	committed map[string]uint64
 }
 
 // Run drives rounds 1, 2, ... until ctx ends (nil) or a member fails a
-// round (ErrMemberFailed; that round is committed by nobody).
+// round (ErrMemberFailed; that round is committed by nobody). With
+// Standbys the group then recovers: Run returns nil once every member runs
+// again from the last committed round (OnRecovery says how), or the
+// failure joined with ErrRecovery.
 func (c *Coordinator) Run(ctx context.Context) error {
 	if len(c.Members) == 0 || c.Interval <= 0 {
 		return errors.New("group: members and a positive interval are required")
 	}
 	if c.RoundTimeout <= 0 {
 		c.RoundTimeout = 10 * c.Interval
+	}
+	if c.RecoveryTimeout <= 0 {
+		c.RecoveryTimeout = 5 * time.Minute
+	}
+	if err := c.checkStandbys(); err != nil {
+		return err
 	}
 	log := c.Logger
 	if log == nil {
@@ -91,7 +145,13 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			log.Error("group round failed: the group must resume from its last committed round", "round", r, "committed", r-1, "err", err)
-			return err
+			if len(c.Standbys) == 0 {
+				return err
+			}
+			if rerr := c.recover(ctx, r, log); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			return nil
 		}
 		if c.OnRound != nil {
 			c.OnRound(st)
@@ -105,35 +165,40 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, error) {
 	rctx, cancel := context.WithTimeout(ctx, c.RoundTimeout)
 	defer cancel()
 	type done struct {
-		m      Member
-		paused time.Time
-		err    error
+		m   Member
+		d   Done
+		err error
 	}
 	results := make(chan done, len(c.Members))
 	var wg sync.WaitGroup
 	for _, m := range c.Members {
 		wg.Go(func() {
-			paused, err := m.Round(rctx, r)
+			d, err := m.Round(rctx, r)
 			if err == nil && c.UnsafePerMemberCommit {
 				err = m.Commit(r)
 			}
-			results <- done{m, paused, err}
+			results <- done{m, d, err}
 		})
 	}
 	wg.Wait()
 	close(results)
 	var pauses []time.Time
 	var errs []error
+	epochs := make(map[string]uint64, len(c.Members))
 	for d := range results {
 		if d.err != nil {
 			errs = append(errs, fmt.Errorf("%w: %s in round %d: %w", ErrMemberFailed, d.m.Name(), r, d.err))
 			continue
 		}
-		pauses = append(pauses, d.paused)
+		pauses = append(pauses, d.d.Paused)
+		epochs[d.m.Name()] = d.d.Epoch
 	}
 	if len(errs) > 0 {
 		return RoundStats{}, errors.Join(errs...)
 	}
+	// Every member's backup holds round r: it is the group's to resume
+	// from, whether or not every COMMIT below arrives.
+	c.committed = epochs
 	st := RoundStats{Round: r, Commit: time.Since(start)}
 	if !c.UnsafePerMemberCommit {
 		for _, m := range c.Members {
@@ -145,4 +210,70 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, error) {
 	slices.SortFunc(pauses, func(a, b time.Time) int { return a.Compare(b) })
 	st.Skew = pauses[len(pauses)-1].Sub(pauses[0])
 	return st, nil
+}
+
+// checkStandbys requires one standby per member, or none.
+func (c *Coordinator) checkStandbys() error {
+	if len(c.Standbys) == 0 {
+		return nil
+	}
+	names := map[string]bool{}
+	for _, m := range c.Members {
+		names[m.Name()] = true
+	}
+	for _, s := range c.Standbys {
+		if !names[s.Name()] {
+			return fmt.Errorf("group: standby %q has no member", s.Name())
+		}
+		delete(names, s.Name())
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("group: %d members without a standby (one per member, or none)", len(names))
+	}
+	return nil
+}
+
+// recover rolls the whole group back after round failed failed: every
+// member still reachable stops its guest, then every member's backup
+// resumes it from the last committed round, all at once.
+func (c *Coordinator) recover(ctx context.Context, failed uint64, log *slog.Logger) error {
+	start := time.Now()
+	if c.committed == nil {
+		return fmt.Errorf("%w: round %d failed before any round was committed: no consistent state to resume", ErrRecovery, failed)
+	}
+	rc := Recovery{Failed: failed, Round: failed - 1, Epochs: c.committed}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.RecoveryTimeout)
+	defer cancel()
+	// The live members must not run on, nor talk to the resumed ones.
+	var wg sync.WaitGroup
+	actx, acancel := context.WithTimeout(ctx, c.RoundTimeout)
+	for _, m := range c.Members {
+		wg.Go(func() {
+			if err := m.Abort(actx, failed); err != nil {
+				log.Warn("group recovery: member not stopped (its backup fences it)", "member", m.Name(), "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	acancel()
+	errs := make([]error, len(c.Standbys))
+	for i, s := range c.Standbys {
+		wg.Go(func() {
+			e := rc.Epochs[s.Name()]
+			if err := s.ActivateAt(ctx, rc.Round, e); err != nil {
+				errs[i] = fmt.Errorf("%w: %s at round %d (epoch %d): %w", ErrRecovery, s.Name(), rc.Round, e, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		log.Error("group recovery failed", "round", rc.Round, "err", err)
+		return err
+	}
+	rc.Took = time.Since(start)
+	log.Warn("group recovered: every member resumed from the last committed round", "round", rc.Round, "took", rc.Took)
+	if c.OnRecovery != nil {
+		c.OnRecovery(rc)
+	}
+	return nil
 }

@@ -89,7 +89,7 @@ func newWorld(t testing.TB, n int, lag time.Duration) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() { _ = m.P.Run(ctx) })
+		wg.Go(func() { _ = m.Run(ctx) })
 		w.members = append(w.members, m)
 		w.backups = append(w.backups, b)
 	}
@@ -148,10 +148,11 @@ func TestGlobalCommit(t *testing.T) {
 type hung struct{ committed bool }
 
 func (h *hung) Name() string { return "hung" }
-func (h *hung) Round(ctx context.Context, _ uint64) (time.Time, error) {
+func (h *hung) Round(ctx context.Context, _ uint64) (group.Done, error) {
 	<-ctx.Done()
-	return time.Time{}, ctx.Err()
+	return group.Done{}, ctx.Err()
 }
+func (h *hung) Abort(context.Context, uint64) error { return errors.New("hung") }
 func (h *hung) Commit(uint64) error { h.committed = true; return nil }
 
 // A member that never reaches round r fails it after RoundTimeout: the

@@ -19,8 +19,12 @@ import (
 // per message (at most MaxLine bytes), one request at a time.
 //
 //	coordinator                member
-//	ROUND <r>          ->      DONE <r> <unix-nanos paused>  |  FAIL <r> <why>
-//	COMMIT <r>         ->      COMMITTED <r>                 |  FAIL <r> <why>
+//	ROUND <r>          ->      DONE <r> <unix-nanos paused> <epoch>  |  FAIL <r> <why>
+//	COMMIT <r>         ->      COMMITTED <r>                         |  FAIL <r> <why>
+//	ABORT <r>          ->      ABORTED <r>                           |  FAIL <r> <why>
+//
+//	coordinator                member's backup (standby)
+//	ACTIVATE <r> <epoch> ->    ACTIVE <r>                            |  FAIL <r> <why>
 
 // MaxLine bounds a link message.
 const MaxLine = 256
@@ -49,13 +53,21 @@ func parseLine(s string) (message, error) {
 	}
 	m := message{verb: verb, round: r, arg: arg}
 	switch verb {
-	case "ROUND", "COMMIT", "COMMITTED":
+	case "ROUND", "COMMIT", "COMMITTED", "ABORT", "ABORTED", "ACTIVE":
 		if hasArg {
 			return message{}, fmt.Errorf("group link: %s takes no argument", verb)
 		}
 	case "DONE":
-		if _, err := strconv.ParseInt(arg, 10, 64); err != nil {
+		ns, e, _ := strings.Cut(arg, " ")
+		if _, err := strconv.ParseInt(ns, 10, 64); err != nil {
 			return message{}, fmt.Errorf("group link: bad pause time in %q", s)
+		}
+		if _, err := parseEpoch(e); err != nil {
+			return message{}, fmt.Errorf("group link: bad epoch in %q", s)
+		}
+	case "ACTIVATE":
+		if _, err := parseEpoch(arg); err != nil {
+			return message{}, fmt.Errorf("group link: bad epoch in %q", s)
 		}
 	case "FAIL":
 		if arg == "" || strings.ContainsAny(arg, "\r\n") {
@@ -65,6 +77,15 @@ func parseLine(s string) (message, error) {
 		return message{}, fmt.Errorf("group link: unknown message %q", verb)
 	}
 	return m, nil
+}
+
+// parseEpoch parses a checkpoint epoch: canonical decimal, not 0.
+func parseEpoch(s string) (uint64, error) {
+	e, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || e == 0 || s != strconv.FormatUint(e, 10) {
+		return 0, fmt.Errorf("bad epoch %q", s)
+	}
+	return e, nil
 }
 
 func (m message) String() string {
@@ -94,6 +115,63 @@ func oneLine(s string) string {
 // ServeMember serves the coordinator's link for m on l until ctx ends. A
 // new coordinator connection replaces the current one.
 func ServeMember(ctx context.Context, l net.Listener, m Member, log *slog.Logger) error {
+	return serve(ctx, l, m.Name(), log, func(ctx context.Context, msg message) message {
+		switch msg.verb {
+		case "ROUND":
+			rctx, cancel := context.WithTimeout(ctx, memberRoundLimit)
+			defer cancel()
+			d, err := m.Round(rctx, msg.round)
+			if err != nil {
+				return failure(msg.round, err)
+			}
+			return message{verb: "DONE", round: msg.round, arg: fmt.Sprintf("%d %d", d.Paused.UnixNano(), d.Epoch)}
+		case "COMMIT":
+			if err := m.Commit(msg.round); err != nil {
+				return failure(msg.round, err)
+			}
+			return message{verb: "COMMITTED", round: msg.round}
+		case "ABORT":
+			actx, cancel := context.WithTimeout(ctx, memberRoundLimit)
+			defer cancel()
+			if err := m.Abort(actx, msg.round); err != nil {
+				return failure(msg.round, err)
+			}
+			return message{verb: "ABORTED", round: msg.round}
+		}
+		return message{}
+	})
+}
+
+// standbyActivateLimit bounds one activation on the backup's side: fencing
+// and restoring a guest.
+const standbyActivateLimit = 10 * time.Minute
+
+// ServeStandby serves the coordinator's recovery orders for a member's
+// backup s on l until ctx ends.
+func ServeStandby(ctx context.Context, l net.Listener, s Standby, log *slog.Logger) error {
+	return serve(ctx, l, s.Name(), log, func(ctx context.Context, msg message) message {
+		if msg.verb != "ACTIVATE" {
+			return message{}
+		}
+		epoch, _ := parseEpoch(msg.arg) // parseLine checked it
+		actx, cancel := context.WithTimeout(ctx, standbyActivateLimit)
+		defer cancel()
+		if err := s.ActivateAt(actx, msg.round, epoch); err != nil {
+			return failure(msg.round, err)
+		}
+		return message{verb: "ACTIVE", round: msg.round}
+	})
+}
+
+// failure is a FAIL reply.
+func failure(r uint64, err error) message {
+	return message{verb: "FAIL", round: r, arg: oneLine(err.Error())}
+}
+
+// serve accepts coordinator connections on l (a new one replaces the
+// current one) and answers each request with handle; a request handle
+// does not know (zero reply) ends the connection.
+func serve(ctx context.Context, l net.Listener, name string, log *slog.Logger, handle func(context.Context, message) message) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -123,17 +201,17 @@ func ServeMember(ctx context.Context, l net.Listener, m Member, log *slog.Logger
 		}
 		cur = c
 		mu.Unlock()
-		log.Info("group coordinator connected", "member", m.Name(), "peer", c.RemoteAddr().String())
+		log.Info("group coordinator connected", "member", name, "peer", c.RemoteAddr().String())
 		wg.Go(func() {
 			defer c.Close()
-			if err := serveLink(ctx, c, m); err != nil && ctx.Err() == nil {
-				log.Warn("group link ended", "member", m.Name(), "err", err)
+			if err := serveLink(ctx, c, handle); err != nil && ctx.Err() == nil {
+				log.Warn("group link ended", "member", name, "err", err)
 			}
 		})
 	}
 }
 
-func serveLink(ctx context.Context, c net.Conn, m Member) error {
+func serveLink(ctx context.Context, c net.Conn, handle func(context.Context, message) message) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r := bufio.NewReaderSize(c, MaxLine+2)
@@ -146,22 +224,8 @@ func serveLink(ctx context.Context, c net.Conn, m Member) error {
 		if err != nil {
 			return err
 		}
-		var reply message
-		switch msg.verb {
-		case "ROUND":
-			rctx, rcancel := context.WithTimeout(cctx, memberRoundLimit)
-			paused, err := m.Round(rctx, msg.round)
-			rcancel()
-			reply = message{verb: "DONE", round: msg.round, arg: strconv.FormatInt(paused.UnixNano(), 10)}
-			if err != nil {
-				reply = message{verb: "FAIL", round: msg.round, arg: oneLine(err.Error())}
-			}
-		case "COMMIT":
-			reply = message{verb: "COMMITTED", round: msg.round}
-			if err := m.Commit(msg.round); err != nil {
-				reply = message{verb: "FAIL", round: msg.round, arg: oneLine(err.Error())}
-			}
-		default:
+		reply := handle(cctx, msg)
+		if reply.verb == "" {
 			return fmt.Errorf("group link: %s from the coordinator", msg.verb)
 		}
 		if _, err := c.Write([]byte(reply.String() + "\n")); err != nil {
@@ -182,8 +246,9 @@ func readLine(r *bufio.Reader) (string, error) {
 	return strings.TrimSuffix(string(line), "\n"), nil
 }
 
-// RemoteMember is a member agent reached over its link (ServeMember).
-type RemoteMember struct {
+// link is the coordinator's end of one agent's link: one request at a
+// time, a new connection after any failure.
+type link struct {
 	name string
 	dial func(ctx context.Context) (net.Conn, error)
 
@@ -192,23 +257,82 @@ type RemoteMember struct {
 	r  *bufio.Reader
 }
 
+// Name is the member's name.
+func (l *link) Name() string { return l.name }
+
+// Close drops the link.
+func (l *link) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.drop()
+}
+
+func (l *link) drop() {
+	if l.c != nil {
+		l.c.Close()
+		l.c, l.r = nil, nil
+	}
+}
+
+func (l *link) call(ctx context.Context, req message, want string) (message, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c == nil {
+		c, err := l.dial(ctx)
+		if err != nil {
+			return message{}, fmt.Errorf("dial %s: %w", l.name, err)
+		}
+		l.c, l.r = c, bufio.NewReaderSize(c, MaxLine+2)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = l.c.SetDeadline(time.Now()) })
+	defer stop()
+	reply, err := l.exchange(req)
+	if err == nil && (reply.round != req.round || (reply.verb != want && reply.verb != "FAIL")) {
+		err = fmt.Errorf("group link: %s answered %s", req, reply)
+	}
+	if err != nil {
+		l.drop()
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		return message{}, err
+	}
+	if reply.verb == "FAIL" {
+		return message{}, fmt.Errorf("%s: %s", l.name, reply.arg)
+	}
+	return reply, nil
+}
+
+func (l *link) exchange(req message) (message, error) {
+	if _, err := l.c.Write([]byte(req.String() + "\n")); err != nil {
+		return message{}, err
+	}
+	line, err := readLine(l.r)
+	if err != nil {
+		return message{}, err
+	}
+	return parseLine(line)
+}
+
+// RemoteMember is a member agent reached over its link (ServeMember).
+type RemoteMember struct{ link }
+
 // NewRemoteMember reaches member name with dial (a new connection after
 // any failure).
 func NewRemoteMember(name string, dial func(ctx context.Context) (net.Conn, error)) *RemoteMember {
-	return &RemoteMember{name: name, dial: dial}
+	return &RemoteMember{link{name: name, dial: dial}}
 }
 
-// Name is the member's name.
-func (m *RemoteMember) Name() string { return m.name }
-
 // Round asks the member to checkpoint round r.
-func (m *RemoteMember) Round(ctx context.Context, r uint64) (time.Time, error) {
+func (m *RemoteMember) Round(ctx context.Context, r uint64) (Done, error) {
 	reply, err := m.call(ctx, message{verb: "ROUND", round: r}, "DONE")
 	if err != nil {
-		return time.Time{}, err
+		return Done{}, err
 	}
-	ns, _ := strconv.ParseInt(reply.arg, 10, 64)
-	return time.Unix(0, ns), nil
+	ns, e, _ := strings.Cut(reply.arg, " ")
+	nanos, _ := strconv.ParseInt(ns, 10, 64) // parseLine checked both
+	epoch, _ := parseEpoch(e)
+	return Done{Paused: time.Unix(0, nanos), Epoch: epoch}, nil
 }
 
 // Commit releases the member's output of rounds <= r.
@@ -219,56 +343,23 @@ func (m *RemoteMember) Commit(r uint64) error {
 	return err
 }
 
-// Close drops the link.
-func (m *RemoteMember) Close() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.drop()
+// Abort tells the member to stop its guest for good.
+func (m *RemoteMember) Abort(ctx context.Context, r uint64) error {
+	_, err := m.call(ctx, message{verb: "ABORT", round: r}, "ABORTED")
+	return err
 }
 
-func (m *RemoteMember) drop() {
-	if m.c != nil {
-		m.c.Close()
-		m.c, m.r = nil, nil
-	}
+// RemoteStandby is a member's backup agent reached over its link
+// (ServeStandby).
+type RemoteStandby struct{ link }
+
+// NewRemoteStandby reaches member name's backup with dial.
+func NewRemoteStandby(name string, dial func(ctx context.Context) (net.Conn, error)) *RemoteStandby {
+	return &RemoteStandby{link{name: name, dial: dial}}
 }
 
-func (m *RemoteMember) call(ctx context.Context, req message, want string) (message, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.c == nil {
-		c, err := m.dial(ctx)
-		if err != nil {
-			return message{}, fmt.Errorf("dial member %s: %w", m.name, err)
-		}
-		m.c, m.r = c, bufio.NewReaderSize(c, MaxLine+2)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = m.c.SetDeadline(time.Now()) })
-	defer stop()
-	reply, err := m.exchange(req)
-	if err == nil && (reply.round != req.round || (reply.verb != want && reply.verb != "FAIL")) {
-		err = fmt.Errorf("group link: %s answered %s", req, reply)
-	}
-	if err != nil {
-		m.drop()
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
-		}
-		return message{}, err
-	}
-	if reply.verb == "FAIL" {
-		return message{}, fmt.Errorf("member %s: %s", m.name, reply.arg)
-	}
-	return reply, nil
-}
-
-func (m *RemoteMember) exchange(req message) (message, error) {
-	if _, err := m.c.Write([]byte(req.String() + "\n")); err != nil {
-		return message{}, err
-	}
-	line, err := readLine(m.r)
-	if err != nil {
-		return message{}, err
-	}
-	return parseLine(line)
+// ActivateAt orders the backup to resume the guest from epoch (round r's).
+func (s *RemoteStandby) ActivateAt(ctx context.Context, r, epoch uint64) error {
+	_, err := s.call(ctx, message{verb: "ACTIVATE", round: r, arg: strconv.FormatUint(epoch, 10)}, "ACTIVE")
+	return err
 }

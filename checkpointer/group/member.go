@@ -20,7 +20,15 @@ type LocalMember struct {
 	P    *checkpointer.Primary
 	out  *GatedOutput
 	tick chan struct{}
+	dom  checkpointer.Domain
+
+	abortOnce sync.Once
+	aborted   chan struct{}
+	stopped   chan struct{} // closed when Run returned
 }
+
+// ErrAborted is a member the group told to stop.
+var ErrAborted = errors.New("group member aborted: the group resumed from an earlier round elsewhere")
 
 // NewLocalMember builds the member's primary from cfg: Tick and Output are
 // taken over (cfg.Output becomes the gated output's inner one).
@@ -28,7 +36,11 @@ func NewLocalMember(name string, cfg checkpointer.PrimaryConfig) (*LocalMember, 
 	if cfg.Output == nil {
 		return nil, errors.New("group member: an output is required")
 	}
-	m := &LocalMember{name: name, out: NewGatedOutput(cfg.Output), tick: make(chan struct{})}
+	if cfg.Pipeline {
+		return nil, errors.New("group member: pipelined epochs are not supported")
+	}
+	m := &LocalMember{name: name, out: NewGatedOutput(cfg.Output), tick: make(chan struct{}), dom: cfg.Domain,
+		aborted: make(chan struct{}), stopped: make(chan struct{})}
 	cfg.Output, cfg.Tick = m.out, m.tick
 	p, err := checkpointer.NewPrimary(cfg)
 	if err != nil {
@@ -43,16 +55,60 @@ func (m *LocalMember) Name() string { return m.name }
 
 // Round triggers the member's epoch for round r and waits until its backup
 // acknowledged it.
-func (m *LocalMember) Round(ctx context.Context, r uint64) (time.Time, error) {
+func (m *LocalMember) Round(ctx context.Context, r uint64) (Done, error) {
 	m.out.expect(r)
 	select {
 	case m.tick <- struct{}{}:
+	case <-m.aborted:
+		m.out.expect(0)
+		return Done{}, errors.New("member aborted")
 	case <-ctx.Done():
 		m.out.expect(0)
-		return time.Time{}, fmt.Errorf("not ready for the round: %w", ctx.Err())
+		return Done{}, fmt.Errorf("not ready for the round: %w", ctx.Err())
 	}
 	return m.out.waitAcked(ctx, r)
 }
+
+// Run protects the member's guest (its primary's Run) until ctx ends or
+// the group aborts it (ErrAborted).
+func (m *LocalMember) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-m.aborted:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := m.P.Run(ctx)
+	close(m.stopped)
+	select {
+	case <-m.aborted:
+		return ErrAborted
+	default:
+		return err
+	}
+}
+
+// Abort ends the member for good: its primary stops taking epochs (its
+// held output never leaves), then its guest is paused. The group resumes
+// it elsewhere from an earlier round; its backup's fence finishes it.
+func (m *LocalMember) Abort(ctx context.Context, _ uint64) error {
+	m.abortOnce.Do(func() { close(m.aborted) })
+	select {
+	case <-m.stopped:
+	case <-ctx.Done():
+		return fmt.Errorf("primary did not stop: %w", ctx.Err())
+	}
+	if err := m.dom.Pause(ctx); err != nil {
+		return fmt.Errorf("pause the guest: %w", err)
+	}
+	return nil
+}
+
+// Aborted is closed once the group told this member to stop.
+func (m *LocalMember) Aborted() <-chan struct{} { return m.aborted }
 
 // Commit releases the output of the epochs up to round r's.
 func (m *LocalMember) Commit(r uint64) error { return m.out.commit(r) }
@@ -112,17 +168,17 @@ func (g *GatedOutput) Release(e uint64) error {
 // Discard drops everything held (the loss policy).
 func (g *GatedOutput) Discard() error { return g.inner.Discard() }
 
-func (g *GatedOutput) waitAcked(ctx context.Context, r uint64) (time.Time, error) {
+func (g *GatedOutput) waitAcked(ctx context.Context, r uint64) (Done, error) {
 	stop := context.AfterFunc(ctx, func() { g.mu.Lock(); g.cond.Broadcast(); g.mu.Unlock() })
 	defer stop()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for {
 		if e, ok := g.epochs[r]; ok && g.acked >= e {
-			return g.paused[r], nil
+			return Done{Paused: g.paused[r], Epoch: e}, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return time.Time{}, fmt.Errorf("round %d not acknowledged: %w", r, err)
+			return Done{}, fmt.Errorf("round %d not acknowledged: %w", r, err)
 		}
 		g.cond.Wait()
 	}
@@ -174,4 +230,18 @@ func (g *GatedOutput) commit(r uint64) error {
 	g.release = e
 	g.mu.Unlock()
 	return g.inner.Release(e)
+}
+
+// LocalStandby is a member's backup running in this process.
+type LocalStandby struct {
+	Member string
+	B      *checkpointer.Backup
+}
+
+// Name is the member's name.
+func (s LocalStandby) Name() string { return s.Member }
+
+// ActivateAt resumes the guest from epoch, round r's checkpoint.
+func (s LocalStandby) ActivateAt(ctx context.Context, _ uint64, epoch uint64) error {
+	return s.B.ActivateAt(ctx, epoch)
 }

@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package group_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/checkpointer/codec"
+	"github.com/resilire/resilire/checkpointer/group"
+	"github.com/resilire/resilire/checkpointer/sim"
+	"github.com/resilire/resilire/checkpointer/wire"
+)
+
+// rbMember is one simulated member of a recovery world: its guest, its
+// primary's output (which records the guest's memory at every epoch), its
+// backup and what the backup resumed from.
+type rbMember struct {
+	dom    *sim.Domain
+	m      *group.LocalMember
+	b      *checkpointer.Backup
+	cancel context.CancelFunc // kills the primary (its host)
+
+	mu      sync.Mutex
+	atEpoch map[uint64][32]byte // guest memory when the epoch closed
+	resumed [32]byte            // replica memory the guest resumed from
+	fenced  bool
+}
+
+// hashOut records the guest's memory at each epoch's close (the guest is
+// paused there: that is what the checkpoint holds).
+type hashOut struct {
+	rm *rbMember
+	*checkpointer.EpochCounter
+}
+
+func (o *hashOut) Advance() (uint64, error) {
+	e, err := o.EpochCounter.Advance()
+	o.rm.mu.Lock()
+	o.rm.atEpoch[e] = o.rm.dom.Hash()
+	o.rm.mu.Unlock()
+	return e, err
+}
+
+// hashStandby records the replica the guest resumes from.
+type hashStandby struct {
+	rm      *rbMember
+	replica *sim.Replica
+	*sim.Standby
+}
+
+func (s *hashStandby) Activate(ctx context.Context, state []byte) error {
+	s.rm.mu.Lock()
+	s.rm.resumed = sha256.Sum256(s.replica.Memory())
+	s.rm.mu.Unlock()
+	return s.Standby.Activate(ctx, state)
+}
+
+type fenceFunc func(context.Context, checkpointer.FenceRequest) error
+
+func (f fenceFunc) Fence(ctx context.Context, r checkpointer.FenceRequest) error { return f(ctx, r) }
+
+// newRecoveryWorld starts n members whose backups are group backups (or,
+// for the negative control, plain ones that fail over on their own).
+func newRecoveryWorld(t *testing.T, n int, groupBackups bool) []*rbMember {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	var rms []*rbMember
+	for i := range n {
+		cfg := sim.Config{Name: fmt.Sprintf("vm%d", i), MemSize: 1 << 20, Seed: uint64(i + 1), WritesPerMs: 20, HotPages: 64}
+		rm := &rbMember{dom: sim.NewDomain(cfg), atEpoch: map[uint64][32]byte{}}
+		replica := sim.NewReplica(1 << 20)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fence := fenceFunc(func(context.Context, checkpointer.FenceRequest) error {
+			rm.dom.Stop() // the old primary's guest is gone for good
+			rm.mu.Lock()
+			rm.fenced = true
+			rm.mu.Unlock()
+			return nil
+		})
+		st := &hashStandby{rm: rm, replica: replica, Standby: sim.NewStandby(cfg, replica)}
+		t.Cleanup(func() { _ = st.Close() })
+		rm.b, err = checkpointer.NewBackup(checkpointer.BackupConfig{VM: cfg.Name, Replica: replica, Standby: st, Codec: codec.Raw{},
+			Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
+			Failover: checkpointer.FailoverConfig{Fence: fence}, Group: groupBackups})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _ = rm.b.Serve(ctx) })
+		dial, _ := wire.Dialer(ln.Addr().String(), wire.TLSFiles{}, time.Second)
+		rm.dom.Start()
+		t.Cleanup(rm.dom.Stop)
+		rm.m, err = group.NewLocalMember(cfg.Name, checkpointer.PrimaryConfig{Domain: rm.dom,
+			Output: &hashOut{rm: rm, EpochCounter: checkpointer.NewEpochCounterAt(1)}, Codec: codec.Raw{}, Dial: dial,
+			Interval: time.Hour, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mctx, mcancel := context.WithCancel(ctx)
+		rm.cancel = mcancel
+		wg.Go(func() { _ = rm.m.Run(mctx) })
+		rms = append(rms, rm)
+	}
+	for _, rm := range rms {
+		deadline := time.Now().Add(20 * time.Second)
+		for rm.m.P.Status().State != checkpointer.StateProtected {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never protected: %+v", rm.m.Name(), rm.m.P.Status())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return rms
+}
+
+// ownFailover is the negative control's standby: no group order, each
+// backup fails over on its own when its primary goes silent (what
+// independent per-VM protection does).
+type ownFailover struct {
+	name string
+	b    *checkpointer.Backup
+}
+
+func (o ownFailover) Name() string { return o.name }
+func (o ownFailover) ActivateAt(ctx context.Context, _, _ uint64) error {
+	select {
+	case <-o.b.Activated():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// recordStaged notes what a group backup held when the order came.
+type recordStaged struct {
+	group.LocalStandby
+	mu      *sync.Mutex
+	dropped *int // backups that held a round newer than the one resumed
+}
+
+func (r recordStaged) ActivateAt(ctx context.Context, round, epoch uint64) error {
+	if st := r.B.Status(); st.Staged > epoch {
+		r.mu.Lock()
+		*r.dropped++
+		r.mu.Unlock()
+	}
+	return r.LocalStandby.ActivateAt(ctx, round, epoch)
+}
+
+// A member's host dies after round `kill`: the round after it fails, and
+// every member, the live ones included, must resume on its backup from the
+// same committed round, with exactly the memory its guest had at that
+// round's checkpoint. Without the group's rollback (each backup failing
+// over on its own, from the newest checkpoint it applied) the members
+// resume from different rounds, and the checker must say so.
+func TestGroupRecovery(t *testing.T) {
+	const kill = 8
+	for _, unsafe := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unsafe=%v", unsafe), func(t *testing.T) {
+			rms := newRecoveryWorld(t, 3, !unsafe)
+			ms := make([]group.Member, len(rms))
+			sbs := make([]group.Standby, len(rms))
+			var mu sync.Mutex
+			dropped := 0
+			for i, rm := range rms {
+				ms[i] = rm.m
+				sbs[i] = recordStaged{group.LocalStandby{Member: rm.m.Name(), B: rm.b}, &mu, &dropped}
+				if unsafe {
+					sbs[i] = ownFailover{rm.m.Name(), rm.b}
+				}
+			}
+			var rec *group.Recovery
+			c := &group.Coordinator{Members: ms, Standbys: sbs, Interval: 10 * time.Millisecond, RoundTimeout: 500 * time.Millisecond,
+				RecoveryTimeout: 20 * time.Second,
+				OnRound: func(st group.RoundStats) {
+					if st.Round == kill {
+						rms[1].cancel() // vm1's host dies: its primary takes no more rounds
+					}
+				},
+				OnRecovery: func(r group.Recovery) { rec = &r }}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := c.Run(ctx); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if rec == nil || rec.Failed != kill+1 || rec.Round != kill {
+				t.Fatalf("recovery %+v, want round %d failed and round %d resumed", rec, kill+1, kill)
+			}
+			var bad []string
+			for _, rm := range rms {
+				rm.mu.Lock()
+				e := rec.Epochs[rm.m.Name()]
+				want, ok := rm.atEpoch[e]
+				st := rm.b.Status()
+				if !ok || rm.resumed != want || !rm.fenced || st.State != checkpointer.StateActive {
+					round, _ := rm.m.Output().RoundOf(st.Epoch)
+					bad = append(bad, fmt.Sprintf("%s resumed from epoch %d (round %d, state %s, fenced %v), not from round %d's epoch %d",
+						rm.m.Name(), st.Epoch, round, st.State, rm.fenced, rec.Round, e))
+				}
+				rm.mu.Unlock()
+			}
+			t.Logf("recovery: round %d failed, all resumed from round %d in %v; %d inconsistent", rec.Failed, rec.Round, rec.Took.Round(time.Millisecond), len(bad))
+			if unsafe && len(bad) == 0 {
+				t.Fatal("independent failovers resumed a consistent cut: the checker cannot tell")
+			}
+			if !unsafe && len(bad) > 0 {
+				t.Fatalf("group recovery resumed an inconsistent cut: %q", bad)
+			}
+			if !unsafe && dropped != len(rms)-1 {
+				t.Fatalf("%d backups held the failed round staged, want the %d live members'", dropped, len(rms)-1)
+			}
+		})
+	}
+}
+
+// A recovery order for a checkpoint the backup does not hold is refused
+// and nothing goes live; a plain (non-group) backup refuses every order.
+func TestActivateAtRefuses(t *testing.T) {
+	for _, grp := range []bool{true, false} {
+		rm := newRecoveryWorld(t, 1, grp)[0]
+		err := rm.b.ActivateAt(context.Background(), 1<<40)
+		if !errors.Is(err, checkpointer.ErrGroupRecovery) {
+			t.Fatalf("group=%v: ActivateAt(unknown epoch) = %v, want ErrGroupRecovery", grp, err)
+		}
+		if st := rm.b.Status(); st.State == checkpointer.StateActive || rm.fenced {
+			t.Fatalf("group=%v: refused order left state %s, fenced %v", grp, st.State, rm.fenced)
+		}
+		t.Logf("group=%v: %v", grp, err)
+	}
+}
