@@ -35,6 +35,10 @@ func groupCommand() *ucli.Command {
 				&ucli.StringSliceFlag{Name: "member", Required: true, Usage: "NAME=HOST:PORT of a member's --group-listen (repeat, at least two)"},
 				&ucli.DurationFlag{Name: "interval", Value: checkpointer.DefaultInterval, Usage: "time between rounds"},
 				&ucli.DurationFlag{Name: "round-timeout", Value: time.Second, Usage: "longest round before its laggard counts as failed"},
+				&ucli.StringSliceFlag{Name: "standby", Usage: "NAME=HOST:PORT of member NAME's backup ('resilire standby --group-listen'); " +
+					"one per member, or none. With them a failed round rolls the whole group back: every member resumes on its backup " +
+					"from the last committed round"},
+				&ucli.DurationFlag{Name: "recovery-timeout", Value: 5 * time.Minute, Usage: "longest group recovery (fencing and restoring every member)"},
 			},
 			Action: func(c *ucli.Context) error {
 				log, err := logger(c)
@@ -45,15 +49,24 @@ func groupCommand() *ucli.Command {
 				if err != nil {
 					return err
 				}
+				sbs, err := groupStandbys(c.StringSlice("standby"))
+				if err != nil {
+					return err
+				}
 				if c.Duration("interval") <= 0 || c.Duration("round-timeout") <= 0 {
 					return errors.New("--interval and --round-timeout must be positive")
 				}
 				var n uint64
-				co := &group.Coordinator{Members: ms, Interval: c.Duration("interval"), RoundTimeout: c.Duration("round-timeout"), Logger: log,
+				co := &group.Coordinator{Members: ms, Standbys: sbs, Interval: c.Duration("interval"), RoundTimeout: c.Duration("round-timeout"),
+					RecoveryTimeout: c.Duration("recovery-timeout"), Logger: log,
 					OnRound: func(st group.RoundStats) {
 						if n++; n == 1 || n%1000 == 0 {
 							log.Info("group round committed", "round", st.Round, "commit", st.Commit, "skew", st.Skew)
 						}
+					},
+					OnRecovery: func(r group.Recovery) {
+						log.Warn("group recovered: every member runs on its backup; the group is not protected again yet",
+							"failed_round", r.Failed, "round", r.Round, "took", r.Took)
 					}}
 				return co.Run(c.Context)
 			},
@@ -66,24 +79,42 @@ func groupMembers(specs []string) ([]group.Member, error) {
 	if len(specs) < 2 {
 		return nil, fmt.Errorf("--member: %d given, a group has at least two", len(specs))
 	}
-	seen := map[string]bool{}
 	var ms []group.Member
+	err := groupSpecs("member", specs, func(name string, dial func(context.Context) (net.Conn, error)) {
+		ms = append(ms, group.NewRemoteMember(name, dial))
+	})
+	return ms, err
+}
+
+// groupStandbys parses the --standby flags (the coordinator checks that
+// they match the members).
+func groupStandbys(specs []string) ([]group.Standby, error) {
+	var sbs []group.Standby
+	err := groupSpecs("standby", specs, func(name string, dial func(context.Context) (net.Conn, error)) {
+		sbs = append(sbs, group.NewRemoteStandby(name, dial))
+	})
+	return sbs, err
+}
+
+// groupSpecs parses NAME=HOST:PORT flags, names unique.
+func groupSpecs(flag string, specs []string, add func(name string, dial func(context.Context) (net.Conn, error))) error {
+	seen := map[string]bool{}
 	for _, s := range specs {
 		name, addr, ok := strings.Cut(s, "=")
 		if !ok || name == "" || seen[name] {
-			return nil, fmt.Errorf("--member %q: want a unique NAME=HOST:PORT", s)
+			return fmt.Errorf("--%s %q: want a unique NAME=HOST:PORT", flag, s)
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("--member %q: %w", s, err)
+			return fmt.Errorf("--%s %q: %w", flag, s, err)
 		}
 		seen[name] = true
 		dial, err := wire.Dialer(addr, wire.TLSFiles{}, 5*time.Second)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		ms = append(ms, group.NewRemoteMember(name, dial))
+		add(name, dial)
 	}
-	return ms, nil
+	return nil
 }
 
 // groupMemberFlag is protect's --group-listen.
@@ -108,7 +139,14 @@ func groupAgent(vm, addr string, cfg checkpointer.PrimaryConfig, log *slog.Logge
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return group.ServeMember(gctx, ln, m, log) })
 		g.Go(func() error {
-			err := m.P.Run(gctx)
+			err := m.Run(gctx)
+			if errors.Is(err, group.ErrAborted) {
+				// The group resumed this guest elsewhere: it stays paused
+				// here until its backup's fence ends it. Keep answering the
+				// coordinator (its ABORT is answered once the guest paused).
+				log.Error("group rolled back: this member's guest is paused for good", "vm", vm)
+				<-gctx.Done()
+			}
 			ln.Close() // the member's link ends with its primary
 			if err == nil {
 				err = context.Canceled
@@ -116,5 +154,39 @@ func groupAgent(vm, addr string, cfg checkpointer.PrimaryConfig, log *slog.Logge
 			return err
 		})
 		return g.Wait()
+	}, nil
+}
+
+// groupStandbyFlag is standby's --group-listen.
+func groupStandbyFlag() ucli.Flag {
+	return &ucli.StringFlag{Name: "group-listen", Usage: "be the backup of a VDEchp group member: keep each checkpoint staged until " +
+		"the group commits it, never go live alone, and resume the guest only on the order of the 'resilire group coordinate' " +
+		"that connects here (plaintext TCP)"}
+}
+
+// groupStandby runs the backup's roles and serves the group coordinator's
+// recovery orders on addr.
+func groupStandby(vm, addr string, b *checkpointer.Backup, run func(context.Context) error, log *slog.Logger) (func(context.Context) error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--group-listen: %w", err)
+	}
+	log.Warn("group member's backup: goes live only on the group coordinator's order; the group link is plaintext", "vm", vm, "listen", ln.Addr().String())
+	return func(ctx context.Context) error {
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return group.ServeStandby(gctx, ln, group.LocalStandby{Member: vm, B: b}, log) })
+		g.Go(func() error {
+			err := run(gctx)
+			ln.Close()
+			if err == nil {
+				err = context.Canceled
+			}
+			return err
+		})
+		err := g.Wait()
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}, nil
 }

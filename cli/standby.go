@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +21,7 @@ func standbyCommand() *ucli.Command {
 	flags := append([]ucli.Flag{agentVMFlag(), metricsFlag()}, standbyRoleFlags(":7470", "address the primary connects to")...)
 	flags = append(append(append(append(flags, timingFlags()...), codecFlags()...), tlsFlags()...), domainFlags()...)
 	flags = append(append(flags, diskFlags(false)...), reprotectFlags()...)
+	flags = append(flags, groupStandbyFlag())
 	return &ucli.Command{
 		Name:  "standby",
 		Usage: "hold a VM's replica for a primary and take over when it dies",
@@ -88,6 +90,11 @@ func runStandby(c *ucli.Context, log *slog.Logger, stale bool) (bool, error) {
 	if rd != nil {
 		cfg.Disk = rd
 	}
+	group := c.String("group-listen")
+	if group != "" && c.String("reprotect-to") != "" {
+		return false, errors.New("--group-listen with --reprotect-to: a group is not protected again after its recovery yet")
+	}
+	cfg.Group = group != ""
 	b, err := checkpointer.NewBackup(cfg)
 	if err != nil {
 		return false, err
@@ -105,7 +112,13 @@ func runStandby(c *ucli.Context, log *slog.Logger, stale bool) (bool, error) {
 		}
 		return s
 	}
-	err = runAgent(c.Context, c, reg, status, roles.Switchover, log, roles.Run)
+	run := roles.Run
+	if group != "" {
+		if run, err = groupStandby(c.String("vm"), group, b, roles.Run, log); err != nil {
+			return false, err
+		}
+	}
+	err = runAgent(c.Context, c, reg, status, roles.Switchover, log, run)
 	return err == nil && roles.HandedOver(), err
 }
 
