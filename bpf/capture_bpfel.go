@@ -108,7 +108,7 @@ type CaptureSetConfigArg struct {
 	What  CaptureSetWhat
 	Round uint32
 	Flags CapturePortFlags
-	Pad   [8]uint8
+	Pad   [40]uint8
 }
 
 type CaptureSetWhat uint32

@@ -237,15 +237,18 @@ enum set_what {
 	SET_FLAGS = 8,
 };
 
-/* Argument of set_config, passed as the packet data of BPF_PROG_TEST_RUN
- * (padded to the 14-byte minimum the kernel accepts for tc programs). */
+/* Argument of set_config, passed as the packet data of BPF_PROG_TEST_RUN.
+ * The kernel parses it as a frame: it must be at least 14 bytes, and the
+ * low bytes of what land on the ethertype, where SET_FLAGS (8) reads as
+ * IPv4 and makes the kernel want a 20-byte header behind it; the pad keeps
+ * the argument longer than any header the kernel looks for (IPv6: 40). */
 struct set_config_arg {
 	__u64 epoch;
 	enum mode mode;
 	enum set_what what; /* bit set of SET_EPOCH, SET_MODE, SET_ROUND, SET_FLAGS */
 	__u32 round;
 	enum port_flags flags; /* written whole */
-	__u8 pad[8];
+	__u8 pad[40];
 };
 
 /* A separate (noinline) subprogram so struct set_config_arg is in BTF and
