@@ -110,7 +110,7 @@ func (q *HoldQueue) run() {
 		switch {
 		case err != nil || r.Hdr.Flags&FrameInternal == 0:
 			q.st.BadRecords++
-		case q.anyRel && ColourDiff(r.Hdr.Colour, q.released) <= 0:
+		case q.anyRel && ColourDiff(r.Hdr.Colour, q.released) <= 0 && q.reached(r.Hdr.Colour):
 			q.send(q.complete(&r))
 		case q.st.Bytes+len(r.Frame) > q.maxBytes:
 			q.st.Dropped++
@@ -121,6 +121,15 @@ func (q *HoldQueue) run() {
 		}
 		q.mu.Unlock()
 	}
+}
+
+// reached reports whether the port's round is not behind colour now. A
+// frame held after its colour was released raced with SetRound; sending
+// it while the round is behind (a round set back, which only tests do)
+// would have it held again, in a loop.
+func (q *HoldQueue) reached(colour uint32) bool {
+	cur, err := q.port.Round()
+	return err == nil && ColourDiff(colour, cur) <= 0
 }
 
 // complete copies the record's frame with its checksum completed: the
