@@ -5,8 +5,10 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -253,6 +255,44 @@ func TestColourDiff(t *testing.T) {
 	}{{5, 4, 1}, {5, 5, 0}, {5, 6, -1}, {0, 4095, 1}, {4095, 0, -1}, {4096, 4095, 1}, {2047, 0, 2047}, {2048, 0, -2048}} {
 		if got := ColourDiff(tc.c, tc.i); got != tc.want {
 			t.Errorf("ColourDiff(%d, %d) = %d, want %d", tc.c, tc.i, got, tc.want)
+		}
+	}
+}
+
+// colourSink records what an InputReader offers.
+type colourSink struct{ got chan string }
+
+func (s colourSink) OfferInput(epoch uint64, broken bool, frame []byte) bool {
+	s.got <- fmt.Sprintf("external epoch %d broken %v seq %v", epoch, broken, seqs([][]byte{frame}))
+	return true
+}
+
+func (s colourSink) OfferColouredInput(epoch uint64, colour uint32, frame []byte) bool {
+	s.got <- fmt.Sprintf("internal epoch %d colour %d seq %v", epoch, colour, seqs([][]byte{frame}))
+	return true
+}
+
+// TestInputReaderColours: the input reader hands internal frames to a
+// ColouredInputSink with their colour, external ones as before.
+func TestInputReaderColours(t *testing.T) {
+	p := memberPort(t, PathRedirect, InputLogPortable, 6, peerA)
+	f := frameFor(t, peerA, peerB, net.IP{10, 0, 0, 1}, net.IP{10, 0, 0, 2}, 200, 11)
+	run(t, p.objs.progs[progInputLog], tagged(f, 5), newSkbCtx(t))
+	run(t, p.objs.progs[progInputLog], frameFor(t, stranger, peerB, net.IP{10, 0, 0, 3}, net.IP{10, 0, 0, 2}, 200, 12), newSkbCtx(t))
+	sink := colourSink{got: make(chan string, 4)}
+	r, err := StartInputReader(p, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, want := range []string{"internal epoch 3 colour 5 seq [11]", "external epoch 3 broken false seq [12]"} {
+		select {
+		case got := <-sink.got:
+			if got != want {
+				t.Errorf("offered %q, want %q", got, want)
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("nothing offered, want %q", want)
 		}
 	}
 }
