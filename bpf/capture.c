@@ -56,7 +56,7 @@ int capture(struct __sk_buff *skb)
 	verdict = common_verdict(skb, cfg);
 	if (verdict >= 0)
 		return verdict;
-	return count_record(record(skb, cfg, &capture_ring, META_KERN));
+	return count_record(record(skb, cfg, &capture_ring, META_KERN, 0, 0));
 }
 
 /* Frames up to this size are cheaper to copy twice: for them the dynptr
@@ -82,7 +82,7 @@ int capture_copy(struct __sk_buff *skb)
 	if (verdict >= 0)
 		return verdict;
 	if (skb->len <= ONE_COPY_MIN)
-		return count_record(record(skb, cfg, &capture_ring, META_KERN));
+		return count_record(record(skb, cfg, &capture_ring, META_KERN, 0, 0));
 	return count_record(record_copy(skb, cfg, &capture_ring));
 }
 

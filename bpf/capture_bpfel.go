@@ -16,16 +16,21 @@ import (
 type CaptureCounter uint32
 
 const (
-	CaptureCounterCNT_CAPTURED       CaptureCounter = 0
-	CaptureCounterCNT_PASSED         CaptureCounter = 1
-	CaptureCounterCNT_INJECTED       CaptureCounter = 2
-	CaptureCounterCNT_BLOCKED        CaptureCounter = 3
-	CaptureCounterCNT_RING_FULL      CaptureCounter = 4
-	CaptureCounterCNT_TOO_BIG        CaptureCounter = 5
-	CaptureCounterCNT_INPUT_LOGGED   CaptureCounter = 6
-	CaptureCounterCNT_INPUT_LOG_FULL CaptureCounter = 7
-	CaptureCounterCNT_ERRORS         CaptureCounter = 8
-	CaptureCounterCNT_MAX            CaptureCounter = 9
+	CaptureCounterCNT_CAPTURED          CaptureCounter = 0
+	CaptureCounterCNT_PASSED            CaptureCounter = 1
+	CaptureCounterCNT_INJECTED          CaptureCounter = 2
+	CaptureCounterCNT_BLOCKED           CaptureCounter = 3
+	CaptureCounterCNT_RING_FULL         CaptureCounter = 4
+	CaptureCounterCNT_TOO_BIG           CaptureCounter = 5
+	CaptureCounterCNT_INPUT_LOGGED      CaptureCounter = 6
+	CaptureCounterCNT_INPUT_LOG_FULL    CaptureCounter = 7
+	CaptureCounterCNT_ERRORS            CaptureCounter = 8
+	CaptureCounterCNT_INTERNAL_SENT     CaptureCounter = 9
+	CaptureCounterCNT_INTERNAL_RECEIVED CaptureCounter = 10
+	CaptureCounterCNT_IN_TRANSIT        CaptureCounter = 11
+	CaptureCounterCNT_HELD              CaptureCounter = 12
+	CaptureCounterCNT_HOLD_FULL         CaptureCounter = 13
+	CaptureCounterCNT_MAX               CaptureCounter = 14
 )
 
 type CaptureFrameHdr struct {
@@ -41,7 +46,7 @@ type CaptureFrameHdr struct {
 	Flags      uint8
 	CsumStart  uint16
 	CsumOffset uint16
-	Reserved   uint32
+	Colour     uint32
 }
 
 type CaptureInputLogKind uint32
@@ -60,6 +65,12 @@ const (
 	CaptureModeMODE_BLOCK  CaptureMode = 3
 )
 
+type CapturePeerKey struct {
+	_   structs.HostLayout
+	Mac [6]uint8
+	Pad [2]uint8
+}
+
 type CapturePortConfig struct {
 	_           structs.HostLayout
 	Epoch       uint64
@@ -70,9 +81,19 @@ type CapturePortConfig struct {
 	Path        uint32
 	Attach      uint32
 	InputLog    CaptureInputLogKind
+	Egress      CaptureInputLogKind
 	TapQueues   uint32
 	PortName    [16]int8
+	Round       uint32
+	Flags       CapturePortFlags
+	_           [4]byte
 }
+
+type CapturePortFlags uint32
+
+const (
+	CapturePortFlagsPORT_UNSAFE_NO_HOLD CapturePortFlags = 1
+)
 
 type CaptureScratch struct {
 	_    structs.HostLayout
@@ -85,7 +106,9 @@ type CaptureSetConfigArg struct {
 	Epoch uint64
 	Mode  CaptureMode
 	What  CaptureSetWhat
-	Pad   [8]uint8
+	Round uint32
+	Flags CapturePortFlags
+	Pad   [40]uint8
 }
 
 type CaptureSetWhat uint32
@@ -93,6 +116,8 @@ type CaptureSetWhat uint32
 const (
 	CaptureSetWhatSET_EPOCH CaptureSetWhat = 1
 	CaptureSetWhatSET_MODE  CaptureSetWhat = 2
+	CaptureSetWhatSET_ROUND CaptureSetWhat = 4
+	CaptureSetWhatSET_FLAGS CaptureSetWhat = 8
 )
 
 // Names of all BPF objects in the ELF.
@@ -102,6 +127,7 @@ const (
 	CaptureMapCaptureRing  = "capture_ring"
 	CaptureMapConfig       = "config"
 	CaptureMapCounters     = "counters"
+	CaptureMapGroupPeers   = "group_peers"
 	CaptureMapScratch      = "scratch"
 	CaptureProgCapture     = "capture"
 	CaptureProgCaptureCopy = "capture_copy"
@@ -164,6 +190,7 @@ type CaptureMapSpecs struct {
 	CaptureRing *ebpf.MapSpec `ebpf:"capture_ring"`
 	Config      *ebpf.MapSpec `ebpf:"config"`
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	GroupPeers  *ebpf.MapSpec `ebpf:"group_peers"`
 	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 }
 
@@ -196,6 +223,7 @@ type CaptureMaps struct {
 	CaptureRing *ebpf.Map `ebpf:"capture_ring"`
 	Config      *ebpf.Map `ebpf:"config"`
 	Counters    *ebpf.Map `ebpf:"counters"`
+	GroupPeers  *ebpf.Map `ebpf:"group_peers"`
 	Scratch     *ebpf.Map `ebpf:"scratch"`
 }
 
@@ -204,6 +232,7 @@ func (m *CaptureMaps) Close() error {
 		m.CaptureRing,
 		m.Config,
 		m.Counters,
+		m.GroupPeers,
 		m.Scratch,
 	)
 }

@@ -16,16 +16,21 @@ import (
 type InputlogCounter uint32
 
 const (
-	InputlogCounterCNT_CAPTURED       InputlogCounter = 0
-	InputlogCounterCNT_PASSED         InputlogCounter = 1
-	InputlogCounterCNT_INJECTED       InputlogCounter = 2
-	InputlogCounterCNT_BLOCKED        InputlogCounter = 3
-	InputlogCounterCNT_RING_FULL      InputlogCounter = 4
-	InputlogCounterCNT_TOO_BIG        InputlogCounter = 5
-	InputlogCounterCNT_INPUT_LOGGED   InputlogCounter = 6
-	InputlogCounterCNT_INPUT_LOG_FULL InputlogCounter = 7
-	InputlogCounterCNT_ERRORS         InputlogCounter = 8
-	InputlogCounterCNT_MAX            InputlogCounter = 9
+	InputlogCounterCNT_CAPTURED          InputlogCounter = 0
+	InputlogCounterCNT_PASSED            InputlogCounter = 1
+	InputlogCounterCNT_INJECTED          InputlogCounter = 2
+	InputlogCounterCNT_BLOCKED           InputlogCounter = 3
+	InputlogCounterCNT_RING_FULL         InputlogCounter = 4
+	InputlogCounterCNT_TOO_BIG           InputlogCounter = 5
+	InputlogCounterCNT_INPUT_LOGGED      InputlogCounter = 6
+	InputlogCounterCNT_INPUT_LOG_FULL    InputlogCounter = 7
+	InputlogCounterCNT_ERRORS            InputlogCounter = 8
+	InputlogCounterCNT_INTERNAL_SENT     InputlogCounter = 9
+	InputlogCounterCNT_INTERNAL_RECEIVED InputlogCounter = 10
+	InputlogCounterCNT_IN_TRANSIT        InputlogCounter = 11
+	InputlogCounterCNT_HELD              InputlogCounter = 12
+	InputlogCounterCNT_HOLD_FULL         InputlogCounter = 13
+	InputlogCounterCNT_MAX               InputlogCounter = 14
 )
 
 type InputlogFrameFlags uint32
@@ -33,7 +38,14 @@ type InputlogFrameFlags uint32
 const (
 	InputlogFrameFlagsFRAME_LOG_BROKEN   InputlogFrameFlags = 1
 	InputlogFrameFlagsFRAME_META_UNKNOWN InputlogFrameFlags = 2
+	InputlogFrameFlagsFRAME_INTERNAL     InputlogFrameFlags = 4
 )
+
+type InputlogPeerKey struct {
+	_   structs.HostLayout
+	Mac [6]uint8
+	Pad [2]uint8
+}
 
 type InputlogPortConfig struct {
 	_           structs.HostLayout
@@ -45,8 +57,12 @@ type InputlogPortConfig struct {
 	Path        uint32
 	Attach      uint32
 	InputLog    uint32
+	Egress      uint32
 	TapQueues   uint32
 	PortName    [16]int8
+	Round       uint32
+	Flags       uint32
+	_           [4]byte
 }
 
 type InputlogScratch struct {
@@ -64,7 +80,7 @@ type InputlogScratch struct {
 		Flags      uint8
 		CsumStart  uint16
 		CsumOffset uint16
-		Reserved   uint32
+		Colour     uint32
 	}
 	Data [65536]uint8
 }
@@ -75,6 +91,8 @@ type InputlogScratch struct {
 const (
 	InputlogMapConfig            = "config"
 	InputlogMapCounters          = "counters"
+	InputlogMapGroupPeers        = "group_peers"
+	InputlogMapHoldRing          = "hold_ring"
 	InputlogMapInputRing         = "input_ring"
 	InputlogMapScratch           = "scratch"
 	InputlogProgInputLog         = "input_log"
@@ -131,10 +149,12 @@ type InputlogProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type InputlogMapSpecs struct {
-	Config    *ebpf.MapSpec `ebpf:"config"`
-	Counters  *ebpf.MapSpec `ebpf:"counters"`
-	InputRing *ebpf.MapSpec `ebpf:"input_ring"`
-	Scratch   *ebpf.MapSpec `ebpf:"scratch"`
+	Config     *ebpf.MapSpec `ebpf:"config"`
+	Counters   *ebpf.MapSpec `ebpf:"counters"`
+	GroupPeers *ebpf.MapSpec `ebpf:"group_peers"`
+	HoldRing   *ebpf.MapSpec `ebpf:"hold_ring"`
+	InputRing  *ebpf.MapSpec `ebpf:"input_ring"`
+	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // InputlogVariableSpecs contains global variables before they are loaded into the kernel.
@@ -163,16 +183,20 @@ func (o *InputlogObjects) Close() error {
 //
 // It can be passed to LoadInputlogObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InputlogMaps struct {
-	Config    *ebpf.Map `ebpf:"config"`
-	Counters  *ebpf.Map `ebpf:"counters"`
-	InputRing *ebpf.Map `ebpf:"input_ring"`
-	Scratch   *ebpf.Map `ebpf:"scratch"`
+	Config     *ebpf.Map `ebpf:"config"`
+	Counters   *ebpf.Map `ebpf:"counters"`
+	GroupPeers *ebpf.Map `ebpf:"group_peers"`
+	HoldRing   *ebpf.Map `ebpf:"hold_ring"`
+	InputRing  *ebpf.Map `ebpf:"input_ring"`
+	Scratch    *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *InputlogMaps) Close() error {
 	return _InputlogClose(
 		m.Config,
 		m.Counters,
+		m.GroupPeers,
+		m.HoldRing,
 		m.InputRing,
 		m.Scratch,
 	)

@@ -58,10 +58,11 @@ static __noinline __attribute__((optnone)) __u8 meta_unknown(enum frame_flags f)
 	return f;
 }
 
-/* fill_hdr stamps h from skb and cfg (len already set). src is a
- * compile-time constant: the META_SKB variant has no kfunc call. */
+/* fill_hdr stamps h from skb and cfg (len already set), with colour and
+ * flags (enum frame_flags) from the caller. src is a compile-time
+ * constant: the META_SKB variant has no kfunc call. */
 static __always_inline void fill_hdr(struct frame_hdr *h, struct __sk_buff *skb, struct port_config *cfg,
-                                     enum meta_src src)
+                                     enum meta_src src, __u32 colour, __u8 flags)
 {
 	struct sk_buff *k;
 
@@ -72,12 +73,12 @@ static __always_inline void fill_hdr(struct frame_hdr *h, struct __sk_buff *skb,
 	h->gso_segs = skb->gso_segs;
 	h->gso_type = 0;
 	h->ip_summed = 0;
-	h->flags = 0;
+	h->flags = flags;
 	h->csum_start = 0;
 	h->csum_offset = 0;
-	h->reserved = 0;
+	h->colour = colour;
 	if (src == META_SKB) {
-		h->flags = meta_unknown(FRAME_META_UNKNOWN);
+		h->flags = flags | meta_unknown(FRAME_META_UNKNOWN);
 		return;
 	}
 
@@ -98,9 +99,10 @@ static __always_inline void fill_hdr(struct frame_hdr *h, struct __sk_buff *skb,
 }
 
 /* record copies skb (from its mac header, which is skb->data at tc) and
- * its GSO/checksum metadata into ring, stamped with cfg's epoch. */
+ * its GSO/checksum metadata into ring, stamped with cfg's epoch and the
+ * given colour and flags. */
 static __always_inline enum record_result record(struct __sk_buff *skb, struct port_config *cfg, void *ring,
-                                                 enum meta_src src)
+                                                 enum meta_src src, __u32 colour, __u8 flags)
 {
 	__u32 len = skb->len;
 	__u32 cpu = bpf_get_smp_processor_id();
@@ -121,7 +123,7 @@ static __always_inline enum record_result record(struct __sk_buff *skb, struct p
 		return REC_ERROR;
 
 	s->hdr.len = len;
-	fill_hdr(&s->hdr, skb, cfg, src);
+	fill_hdr(&s->hdr, skb, cfg, src, colour, flags);
 
 	if (bpf_ringbuf_output(ring, s, sizeof(s->hdr) + len, 0) != 0)
 		return REC_RING_FULL;
@@ -163,7 +165,7 @@ static __always_inline enum record_result record_copy(struct __sk_buff *skb, str
 		return REC_ERROR;
 	}
 	h->len = len;
-	fill_hdr(h, skb, cfg, META_KERN);
+	fill_hdr(h, skb, cfg, META_KERN, 0, 0);
 	bpf_ringbuf_submit_dynptr(&dst, 0);
 	return REC_OK;
 }

@@ -16,17 +16,28 @@ import (
 type RedirectCounter uint32
 
 const (
-	RedirectCounterCNT_CAPTURED       RedirectCounter = 0
-	RedirectCounterCNT_PASSED         RedirectCounter = 1
-	RedirectCounterCNT_INJECTED       RedirectCounter = 2
-	RedirectCounterCNT_BLOCKED        RedirectCounter = 3
-	RedirectCounterCNT_RING_FULL      RedirectCounter = 4
-	RedirectCounterCNT_TOO_BIG        RedirectCounter = 5
-	RedirectCounterCNT_INPUT_LOGGED   RedirectCounter = 6
-	RedirectCounterCNT_INPUT_LOG_FULL RedirectCounter = 7
-	RedirectCounterCNT_ERRORS         RedirectCounter = 8
-	RedirectCounterCNT_MAX            RedirectCounter = 9
+	RedirectCounterCNT_CAPTURED          RedirectCounter = 0
+	RedirectCounterCNT_PASSED            RedirectCounter = 1
+	RedirectCounterCNT_INJECTED          RedirectCounter = 2
+	RedirectCounterCNT_BLOCKED           RedirectCounter = 3
+	RedirectCounterCNT_RING_FULL         RedirectCounter = 4
+	RedirectCounterCNT_TOO_BIG           RedirectCounter = 5
+	RedirectCounterCNT_INPUT_LOGGED      RedirectCounter = 6
+	RedirectCounterCNT_INPUT_LOG_FULL    RedirectCounter = 7
+	RedirectCounterCNT_ERRORS            RedirectCounter = 8
+	RedirectCounterCNT_INTERNAL_SENT     RedirectCounter = 9
+	RedirectCounterCNT_INTERNAL_RECEIVED RedirectCounter = 10
+	RedirectCounterCNT_IN_TRANSIT        RedirectCounter = 11
+	RedirectCounterCNT_HELD              RedirectCounter = 12
+	RedirectCounterCNT_HOLD_FULL         RedirectCounter = 13
+	RedirectCounterCNT_MAX               RedirectCounter = 14
 )
+
+type RedirectPeerKey struct {
+	_   structs.HostLayout
+	Mac [6]uint8
+	Pad [2]uint8
+}
 
 type RedirectPortConfig struct {
 	_           structs.HostLayout
@@ -38,8 +49,12 @@ type RedirectPortConfig struct {
 	Path        uint32
 	Attach      uint32
 	InputLog    uint32
+	Egress      uint32
 	TapQueues   uint32
 	PortName    [16]int8
+	Round       uint32
+	Flags       uint32
+	_           [4]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -48,6 +63,7 @@ type RedirectPortConfig struct {
 const (
 	RedirectMapConfig      = "config"
 	RedirectMapCounters    = "counters"
+	RedirectMapGroupPeers  = "group_peers"
 	RedirectProgCapture    = "capture"
 	RedirectProgSetConfig  = "set_config"
 	RedirectProgTapIngress = "tap_ingress"
@@ -104,8 +120,9 @@ type RedirectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type RedirectMapSpecs struct {
-	Config   *ebpf.MapSpec `ebpf:"config"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
+	Config     *ebpf.MapSpec `ebpf:"config"`
+	Counters   *ebpf.MapSpec `ebpf:"counters"`
+	GroupPeers *ebpf.MapSpec `ebpf:"group_peers"`
 }
 
 // RedirectVariableSpecs contains global variables before they are loaded into the kernel.
@@ -134,14 +151,16 @@ func (o *RedirectObjects) Close() error {
 //
 // It can be passed to LoadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type RedirectMaps struct {
-	Config   *ebpf.Map `ebpf:"config"`
-	Counters *ebpf.Map `ebpf:"counters"`
+	Config     *ebpf.Map `ebpf:"config"`
+	Counters   *ebpf.Map `ebpf:"counters"`
+	GroupPeers *ebpf.Map `ebpf:"group_peers"`
 }
 
 func (m *RedirectMaps) Close() error {
 	return _RedirectClose(
 		m.Config,
 		m.Counters,
+		m.GroupPeers,
 	)
 }
 

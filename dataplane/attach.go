@@ -50,12 +50,17 @@ func Attach(opts Options) (_ *Port, err error) {
 	}
 	p := &Port{name: opts.Name, pinDir: pinDir, pinRoot: opts.PinRoot, portName: opts.Port,
 		tapName: TapNameFor(opts.Name), log: opts.Logger, links: map[string]link.Link{}}
-	if opts.InputLog {
-		if p.inputLog, err = resolveInputLog(opts.InputLogKind); err != nil {
+	if opts.InputLog || opts.Group {
+		// One guest-egress program logs and/or colours: its kind is the
+		// input log's when there is one.
+		if p.egress, err = resolveInputLog(opts.InputLogKind); err != nil {
 			return nil, err
 		}
+		if opts.InputLog {
+			p.inputLog = p.egress
+		}
 	}
-	if p.path, p.objs, err = loadForAttach(opts, p.inputLog); err != nil {
+	if p.path, p.objs, err = loadForAttach(opts, p.egress); err != nil {
 		return nil, err
 	}
 	tmp, err := os.MkdirTemp(opts.PinRoot, tmpPrefix)
@@ -104,19 +109,19 @@ func removeStaleTemp(root string, log *slog.Logger) {
 	}
 }
 
-// loadForAttach picks the capture path and loads it with the input log of
-// kind inputLog (0: none). In PathAuto the actual load of the ring object
-// decides: if it fails, path redirect.
-func loadForAttach(opts Options, inputLog InputLogKind) (CapturePath, *objects, error) {
+// loadForAttach picks the capture path and loads it with the guest-egress
+// program of kind egress (0: none). In PathAuto the actual load of the ring
+// object decides: if it fails, path redirect.
+func loadForAttach(opts Options, egress InputLogKind) (CapturePath, *objects, error) {
 	path, err := choosePath(opts.Path)
 	if err != nil {
 		return path, nil, err
 	}
-	objs, err := loadObjects(path, opts.RingBytes, inputLog, nil)
+	objs, err := loadObjects(path, opts.RingBytes, egress, nil)
 	if err != nil && opts.Path == PathAuto && path == PathRing && !errors.Is(err, ErrPermission) {
 		opts.Logger.Warn("ring capture does not load here; using path redirect", "iface", opts.Port, "err", err)
 		path = PathRedirect
-		objs, err = loadObjects(path, opts.RingBytes, inputLog, nil)
+		objs, err = loadObjects(path, opts.RingBytes, egress, nil)
 	}
 	return path, objs, err
 }
@@ -148,8 +153,10 @@ func findBridgePort(name string) (netlink.Link, error) {
 
 func (p *Port) writeInitialConfig(opts Options, portIndex, tapIndex int) error {
 	var b [4]byte
+	// The high 20 bits must not be 0: they mark frames the HoldQueue
+	// releases (release_mark in bpf/inputlog.c, colour in the low 12).
 	var magic uint32
-	for magic == 0 {
+	for magic&^colourMask == 0 {
 		if _, err := rand.Read(b[:]); err != nil {
 			return fmt.Errorf("magic mark: %w", err)
 		}
@@ -161,6 +168,7 @@ func (p *Port) writeInitialConfig(opts Options, portIndex, tapIndex int) error {
 		Path: uint32(p.path), TapQueues: uint32(opts.TapQueues),
 	}
 	c.InputLog = bpf.CaptureInputLogKind(p.inputLog)
+	c.Egress = bpf.CaptureInputLogKind(p.egress)
 	for i := 0; i < len(opts.Port) && i < len(c.PortName)-1; i++ {
 		c.PortName[i] = int8(opts.Port[i])
 	}

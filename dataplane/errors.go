@@ -31,4 +31,8 @@ var (
 	ErrBadRecord = errors.New("malformed ring record")
 	// ErrNoInputLog: the port was attached without the input log.
 	ErrNoInputLog = errors.New("no input log")
+	// ErrNoGroup: the port was attached without the guest-egress program,
+	// which a VDEchp group member needs to hold frames from a peer's later
+	// round (else they would be delivered as orphans).
+	ErrNoGroup = errors.New("not attached as a group member: detach and attach again with --group (or --input-log)")
 )

@@ -19,6 +19,17 @@ type InputSink interface {
 	OfferInput(epoch uint64, broken bool, frame []byte) bool
 }
 
+// ColouredInputSink is an InputSink that also takes the colour of
+// internal frames (FrameInternal, from a VDEchp group peer): after a
+// rollback to round R the backup replays an internal frame only if
+// ColourDiff(colour, R) <= 0, and every external one as before. The
+// reader offers internal frames through OfferColouredInput, the rest and
+// broken markers through OfferInput.
+type ColouredInputSink interface {
+	InputSink
+	OfferColouredInput(epoch uint64, colour uint32, frame []byte) bool
+}
+
 // InputReader reads a port's input-log ring (frames sent to the guest,
 // stamped with their epoch) into a sink, for replay after a failover.
 // Frames the sink cannot take, and frames the ring itself lost (its
@@ -91,10 +102,19 @@ func (r *InputReader) run() {
 		pending = 0
 		frame := append([]byte(nil), rr.Frame...)
 		CompleteChecksum(&rr.Hdr, frame)
-		if !r.sink.OfferInput(rr.Hdr.Epoch, false, frame) {
+		if !r.offer(&rr.Hdr, frame) {
 			pending = rr.Hdr.Epoch
 		}
 	}
+}
+
+// offer hands one frame to the sink, with its colour if it is internal
+// and the sink takes colours.
+func (r *InputReader) offer(h *FrameHdr, frame []byte) bool {
+	if cs, ok := r.sink.(ColouredInputSink); ok && h.Flags&FrameInternal != 0 {
+		return cs.OfferColouredInput(h.Epoch, h.Colour, frame)
+	}
+	return r.sink.OfferInput(h.Epoch, false, frame)
 }
 
 func minEpoch(cur, e uint64) uint64 {

@@ -26,6 +26,8 @@ const (
 	mapCapRing    = bpf.CaptureMapCaptureRing
 	mapInputRing  = bpf.InputlogMapInputRing
 	mapScratch    = bpf.CaptureMapScratch
+	mapPeers      = bpf.CaptureMapGroupPeers
+	mapHoldRing   = bpf.InputlogMapHoldRing
 )
 
 // objects are the loaded programs and maps of one port.
@@ -43,12 +45,12 @@ func (o *objects) close() {
 	}
 }
 
-// loadObjects loads the capture object of path, and the input-log object of
-// kind inputLog (InputLogKernCtx or InputLogPortable; 0 for none), sharing
-// config and counters. Maps named in reuse (pinned maps on Open) replace
-// the spec's; the rest are created with ring buffers of ringBytes and a
-// scratch slot per possible CPU.
-func loadObjects(path CapturePath, ringBytes int, inputLog InputLogKind, reuse map[string]*ebpf.Map) (_ *objects, err error) {
+// loadObjects loads the capture object of path, and the guest-egress
+// (input-log) object of kind egress (InputLogKernCtx or InputLogPortable; 0
+// for none), sharing config, counters and group_peers. Maps named in reuse
+// (pinned maps on Open) replace the spec's; the rest are created with ring
+// buffers of ringBytes and a scratch slot per possible CPU.
+func loadObjects(path CapturePath, ringBytes int, egress InputLogKind, reuse map[string]*ebpf.Map) (_ *objects, err error) {
 	load, v := bpf.LoadCapture, view(&ringView{})
 	switch {
 	case path == PathRedirect:
@@ -65,17 +67,18 @@ func loadObjects(path CapturePath, ringBytes int, inputLog InputLogKind, reuse m
 	if err := loadInto(objs, load, v, ringBytes, reuse); err != nil {
 		return nil, fmt.Errorf("load %s capture: %w", path, err)
 	}
-	if inputLog != 0 {
-		shared := map[string]*ebpf.Map{mapConfig: objs.maps[mapConfig], mapCounters: objs.maps[mapCounters]}
+	if egress != 0 {
+		shared := map[string]*ebpf.Map{mapConfig: objs.maps[mapConfig], mapCounters: objs.maps[mapCounters],
+			mapPeers: objs.maps[mapPeers]}
 		for name, m := range reuse {
 			shared[name] = m
 		}
-		il, err := inputLogViewOf(inputLog)
+		il, err := inputLogViewOf(egress)
 		if err != nil {
 			return nil, err
 		}
 		if err := loadInto(objs, bpf.LoadInputlog, il, ringBytes, shared); err != nil {
-			return nil, fmt.Errorf("load %s input log: %w", inputLog, err)
+			return nil, fmt.Errorf("load %s input log: %w", egress, err)
 		}
 	}
 	return objs, nil

@@ -50,8 +50,8 @@ func openPinned(name, pinRoot string, log *slog.Logger, checkTags bool) (_ *Port
 		return nil, err
 	}
 	p.path, p.attach = CapturePath(c.Path), AttachMethod(c.Attach)
-	if p.InputLog() {
-		p.inputLog = InputLogKind(c.InputLog)
+	if p.objs.progs[progInputLog] != nil {
+		p.inputLog, p.egress = InputLogKind(c.InputLog), InputLogKind(c.Egress)
 	}
 	p.portName = cString(c.PortName[:])
 	p.hooks = p.hooksFor(int(c.PortIfindex), int(c.TapIfindex))
@@ -108,7 +108,7 @@ func (p *Port) loadPinned() error {
 // checkTags loads this binary's programs against the pinned maps and
 // compares each program's tag with the pinned one's.
 func (p *Port) checkTags() error {
-	fresh, err := loadObjects(p.path, 0, p.inputLog, p.objs.maps)
+	fresh, err := loadObjects(p.path, 0, p.egress, p.objs.maps)
 	if err != nil {
 		return fmt.Errorf("vm %s: load programs to compare: %w", p.name, err)
 	}

@@ -52,6 +52,11 @@ type Options struct {
 	// InputLogKind chooses the input-log program; InputLogAuto probes the
 	// kernel (kern-ctx where bpf_cast_to_kern_ctx exists, else portable).
 	InputLogKind InputLogKind
+	// Group attaches the guest-egress program even without the input log:
+	// the port is (or will be) a VDEchp group member, whose frames from
+	// peers are coloured (see Port.SetRound). Needs BPF ring buffers
+	// (Linux 5.8).
+	Group bool
 	// TapQueues is how many queues netbuf should open on the injection tap;
 	// 0 means DefaultTapQueues.
 	TapQueues int

@@ -21,7 +21,7 @@ const (
 )
 
 // mapsToPin are the maps Open needs; scratch maps are private to programs.
-var mapsToPin = []string{mapConfig, mapCounters, mapCapRing, mapInputRing}
+var mapsToPin = []string{mapConfig, mapCounters, mapCapRing, mapInputRing, mapPeers, mapHoldRing}
 
 // ensureBPFFS creates root (on bpffs) if needed and checks its filesystem.
 func ensureBPFFS(root string) error {

@@ -29,6 +29,7 @@ type Port struct {
 	path     CapturePath
 	attach   AttachMethod
 	inputLog InputLogKind // 0 without an input log
+	egress   InputLogKind // guest-egress program (input log and/or group); 0 without
 	log      *slog.Logger
 
 	objs  *objects
@@ -46,7 +47,14 @@ type Counters struct {
 	TooBig       uint64 // frames longer than 64 KiB, dropped
 	InputLogged  uint64 // frames to the guest copied to the input log
 	InputLogFull uint64 // frames to the guest missing from the input log (log broken)
-	Errors       uint64 // capture failures (runt frame, read error), dropped
+	Errors       uint64 // capture failures (runt frame, read error, tag push/pop failure), dropped
+
+	// VDEchp colours (see SetRound).
+	InternalSent     uint64 // frames to a group peer tagged with our round and passed at once
+	InternalReceived uint64 // tagged frames from a peer delivered to the guest, untagged
+	InTransit        uint64 // of those, frames from a peer's earlier round (logged with their colour)
+	Held             uint64 // frames from a peer's later round held in the hold ring (dropped there)
+	HoldFull         uint64 // frames to hold that the hold ring could not take: dropped, never delivered
 }
 
 // Name returns the VM name.
@@ -136,7 +144,7 @@ func (p *Port) Epoch() (uint64, error) {
 }
 
 // InputLog reports whether the input-log program is attached.
-func (p *Port) InputLog() bool { return p.objs.progs[progInputLog] != nil }
+func (p *Port) InputLog() bool { return p.inputLog != 0 }
 
 // InputLogKind returns the kind of the attached input log (never
 // InputLogAuto), or 0 without one.
@@ -174,6 +182,12 @@ func (p *Port) Counters() (Counters, error) {
 		InputLogged:  sums[bpf.CaptureCounterCNT_INPUT_LOGGED],
 		InputLogFull: sums[bpf.CaptureCounterCNT_INPUT_LOG_FULL],
 		Errors:       sums[bpf.CaptureCounterCNT_ERRORS],
+
+		InternalSent:     sums[bpf.CaptureCounterCNT_INTERNAL_SENT],
+		InternalReceived: sums[bpf.CaptureCounterCNT_INTERNAL_RECEIVED],
+		InTransit:        sums[bpf.CaptureCounterCNT_IN_TRANSIT],
+		Held:             sums[bpf.CaptureCounterCNT_HELD],
+		HoldFull:         sums[bpf.CaptureCounterCNT_HOLD_FULL],
 	}, nil
 }
 

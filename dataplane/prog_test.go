@@ -52,7 +52,8 @@ func loadWithInputLog(t testing.TB, path CapturePath, ringBytes int, mode Mode, 
 		t.Fatalf("load %v: %v", path, err)
 	}
 	t.Cleanup(objs.close)
-	c := bpf.CapturePortConfig{Epoch: epoch, Mode: bpf.CaptureMode(mode), Magic: testMagic, PortIfindex: 1, TapIfindex: 1}
+	c := bpf.CapturePortConfig{Epoch: epoch, Mode: bpf.CaptureMode(mode), Magic: testMagic, PortIfindex: 1, TapIfindex: 1,
+		InputLog: bpf.CaptureInputLogKind(kind), Egress: bpf.CaptureInputLogKind(kind)}
 	if err := objs.maps[mapConfig].Update(uint32(0), &c, ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}

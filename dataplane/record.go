@@ -23,6 +23,12 @@ const (
 	// cannot read ip_summed, csum_start/offset or gso_type (all 0); see
 	// CompleteChecksum.
 	FrameMetaUnknown = uint8(bpf.InputlogFrameFlagsFRAME_META_UNKNOWN)
+	// FrameInternal: a frame from a VDEchp group peer; Hdr.Colour is the
+	// sender's round modulo 4096 (see ColourDiff). After a rollback to
+	// round R the backup replays an internal frame only if its colour is
+	// <= R (it was in transit for the cut); the others are re-sent by
+	// their senders.
+	FrameInternal = uint8(bpf.InputlogFrameFlagsFRAME_INTERNAL)
 )
 
 // MaxFrameLen bounds a captured frame: a GSO super-packet is at most 64 KiB
@@ -53,6 +59,9 @@ var (
 	// ErrChecksum means the checksum metadata (ip_summed, csum_start,
 	// csum_offset) is inconsistent with the frame.
 	ErrChecksum = errors.New("bad checksum metadata")
+	// ErrColour means the colour is wider than the 12-bit tag, or set on a
+	// frame that is not FrameInternal.
+	ErrColour = errors.New("bad colour")
 )
 
 // FrameHdr is the ring-record header, generated from struct frame_hdr.
@@ -99,6 +108,11 @@ func validateFrameHdr(h *FrameHdr) error {
 				ErrBadRecord, ErrChecksum, h.CsumStart, h.CsumOffset, h.Len)
 		}
 	}
+	// Colour 0 is a valid internal colour (round 4096 wraps to it), so
+	// only a colour on an external frame is inconsistent.
+	if h.Colour > colourMask || (h.Colour != 0 && h.Flags&FrameInternal == 0) {
+		return fmt.Errorf("%w: %w: colour %d flags %#x", ErrBadRecord, ErrColour, h.Colour, h.Flags)
+	}
 	return nil
 }
 
@@ -120,7 +134,7 @@ func decodeFrameHdr(b []byte) FrameHdr {
 		Flags:      b[31],
 		CsumStart:  le.Uint16(b[32:]),
 		CsumOffset: le.Uint16(b[34:]),
-		Reserved:   le.Uint32(b[36:]),
+		Colour:     le.Uint32(b[36:]),
 	}
 }
 
@@ -141,7 +155,7 @@ func AppendRecord(dst []byte, h FrameHdr, frame []byte) []byte {
 	b[31] = h.Flags
 	le.PutUint16(b[32:], h.CsumStart)
 	le.PutUint16(b[34:], h.CsumOffset)
-	le.PutUint32(b[36:], h.Reserved)
+	le.PutUint32(b[36:], h.Colour)
 	dst = append(dst, b[:]...)
 	return append(dst, frame...)
 }

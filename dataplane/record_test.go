@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-var recordErrors = []error{ErrShortRecord, ErrRecordLength, ErrFrameSize, ErrChecksum}
+var recordErrors = []error{ErrShortRecord, ErrRecordLength, ErrFrameSize, ErrChecksum, ErrColour}
 
 func TestRecordHeaderSize(t *testing.T) {
 	if n := binary.Size(FrameHdr{}); n != RecordHeaderLen {
@@ -23,7 +23,7 @@ func TestRecordLayout(t *testing.T) {
 	frame := bytes.Repeat([]byte{0xab}, 60)
 	h := FrameHdr{Epoch: 0x0102030405060708, TstampNs: 0x1112131415161718, Len: uint32(len(frame)),
 		Ifindex: 0x21222324, GsoSize: 0x3132, GsoSegs: 0x4142, GsoType: 0x5152, IpSummed: ChecksumPartial,
-		Flags: 0x61, CsumStart: 34, CsumOffset: 16, Reserved: 0x71727374}
+		Flags: 0x61, CsumStart: 34, CsumOffset: 16, Colour: 0x71727374}
 	want, err := binary.Append(nil, binary.LittleEndian, &h)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +41,7 @@ func TestRecordLayout(t *testing.T) {
 func TestParseRecord(t *testing.T) {
 	frame := bytes.Repeat([]byte{0xab}, 60)
 	h := FrameHdr{Epoch: 7, TstampNs: 123456789, Len: 999, Ifindex: 4, GsoSize: 1448, GsoSegs: 3, GsoType: 5,
-		IpSummed: ChecksumPartial, Flags: 1, CsumStart: 34, CsumOffset: 16}
+		IpSummed: ChecksumPartial, Flags: FrameLogBroken | FrameInternal, CsumStart: 34, CsumOffset: 16, Colour: 4095}
 	raw := AppendRecord([]byte{0xee}, h, frame)[1:] // AppendRecord appends to dst
 	r, err := ParseRecord(raw)
 	if err != nil {
@@ -76,6 +76,8 @@ func TestParseRecordErrors(t *testing.T) {
 		{"bad ip_summed", AppendRecord(nil, FrameHdr{IpSummed: ChecksumPartial + 1}, frame), ErrChecksum},
 		{"csum past frame", AppendRecord(nil, FrameHdr{IpSummed: ChecksumPartial, CsumStart: 50, CsumOffset: 9}, frame), ErrChecksum},
 		{"csum in ethernet header", AppendRecord(nil, FrameHdr{IpSummed: ChecksumPartial, CsumStart: 2, CsumOffset: 6}, frame), ErrChecksum},
+		{"colour wider than the tag", AppendRecord(nil, FrameHdr{Flags: FrameInternal, Colour: 4096}, frame), ErrColour},
+		{"colour on an external frame", AppendRecord(nil, FrameHdr{Colour: 5}, frame), ErrColour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseRecord(tc.raw)
@@ -89,6 +91,8 @@ func TestParseRecordErrors(t *testing.T) {
 		AppendRecord(nil, FrameHdr{}, frame[:MinFrameLen]),
 		AppendRecord(nil, FrameHdr{}, make([]byte, MaxFrameLen)),
 		AppendRecord(nil, FrameHdr{IpSummed: ChecksumPartial, CsumStart: MinFrameLen, CsumOffset: 44}, frame),
+		AppendRecord(nil, FrameHdr{Flags: FrameInternal}, frame), // round 4096 wraps to colour 0
+		AppendRecord(nil, FrameHdr{Flags: FrameInternal, Colour: 4095}, frame),
 	} {
 		if _, err := ParseRecord(raw); err != nil {
 			t.Errorf("%d-byte record: %v", len(raw), err)
@@ -107,6 +111,7 @@ func FuzzParseRecord(f *testing.F) {
 		make([]byte, 3000)))
 	f.Add(AppendRecord(nil, FrameHdr{Epoch: 3, GsoSize: 1200, IpSummed: ChecksumPartial, CsumStart: 58, CsumOffset: 6},
 		make([]byte, 2400)))
+	f.Add(AppendRecord(nil, FrameHdr{Epoch: 4, Flags: FrameInternal, Colour: 5}, make([]byte, 60)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseRecord(b)
 		if err != nil {
@@ -127,6 +132,9 @@ func FuzzParseRecord(f *testing.F) {
 		}
 		if r.Hdr.IpSummed == ChecksumPartial && int(r.Hdr.CsumStart)+int(r.Hdr.CsumOffset)+2 > len(r.Frame) {
 			t.Fatalf("checksum field %d+%d outside %d-byte frame", r.Hdr.CsumStart, r.Hdr.CsumOffset, len(r.Frame))
+		}
+		if r.Hdr.Colour > 0xfff || (r.Hdr.Colour != 0 && r.Hdr.Flags&FrameInternal == 0) {
+			t.Fatalf("colour %d accepted with flags %#x", r.Hdr.Colour, r.Hdr.Flags)
 		}
 		var ref FrameHdr
 		if _, err := binary.Decode(b, binary.LittleEndian, &ref); err != nil || ref != r.Hdr {

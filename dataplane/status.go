@@ -5,6 +5,8 @@ package dataplane
 import (
 	"errors"
 	"log/slog"
+
+	"github.com/resilire/resilire/bpf"
 )
 
 // Status is a snapshot of one attached VM's data plane.
@@ -16,6 +18,9 @@ type Status struct {
 	Epoch           uint64
 	InputLog        bool
 	InputLogKind    InputLogKind // kern-ctx or portable when InputLog
+	Group           bool         // the guest-egress program is attached (VDEchp member possible)
+	Round           uint32       // VDEchp colour; 0: not a group member
+	UnsafeNoHold    bool         // negative control: frames from a later round are not held
 	Counters        Counters
 	// Compatible is false when the pinned programs differ from this build
 	// (see ErrIncompatible); the rest is still read from the pinned maps.
@@ -36,6 +41,8 @@ func ReadStatus(name, pinRoot string) (Status, error) {
 		return s, err
 	}
 	s.Mode, s.Epoch = Mode(c.Mode), c.Epoch
+	s.Group, s.Round = p.Group(), c.Round
+	s.UnsafeNoHold = c.Flags&bpf.CapturePortFlagsPORT_UNSAFE_NO_HOLD != 0
 	if s.Counters, err = p.Counters(); err != nil {
 		return s, err
 	}

@@ -46,10 +46,11 @@ type redirectView struct{ bpf.RedirectObjects }
 
 func (v *redirectView) named() (map[string]*ebpf.Program, map[string]*ebpf.Map) {
 	return captureProgs(v.Capture, v.TapIngress, v.SetConfig),
-		map[string]*ebpf.Map{mapConfig: v.Config, mapCounters: v.Counters}
+		map[string]*ebpf.Map{mapConfig: v.Config, mapCounters: v.Counters, mapPeers: v.GroupPeers}
 }
 
-// inputLogView is the kern-ctx input log.
+// inputLogView is the kern-ctx guest-egress program (input log, group
+// receiver).
 type inputLogView struct {
 	bpf.InputlogMaps
 	InputLog *ebpf.Program `ebpf:"input_log"`
@@ -59,7 +60,7 @@ func (v *inputLogView) named() (map[string]*ebpf.Program, map[string]*ebpf.Map) 
 	return map[string]*ebpf.Program{progInputLog: v.InputLog}, inputLogMaps(&v.InputlogMaps)
 }
 
-// inputLogPortableView is the portable input log, named input_log.
+// inputLogPortableView is the portable guest-egress program, named input_log.
 type inputLogPortableView struct {
 	bpf.InputlogMaps
 	InputLog *ebpf.Program `ebpf:"input_log_portable"`
@@ -74,9 +75,11 @@ func captureProgs(capture, tap, setConfig *ebpf.Program) map[string]*ebpf.Progra
 }
 
 func captureMaps(m *bpf.CaptureMaps) map[string]*ebpf.Map {
-	return map[string]*ebpf.Map{mapConfig: m.Config, mapCounters: m.Counters, mapCapRing: m.CaptureRing, mapScratch: m.Scratch}
+	return map[string]*ebpf.Map{mapConfig: m.Config, mapCounters: m.Counters, mapCapRing: m.CaptureRing, mapScratch: m.Scratch,
+		mapPeers: m.GroupPeers}
 }
 
 func inputLogMaps(m *bpf.InputlogMaps) map[string]*ebpf.Map {
-	return map[string]*ebpf.Map{mapConfig: m.Config, mapCounters: m.Counters, mapInputRing: m.InputRing, mapScratch: m.Scratch}
+	return map[string]*ebpf.Map{mapConfig: m.Config, mapCounters: m.Counters, mapInputRing: m.InputRing, mapScratch: m.Scratch,
+		mapPeers: m.GroupPeers, mapHoldRing: m.HoldRing}
 }

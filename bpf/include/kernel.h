@@ -28,6 +28,7 @@ typedef __u32 __wsum;
 
 /* libbpf's bpf_helper_defs.h names these types in prototypes. */
 enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_RINGBUF = 27,
@@ -42,6 +43,12 @@ enum bpf_map_type {
 #define TC_ACT_REDIRECT 7
 
 #define ETH_HLEN 14
+#define ETH_ALEN 6
+
+/* 802.1ad service tag (include/uapi/linux/if_ether.h), host order. */
+#define ETH_P_8021AD 0x88A8
+#define VLAN_HLEN 4
+#define VLAN_VID_MASK 0x0fff
 
 #define __bpf_md_ptr(type, name) \
 	union {                      \

@@ -56,6 +56,16 @@ func (s *Socket) Send(frame []byte) error {
 	return nil
 }
 
+// SetMark sets the skb mark of the frames sent from now on (SO_MARK,
+// CAP_NET_ADMIN): the data plane's programs recognise frames the product
+// sends by it.
+func (s *Socket) SetMark(mark uint32) error {
+	if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
+		return fmt.Errorf("mark %#x on packet socket of %s: %w", mark, s.iface, err)
+	}
+	return nil
+}
+
 // SendFrame is Send, for the Announcer.
 func (s *Socket) SendFrame(frame []byte) error { return s.Send(frame) }
 
