@@ -20,6 +20,8 @@ func dataplaneAttachCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "path", Value: "auto", Usage: "capture path: auto, ring or redirect"},
 			&ucli.StringFlag{Name: "attach", Value: "auto", Usage: "attach method: auto, tcx or clsact"},
 			&ucli.BoolFlag{Name: "input-log", Usage: "also log frames to the guest (LLM input replay)"},
+			&ucli.BoolFlag{Name: "group", Usage: "attach the guest-egress program a VDEchp group member needs: frames from other members " +
+				"are untagged and held while they come from a later round"},
 			&ucli.StringFlag{Name: "input-log-kind", Value: "auto", Usage: "input log: auto, kern-ctx (exact metadata, kernel >= 6.2) or portable (no kfunc)"},
 			&ucli.IntFlag{Name: "ring-bytes", Value: dataplane.DefaultRingBytes, Usage: "size of each ring buffer"},
 		},
@@ -57,7 +59,7 @@ func attachOptions(c *ucli.Context) (dataplane.Options, error) {
 	log, err := logger(c)
 	return dataplane.Options{
 		Name: c.String("vm"), Port: c.String("port"), Path: path, Attach: method,
-		InputLog: c.Bool("input-log"), InputLogKind: kind, RingBytes: c.Int("ring-bytes"), PinRoot: c.String("pin-root"), Logger: log,
+		InputLog: c.Bool("input-log"), Group: c.Bool("group"), InputLogKind: kind, RingBytes: c.Int("ring-bytes"), PinRoot: c.String("pin-root"), Logger: log,
 	}, err
 }
 

@@ -35,6 +35,9 @@ func printStatus(w io.Writer, s dataplane.Status) error {
 	if s.InputLog {
 		fmt.Fprintf(tw, "input log kind\t%s\n", s.InputLogKind)
 	}
+	if s.Group {
+		fmt.Fprintf(tw, "group round\t%d\nunsafe no hold\t%v\n", s.Round, s.UnsafeNoHold)
+	}
 	if !s.Compatible {
 		fmt.Fprintf(tw, "warning\tpinned programs differ from this build: detach and attach again\n")
 	}
@@ -47,6 +50,8 @@ func printStatus(w io.Writer, s dataplane.Status) error {
 		{"captured", c.Captured}, {"passed", c.Passed}, {"injected", c.Injected}, {"blocked", c.Blocked},
 		{"ring full", c.RingFull}, {"too big", c.TooBig}, {"input logged", c.InputLogged},
 		{"input log full", c.InputLogFull}, {"errors", c.Errors},
+		{"internal sent", c.InternalSent}, {"internal received", c.InternalReceived}, {"in transit", c.InTransit},
+		{"held", c.Held}, {"hold full", c.HoldFull},
 	} {
 		fmt.Fprintf(tw, "%s\t%d\n", row.name, row.v)
 	}

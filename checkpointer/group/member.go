@@ -66,7 +66,43 @@ func (m *LocalMember) Round(ctx context.Context, r uint64) (Done, error) {
 		m.out.expect(0)
 		return Done{}, fmt.Errorf("not ready for the round: %w", ctx.Err())
 	}
-	return m.out.waitAcked(ctx, r)
+	d, err := m.out.waitAcked(ctx, r)
+	if err != nil {
+		return d, err
+	}
+	// The member's checkpoint of round r is safe: frames of round r+1 its
+	// data plane held (from members already past r) may reach the guest.
+	if c := m.out.colourer(); c != nil {
+		if _, err := c.Release(uint32(r + 1)); err != nil {
+			return d, fmt.Errorf("release held internal frames of round %d: %w", r+1, err)
+		}
+	}
+	return d, nil
+}
+
+// Colours is a member's data-plane colouring (dataplane.Port and its
+// HoldQueue): frames to other members carry the sender's round and are not
+// held for the commit; a frame from a later round waits until the
+// receiver's own checkpoint.
+type Colours interface {
+	// SetRound sets the round the guest executes, its colour.
+	SetRound(r uint32) error
+	// Release delivers the held frames of colours up to r.
+	Release(r uint32) (int, error)
+}
+
+// SetColours colours the member's internal frames from now on: the guest
+// executes round 1 until its checkpoint of round 1, and so on. The colour
+// advances while the guest is paused for each round's checkpoint; held
+// frames are released once that checkpoint is acknowledged.
+func (m *LocalMember) SetColours(c Colours) error {
+	if err := c.SetRound(1); err != nil {
+		return fmt.Errorf("group member %s: colour round 1: %w", m.name, err)
+	}
+	m.out.mu.Lock()
+	m.out.colours = c
+	m.out.mu.Unlock()
+	return nil
 }
 
 // Run protects the member's guest (its primary's Run) until ctx ends or
@@ -126,6 +162,13 @@ type GatedOutput struct {
 	paused  map[uint64]time.Time
 	acked   uint64 // highest epoch the member's backup acknowledged
 	release uint64 // highest epoch released
+	colours Colours
+}
+
+func (g *GatedOutput) colourer() Colours {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.colours
 }
 
 // NewGatedOutput gates inner.
@@ -148,11 +191,19 @@ func (g *GatedOutput) Advance() (uint64, error) {
 		return e, err
 	}
 	g.mu.Lock()
-	if g.want != 0 {
-		g.epochs[g.want], g.paused[g.want] = e, time.Now()
+	r, c := g.want, g.colours
+	if r != 0 {
+		g.epochs[r], g.paused[r] = e, time.Now()
 		g.want = 0
 	}
 	g.mu.Unlock()
+	if r != 0 && c != nil {
+		// The guest is paused for round r's checkpoint: what it sends
+		// after it belongs to round r+1.
+		if err := c.SetRound(uint32(r + 1)); err != nil {
+			return e, fmt.Errorf("colour round %d: %w", r+1, err)
+		}
+	}
 	return e, nil
 }
 

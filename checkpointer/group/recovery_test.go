@@ -239,3 +239,72 @@ func TestActivateAtRefuses(t *testing.T) {
 		t.Logf("group=%v: %v", grp, err)
 	}
 }
+
+// fakeColours records the colour calls and checks when they come.
+type fakeColours struct {
+	rm      *rbMember
+	mu      sync.Mutex
+	round   uint32
+	errs    []string
+	sets    int
+	release []uint32
+}
+
+func (f *fakeColours) SetRound(r uint32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r > 1 && !f.rm.dom.Paused() {
+		f.errs = append(f.errs, fmt.Sprintf("round %d set while the guest runs", r))
+	}
+	if r != f.round+1 {
+		f.errs = append(f.errs, fmt.Sprintf("round %d set after %d", r, f.round))
+	}
+	f.round = r
+	f.sets++
+	return nil
+}
+
+func (f *fakeColours) Release(r uint32) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r > f.round {
+		f.errs = append(f.errs, fmt.Sprintf("held frames of round %d released at round %d", r, f.round))
+	}
+	f.release = append(f.release, r)
+	return 0, nil
+}
+
+// A coloured member advances its colour while paused for each round's
+// checkpoint, and releases held frames of round r+1 only once its
+// checkpoint of round r is acknowledged.
+func TestColoursFollowRounds(t *testing.T) {
+	rms := newRecoveryWorld(t, 2, true)
+	var fcs []*fakeColours
+	ms := make([]group.Member, len(rms))
+	for i, rm := range rms {
+		fc := &fakeColours{rm: rm}
+		if err := rm.m.SetColours(fc); err != nil {
+			t.Fatal(err)
+		}
+		fcs = append(fcs, fc)
+		ms[i] = rm.m
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &group.Coordinator{Members: ms, Interval: 5 * time.Millisecond, RoundTimeout: 5 * time.Second,
+		OnRound: func(st group.RoundStats) {
+			if st.Round == 10 {
+				cancel()
+			}
+		}}
+	if err := c.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, fc := range fcs {
+		fc.mu.Lock()
+		if len(fc.errs) > 0 || fc.round < 11 || len(fc.release) < 10 || fc.release[9] != 11 {
+			t.Errorf("member %d: round %d, releases %v, errors %q", i, fc.round, fc.release, fc.errs)
+		}
+		fc.mu.Unlock()
+	}
+}
