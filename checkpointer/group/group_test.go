@@ -153,7 +153,7 @@ func (h *hung) Round(ctx context.Context, _ uint64) (group.Done, error) {
 	return group.Done{}, ctx.Err()
 }
 func (h *hung) Abort(context.Context, uint64) error { return errors.New("hung") }
-func (h *hung) Commit(uint64) error { h.committed = true; return nil }
+func (h *hung) Commit(uint64) error                 { h.committed = true; return nil }
 
 // A member that never reaches round r fails it after RoundTimeout: the
 // coordinator names it and commits the round to nobody.
