@@ -38,12 +38,13 @@ type FailoverConfig struct {
 // -> gratuitous ARP. It never activates without a successful fence (or the
 // explicit unsafe flag) and never twice.
 func (b *Backup) failover(ctx context.Context, reason string) error {
-	return b.failoverWith(ctx, reason, true)
+	return b.failoverWith(ctx, reason, true, 0)
 }
 
 // failoverWith is failover; fence false is the switchover's (the primary
-// stopped its guest and said so).
-func (b *Backup) failoverWith(ctx context.Context, reason string, fence bool) error {
+// stopped its guest and said so). round is the group's round the guest
+// resumes from (0: not a group member): it selects the input to replay.
+func (b *Backup) failoverWith(ctx context.Context, reason string, fence bool, round uint64) error {
 	b.mu.Lock()
 	if b.state != StateStandby || b.committed == 0 {
 		st := b.state
@@ -98,7 +99,7 @@ func (b *Backup) failoverWith(ctx context.Context, reason string, fence bool) er
 		}
 	}
 	if fo.Inject != nil {
-		frames := b.input.take(epoch)
+		frames := b.input.take(epoch, round)
 		n, err := fo.Inject.Inject(frames)
 		b.log.Warn("input log replayed to the guest", "vm", b.cfg.VM, "epoch", epoch, "frames", n, "kept", len(frames))
 		if err != nil {

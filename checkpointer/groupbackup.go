@@ -64,14 +64,15 @@ func (b *Backup) applyPending(s *backupSession) error {
 }
 
 // ActivateAt is the group's recovery order: resume the guest here from
-// epoch, the member's checkpoint of the group's last committed round. The
+// epoch, the member's checkpoint of the group's last committed round
+// (round; the input log replays what other members sent up to it). The
 // current session is stopped first (the primary may still be alive), the
 // staged checkpoint is applied or dropped so that the replica holds exactly
 // epoch, then the usual failover runs: fence, activate, port, input replay.
 // An order for the epoch already active here succeeds (the guest is never
 // resumed twice); any other mismatch is refused and nothing runs (the
 // session was stopped: the primary reconnects and resynchronises).
-func (b *Backup) ActivateAt(ctx context.Context, epoch uint64) error {
+func (b *Backup) ActivateAt(ctx context.Context, round, epoch uint64) error {
 	b.mu.Lock()
 	if !b.cfg.Group {
 		b.mu.Unlock()
@@ -120,7 +121,7 @@ func (b *Backup) ActivateAt(ctx context.Context, epoch uint64) error {
 		return err
 	}
 	b.log.Warn("group recovery: resuming the guest from the group's last committed round", "vm", b.cfg.VM, "epoch", epoch)
-	if err := b.failoverWith(ctx, "group-recovery", true); err != nil {
+	if err := b.failoverWith(ctx, "group-recovery", true, round); err != nil {
 		return err
 	}
 	b.cfg.Listener.Close()

@@ -27,11 +27,11 @@ func TestInputKeeper(t *testing.T) {
 		k.add(rec(2, 'b'), 1)
 		k.add(rec(3, 'c'), 1)
 		k.commit(2)
-		if got := tagsOf(k.take(2)); got != "bc" {
+		if got := tagsOf(k.take(2, 0)); got != "bc" {
 			t.Fatalf("after commit 2 replay %q, want bc", got)
 		}
 		k.add(rec(1, 'z'), 2) // older than committed: never kept
-		if got := tagsOf(k.take(2)); got != "bc" {
+		if got := tagsOf(k.take(2, 0)); got != "bc" {
 			t.Fatalf("stale frame kept: %q", got)
 		}
 	})
@@ -41,15 +41,15 @@ func TestInputKeeper(t *testing.T) {
 		k.add(wire.InputRecord{Epoch: 3, Broken: true}, 2)
 		k.add(rec(3, 'b'), 2)
 		k.add(rec(4, 'c'), 2)
-		if got := tagsOf(k.take(2)); got != "a" {
+		if got := tagsOf(k.take(2, 0)); got != "a" {
 			t.Fatalf("broken from 3: replay %q, want a", got)
 		}
 		k.commit(3) // frames stamped 3 still replay: still broken
-		if got := tagsOf(k.take(3)); got != "" {
+		if got := tagsOf(k.take(3, 0)); got != "" {
 			t.Fatalf("commit 3, broken 3: replay %q, want nothing", got)
 		}
 		k.commit(4)
-		if got := tagsOf(k.take(4)); got != "c" {
+		if got := tagsOf(k.take(4, 0)); got != "c" {
 			t.Fatalf("commit 4 clears broken 3: replay %q, want c", got)
 		}
 	})
@@ -61,11 +61,11 @@ func TestInputKeeper(t *testing.T) {
 		if k.bytes > 150 || len(k.recs) != 2 {
 			t.Fatalf("kept %d frames, %d bytes over bound 150", len(k.recs), k.bytes)
 		}
-		if got := tagsOf(k.take(5)); got != "" {
+		if got := tagsOf(k.take(5, 0)); got != "" {
 			t.Fatalf("epoch 5 lost a frame: replay %q, want nothing", got)
 		}
 		k.commit(6)
-		if got := tagsOf(k.take(6)); got != "c" {
+		if got := tagsOf(k.take(6, 0)); got != "c" {
 			t.Fatalf("after commit 6 replay %q, want c", got)
 		}
 	})
@@ -74,13 +74,40 @@ func TestInputKeeper(t *testing.T) {
 		k.add(rec(7, 'a'), 7)
 		k.reset(7)
 		k.add(rec(7, 'b'), 7)
-		if got := tagsOf(k.take(7)); got != "" {
+		if got := tagsOf(k.take(7, 0)); got != "" {
 			t.Fatalf("after reset replay %q, want nothing", got)
 		}
 		k.add(rec(8, 'c'), 7)
 		k.commit(8)
-		if got := tagsOf(k.take(8)); got != "c" {
+		if got := tagsOf(k.take(8, 0)); got != "c" {
 			t.Fatalf("after reset and commit 8 replay %q, want c", got)
 		}
 	})
+}
+
+// After a group's rollback to round R, frames from other members are
+// replayed only if sent in round R or before (in transit across the cut),
+// across the 4095 -> 0 wrap too; external frames always.
+func TestInputKeeperGroupColours(t *testing.T) {
+	for _, tc := range []struct {
+		round uint64
+		want  string
+	}{{7, "xab"}, {8, "xabc"}, {4096 + 7, "xab"}, {0, "xabcd"}} {
+		k := newInputKeeper(0)
+		for _, r := range []wire.InputRecord{
+			{Epoch: 5, Frame: frameOf('x')},
+			{Epoch: 5, Internal: true, Colour: 6, Frame: frameOf('a')},
+			{Epoch: 6, Internal: true, Colour: 7, Frame: frameOf('b')},
+			{Epoch: 6, Internal: true, Colour: 8, Frame: frameOf('c')},
+			{Epoch: 6, Internal: true, Colour: 9, Frame: frameOf('d')},
+		} {
+			if tc.round > 4095 {
+				r.Colour = uint16((uint64(r.Colour) + 4096) & wire.MaxColour)
+			}
+			k.add(r, 5)
+		}
+		if got := tagsOf(k.take(5, tc.round)); got != tc.want {
+			t.Errorf("rollback to round %d replays %q, want %q", tc.round, got, tc.want)
+		}
+	}
 }

@@ -61,7 +61,8 @@ func (k *inputKeeper) add(r wire.InputRecord, committed uint64) {
 	if len(r.Frame) == 0 || r.Epoch < committed {
 		return
 	}
-	k.recs = append(k.recs, wire.InputRecord{Epoch: r.Epoch, Frame: append([]byte(nil), r.Frame...)})
+	r.Frame = append([]byte(nil), r.Frame...)
+	k.recs = append(k.recs, r)
 	k.bytes += len(r.Frame)
 	drop := 0
 	for k.bytes > k.limit && drop < len(k.recs) {
@@ -99,8 +100,12 @@ func (k *inputKeeper) reset(committed uint64) {
 }
 
 // take returns the frames to replay over committed epoch e, in order: those
-// stamped >= e and before the first broken epoch.
-func (k *inputKeeper) take(e uint64) [][]byte {
+// stamped >= e and before the first broken epoch. After a group's rollback
+// to round (non-zero), a frame from another member is replayed only if it
+// was sent in round or before: it was in transit across the group's cut.
+// One sent later is not in its sender's resumed state, which sends it
+// again (replaying it would deliver it twice).
+func (k *inputKeeper) take(e, round uint64) [][]byte {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var out [][]byte
@@ -111,9 +116,19 @@ func (k *inputKeeper) take(e uint64) [][]byte {
 		if k.brokenFrom != 0 && r.Epoch >= k.brokenFrom {
 			break
 		}
+		if r.Internal && round != 0 && colourAfter(r.Colour, round) {
+			continue
+		}
 		out = append(out, r.Frame)
 	}
 	return out
+}
+
+// colourAfter reports whether colour c (a round modulo 4096) is a round
+// after r, in 12-bit serial arithmetic (the data plane's comparison).
+func colourAfter(c uint16, r uint64) bool {
+	d := (uint64(c) - r) & wire.MaxColour
+	return d != 0 && d < 2048
 }
 
 // shipInput sends the input log on the session until it dies: one record,
@@ -165,6 +180,17 @@ func NewInputQueue(n int) *InputQueue { return &InputQueue{ch: make(chan wire.In
 func (q *InputQueue) OfferInput(epoch uint64, broken bool, frame []byte) bool {
 	select {
 	case q.ch <- wire.InputRecord{Epoch: epoch, Broken: broken, Frame: frame}:
+		return true
+	default:
+		return false
+	}
+}
+
+// OfferColouredInput queues a frame from another member of the VDEchp
+// group, with the round it was sent in (dataplane.ColouredInputSink).
+func (q *InputQueue) OfferColouredInput(epoch uint64, colour uint32, frame []byte) bool {
+	select {
+	case q.ch <- wire.InputRecord{Epoch: epoch, Internal: true, Colour: uint16(colour & wire.MaxColour), Frame: frame}:
 		return true
 	default:
 		return false

@@ -128,7 +128,7 @@ func (b *Backup) onHandover(ctx context.Context, l *wire.Conn, payload []byte) e
 	b.log.Warn("switchover: the primary handed the guest over", "vm", b.cfg.VM, "epoch", m.Epoch)
 	// The session's goroutine must end before failover closes it.
 	go func() {
-		if err := b.failoverWith(ctx, "switchover", false); err != nil {
+		if err := b.failoverWith(ctx, "switchover", false, 0); err != nil {
 			b.log.Error("switchover: activation failed", "vm", b.cfg.VM, "epoch", m.Epoch, "err", err)
 			return
 		}

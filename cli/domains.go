@@ -182,8 +182,14 @@ func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 		port.Close()
 		return nil, fmt.Errorf("output buffer: %w", err)
 	}
+	out, stopColours, err := groupColours(c, port, heldOutput{buf}, log)
+	if err != nil {
+		buf.Close()
+		port.Close()
+		return nil, err
+	}
 	stop := drv.close
-	drv.output, drv.close = heldOutput{buf}, func() { buf.Close(); port.Close(); stop() }
+	drv.output, drv.close = out, func() { stopColours(); buf.Close(); port.Close(); stop() }
 	if c.Bool("input-replay") {
 		q := checkpointer.NewInputQueue(inputQueue)
 		rd, err := dataplane.StartInputReader(port, q, log)

@@ -17,6 +17,7 @@ import (
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/checkpointer/group"
 	"github.com/resilire/resilire/checkpointer/wire"
+	"github.com/resilire/resilire/dataplane"
 )
 
 // groupCommand is VDEchp's coordinator (issue 13, first part).
@@ -123,12 +124,69 @@ func groupMemberFlag() ucli.Flag {
 		"'resilire group coordinate' that connects here, and release output only on the group's commit (plaintext TCP)"}
 }
 
+// groupPeerFlag is protect's --group-peer-mac.
+func groupPeerFlag() ucli.Flag {
+	return &ucli.StringSliceFlag{Name: "group-peer-mac", Usage: "MAC of another member's guest (repeat): frames to it carry this " +
+		"member's round and leave without waiting for the group's commit; frames from it of a later round wait for this member's " +
+		"checkpoint (needs --group-listen, --dataplane and a port attached with --group)"}
+}
+
+// colouredOutput is the data plane's held output that also colours the
+// member's internal frames (group.Colours): the port's round, and the
+// frames held for this member's next checkpoint.
+type colouredOutput struct {
+	heldOutput
+	port *dataplane.Port
+	hold *dataplane.HoldQueue
+}
+
+func (o colouredOutput) SetRound(r uint32) error           { return o.port.SetRound(r) }
+func (o colouredOutput) ReleaseHeld(r uint32) (int, error) { return o.hold.Release(r) }
+
+// groupColours colours the member's internal frames when --group-peer-mac
+// names its peers; out is returned unchanged otherwise.
+func groupColours(c *ucli.Context, port *dataplane.Port, out heldOutput, log *slog.Logger) (checkpointer.OutputCommit, func(), error) {
+	specs := c.StringSlice("group-peer-mac")
+	if len(specs) == 0 {
+		return out, func() {}, nil
+	}
+	if c.String("group-listen") == "" {
+		return nil, nil, errors.New("--group-peer-mac needs --group-listen")
+	}
+	var macs []net.HardwareAddr
+	for _, s := range specs {
+		mac, err := net.ParseMAC(s)
+		if err != nil || len(mac) != 6 {
+			return nil, nil, fmt.Errorf("--group-peer-mac %q: want a 6-byte MAC", s)
+		}
+		macs = append(macs, mac)
+	}
+	if !port.Group() {
+		return nil, nil, fmt.Errorf("--group-peer-mac: the port of %s was attached without --group", c.String("vm"))
+	}
+	if err := port.SetGroupPeers(macs); err != nil {
+		return nil, nil, err
+	}
+	q, err := dataplane.StartHoldQueue(port, 0, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("group member: frames to the other members are coloured, not held for the commit", "vm", c.String("vm"), "peers", len(macs))
+	return colouredOutput{heldOutput: out, port: port, hold: q}, func() { q.Close() }, nil
+}
+
 // groupAgent runs the primary as a group member serving the coordinator's
 // link on addr.
 func groupAgent(vm, addr string, cfg checkpointer.PrimaryConfig, log *slog.Logger) (*checkpointer.Primary, func(context.Context) error, error) {
+	colours, _ := cfg.Output.(group.Colours) // nil: internal frames stay under output commit
 	m, err := group.NewLocalMember(vm, cfg)
 	if err != nil {
 		return nil, nil, err
+	}
+	if colours != nil {
+		if err := m.SetColours(colours); err != nil {
+			return nil, nil, err
+		}
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -73,7 +73,7 @@ func (m *LocalMember) Round(ctx context.Context, r uint64) (Done, error) {
 	// The member's checkpoint of round r is safe: frames of round r+1 its
 	// data plane held (from members already past r) may reach the guest.
 	if c := m.out.colourer(); c != nil {
-		if _, err := c.Release(uint32(r + 1)); err != nil {
+		if _, err := c.ReleaseHeld(uint32(r + 1)); err != nil {
 			return d, fmt.Errorf("release held internal frames of round %d: %w", r+1, err)
 		}
 	}
@@ -87,8 +87,8 @@ func (m *LocalMember) Round(ctx context.Context, r uint64) (Done, error) {
 type Colours interface {
 	// SetRound sets the round the guest executes, its colour.
 	SetRound(r uint32) error
-	// Release delivers the held frames of colours up to r.
-	Release(r uint32) (int, error)
+	// ReleaseHeld delivers the held frames of colours up to r.
+	ReleaseHeld(r uint32) (int, error)
 }
 
 // SetColours colours the member's internal frames from now on: the guest
@@ -293,6 +293,6 @@ type LocalStandby struct {
 func (s LocalStandby) Name() string { return s.Member }
 
 // ActivateAt resumes the guest from epoch, round r's checkpoint.
-func (s LocalStandby) ActivateAt(ctx context.Context, _ uint64, epoch uint64) error {
-	return s.B.ActivateAt(ctx, epoch)
+func (s LocalStandby) ActivateAt(ctx context.Context, r, epoch uint64) error {
+	return s.B.ActivateAt(ctx, r, epoch)
 }

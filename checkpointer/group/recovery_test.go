@@ -229,7 +229,7 @@ func TestGroupRecovery(t *testing.T) {
 func TestActivateAtRefuses(t *testing.T) {
 	for _, grp := range []bool{true, false} {
 		rm := newRecoveryWorld(t, 1, grp)[0]
-		err := rm.b.ActivateAt(context.Background(), 1<<40)
+		err := rm.b.ActivateAt(context.Background(), 1, 1<<40)
 		if !errors.Is(err, checkpointer.ErrGroupRecovery) {
 			t.Fatalf("group=%v: ActivateAt(unknown epoch) = %v, want ErrGroupRecovery", grp, err)
 		}
@@ -264,7 +264,7 @@ func (f *fakeColours) SetRound(r uint32) error {
 	return nil
 }
 
-func (f *fakeColours) Release(r uint32) (int, error) {
+func (f *fakeColours) ReleaseHeld(r uint32) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r > f.round {

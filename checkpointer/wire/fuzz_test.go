@@ -108,13 +108,14 @@ func FuzzFrames(f *testing.F) {
 func FuzzInput(f *testing.F) {
 	f.Add(wire.InputRecord{Epoch: 3, Frame: ethFrame('x')}.Marshal(nil))
 	f.Add(wire.InputRecord{Epoch: 9, Broken: true}.Marshal(nil))
+	f.Add(wire.InputRecord{Epoch: 4, Internal: true, Colour: 4095, Frame: ethFrame('y')}.Marshal(nil))
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		r, err := wire.ParseInput(p)
 		if err != nil {
 			return
 		}
-		if len(r.Frame) > wire.MaxInputFrame || (len(r.Frame) == 0 && !r.Broken) {
+		if len(r.Frame) > wire.MaxInputFrame || (len(r.Frame) == 0 && !r.Broken) || r.Colour > wire.MaxColour || (r.Colour != 0 && !r.Internal) {
 			t.Fatalf("accepted frame of %d bytes (broken %v)", len(r.Frame), r.Broken)
 		}
 		if !bytes.Equal(r.Marshal(nil), p) {
