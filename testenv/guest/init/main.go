@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/resilire/resilire/testenv/guest/kv"
+	"github.com/resilire/resilire/testenv/guest/xbank"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,6 +62,9 @@ func run() error {
 	store.Dirtier = kv.NewDirtier()
 	go store.Dirtier.Run(context.Background())
 	if err := serveBank(db); err != nil {
+		return err
+	}
+	if err := startXbank(string(cmdline)); err != nil {
 		return err
 	}
 	l, err := net.Listen("tcp", fmt.Sprintf(":%d", kv.Port))
@@ -170,4 +174,26 @@ func guestIP(cmdline string) (*net.IPNet, error) {
 		}
 	}
 	return nil, fmt.Errorf("no guest.ip= on the kernel command line")
+}
+
+// startXbank starts the group workload when the command line asks for it
+// (guest.xbank=): transfers to the other guests every 20 ms.
+func startXbank(cmdline string) error {
+	cfg, ok, err := xbank.ParseCmdline(cmdline)
+	if !ok || err != nil {
+		return err
+	}
+	ready, errc := make(chan struct{}), make(chan error, 1)
+	go func() {
+		err := xbank.NewNode(cfg, 20*time.Millisecond).Run(context.Background(), func() { close(ready) })
+		fmt.Printf("XBANK STOPPED: %v\n", err)
+		errc <- err
+	}()
+	select {
+	case <-ready:
+		fmt.Println(xbank.ReadyLine)
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("xbank: %w", err)
+	}
 }

@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package xbank
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Node is one guest's bank.
+type Node struct {
+	cfg   Config
+	every time.Duration
+
+	mu       sync.Mutex
+	balance  int64
+	sent     []Transfer
+	outbox   map[uint64]Transfer // sent, not yet acknowledged
+	received map[uint64]int64
+	paused   bool
+	seq      uint64
+	links    []*peerLink
+}
+
+// peerLink is the connection to one other guest, redialled after any
+// failure; its outbox entries are sent again on it.
+type peerLink struct {
+	addr string
+	mu   sync.Mutex
+	c    net.Conn
+}
+
+// NewNode is guest cfg.Index's bank, sending a transfer every `every`.
+func NewNode(cfg Config, every time.Duration) *Node {
+	n := &Node{cfg: cfg, every: every, balance: Initial, outbox: map[uint64]Transfer{}, received: map[uint64]int64{}}
+	for _, p := range cfg.Peers {
+		n.links = append(n.links, &peerLink{addr: netip.AddrPortFrom(p, PeerPort).String()})
+	}
+	return n
+}
+
+// Run serves the peers and the audit and sends transfers until ctx ends.
+func (n *Node) Run(ctx context.Context, ready func()) error {
+	self := n.cfg.Peers[n.cfg.Index]
+	pl, err := net.Listen("tcp", netip.AddrPortFrom(self, PeerPort).String())
+	if err != nil {
+		return err
+	}
+	al, err := net.Listen("tcp", netip.AddrPortFrom(self, Port).String())
+	if err != nil {
+		pl.Close()
+		return err
+	}
+	go func() { <-ctx.Done(); pl.Close(); al.Close() }()
+	go accept(pl, n.servePeer)
+	go accept(al, n.serveAudit)
+	if ready != nil {
+		ready()
+	}
+	t := time.NewTicker(n.every)
+	defer t.Stop()
+	resend := time.NewTicker(250 * time.Millisecond)
+	defer resend.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			n.transfer()
+		case <-resend.C:
+			n.resend()
+		}
+	}
+}
+
+func accept(l net.Listener, serve func(net.Conn)) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go serve(c)
+	}
+}
+
+// transfer debits a random amount for a random other guest, both from the
+// clock: a resumed guest does not repeat what it did after its checkpoint.
+func (n *Node) transfer() {
+	now := uint64(time.Now().UnixNano())
+	n.mu.Lock()
+	if n.paused {
+		n.mu.Unlock()
+		return
+	}
+	n.seq++
+	to := int(now/1000) % (len(n.cfg.Peers) - 1)
+	if to >= n.cfg.Index {
+		to++
+	}
+	t := Transfer{ID: mix(now ^ n.seq<<48 ^ uint64(n.cfg.Index)<<56), To: to, Amount: int64(now/1000%100) + 1}
+	if n.balance < t.Amount {
+		n.mu.Unlock()
+		return
+	}
+	n.balance -= t.Amount
+	n.sent = append(n.sent, t)
+	n.outbox[t.ID] = t
+	n.mu.Unlock()
+	n.send(t)
+}
+
+// mix is splitmix64's finaliser: spreads a clock value over 64 bits.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31 | 1
+}
+
+func (n *Node) resend() {
+	n.mu.Lock()
+	ts := make([]Transfer, 0, len(n.outbox))
+	for _, t := range n.outbox {
+		ts = append(ts, t)
+	}
+	n.mu.Unlock()
+	for _, t := range ts {
+		n.send(t)
+	}
+}
+
+// send writes a credit to its receiver, dialling if needed; a failure
+// drops the connection (the outbox sends it again).
+func (n *Node) send(t Transfer) {
+	l := n.links[t.To]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c == nil {
+		c, err := net.DialTimeout("tcp", l.addr, time.Second)
+		if err != nil {
+			return
+		}
+		l.c = c
+		go n.readAcks(c)
+	}
+	_ = l.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if _, err := fmt.Fprintf(l.c, "C %d %d %d\n", t.ID, n.cfg.Index, t.Amount); err != nil {
+		l.c.Close()
+		l.c = nil
+	}
+}
+
+func (n *Node) readAcks(c net.Conn) {
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		id, ok := strings.CutPrefix(sc.Text(), "A ")
+		if v, err := strconv.ParseUint(id, 10, 64); ok && err == nil {
+			n.mu.Lock()
+			delete(n.outbox, v)
+			n.mu.Unlock()
+		}
+	}
+	c.Close()
+}
+
+// servePeer credits each transfer once and acknowledges it.
+func (n *Node) servePeer(c net.Conn) {
+	defer c.Close()
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 4 || f[0] != "C" {
+			return
+		}
+		id, err1 := strconv.ParseUint(f[1], 10, 64)
+		amount, err2 := strconv.ParseInt(f[3], 10, 64)
+		if err1 != nil || err2 != nil || amount <= 0 {
+			return
+		}
+		n.mu.Lock()
+		if _, dup := n.received[id]; !dup {
+			n.received[id] = amount
+			n.balance += amount
+		}
+		n.mu.Unlock()
+		if _, err := fmt.Fprintf(c, "A %d\n", id); err != nil {
+			return
+		}
+	}
+}
+
+// serveAudit answers AUDIT (the books as one JSON line), PAUSE and RESUME
+// (stop and restart sending new transfers).
+func (n *Node) serveAudit(c net.Conn) {
+	defer c.Close()
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		var reply []byte
+		switch sc.Text() {
+		case "AUDIT":
+			n.mu.Lock()
+			a := Audit{Index: n.cfg.Index, Balance: n.balance, Sent: append([]Transfer(nil), n.sent...),
+				Received: make(map[uint64]int64, len(n.received)), Pending: len(n.outbox), Paused: n.paused}
+			for k, v := range n.received {
+				a.Received[k] = v
+			}
+			n.mu.Unlock()
+			reply, _ = json.Marshal(a)
+		case "PAUSE", "RESUME":
+			n.mu.Lock()
+			n.paused = sc.Text() == "PAUSE"
+			n.mu.Unlock()
+			reply = []byte("OK")
+		default:
+			return
+		}
+		if _, err := c.Write(append(reply, '\n')); err != nil {
+			return
+		}
+	}
+}
+
+// MaxAuditLine bounds an audit reply the client reads.
+const MaxAuditLine = 64 << 20
+
+// Ask sends one command on c and returns the reply line.
+func Ask(c net.Conn, r *bufio.Reader, cmd string) (string, error) {
+	if _, err := fmt.Fprintf(c, "%s\n", cmd); err != nil {
+		return "", err
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if len(line) > MaxAuditLine {
+		return "", errors.New("xbank: audit reply too long")
+	}
+	return strings.TrimSuffix(line, "\n"), nil
+}
+
+// ReadAudit asks for one guest's books on c.
+func ReadAudit(c net.Conn, r *bufio.Reader) (Audit, error) {
+	line, err := Ask(c, r, "AUDIT")
+	if err != nil {
+		return Audit{}, err
+	}
+	var a Audit
+	if err := json.Unmarshal([]byte(line), &a); err != nil {
+		return a, fmt.Errorf("xbank audit: %w", err)
+	}
+	return a, nil
+}

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package xbank
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestCmdline(t *testing.T) {
+	c := Config{Index: 1, Peers: []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")}}
+	got, ok, err := ParseCmdline("console=ttyS0 " + c.Cmdline() + " quiet")
+	if err != nil || !ok || got.Index != 1 || len(got.Peers) != 2 || got.Peers[1] != c.Peers[1] {
+		t.Fatalf("round trip of %q: %+v %v %v", c.Cmdline(), got, ok, err)
+	}
+	if _, ok, _ := ParseCmdline("console=ttyS0"); ok {
+		t.Fatal("no argument: ok")
+	}
+	for _, bad := range []string{"guest.xbank=1", "guest.xbank=x:10.0.0.1,10.0.0.2", "guest.xbank=2:10.0.0.1,10.0.0.2", "guest.xbank=0:10.0.0.1", "guest.xbank=0:a,b"} {
+		if _, ok, err := ParseCmdline(bad); !ok || err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	good := func() []Audit {
+		return []Audit{
+			{Index: 0, Balance: Initial - 10 - 5 + 7, Sent: []Transfer{{ID: 1, To: 1, Amount: 10}, {ID: 2, To: 1, Amount: 5}}, Received: map[uint64]int64{3: 7}},
+			{Index: 1, Balance: Initial + 10 - 7, Sent: []Transfer{{ID: 3, To: 0, Amount: 7}}, Received: map[uint64]int64{1: 10}},
+		}
+	}
+	if v := Check(good()); len(v) != 0 {
+		t.Fatalf("consistent books (one transfer in flight): %q", v)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func([]Audit)
+		want   string
+	}{
+		{"orphan", func(a []Audit) { a[1].Received[9] = 4; a[1].Balance += 4 }, "1 orphan credits"},
+		{"debit rolled back", func(a []Audit) { a[0].Sent = a[0].Sent[1:]; a[0].Balance += 10 }, "orphan"},
+		{"lost credit", func(a []Audit) { a[0].Balance -= 3 }, "group total"},
+		{"wrong amount", func(a []Audit) { a[1].Received[1] = 11; a[1].Balance++ }, "orphan"},
+	} {
+		a := good()
+		tc.change(a)
+		v := Check(a)
+		if len(v) == 0 || !strings.Contains(strings.Join(v, "; "), tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, v, tc.want)
+		}
+	}
+}
+
+// Three nodes on loopback addresses send each other transfers; paused and
+// drained, their books balance.
+func TestNodes(t *testing.T) {
+	var peers []netip.Addr
+	for i := range 3 {
+		peers = append(peers, netip.AddrFrom4([4]byte{127, 0, 0, byte(i + 1)}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for i := range peers {
+		ready := make(chan struct{})
+		n := NewNode(Config{Index: i, Peers: peers}, 2*time.Millisecond)
+		wg.Go(func() {
+			if err := n.Run(ctx, func() { close(ready) }); err != nil {
+				t.Error(err)
+				close(ready)
+			}
+		})
+		<-ready
+	}
+	time.Sleep(300 * time.Millisecond)
+	audits := make([]Audit, len(peers))
+	deadline := time.Now().Add(10 * time.Second)
+	for i, p := range peers {
+		c, err := net.Dial("tcp", netip.AddrPortFrom(p, Port).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		if reply, err := Ask(c, r, "PAUSE"); err != nil || reply != "OK" {
+			t.Fatalf("pause: %q %v", reply, err)
+		}
+		for {
+			if audits[i], err = ReadAudit(c, r); err != nil {
+				t.Fatal(err)
+			}
+			if audits[i].Pending == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	sent := 0
+	for _, a := range audits {
+		sent += len(a.Sent)
+	}
+	if v := Check(audits); len(v) != 0 || sent < 30 {
+		t.Fatalf("%d transfers; violations %q", sent, v)
+	}
+	t.Logf("%d transfers, books balance", sent)
+}
