@@ -36,8 +36,9 @@ func (p *Primary) pipeline(ctx context.Context, s *session) error {
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
 	tick := p.ticker(t)
+	atOnce := p.firstAtOnce()
 	for i := 0; ; i++ {
-		if i > 0 {
+		if i > 0 || !atOnce {
 			select {
 			case <-ctx.Done():
 				return nil

@@ -241,12 +241,7 @@ func (p *Primary) protect(ctx context.Context, s *session) error {
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
 	tick := p.ticker(t)
-	// The first epoch is taken at once, except a group member's after a
-	// reconnection: its backup may hold a checkpoint the group has not
-	// committed, and only a round's tick may tell it the group did.
-	first := p.cfg.Tick == nil || !p.reconnected
-	p.reconnected = true
-	for ; ; first = false {
+	for first := p.firstAtOnce(); ; first = false {
 		if !first {
 			select {
 			case <-ctx.Done():
@@ -336,6 +331,16 @@ func (p *Primary) releaseUnprotected(ctx context.Context) error {
 		return fmt.Errorf("release unprotected epoch %d: %w", e, err)
 	}
 	return nil
+}
+
+// firstAtOnce reports whether the session's first epoch is taken at once:
+// always, except a group member's after a reconnection (its backup may
+// hold a checkpoint the group has not committed, and only a round's tick
+// may tell it the group did).
+func (p *Primary) firstAtOnce() bool {
+	atOnce := p.cfg.Tick == nil || !p.reconnected
+	p.reconnected = true
+	return atOnce
 }
 
 // ticker is the Interval ticker's channel, nil (never) when Config.Tick

@@ -40,6 +40,7 @@ func groupCommand() *ucli.Command {
 					"one per member, or none. With them a failed round rolls the whole group back: every member resumes on its backup " +
 					"from the last committed round"},
 				&ucli.DurationFlag{Name: "recovery-timeout", Value: 5 * time.Minute, Usage: "longest group recovery (fencing and restoring every member)"},
+				&ucli.DurationFlag{Name: "test-round-stagger", Hidden: true, Usage: "delay the k-th member's round by k times this (tests: a wide pause skew)"},
 			},
 			Action: func(c *ucli.Context) error {
 				log, err := logger(c)
@@ -59,7 +60,7 @@ func groupCommand() *ucli.Command {
 				}
 				var n uint64
 				co := &group.Coordinator{Members: ms, Standbys: sbs, Interval: c.Duration("interval"), RoundTimeout: c.Duration("round-timeout"),
-					RecoveryTimeout: c.Duration("recovery-timeout"), Logger: log,
+					RecoveryTimeout: c.Duration("recovery-timeout"), Stagger: c.Duration("test-round-stagger"), Logger: log,
 					OnRound: func(st group.RoundStats) {
 						if n++; n == 1 || n%1000 == 0 {
 							log.Info("group round committed", "round", st.Round, "commit", st.Commit, "skew", st.Skew)
@@ -131,6 +132,12 @@ func groupPeerFlag() ucli.Flag {
 		"checkpoint (needs --group-listen, --dataplane and a port attached with --group)"}
 }
 
+// groupUnsafeFlag is protect's --unsafe-no-colour-hold.
+func groupUnsafeFlag() ucli.Flag {
+	return &ucli.BoolFlag{Name: "unsafe-no-colour-hold", Usage: "deliver frames from other members at once even when they come " +
+		"from a later round (tests only: the negative control of the colour hold; a group rollback can then keep orphans)"}
+}
+
 // colouredOutput is the data plane's held output that also colours the
 // member's internal frames (group.Colours): the port's round, and the
 // frames held for this member's next checkpoint.
@@ -147,6 +154,9 @@ func (o colouredOutput) ReleaseHeld(r uint32) (int, error) { return o.hold.Relea
 // names its peers; out is returned unchanged otherwise.
 func groupColours(c *ucli.Context, port *dataplane.Port, out heldOutput, log *slog.Logger) (checkpointer.OutputCommit, func(), error) {
 	specs := c.StringSlice("group-peer-mac")
+	if len(specs) == 0 && c.Bool("unsafe-no-colour-hold") {
+		return nil, nil, errors.New("--unsafe-no-colour-hold needs --group-peer-mac")
+	}
 	if len(specs) == 0 {
 		return out, func() {}, nil
 	}
@@ -165,6 +175,13 @@ func groupColours(c *ucli.Context, port *dataplane.Port, out heldOutput, log *sl
 		return nil, nil, fmt.Errorf("--group-peer-mac: the port of %s was attached without --group", c.String("vm"))
 	}
 	if err := port.SetGroupPeers(macs); err != nil {
+		return nil, nil, err
+	}
+	unsafe := c.Bool("unsafe-no-colour-hold")
+	if unsafe {
+		log.Error("--unsafe-no-colour-hold: frames from a later round reach the guest before its checkpoint; a group rollback can keep orphans", "vm", c.String("vm"))
+	}
+	if err := port.SetUnsafeNoHold(unsafe); err != nil {
 		return nil, nil, err
 	}
 	q, err := dataplane.StartHoldQueue(port, 0, log)

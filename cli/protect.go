@@ -33,7 +33,7 @@ func protectCommand() *ucli.Command {
 		&ucli.BoolFlag{Name: "no-progress", Usage: "no progress bar for the initial synchronisation"},
 		&ucli.StringFlag{Name: "tls-server-name", Usage: "name expected in the backup's certificate (default: host of --backup)"},
 		metricsFlag(),
-		groupMemberFlag(), groupPeerFlag(),
+		groupMemberFlag(), groupPeerFlag(), groupUnsafeFlag(),
 	}
 	flags = append(append(append(append(flags, timingFlags()...), codecFlags()...), tlsFlags()...), domainFlags()...)
 	flags = append(flags, diskFlags(true)...)

@@ -247,3 +247,16 @@ func Run(ctx context.Context, ns, name string, args ...string) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// IPBatch runs ip(8) command lines (without the leading "ip") in order,
+// stopping at the first failure: for rigs other than Rig.
+type IPBatch struct{ b batch }
+
+// Add appends one command line.
+func (b *IPBatch) Add(format string, args ...any) { b.b.add(format, args...) }
+
+// Run runs the lines.
+func (b *IPBatch) Run() error { return b.b.run() }
+
+// WaitLinksUp polls until every (namespace, interface) is operationally up.
+func WaitLinksUp(links [][2]string, limit time.Duration) error { return waitOperUp(links, limit) }

@@ -91,6 +91,10 @@ type Coordinator struct {
 	// UnsafePerMemberCommit commits each member on its own DONE, not on
 	// the group's (tests only: the negative control of the global commit).
 	UnsafePerMemberCommit bool
+	// Stagger delays member k's round by k x Stagger: tests widen the
+	// members' pause skew with it, so that frames between rounds are
+	// common (the colour hold must still keep the cut consistent).
+	Stagger time.Duration
 	// Standbys, one per member (matched by name), recover the group when
 	// a round fails: every live member is aborted and every member resumes
 	// on its backup from the last committed round. Without them a failed
@@ -171,8 +175,14 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, error) {
 	}
 	results := make(chan done, len(c.Members))
 	var wg sync.WaitGroup
-	for _, m := range c.Members {
+	for k, m := range c.Members {
 		wg.Go(func() {
+			if c.Stagger > 0 {
+				select {
+				case <-time.After(time.Duration(k) * c.Stagger):
+				case <-rctx.Done():
+				}
+			}
 			d, err := m.Round(rctx, r)
 			if err == nil && c.UnsafePerMemberCommit {
 				err = m.Commit(r)

@@ -36,9 +36,6 @@ func NewLocalMember(name string, cfg checkpointer.PrimaryConfig) (*LocalMember, 
 	if cfg.Output == nil {
 		return nil, errors.New("group member: an output is required")
 	}
-	if cfg.Pipeline {
-		return nil, errors.New("group member: pipelined epochs are not supported")
-	}
 	m := &LocalMember{name: name, out: NewGatedOutput(cfg.Output), tick: make(chan struct{}), dom: cfg.Domain,
 		aborted: make(chan struct{}), stopped: make(chan struct{})}
 	cfg.Output, cfg.Tick = m.out, m.tick

@@ -103,7 +103,7 @@ func newRecoveryWorld(t *testing.T, n int, groupBackups bool) []*rbMember {
 		t.Cleanup(rm.dom.Stop)
 		rm.m, err = group.NewLocalMember(cfg.Name, checkpointer.PrimaryConfig{Domain: rm.dom,
 			Output: &hashOut{rm: rm, EpochCounter: checkpointer.NewEpochCounterAt(1)}, Codec: codec.Raw{}, Dial: dial,
-			Interval: time.Hour, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond})
+			Interval: time.Hour, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond, Pipeline: i%2 == 1})
 		if err != nil {
 			t.Fatal(err)
 		}

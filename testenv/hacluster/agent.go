@@ -29,6 +29,9 @@ type Status = checkpointer.Status
 type Agent struct {
 	Netns   string
 	LogPath string
+	// StatusAddr is the agent's --metrics-addr inside Netns
+	// (127.0.0.1:9470 unless set right after the start).
+	StatusAddr string
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	err     error
@@ -48,7 +51,7 @@ func startAgent(ns, bin, logPath string, args []string) (*Agent, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s in %s: %w", args[0], ns, err)
 	}
-	a := &Agent{Netns: ns, LogPath: logPath, cmd: cmd, exited: make(chan struct{})}
+	a := &Agent{Netns: ns, LogPath: logPath, StatusAddr: "127.0.0.1:9470", cmd: cmd, exited: make(chan struct{})}
 	a.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return testenv.DialIn(ctx, ns, network, addr)
@@ -84,11 +87,11 @@ func (a *Agent) Kill() error {
 	}
 }
 
-// Status fetches /status from the agent's metrics address (127.0.0.1:9470
+// Status fetches /status from the agent's metrics address (StatusAddr
 // inside its namespace).
 func (a *Agent) Status(ctx context.Context) (Status, error) {
 	var st Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:9470/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.StatusAddr+"/status", nil)
 	if err != nil {
 		return st, err
 	}

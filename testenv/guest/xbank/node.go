@@ -29,7 +29,12 @@ type Node struct {
 	paused   bool
 	seq      uint64
 	links    []*peerLink
+	sentAt   map[uint64]time.Time // first send of each transfer in the outbox
+	rtts     []time.Duration      // the last rttKeep transfer round trips
 }
+
+// rttKeep is how many recent transfer round trips the audit summarises.
+const rttKeep = 2000
 
 // peerLink is the connection to one other guest, redialled after any
 // failure; its outbox entries are sent again on it.
@@ -41,7 +46,8 @@ type peerLink struct {
 
 // NewNode is guest cfg.Index's bank, sending a transfer every `every`.
 func NewNode(cfg Config, every time.Duration) *Node {
-	n := &Node{cfg: cfg, every: every, balance: Initial, outbox: map[uint64]Transfer{}, received: map[uint64]int64{}}
+	n := &Node{cfg: cfg, every: every, balance: Initial, outbox: map[uint64]Transfer{}, received: map[uint64]int64{},
+		sentAt: map[uint64]time.Time{}}
 	for _, p := range cfg.Peers {
 		n.links = append(n.links, &peerLink{addr: netip.AddrPortFrom(p, PeerPort).String()})
 	}
@@ -114,6 +120,7 @@ func (n *Node) transfer() {
 	n.balance -= t.Amount
 	n.sent = append(n.sent, t)
 	n.outbox[t.ID] = t
+	n.sentAt[t.ID] = time.Now()
 	n.mu.Unlock()
 	n.send(t)
 }
@@ -166,6 +173,12 @@ func (n *Node) readAcks(c net.Conn) {
 		id, ok := strings.CutPrefix(sc.Text(), "A ")
 		if v, err := strconv.ParseUint(id, 10, 64); ok && err == nil {
 			n.mu.Lock()
+			if at, ok := n.sentAt[v]; ok {
+				if n.rtts = append(n.rtts, time.Since(at)); len(n.rtts) > rttKeep {
+					n.rtts = n.rtts[len(n.rtts)-rttKeep:]
+				}
+				delete(n.sentAt, v)
+			}
 			delete(n.outbox, v)
 			n.mu.Unlock()
 		}
@@ -213,6 +226,10 @@ func (n *Node) serveAudit(c net.Conn) {
 				Received: make(map[uint64]int64, len(n.received)), Pending: len(n.outbox), Paused: n.paused}
 			for k, v := range n.received {
 				a.Received[k] = v
+			}
+			a.RTTMicros = make([]int64, len(n.rtts))
+			for i, d := range n.rtts {
+				a.RTTMicros[i] = d.Microseconds()
 			}
 			n.mu.Unlock()
 			reply, _ = json.Marshal(a)

@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package hacluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/resilire/resilire/checkpointer/qemu"
+	"github.com/resilire/resilire/dataplane"
+	"github.com/resilire/resilire/testenv"
+	"github.com/resilire/resilire/testenv/guest"
+	"github.com/resilire/resilire/testenv/guest/xbank"
+)
+
+// GroupOptions shape a VDEchp group rig. Zero fields take the defaults.
+type GroupOptions struct {
+	// Prefix names the namespaces, /dev/shm files and VMs (<= 6
+	// characters). Required.
+	Prefix string
+	// Interval is the group's round interval (default 200 ms).
+	Interval time.Duration
+	// Uncoloured leaves internal frames under output commit (no
+	// --group-peer-mac): per-VM Remus on every port.
+	Uncoloured bool
+	// UnsafeNoHold runs the members with --unsafe-no-colour-hold (the
+	// negative control of the colour hold).
+	UnsafeNoHold bool
+	// Stagger delays member k's rounds by k x Stagger (default 50 ms), so
+	// that frames from a member past round r reach one not yet there in
+	// nearly every round; negative: none.
+	Stagger time.Duration
+	// Binary is the resilire binary; empty builds one into the run dir.
+	Binary string
+	// Log receives progress lines (nil: discarded).
+	Log io.Writer
+}
+
+// groupHost is one simulated host of the group rig.
+type groupHost struct {
+	name, ns, bridge, uplink string
+	addr                     netip.Addr
+	pin                      string
+}
+
+// GroupVM is one member of the group.
+type GroupVM struct {
+	Name    string
+	Addr    netip.Addr
+	MAC     string
+	Primary int // index of its primary host (its backup is on host-c)
+	cfgP    qemu.Config
+	cfgB    qemu.Config
+	protect *Agent
+	standby *Agent
+}
+
+// Group is a VDEchp group on three hosts: vm0 and vm1 on host-a, vm2 on
+// host-b, every backup and the coordinator on host-c; a client on the
+// LAN. Every guest runs the xbank workload toward the others.
+//
+//	client ─┐
+//	        ├─ switch ─┬─ host-a: bridge ── vm0, vm1 (primaries)
+//	        │          ├─ host-b: bridge ── vm2 (primary)
+//	        │          └─ host-c: bridge ── vm0', vm1', vm2' (warm standbys), coordinator
+type Group struct {
+	Opts   GroupOptions
+	RunDir string
+	Bin    string
+	Hosts  [3]groupHost
+	VMs    []*GroupVM
+	Client string
+	Coord  *Agent
+
+	switchNS   string
+	namespaces []string
+	bpfMount   string
+}
+
+const groupLAN = "10.81.0."
+
+func (g *Group) logf(format string, args ...any) {
+	if g.Opts.Log != nil {
+		fmt.Fprintf(g.Opts.Log, "%s group: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	}
+}
+
+// SetupGroup builds the rig, boots the three guests, starts every backup
+// and member agent and the coordinator, and waits for the first rounds.
+func SetupGroup(ctx context.Context, o GroupOptions) (_ *Group, err error) {
+	if o.Prefix == "" || len(o.Prefix) > 6 {
+		return nil, fmt.Errorf("group prefix %q: want 1..6 characters", o.Prefix)
+	}
+	if o.Interval == 0 {
+		o.Interval = 200 * time.Millisecond
+	}
+	if o.Stagger == 0 {
+		o.Stagger = 50 * time.Millisecond
+	}
+	g := &Group{Opts: o, Bin: o.Binary}
+	if g.RunDir, err = os.MkdirTemp("", o.Prefix+"-group-"); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			g.DumpLogs(os.Stderr)
+			g.Close()
+		}
+	}()
+	if err := g.prepare(ctx); err != nil {
+		return g, err
+	}
+	for _, vm := range g.VMs {
+		if err := g.boot(ctx, vm); err != nil {
+			return g, err
+		}
+	}
+	for i, vm := range g.VMs {
+		if err := g.startStandby(ctx, i, vm); err != nil {
+			return g, err
+		}
+	}
+	for i, vm := range g.VMs {
+		if err := g.startProtect(ctx, i, vm); err != nil {
+			return g, err
+		}
+	}
+	return g, g.startCoordinator(ctx)
+}
+
+func (g *Group) prepare(ctx context.Context) error {
+	if g.Bin == "" {
+		g.Bin = filepath.Join(g.RunDir, "resilire")
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", g.Bin, "github.com/resilire/resilire").CombinedOutput(); err != nil {
+			return fmt.Errorf("build resilire: %w: %s", err, out)
+		}
+	}
+	assets, err := guest.Build(ctx, guest.DefaultDir())
+	if err != nil {
+		return fmt.Errorf("guest assets: %w", err)
+	}
+	p := g.Opts.Prefix
+	g.switchNS, g.Client = p+"-gsw", p+"-gcl"
+	for i, h := range []string{"a", "b", "c"} {
+		g.Hosts[i] = groupHost{name: "host-" + h, ns: p + "-g" + h, bridge: p + h + "-br", uplink: p + h + "-up",
+			addr: netip.MustParseAddr(fmt.Sprintf("%s%d", groupLAN, i+1))}
+	}
+	g.namespaces = []string{g.switchNS, g.Client, g.Hosts[0].ns, g.Hosts[1].ns, g.Hosts[2].ns}
+	g.removeNamespaces()
+	var peers []netip.Addr
+	for i := range 3 {
+		peers = append(peers, netip.MustParseAddr(fmt.Sprintf("%s%d", groupLAN, 10+i)))
+	}
+	for i := range 3 {
+		vm := &GroupVM{Name: fmt.Sprintf("%s-vm%d", p, i), Addr: peers[i], MAC: fmt.Sprintf("52:54:00:52:53:%02x", i+1), Primary: i / 2}
+		g.VMs = append(g.VMs, vm)
+	}
+	if err := g.buildNet(); err != nil {
+		return err
+	}
+	g.bpfMount = filepath.Join(g.RunDir, "bpf")
+	if err := os.MkdirAll(g.bpfMount, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("bpf", g.bpfMount, "bpf", 0, "mode=0700"); err != nil {
+		g.bpfMount = ""
+		return fmt.Errorf("mount bpffs: %w", err)
+	}
+	for i := range g.Hosts {
+		g.Hosts[i].pin = filepath.Join(g.bpfMount, g.Hosts[i].name)
+		if err := os.MkdirAll(g.Hosts[i].pin, 0o700); err != nil {
+			return err
+		}
+	}
+	shm := "/dev/shm/" + p + "-g"
+	for i, vm := range g.VMs {
+		hp, hc := g.Hosts[vm.Primary], g.Hosts[2]
+		cfg := assets.QEMUConfig(vm.Name+"-p", fmt.Sprintf("%s%d-p.ram", shm, i), g.tap(vm.Primary, i), hp.ns, g.RunDir,
+			netip.PrefixFrom(vm.Addr, 24))
+		cfg.MAC = vm.MAC
+		cfg.Append += " " + xbank.Config{Index: i, Peers: peers}.Cmdline()
+		vm.cfgP = cfg
+		vm.cfgB = cfg.ForHost(vm.Name+"-b", fmt.Sprintf("%s%d-b.ram", shm, i), g.tap(2, i),
+			filepath.Join(g.RunDir, vm.Name+"-b.qmp"), filepath.Join(g.RunDir, vm.Name+"-b.serial"), hc.ns)
+		for _, f := range []struct {
+			cfg  qemu.Config
+			file string
+		}{{vm.cfgP, vm.Name + "-p.json"}, {vm.cfgB, vm.Name + "-b.json"}} {
+			b, err := json.MarshalIndent(f.cfg, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(g.RunDir, f.file), b, 0o600); err != nil {
+				return err
+			}
+		}
+		for _, h := range []groupHost{hp, hc} {
+			tap := g.tap(vm.Primary, i)
+			if h.ns == hc.ns {
+				tap = g.tap(2, i)
+			}
+			out, err := testenv.Run(ctx, h.ns, g.Bin, "dataplane", "--pin-root", h.pin, "attach", "--vm", vm.Name, "--port", tap, "--input-log", "--group")
+			if err != nil {
+				return fmt.Errorf("attach data plane of %s in %s: %w", vm.Name, h.ns, err)
+			}
+			g.logf("%s: %s", h.name, strings.TrimSpace(string(out)))
+		}
+		fence := fmt.Sprintf("#!/bin/sh\n# fence %s's primary: its QEMU dies\nkill -9 \"$(cat %s 2>/dev/null)\" 2>/dev/null\n"+
+			"echo \"fenced %s at epoch $RESILIRE_EPOCH ($RESILIRE_REASON)\"\nexit 0\n", vm.Name, vm.cfgP.PIDPath(), vm.Name)
+		if err := os.WriteFile(g.fence(i), []byte(fence), 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *Group) tap(host, vm int) string {
+	return fmt.Sprintf("%s%c%d-tap", g.Opts.Prefix, 'a'+host, vm)
+}
+func (g *Group) fence(i int) string { return filepath.Join(g.RunDir, fmt.Sprintf("fence-%d.sh", i)) }
+
+func (g *Group) buildNet() error {
+	var b testenv.IPBatch
+	for _, ns := range g.namespaces {
+		b.Add("netns add %s", ns)
+		b.Add("-n %s link set lo up", ns)
+	}
+	sw := g.Opts.Prefix + "-glan"
+	b.Add("-n %s link add %s type bridge", g.switchNS, sw)
+	b.Add("-n %s link set %s up", g.switchNS, sw)
+	var links [][2]string
+	for i, h := range g.Hosts {
+		peer := fmt.Sprintf("%s%c-gsw", g.Opts.Prefix, 'a'+i)
+		b.Add("-n %s link add %s type bridge", h.ns, h.bridge)
+		b.Add("-n %s addr add %s/24 dev %s", h.ns, h.addr, h.bridge)
+		b.Add("-n %s link set %s up", h.ns, h.bridge)
+		b.Add("-n %s link add %s type veth peer name %s netns %s", h.ns, h.uplink, peer, g.switchNS)
+		b.Add("-n %s link set %s master %s", h.ns, h.uplink, h.bridge)
+		b.Add("-n %s link set %s up", h.ns, h.uplink)
+		b.Add("-n %s link set %s master %s", g.switchNS, peer, sw)
+		b.Add("-n %s link set %s up", g.switchNS, peer)
+		links = append(links, [2]string{h.ns, h.uplink}, [2]string{g.switchNS, peer})
+	}
+	for i, vm := range g.VMs {
+		for _, h := range []int{vm.Primary, 2} {
+			tap := g.tap(h, i)
+			b.Add("-n %s tuntap add dev %s mode tap", g.Hosts[h].ns, tap)
+			b.Add("-n %s link set %s master %s", g.Hosts[h].ns, tap, g.Hosts[h].bridge)
+			b.Add("-n %s link set %s up", g.Hosts[h].ns, tap)
+		}
+	}
+	cif, cpeer := g.Opts.Prefix+"cl-eth", g.Opts.Prefix+"cl-sw"
+	b.Add("-n %s link add %s type veth peer name %s netns %s", g.Client, cif, cpeer, g.switchNS)
+	b.Add("-n %s addr add %s100/24 dev %s", g.Client, groupLAN, cif)
+	b.Add("-n %s link set %s up", g.Client, cif)
+	b.Add("-n %s link set %s master %s", g.switchNS, cpeer, sw)
+	b.Add("-n %s link set %s up", g.switchNS, cpeer)
+	links = append(links, [2]string{g.Client, cif}, [2]string{g.switchNS, cpeer})
+	if err := b.Run(); err != nil {
+		return err
+	}
+	return testenv.WaitLinksUp(links, 5*time.Second)
+}
+
+func (g *Group) boot(ctx context.Context, vm *GroupVM) error {
+	cfg := vm.cfgP
+	cfg.KillWithParent = true
+	t0 := time.Now()
+	q, err := qemu.Start(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	bctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if err := q.WaitSerial(bctx, xbank.ReadyLine); err != nil {
+		_ = q.Kill()
+		return fmt.Errorf("%s: %w", vm.Name, err)
+	}
+	g.logf("%s up on %s in %v", vm.Name, g.Hosts[vm.Primary].name, time.Since(t0).Round(time.Millisecond))
+	q.Detach()
+	return nil
+}
+
+func (g *Group) startStandby(ctx context.Context, i int, vm *GroupVM) error {
+	hc := g.Hosts[2]
+	args := []string{"standby", "--vm", vm.Name, "--listen", netip.AddrPortFrom(hc.addr, uint16(7470+i)).String(),
+		"--fence-cmd", g.fence(i), "--fence-timeout", "10s", "--peer", g.Hosts[vm.Primary].name,
+		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s", "--codec", "fgbi",
+		"--domain", "qemu", "--qemu-config", filepath.Join(g.RunDir, vm.Name+"-b.json"),
+		"--dataplane", "--pin-root", hc.pin, "--input-replay",
+		"--announce-iface", hc.bridge, "--guest-mac", vm.MAC, "--guest-ip", vm.Addr.String(),
+		"--group-listen", netip.AddrPortFrom(hc.addr, uint16(7490+i)).String(),
+		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", 9470+i)}
+	a, err := startAgent(hc.ns, g.Bin, filepath.Join(g.RunDir, vm.Name+"-standby.log"), args)
+	if err != nil {
+		return err
+	}
+	a.StatusAddr = fmt.Sprintf("127.0.0.1:%d", 9470+i)
+	vm.standby = a
+	return a.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State != "" })
+}
+
+func (g *Group) startProtect(ctx context.Context, i int, vm *GroupVM) error {
+	h := g.Hosts[vm.Primary]
+	args := []string{"protect", "--vm", vm.Name, "--backup", netip.AddrPortFrom(g.Hosts[2].addr, uint16(7470+i)).String(),
+		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s", "--codec", "fgbi", "--no-progress",
+		"--domain", "qemu", "--qemu-config", filepath.Join(g.RunDir, vm.Name+"-p.json"),
+		"--dataplane", "--pin-root", h.pin, "--input-replay",
+		"--group-listen", netip.AddrPortFrom(h.addr, uint16(7480+i)).String(),
+		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", 9480+i)}
+	if !g.Opts.Uncoloured {
+		for _, peer := range g.VMs {
+			if peer != vm {
+				args = append(args, "--group-peer-mac", peer.MAC)
+			}
+		}
+		if g.Opts.UnsafeNoHold {
+			args = append(args, "--unsafe-no-colour-hold")
+		}
+	}
+	a, err := startAgent(h.ns, g.Bin, filepath.Join(g.RunDir, vm.Name+"-protect.log"), args)
+	if err != nil {
+		return err
+	}
+	a.StatusAddr = fmt.Sprintf("127.0.0.1:%d", 9480+i)
+	vm.protect = a
+	t0 := time.Now()
+	if err := a.WaitStatus(ctx, 90*time.Second, func(s Status) bool { return s.Epoch > 0 }); err != nil {
+		return fmt.Errorf("%s first checkpoint: %w", vm.Name, err)
+	}
+	g.logf("%s protected after %v", vm.Name, time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+func (g *Group) startCoordinator(ctx context.Context) error {
+	args := []string{"group", "coordinate", "--interval", g.Opts.Interval.String(), "--round-timeout", "3s"}
+	if g.Opts.Stagger > 0 {
+		args = append(args, "--test-round-stagger", g.Opts.Stagger.String())
+	}
+	for i, vm := range g.VMs {
+		args = append(args, "--member", fmt.Sprintf("%s=%s", vm.Name, netip.AddrPortFrom(g.Hosts[vm.Primary].addr, uint16(7480+i))),
+			"--standby", fmt.Sprintf("%s=%s", vm.Name, netip.AddrPortFrom(g.Hosts[2].addr, uint16(7490+i))))
+	}
+	a, err := startAgent(g.Hosts[2].ns, g.Bin, filepath.Join(g.RunDir, "coordinator.log"), args)
+	if err != nil {
+		return err
+	}
+	g.Coord = a
+	// The members' epochs follow the rounds: the first rounds prove the group runs.
+	for _, vm := range g.VMs {
+		st, err := vm.protect.Status(ctx)
+		if err != nil {
+			return err
+		}
+		first := st.Epoch
+		if err := vm.protect.WaitStatus(ctx, 60*time.Second, func(s Status) bool { return s.Epoch >= first+3 }); err != nil {
+			return fmt.Errorf("%s: no group rounds: %w", vm.Name, err)
+		}
+	}
+	g.logf("group rounds running")
+	return nil
+}
+
+// ColourCounters summarises the primaries' data-plane colour counters:
+// frames sent to other members, received from them, received in transit,
+// and held for the receiver's checkpoint.
+func (g *Group) ColourCounters() string {
+	var out []string
+	for _, vm := range g.VMs {
+		st, err := dataplane.ReadStatus(vm.Name, g.Hosts[vm.Primary].pin)
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: %v", vm.Name, err))
+			continue
+		}
+		c := st.Counters
+		out = append(out, fmt.Sprintf("%s: internal sent %d, received %d, in transit %d, held %d, hold full %d; captured (external) %d",
+			vm.Name, c.InternalSent, c.InternalReceived, c.InTransit, c.Held, c.HoldFull, c.Captured))
+	}
+	return strings.Join(out, "; ")
+}
+
+// KillHostA kills host-a (vm0 and vm1's primaries): its QEMUs and agents
+// die and its cable is pulled.
+func (g *Group) KillHostA() error {
+	var errs []error
+	for _, vm := range g.VMs {
+		if vm.Primary != 0 {
+			continue
+		}
+		errs = append(errs, killPidFile(vm.cfgP.PIDPath()), vm.protect.Kill())
+	}
+	var b testenv.IPBatch
+	b.Add("-n %s link set %s down", g.Hosts[0].ns, g.Hosts[0].uplink)
+	errs = append(errs, b.Run())
+	return errors.Join(errs...)
+}
+
+// WaitRecovered waits for the coordinator to finish the group's recovery
+// and every backup to run its guest.
+func (g *Group) WaitRecovered(ctx context.Context, limit time.Duration) error {
+	select {
+	case <-g.Coord.Exited():
+	case <-time.After(limit):
+		return fmt.Errorf("coordinator still running %v after the fault; log:\n%s", limit, g.Coord.tail(30))
+	}
+	if err := g.Coord.Err(); err != nil {
+		return fmt.Errorf("coordinator: %w; log:\n%s", err, g.Coord.tail(30))
+	}
+	for _, vm := range g.VMs {
+		if err := vm.standby.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State == "active" }); err != nil {
+			return fmt.Errorf("%s backup: %w", vm.Name, err)
+		}
+	}
+	return nil
+}
+
+// RecoveryLine is the coordinator's log line of the recovery, if any.
+func (g *Group) RecoveryLine() string {
+	b, _ := os.ReadFile(g.Coord.LogPath)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "group recovered") {
+			return l
+		}
+	}
+	return ""
+}
+
+// Audit pauses every guest's transfers, waits (bounded) until none is in
+// flight, and returns the books, in member order.
+func (g *Group) Audit(ctx context.Context, limit time.Duration) ([]xbank.Audit, error) {
+	audits := make([]xbank.Audit, len(g.VMs))
+	deadline := time.Now().Add(limit)
+	for _, vm := range g.VMs {
+		if err := g.ask(ctx, vm, func(c net.Conn, r *bufio.Reader) error {
+			if reply, err := xbank.Ask(c, r, "PAUSE"); err != nil || reply != "OK" {
+				return fmt.Errorf("pause %s: %q %v", vm.Name, reply, err)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	for i, vm := range g.VMs {
+		for {
+			err := g.ask(ctx, vm, func(c net.Conn, r *bufio.Reader) (err error) {
+				audits[i], err = xbank.ReadAudit(c, r)
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+			if audits[i].Pending == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return audits, nil
+}
+
+func (g *Group) ask(ctx context.Context, vm *GroupVM, f func(net.Conn, *bufio.Reader) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	c, err := testenv.DialIn(ctx, g.Client, "tcp", netip.AddrPortFrom(vm.Addr, xbank.Port).String())
+	if err != nil {
+		return fmt.Errorf("%s audit: %w", vm.Name, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	return f(c, bufio.NewReaderSize(c, 1<<20))
+}
+
+// DumpLogs copies the agents' logs to w.
+func (g *Group) DumpLogs(w io.Writer) {
+	for _, vm := range g.VMs {
+		for _, a := range []*Agent{vm.protect, vm.standby} {
+			if a != nil {
+				a.DumpLog(w)
+			}
+		}
+	}
+	if g.Coord != nil {
+		g.Coord.DumpLog(w)
+	}
+}
+
+// Close kills every agent and QEMU and removes the namespaces, RAM files,
+// pins and the run directory.
+func (g *Group) Close() error {
+	var errs []error
+	if g.Coord != nil {
+		errs = append(errs, g.Coord.Kill())
+	}
+	for _, vm := range g.VMs {
+		for _, a := range []*Agent{vm.protect, vm.standby} {
+			if a != nil {
+				errs = append(errs, a.Kill())
+			}
+		}
+		for _, cfg := range []qemu.Config{vm.cfgP, vm.cfgB} {
+			if cfg.QMPPath != "" {
+				errs = append(errs, killPidFile(cfg.PIDPath()))
+				_ = os.Remove(cfg.MemPath)
+			}
+		}
+	}
+	g.removeNamespaces()
+	if g.bpfMount != "" {
+		if err := unix.Unmount(g.bpfMount, unix.MNT_DETACH); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, os.RemoveAll(g.RunDir))
+	return errors.Join(errs...)
+}
+
+func (g *Group) removeNamespaces() {
+	for _, ns := range g.namespaces {
+		if _, err := os.Stat("/run/netns/" + ns); err == nil {
+			_ = exec.Command("ip", "netns", "del", ns).Run()
+		}
+	}
+}
