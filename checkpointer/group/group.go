@@ -65,8 +65,9 @@ type Standby interface {
 
 // Recovery is what one group recovery did.
 type Recovery struct {
-	// Failed is the round that failed; Round the committed round every
-	// member resumed from.
+	// Failed is the round that failed; Round the round every member
+	// resumed from: the last one every member's backup held (Failed - 1,
+	// or Failed itself when it failed while being committed).
 	Failed, Round uint64
 	// Epochs is each member's epoch of Round.
 	Epochs map[string]uint64
@@ -107,8 +108,10 @@ type Coordinator struct {
 	OnRecovery      func(Recovery)
 	Logger          *slog.Logger
 
-	// epochs of the last committed round, by member name.
-	committed map[string]uint64
+	// committed is the last round every member's backup holds, and
+	// epochs its epoch on each member (by name).
+	committed uint64
+	epochs    map[string]uint64
 }
 
 // Run drives rounds 1, 2, ... until ctx ends (nil) or a member fails a
@@ -208,7 +211,7 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, error) {
 	}
 	// Every member's backup holds round r: it is the group's to resume
 	// from, whether or not every COMMIT below arrives.
-	c.committed = epochs
+	c.committed, c.epochs = r, epochs
 	st := RoundStats{Round: r, Commit: time.Since(start)}
 	if !c.UnsafePerMemberCommit {
 		for _, m := range c.Members {
@@ -248,10 +251,12 @@ func (c *Coordinator) checkStandbys() error {
 // resumes it from the last committed round, all at once.
 func (c *Coordinator) recover(ctx context.Context, failed uint64, log *slog.Logger) error {
 	start := time.Now()
-	if c.committed == nil {
+	if c.committed == 0 {
 		return fmt.Errorf("%w: round %d failed before any round was committed: no consistent state to resume", ErrRecovery, failed)
 	}
-	rc := Recovery{Failed: failed, Round: failed - 1, Epochs: c.committed}
+	// A round that failed while it was being committed is held by every
+	// backup: the group resumes from it, not from the one before.
+	rc := Recovery{Failed: failed, Round: c.committed, Epochs: c.epochs}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.RecoveryTimeout)
 	defer cancel()
 	// The live members must not run on, nor talk to the resumed ones.

@@ -224,6 +224,55 @@ func TestGroupRecovery(t *testing.T) {
 	}
 }
 
+// failCommit is a member whose host dies while round `at` is committed:
+// every backup holds the round, but its COMMIT fails.
+type failCommit struct {
+	*group.LocalMember
+	at   uint64
+	kill func()
+}
+
+func (f failCommit) Commit(r uint64) error {
+	if r == f.at {
+		f.kill()
+		return errors.New("EOF")
+	}
+	return f.LocalMember.Commit(r)
+}
+
+// A round that fails while it is being committed is held by every backup:
+// the group resumes from it (with its epochs), not from the round before.
+func TestRecoveryFromARoundFailedInCommit(t *testing.T) {
+	const at = 6
+	rms := newRecoveryWorld(t, 3, true)
+	ms := make([]group.Member, len(rms))
+	sbs := make([]group.Standby, len(rms))
+	for i, rm := range rms {
+		ms[i] = rm.m
+		sbs[i] = group.LocalStandby{Member: rm.m.Name(), B: rm.b}
+	}
+	ms[0] = failCommit{rms[0].m, at, rms[0].cancel}
+	var rec *group.Recovery
+	c := &group.Coordinator{Members: ms, Standbys: sbs, Interval: 10 * time.Millisecond, RoundTimeout: 500 * time.Millisecond,
+		RecoveryTimeout: 20 * time.Second, OnRecovery: func(r group.Recovery) { rec = &r }}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if rec == nil || rec.Failed != at || rec.Round != at {
+		t.Fatalf("recovery %+v, want round %d failed and resumed", rec, at)
+	}
+	for _, rm := range rms {
+		rm.mu.Lock()
+		want, ok := rm.atEpoch[rec.Epochs[rm.m.Name()]]
+		if e, _ := rm.m.Output().RoundEpoch(at); !ok || rm.resumed != want || e != rec.Epochs[rm.m.Name()] {
+			t.Errorf("%s did not resume from round %d's checkpoint (epoch %d)", rm.m.Name(), at, rec.Epochs[rm.m.Name()])
+		}
+		rm.mu.Unlock()
+	}
+}
+
 // A recovery order for a checkpoint the backup does not hold is refused
 // and nothing goes live; a plain (non-group) backup refuses every order.
 func TestActivateAtRefuses(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"go/build"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -158,10 +159,17 @@ func ensureInitramfs(ctx context.Context, dir, kernelID string) error {
 func initKey(root, kernelID string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n", kernelID, runtime.Version())
+	// Every Go file under testenv/guest: a package the init imports cannot
+	// be forgotten here (a stale initramfs once hid a new workload).
 	var files []string
-	for _, d := range []string{"testenv/guest/init", "testenv/guest/kv", "testenv/guest/diskload", "testenv/guest/bank"} {
-		m, _ := filepath.Glob(filepath.Join(root, d, "*.go"))
-		files = append(files, m...)
+	err := filepath.WalkDir(filepath.Join(root, "testenv", "guest"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
+			files = append(files, path)
+		}
+		return err
+	})
+	if err != nil {
+		return "", err
 	}
 	files = append(files, filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum"))
 	sort.Strings(files)
@@ -173,7 +181,8 @@ func initKey(root, kernelID string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(b))
+		rel, _ := filepath.Rel(root, f)
+		fmt.Fprintf(h, "%s %d\n", rel, len(b))
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

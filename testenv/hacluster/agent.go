@@ -32,10 +32,10 @@ type Agent struct {
 	// StatusAddr is the agent's --metrics-addr inside Netns
 	// (127.0.0.1:9470 unless set right after the start).
 	StatusAddr string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	err     error
-	http    *http.Client
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	err        error
+	http       *http.Client
 }
 
 func startAgent(ns, bin, logPath string, args []string) (*Agent, error) {

@@ -39,6 +39,13 @@ type GroupOptions struct {
 	// UnsafeNoHold runs the members with --unsafe-no-colour-hold (the
 	// negative control of the colour hold).
 	UnsafeNoHold bool
+	// UDP runs the workload's credits over UDP, each sent once: a credit
+	// in transit across the group's cut is lost unless the backups replay
+	// it from the input log.
+	UDP bool
+	// UnsafeNoInputReplay runs the backups without --input-replay (the
+	// negative control of the in-transit log).
+	UnsafeNoInputReplay bool
 	// Stagger delays member k's rounds by k x Stagger (default 50 ms), so
 	// that frames from a member past round r reach one not yet there in
 	// nearly every round; negative: none.
@@ -191,7 +198,7 @@ func (g *Group) prepare(ctx context.Context) error {
 		cfg := assets.QEMUConfig(vm.Name+"-p", fmt.Sprintf("%s%d-p.ram", shm, i), g.tap(vm.Primary, i), hp.ns, g.RunDir,
 			netip.PrefixFrom(vm.Addr, 24))
 		cfg.MAC = vm.MAC
-		cfg.Append += " " + xbank.Config{Index: i, Peers: peers}.Cmdline()
+		cfg.Append += " " + xbank.Config{Index: i, Peers: peers, UDP: g.Opts.UDP}.Cmdline()
 		vm.cfgP = cfg
 		vm.cfgB = cfg.ForHost(vm.Name+"-b", fmt.Sprintf("%s%d-b.ram", shm, i), g.tap(2, i),
 			filepath.Join(g.RunDir, vm.Name+"-b.qmp"), filepath.Join(g.RunDir, vm.Name+"-b.serial"), hc.ns)
@@ -300,10 +307,13 @@ func (g *Group) startStandby(ctx context.Context, i int, vm *GroupVM) error {
 		"--fence-cmd", g.fence(i), "--fence-timeout", "10s", "--peer", g.Hosts[vm.Primary].name,
 		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s", "--codec", "fgbi",
 		"--domain", "qemu", "--qemu-config", filepath.Join(g.RunDir, vm.Name+"-b.json"),
-		"--dataplane", "--pin-root", hc.pin, "--input-replay",
+		"--dataplane", "--pin-root", hc.pin,
 		"--announce-iface", hc.bridge, "--guest-mac", vm.MAC, "--guest-ip", vm.Addr.String(),
 		"--group-listen", netip.AddrPortFrom(hc.addr, uint16(7490+i)).String(),
 		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", 9470+i)}
+	if !g.Opts.UnsafeNoInputReplay {
+		args = append(args, "--input-replay")
+	}
 	a, err := startAgent(hc.ns, g.Bin, filepath.Join(g.RunDir, vm.Name+"-standby.log"), args)
 	if err != nil {
 		return err
@@ -371,6 +381,16 @@ func (g *Group) startCoordinator(ctx context.Context) error {
 		}
 	}
 	g.logf("group rounds running")
+	for _, vm := range g.VMs {
+		if err := g.ask(ctx, vm, func(c net.Conn, r *bufio.Reader) error {
+			if reply, err := xbank.Ask(c, r, "RESUME"); err != nil || reply != "OK" {
+				return fmt.Errorf("start %s's transfers: %q %v", vm.Name, reply, err)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -438,11 +458,10 @@ func (g *Group) RecoveryLine() string {
 	return ""
 }
 
-// Audit pauses every guest's transfers, waits (bounded) until none is in
-// flight, and returns the books, in member order.
+// Audit pauses every guest's transfers, waits (bounded by limit) until no
+// transfer is unacknowledged anywhere and a datagram's flight has passed,
+// and returns the books, in member order, taken together at the end.
 func (g *Group) Audit(ctx context.Context, limit time.Duration) ([]xbank.Audit, error) {
-	audits := make([]xbank.Audit, len(g.VMs))
-	deadline := time.Now().Add(limit)
 	for _, vm := range g.VMs {
 		if err := g.ask(ctx, vm, func(c net.Conn, r *bufio.Reader) error {
 			if reply, err := xbank.Ask(c, r, "PAUSE"); err != nil || reply != "OK" {
@@ -453,22 +472,31 @@ func (g *Group) Audit(ctx context.Context, limit time.Duration) ([]xbank.Audit, 
 			return nil, err
 		}
 	}
-	for i, vm := range g.VMs {
-		for {
-			err := g.ask(ctx, vm, func(c net.Conn, r *bufio.Reader) (err error) {
+	audits := make([]xbank.Audit, len(g.VMs))
+	read := func() (pending int, err error) {
+		for i, vm := range g.VMs {
+			if err := g.ask(ctx, vm, func(c net.Conn, r *bufio.Reader) (err error) {
 				audits[i], err = xbank.ReadAudit(c, r)
 				return err
-			})
-			if err != nil {
-				return nil, err
+			}); err != nil {
+				return 0, err
 			}
-			if audits[i].Pending == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
+			pending += audits[i].Pending
+		}
+		return pending, nil
+	}
+	for deadline := time.Now().Add(limit); ; time.Sleep(200 * time.Millisecond) {
+		pending, err := read()
+		if err != nil {
+			return nil, err
+		}
+		if pending == 0 || time.Now().After(deadline) {
+			break
 		}
 	}
-	return audits, nil
+	time.Sleep(time.Second) // datagrams still in flight land
+	_, err := read()
+	return audits, err
 }
 
 func (g *Group) ask(ctx context.Context, vm *GroupVM, f func(net.Conn, *bufio.Reader) error) error {

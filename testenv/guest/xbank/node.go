@@ -44,10 +44,12 @@ type peerLink struct {
 	c    net.Conn
 }
 
-// NewNode is guest cfg.Index's bank, sending a transfer every `every`.
+// NewNode is guest cfg.Index's bank, sending a transfer every `every`
+// once told RESUME (every guest must be up first: a datagram to a guest
+// not yet listening is lost).
 func NewNode(cfg Config, every time.Duration) *Node {
 	n := &Node{cfg: cfg, every: every, balance: Initial, outbox: map[uint64]Transfer{}, received: map[uint64]int64{},
-		sentAt: map[uint64]time.Time{}}
+		sentAt: map[uint64]time.Time{}, paused: true}
 	for _, p := range cfg.Peers {
 		n.links = append(n.links, &peerLink{addr: netip.AddrPortFrom(p, PeerPort).String()})
 	}
@@ -66,9 +68,18 @@ func (n *Node) Run(ctx context.Context, ready func()) error {
 		pl.Close()
 		return err
 	}
-	go func() { <-ctx.Done(); pl.Close(); al.Close() }()
+	defer pl.Close()
+	defer al.Close()
 	go accept(pl, n.servePeer)
 	go accept(al, n.serveAudit)
+	if n.cfg.UDP {
+		uc, err := net.ListenPacket("udp", netip.AddrPortFrom(self, PeerPort).String())
+		if err != nil {
+			return err
+		}
+		defer uc.Close()
+		go n.serveUDP(uc)
+	}
 	if ready != nil {
 		ready()
 	}
@@ -112,17 +123,65 @@ func (n *Node) transfer() {
 	if to >= n.cfg.Index {
 		to++
 	}
-	t := Transfer{ID: mix(now ^ n.seq<<48 ^ uint64(n.cfg.Index)<<56), To: to, Amount: int64(now/1000%100) + 1}
+	t := Transfer{ID: mix(now ^ n.seq<<48 ^ uint64(n.cfg.Index)<<56), To: to, Amount: int64(now/1000%100) + 1, At: int64(now)}
 	if n.balance < t.Amount {
 		n.mu.Unlock()
 		return
 	}
 	n.balance -= t.Amount
 	n.sent = append(n.sent, t)
+	if n.cfg.UDP {
+		n.mu.Unlock()
+		n.sendUDP(t)
+		return
+	}
 	n.outbox[t.ID] = t
 	n.sentAt[t.ID] = time.Now()
 	n.mu.Unlock()
 	n.send(t)
+}
+
+// sendUDP sends a credit once, in one datagram.
+func (n *Node) sendUDP(t Transfer) {
+	c, err := net.Dial("udp", n.links[t.To].addr)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = fmt.Fprintf(c, "C %d %d %d\n", t.ID, n.cfg.Index, t.Amount)
+}
+
+// serveUDP credits each datagram's transfer once.
+func (n *Node) serveUDP(c net.PacketConn) {
+	buf := make([]byte, 256)
+	for {
+		k, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		n.credit(strings.TrimSpace(string(buf[:k])))
+	}
+}
+
+// credit applies one "C <id> <from> <amount>" line once; it reports the
+// transfer id, false for a malformed line.
+func (n *Node) credit(line string) (uint64, bool) {
+	f := strings.Fields(line)
+	if len(f) != 4 || f[0] != "C" {
+		return 0, false
+	}
+	id, err1 := strconv.ParseUint(f[1], 10, 64)
+	amount, err2 := strconv.ParseInt(f[3], 10, 64)
+	if err1 != nil || err2 != nil || amount <= 0 {
+		return 0, false
+	}
+	n.mu.Lock()
+	if _, dup := n.received[id]; !dup {
+		n.received[id] = amount
+		n.balance += amount
+	}
+	n.mu.Unlock()
+	return id, true
 }
 
 // mix is splitmix64's finaliser: spreads a clock value over 64 bits.
@@ -191,21 +250,10 @@ func (n *Node) servePeer(c net.Conn) {
 	defer c.Close()
 	sc := bufio.NewScanner(c)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 4 || f[0] != "C" {
+		id, ok := n.credit(sc.Text())
+		if !ok {
 			return
 		}
-		id, err1 := strconv.ParseUint(f[1], 10, 64)
-		amount, err2 := strconv.ParseInt(f[3], 10, 64)
-		if err1 != nil || err2 != nil || amount <= 0 {
-			return
-		}
-		n.mu.Lock()
-		if _, dup := n.received[id]; !dup {
-			n.received[id] = amount
-			n.balance += amount
-		}
-		n.mu.Unlock()
 		if _, err := fmt.Fprintf(c, "A %d\n", id); err != nil {
 			return
 		}

@@ -38,6 +38,10 @@ const (
 type Config struct {
 	Index int
 	Peers []netip.Addr // every member's address, this guest's included
+	// UDP sends each credit once, in a datagram, never again and never
+	// acknowledged: a credit lost in transit stays lost (TCP would send
+	// it again), which is what the group's in-transit log must prevent.
+	UDP bool
 }
 
 // Cmdline is the kernel command-line argument for c.
@@ -46,7 +50,11 @@ func (c Config) Cmdline() string {
 	for i, p := range c.Peers {
 		s[i] = p.String()
 	}
-	return fmt.Sprintf("%s%d:%s", CmdlineKey, c.Index, strings.Join(s, ","))
+	arg := fmt.Sprintf("%s%d:%s", CmdlineKey, c.Index, strings.Join(s, ","))
+	if c.UDP {
+		arg += ":udp"
+	}
+	return arg
 }
 
 // ParseCmdline finds the workload's argument in a kernel command line;
@@ -59,7 +67,10 @@ func ParseCmdline(cmdline string) (c Config, ok bool, err error) {
 		}
 		idx, peers, found := strings.Cut(v, ":")
 		if !found {
-			return c, true, fmt.Errorf("%s%s: want <index>:<ip>,<ip>,...", CmdlineKey, v)
+			return c, true, fmt.Errorf("%s%s: want <index>:<ip>,<ip>,...[:udp]", CmdlineKey, v)
+		}
+		if p, udp := strings.CutSuffix(peers, ":udp"); udp {
+			peers, c.UDP = p, true
 		}
 		if c.Index, err = strconv.Atoi(idx); err != nil {
 			return c, true, fmt.Errorf("%s index %q: %w", CmdlineKey, idx, err)
@@ -84,6 +95,8 @@ type Transfer struct {
 	ID     uint64 `json:"id"`
 	To     int    `json:"to"`
 	Amount int64  `json:"amount"`
+	// At is when the guest debited it (its clock, Unix nanoseconds).
+	At int64 `json:"at"`
 }
 
 // Audit is one guest's books.
@@ -103,12 +116,14 @@ type Audit struct {
 // the total of the balances plus the transfers sent but not credited must
 // be n*Initial, every credit must match a transfer some guest sent (else
 // its sender rolled back past the debit: an orphan), with the same amount
-// and target.
-func Check(audits []Audit) []string {
+// and target. settled says nothing is in flight any more (the guests were
+// paused and drained): a transfer sent but not credited was then lost.
+func Check(audits []Audit, settled bool) []string {
 	var v []string
 	n := len(audits)
 	sent := map[uint64]Transfer{}
 	from := map[uint64]int{}
+	lost, lostExample := 0, ""
 	var total int64
 	for i, a := range audits {
 		if a.Index != i {
@@ -129,7 +144,13 @@ func Check(audits []Audit) []string {
 		}
 		if _, ok := audits[t.To].Received[t.ID]; !ok {
 			total += t.Amount // in flight
+			if lost++; settled && lost == 1 {
+				lostExample = fmt.Sprintf("guest %d debited transfer %#x (%d) that guest %d never credited", from[t.ID], t.ID, t.Amount, t.To)
+			}
 		}
+	}
+	if settled && lost > 0 {
+		v = append(v, fmt.Sprintf("%d transfers lost, e.g. %s", lost, lostExample))
 	}
 	orphans := 0
 	var example string

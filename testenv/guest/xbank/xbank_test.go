@@ -36,8 +36,11 @@ func TestCheck(t *testing.T) {
 			{Index: 1, Balance: Initial + 10 - 7, Sent: []Transfer{{ID: 3, To: 0, Amount: 7}}, Received: map[uint64]int64{1: 10}},
 		}
 	}
-	if v := Check(good()); len(v) != 0 {
+	if v := Check(good(), false); len(v) != 0 {
 		t.Fatalf("consistent books (one transfer in flight): %q", v)
+	}
+	if v := Check(good(), true); len(v) != 1 || !strings.Contains(v[0], "1 transfers lost") {
+		t.Fatalf("settled books with a transfer never credited: %q", v)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -51,7 +54,7 @@ func TestCheck(t *testing.T) {
 	} {
 		a := good()
 		tc.change(a)
-		v := Check(a)
+		v := Check(a, false)
 		if len(v) == 0 || !strings.Contains(strings.Join(v, "; "), tc.want) {
 			t.Errorf("%s: %q, want %q", tc.name, v, tc.want)
 		}
@@ -61,6 +64,12 @@ func TestCheck(t *testing.T) {
 // Three nodes on loopback addresses send each other transfers; paused and
 // drained, their books balance.
 func TestNodes(t *testing.T) {
+	for _, udp := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "udp"}[udp], func(t *testing.T) { testNodes(t, udp) })
+	}
+}
+
+func testNodes(t *testing.T, udp bool) {
 	var peers []netip.Addr
 	for i := range 3 {
 		peers = append(peers, netip.AddrFrom4([4]byte{127, 0, 0, byte(i + 1)}))
@@ -70,7 +79,7 @@ func TestNodes(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 	for i := range peers {
 		ready := make(chan struct{})
-		n := NewNode(Config{Index: i, Peers: peers}, 2*time.Millisecond)
+		n := NewNode(Config{Index: i, Peers: peers, UDP: udp}, 2*time.Millisecond)
 		wg.Go(func() {
 			if err := n.Run(ctx, func() { close(ready) }); err != nil {
 				t.Error(err)
@@ -79,34 +88,49 @@ func TestNodes(t *testing.T) {
 		})
 		<-ready
 	}
+	for _, p := range peers {
+		c, err := net.Dial("tcp", netip.AddrPortFrom(p, Port).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reply, err := Ask(c, bufio.NewReader(c), "RESUME"); err != nil || reply != "OK" {
+			t.Fatalf("resume: %q %v", reply, err)
+		}
+		c.Close()
+	}
 	time.Sleep(300 * time.Millisecond)
-	audits := make([]Audit, len(peers))
-	deadline := time.Now().Add(10 * time.Second)
+	conns := make([]net.Conn, len(peers))
+	readers := make([]*bufio.Reader, len(peers))
 	for i, p := range peers {
 		c, err := net.Dial("tcp", netip.AddrPortFrom(p, Port).String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		r := bufio.NewReader(c)
-		if reply, err := Ask(c, r, "PAUSE"); err != nil || reply != "OK" {
+		conns[i], readers[i] = c, bufio.NewReader(c)
+		if reply, err := Ask(c, readers[i], "PAUSE"); err != nil || reply != "OK" {
 			t.Fatalf("pause: %q %v", reply, err)
 		}
-		for {
-			if audits[i], err = ReadAudit(c, r); err != nil {
+	}
+	audits := make([]Audit, len(peers))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		pending := 0
+		for i := range peers {
+			var err error
+			if audits[i], err = ReadAudit(conns[i], readers[i]); err != nil {
 				t.Fatal(err)
 			}
-			if audits[i].Pending == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
+			pending += audits[i].Pending
+		}
+		if pending == 0 || time.Now().After(deadline) {
+			break
 		}
 	}
 	sent := 0
 	for _, a := range audits {
 		sent += len(a.Sent)
 	}
-	if v := Check(audits); len(v) != 0 || sent < 30 {
+	if v := Check(audits, true); len(v) != 0 || sent < 30 {
 		t.Fatalf("%d transfers; violations %q", sent, v)
 	}
 	t.Logf("%d transfers, books balance", sent)

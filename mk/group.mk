@@ -1,0 +1,12 @@
+# SPDX-License-Identifier: Apache-2.0
+# VDEchp groups (issue 13): three QEMU guests on two primary hosts, every
+# backup and the coordinator on a third.
+
+.PHONY: group-test group-udp demo-group
+GROUP_PKG := ./testenv/hacluster/
+
+group-test: ## (root) the group scenarios in CI: host kill under the xbank workload over TCP, and the colour-hold negative control (~2 min)
+	RESILIRE_TEST_PRIVILEGED=1 $(GO) test -count=1 -timeout 20m -v -run 'TestE2EGroup(HostKill|UnsafeNoHold)$$' $(GROUP_PKG)
+
+group-udp: ## (root) the UDP group scenarios (credits sent once): the in-transit replay and its negative control; not in CI (see docs/group.md)
+	RESILIRE_TEST_PRIVILEGED=1 RESILIRE_GROUP_UDP=1 $(GO) test -count=1 -timeout 20m -v -run 'TestE2EGroup(UDPHostKill|UnsafeNoInputReplay)$$' $(GROUP_PKG)
