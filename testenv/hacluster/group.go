@@ -46,6 +46,9 @@ type GroupOptions struct {
 	// UnsafeNoInputReplay runs the backups without --input-replay (the
 	// negative control of the in-transit log).
 	UnsafeNoInputReplay bool
+	// Unprotected boots the guests with no agents and no data plane (the
+	// baseline of the latency comparison).
+	Unprotected bool
 	// Stagger delays member k's rounds by k x Stagger (default 50 ms), so
 	// that frames from a member past round r reach one not yet there in
 	// nearly every round; negative: none.
@@ -95,6 +98,13 @@ type Group struct {
 	switchNS   string
 	namespaces []string
 	bpfMount   string
+	pings      [3]pingConn
+}
+
+// pingConn is the client's connection to one guest for Ping.
+type pingConn struct {
+	c net.Conn
+	r *bufio.Reader
 }
 
 const groupLAN = "10.81.0."
@@ -134,6 +144,9 @@ func SetupGroup(ctx context.Context, o GroupOptions) (_ *Group, err error) {
 		if err := g.boot(ctx, vm); err != nil {
 			return g, err
 		}
+	}
+	if o.Unprotected {
+		return g, g.resume(ctx)
 	}
 	for i, vm := range g.VMs {
 		if err := g.startStandby(ctx, i, vm); err != nil {
@@ -213,6 +226,9 @@ func (g *Group) prepare(ctx context.Context) error {
 			if err := os.WriteFile(filepath.Join(g.RunDir, f.file), b, 0o600); err != nil {
 				return err
 			}
+		}
+		if g.Opts.Unprotected {
+			continue
 		}
 		for _, h := range []groupHost{hp, hc} {
 			tap := g.tap(vm.Primary, i)
@@ -357,7 +373,7 @@ func (g *Group) startProtect(ctx context.Context, i int, vm *GroupVM) error {
 
 func (g *Group) startCoordinator(ctx context.Context) error {
 	args := []string{"group", "coordinate", "--interval", g.Opts.Interval.String(), "--round-timeout", "3s"}
-	if g.Opts.Stagger > 0 {
+	if g.Opts.Stagger > 0 { // negative: none
 		args = append(args, "--test-round-stagger", g.Opts.Stagger.String())
 	}
 	for i, vm := range g.VMs {
@@ -381,6 +397,11 @@ func (g *Group) startCoordinator(ctx context.Context) error {
 		}
 	}
 	g.logf("group rounds running")
+	return g.resume(ctx)
+}
+
+// resume starts every guest's transfers.
+func (g *Group) resume(ctx context.Context) error {
 	for _, vm := range g.VMs {
 		if err := g.ask(ctx, vm, func(c net.Conn, r *bufio.Reader) error {
 			if reply, err := xbank.Ask(c, r, "RESUME"); err != nil || reply != "OK" {
@@ -512,6 +533,48 @@ func (g *Group) ask(ctx context.Context, vm *GroupVM, f func(net.Conn, *bufio.Re
 	return f(c, bufio.NewReaderSize(c, 1<<20))
 }
 
+// Sample reads every guest's books without pausing it.
+func (g *Group) Sample(ctx context.Context) ([]xbank.Audit, error) {
+	audits := make([]xbank.Audit, len(g.VMs))
+	for i, vm := range g.VMs {
+		if err := g.ask(ctx, vm, func(c net.Conn, r *bufio.Reader) (err error) {
+			audits[i], err = xbank.ReadAudit(c, r)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return audits, nil
+}
+
+// Ping is one client round trip to guest i on one TCP connection, kept
+// across calls (and across a failover: the guest's TCP state moves with
+// it); its reply is external output, held until the group commits the
+// round that produced it. Not safe for concurrent calls on one guest.
+func (g *Group) Ping(ctx context.Context, i int) (time.Duration, error) {
+	p := &g.pings[i]
+	if p.c == nil {
+		c, err := testenv.DialIn(ctx, g.Client, "tcp", netip.AddrPortFrom(g.VMs[i].Addr, xbank.Port).String())
+		if err != nil {
+			return 0, err
+		}
+		p.c, p.r = c, bufio.NewReader(c)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = p.c.SetDeadline(time.Now()) })
+	defer stop()
+	t0 := time.Now()
+	reply, err := xbank.Ask(p.c, p.r, "PING")
+	if err == nil && reply != "PONG" {
+		err = fmt.Errorf("ping %s: %q", g.VMs[i].Name, reply)
+	}
+	if err != nil {
+		p.c.Close()
+		p.c = nil
+		return 0, err
+	}
+	return time.Since(t0), nil
+}
+
 // DumpLogs copies the agents' logs to w.
 func (g *Group) DumpLogs(w io.Writer) {
 	for _, vm := range g.VMs {
@@ -532,6 +595,11 @@ func (g *Group) Close() error {
 	var errs []error
 	if g.Coord != nil {
 		errs = append(errs, g.Coord.Kill())
+	}
+	for _, p := range g.pings {
+		if p.c != nil {
+			p.c.Close()
+		}
 	}
 	for _, vm := range g.VMs {
 		for _, a := range []*Agent{vm.protect, vm.standby} {

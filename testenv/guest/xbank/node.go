@@ -30,7 +30,7 @@ type Node struct {
 	seq      uint64
 	links    []*peerLink
 	sentAt   map[uint64]time.Time // first send of each transfer in the outbox
-	rtts     []time.Duration      // the last rttKeep transfer round trips
+	rtts     [][2]int64           // the last rttKeep transfer round trips (Audit.RTTs)
 }
 
 // rttKeep is how many recent transfer round trips the audit summarises.
@@ -233,7 +233,7 @@ func (n *Node) readAcks(c net.Conn) {
 		if v, err := strconv.ParseUint(id, 10, 64); ok && err == nil {
 			n.mu.Lock()
 			if at, ok := n.sentAt[v]; ok {
-				if n.rtts = append(n.rtts, time.Since(at)); len(n.rtts) > rttKeep {
+				if n.rtts = append(n.rtts, [2]int64{time.Now().UnixMilli(), time.Since(at).Microseconds()}); len(n.rtts) > rttKeep {
 					n.rtts = n.rtts[len(n.rtts)-rttKeep:]
 				}
 				delete(n.sentAt, v)
@@ -261,7 +261,8 @@ func (n *Node) servePeer(c net.Conn) {
 }
 
 // serveAudit answers AUDIT (the books as one JSON line), PAUSE and RESUME
-// (stop and restart sending new transfers).
+// (stop and restart sending new transfers) and PING (PONG: a client's
+// round trip).
 func (n *Node) serveAudit(c net.Conn) {
 	defer c.Close()
 	sc := bufio.NewScanner(c)
@@ -275,12 +276,11 @@ func (n *Node) serveAudit(c net.Conn) {
 			for k, v := range n.received {
 				a.Received[k] = v
 			}
-			a.RTTMicros = make([]int64, len(n.rtts))
-			for i, d := range n.rtts {
-				a.RTTMicros[i] = d.Microseconds()
-			}
+			a.RTTs = append([][2]int64(nil), n.rtts...)
 			n.mu.Unlock()
 			reply, _ = json.Marshal(a)
+		case "PING":
+			reply = []byte("PONG")
 		case "PAUSE", "RESUME":
 			n.mu.Lock()
 			n.paused = sc.Text() == "PAUSE"

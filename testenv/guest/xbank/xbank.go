@@ -107,9 +107,10 @@ type Audit struct {
 	Received map[uint64]int64 `json:"received"` // transfer id -> amount credited
 	Pending  int              `json:"pending"`  // sent, not yet acknowledged by the receiver
 	Paused   bool             `json:"paused"`
-	// RTTMicros are recent transfers' round trips (send to the receiver's
-	// acknowledgement), in microseconds of the guest's clock.
-	RTTMicros []int64 `json:"rtt_us,omitempty"`
+	// RTTs are recent transfers' round trips (send to the receiver's
+	// acknowledgement): [acknowledged at, Unix ms; round trip, µs], by the
+	// guest's clock.
+	RTTs [][2]int64 `json:"rtts,omitempty"`
 }
 
 // Check returns every violation of the group's books (empty: consistent):
