@@ -31,7 +31,7 @@ func groupCommand() *ucli.Command {
 			Description: "Every --interval: each member checkpoints the round and ships it to its own backup; once every member's backup " +
 				"holds the round, every member releases its output of it. A member that misses --round-timeout fails the round: " +
 				"nothing of it is released and the command exits with the member's name (the group must then resume from the last " +
-				"committed round; not automated yet). The link to the members is plaintext TCP.",
+				"committed round). The links are mutual TLS with --tls-cert, --tls-key and --tls-ca (the agents use their own TLS flags), plaintext TCP otherwise.",
 			Flags: []ucli.Flag{
 				&ucli.StringSliceFlag{Name: "member", Required: true, Usage: "NAME=HOST:PORT of a member's --group-listen (repeat, at least two)"},
 				&ucli.DurationFlag{Name: "interval", Value: checkpointer.DefaultInterval, Usage: "time between rounds"},
@@ -41,17 +41,24 @@ func groupCommand() *ucli.Command {
 					"from the last committed round"},
 				&ucli.DurationFlag{Name: "recovery-timeout", Value: 5 * time.Minute, Usage: "longest group recovery (fencing and restoring every member)"},
 				&ucli.DurationFlag{Name: "test-round-stagger", Hidden: true, Usage: "delay the k-th member's round by k times this (tests: a wide pause skew)"},
+				&ucli.StringFlag{Name: "tls-cert", Usage: "PEM certificate of the coordinator (mutual TLS on the group links)"},
+				&ucli.StringFlag{Name: "tls-key", Usage: "PEM private key of the coordinator"},
+				&ucli.StringFlag{Name: "tls-ca", Usage: "PEM CA bundle that signs the agents' certificates"},
 			},
 			Action: func(c *ucli.Context) error {
 				log, err := logger(c)
 				if err != nil {
 					return err
 				}
-				ms, err := groupMembers(c.StringSlice("member"))
+				files := wire.TLSFiles{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca")}
+				if !files.Enabled() {
+					log.Warn("group links without TLS: rounds, commits and recovery orders travel unauthenticated (configure --tls-cert, --tls-key and --tls-ca)")
+				}
+				ms, err := groupMembers(c.StringSlice("member"), files)
 				if err != nil {
 					return err
 				}
-				sbs, err := groupStandbys(c.StringSlice("standby"))
+				sbs, err := groupStandbys(c.StringSlice("standby"), files)
 				if err != nil {
 					return err
 				}
@@ -77,12 +84,12 @@ func groupCommand() *ucli.Command {
 }
 
 // groupMembers parses the --member flags.
-func groupMembers(specs []string) ([]group.Member, error) {
+func groupMembers(specs []string, files wire.TLSFiles) ([]group.Member, error) {
 	if len(specs) < 2 {
 		return nil, fmt.Errorf("--member: %d given, a group has at least two", len(specs))
 	}
 	var ms []group.Member
-	err := groupSpecs("member", specs, func(name string, dial func(context.Context) (net.Conn, error)) {
+	err := groupSpecs("member", specs, files, func(name string, dial func(context.Context) (net.Conn, error)) {
 		ms = append(ms, group.NewRemoteMember(name, dial))
 	})
 	return ms, err
@@ -90,16 +97,16 @@ func groupMembers(specs []string) ([]group.Member, error) {
 
 // groupStandbys parses the --standby flags (the coordinator checks that
 // they match the members).
-func groupStandbys(specs []string) ([]group.Standby, error) {
+func groupStandbys(specs []string, files wire.TLSFiles) ([]group.Standby, error) {
 	var sbs []group.Standby
-	err := groupSpecs("standby", specs, func(name string, dial func(context.Context) (net.Conn, error)) {
+	err := groupSpecs("standby", specs, files, func(name string, dial func(context.Context) (net.Conn, error)) {
 		sbs = append(sbs, group.NewRemoteStandby(name, dial))
 	})
 	return sbs, err
 }
 
 // groupSpecs parses NAME=HOST:PORT flags, names unique.
-func groupSpecs(flag string, specs []string, add func(name string, dial func(context.Context) (net.Conn, error))) error {
+func groupSpecs(flag string, specs []string, files wire.TLSFiles, add func(name string, dial func(context.Context) (net.Conn, error))) error {
 	seen := map[string]bool{}
 	for _, s := range specs {
 		name, addr, ok := strings.Cut(s, "=")
@@ -110,7 +117,7 @@ func groupSpecs(flag string, specs []string, add func(name string, dial func(con
 			return fmt.Errorf("--%s %q: %w", flag, s, err)
 		}
 		seen[name] = true
-		dial, err := wire.Dialer(addr, wire.TLSFiles{}, 5*time.Second)
+		dial, err := wire.Dialer(addr, files, 5*time.Second)
 		if err != nil {
 			return err
 		}
@@ -122,7 +129,7 @@ func groupSpecs(flag string, specs []string, add func(name string, dial func(con
 // groupMemberFlag is protect's --group-listen.
 func groupMemberFlag() ucli.Flag {
 	return &ucli.StringFlag{Name: "group-listen", Usage: "be a member of a VDEchp group: take checkpoints on the rounds of the " +
-		"'resilire group coordinate' that connects here, and release output only on the group's commit (plaintext TCP)"}
+		"'resilire group coordinate' that connects here, and release output only on the group's commit (TLS with this agent's --tls-* flags)"}
 }
 
 // groupPeerFlag is protect's --group-peer-mac.
@@ -194,7 +201,7 @@ func groupColours(c *ucli.Context, port *dataplane.Port, out heldOutput, log *sl
 
 // groupAgent runs the primary as a group member serving the coordinator's
 // link on addr.
-func groupAgent(vm, addr string, cfg checkpointer.PrimaryConfig, log *slog.Logger) (*checkpointer.Primary, func(context.Context) error, error) {
+func groupAgent(vm, addr string, files wire.TLSFiles, cfg checkpointer.PrimaryConfig, log *slog.Logger) (*checkpointer.Primary, func(context.Context) error, error) {
 	colours, _ := cfg.Output.(group.Colours) // nil: internal frames stay under output commit
 	m, err := group.NewLocalMember(vm, cfg)
 	if err != nil {
@@ -205,11 +212,11 @@ func groupAgent(vm, addr string, cfg checkpointer.PrimaryConfig, log *slog.Logge
 			return nil, nil, err
 		}
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := wire.Listen(addr, files, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--group-listen: %w", err)
 	}
-	log.Warn("group member: checkpoints follow the coordinator's rounds; the group link is plaintext", "vm", vm, "listen", ln.Addr().String())
+	log.Warn("group member: checkpoints follow the coordinator's rounds", "vm", vm, "listen", ln.Addr().String(), "tls", files.Enabled())
 	return m.P, func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return group.ServeMember(gctx, ln, m, log) })
@@ -236,17 +243,17 @@ func groupAgent(vm, addr string, cfg checkpointer.PrimaryConfig, log *slog.Logge
 func groupStandbyFlag() ucli.Flag {
 	return &ucli.StringFlag{Name: "group-listen", Usage: "be the backup of a VDEchp group member: keep each checkpoint staged until " +
 		"the group commits it, never go live alone, and resume the guest only on the order of the 'resilire group coordinate' " +
-		"that connects here (plaintext TCP)"}
+		"that connects here (TLS with this agent's --tls-* flags)"}
 }
 
 // groupStandby runs the backup's roles and serves the group coordinator's
 // recovery orders on addr.
-func groupStandby(vm, addr string, b *checkpointer.Backup, run func(context.Context) error, log *slog.Logger) (func(context.Context) error, error) {
-	ln, err := net.Listen("tcp", addr)
+func groupStandby(vm, addr string, files wire.TLSFiles, b *checkpointer.Backup, run func(context.Context) error, log *slog.Logger) (func(context.Context) error, error) {
+	ln, err := wire.Listen(addr, files, nil)
 	if err != nil {
 		return nil, fmt.Errorf("--group-listen: %w", err)
 	}
-	log.Warn("group member's backup: goes live only on the group coordinator's order; the group link is plaintext", "vm", vm, "listen", ln.Addr().String())
+	log.Warn("group member's backup: goes live only on the group coordinator's order", "vm", vm, "listen", ln.Addr().String(), "tls", files.Enabled())
 	return func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return group.ServeStandby(gctx, ln, group.LocalStandby{Member: vm, B: b}, log) })

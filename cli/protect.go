@@ -63,7 +63,7 @@ func protectCommand() *ucli.Command {
 			var p *checkpointer.Primary
 			var run func(context.Context) error
 			if addr := c.String("group-listen"); addr != "" {
-				p, run, err = groupAgent(c.String("vm"), addr, cfg, log)
+				p, run, err = groupAgent(c.String("vm"), addr, tlsFiles(c), cfg, log)
 			} else {
 				p, err = checkpointer.NewPrimary(cfg)
 				run = p.Run

@@ -114,7 +114,7 @@ func runStandby(c *ucli.Context, log *slog.Logger, stale bool) (bool, error) {
 	}
 	run := roles.Run
 	if group != "" {
-		if run, err = groupStandby(c.String("vm"), group, b, roles.Run, log); err != nil {
+		if run, err = groupStandby(c.String("vm"), group, tlsFiles(c), b, roles.Run, log); err != nil {
 			return false, err
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/resilire/resilire/checkpointer/group"
 	"github.com/resilire/resilire/checkpointer/sim"
 	"github.com/resilire/resilire/checkpointer/wire"
+	"github.com/resilire/resilire/testenv/pki"
 )
 
 // world is a group of simulated members, each protected to its own backup
@@ -303,5 +304,60 @@ func TestRemoteMembers(t *testing.T) {
 	t.Logf("%d rounds committed over TCP links, %d releases checked; then: %v", rounds, w.commits, err)
 	if rounds < 20 || len(w.errs) > 0 {
 		t.Fatalf("%d rounds, violations %q", rounds, w.errs)
+	}
+}
+
+// The group links run over mutual TLS: a coordinator with a certificate of
+// the members' CA drives rounds; one with another CA's certificate is
+// refused in the handshake and its round fails, naming the member.
+func TestRemoteMembersTLS(t *testing.T) {
+	w := newWorld(t, 2, 0)
+	ca, other := pki.NewCA(t, "group-ca"), pki.NewCA(t, "other-ca")
+	agent := ca.Issue(t, "member", 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var addrs []string
+	for _, m := range w.members {
+		ln, err := wire.Listen("127.0.0.1:0", agent, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		done := make(chan error, 1)
+		go func() { done <- group.ServeMember(ctx, ln, m, nil) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	for _, tc := range []struct {
+		name  string
+		files wire.TLSFiles
+		ok    bool
+	}{{"same CA", ca.Issue(t, "coordinator", 3), true}, {"other CA", other.Issue(t, "intruder", 4), false}} {
+		ms := make([]group.Member, len(addrs))
+		for i, a := range addrs {
+			dial, err := wire.Dialer(a, tc.files, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rm := group.NewRemoteMember(w.members[i].Name(), dial)
+			t.Cleanup(rm.Close)
+			ms[i] = rm
+		}
+		rounds := 0
+		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+		c := &group.Coordinator{Members: ms, Interval: 10 * time.Millisecond, RoundTimeout: 2 * time.Second,
+			OnRound: func(group.RoundStats) {
+				if rounds++; rounds == 5 {
+					rcancel()
+				}
+			}}
+		err := c.Run(rctx)
+		rcancel()
+		switch {
+		case tc.ok && (err != nil || rounds < 5):
+			t.Fatalf("%s: %d rounds, %v", tc.name, rounds, err)
+		case !tc.ok && (!errors.Is(err, group.ErrMemberFailed) || rounds != 0):
+			t.Fatalf("%s: %d rounds, %v; want the round refused", tc.name, rounds, err)
+		}
+		t.Logf("%s: %d rounds, %v", tc.name, rounds, err)
 	}
 }
