@@ -325,7 +325,12 @@ func TestRemoteMembersTLS(t *testing.T) {
 		addrs = append(addrs, ln.Addr().String())
 		done := make(chan error, 1)
 		go func() { done <- group.ServeMember(ctx, ln, m, nil) }()
-		t.Cleanup(func() { cancel(); <-done })
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("member server: %v", err)
+			}
+		})
 	}
 	for _, tc := range []struct {
 		name  string
