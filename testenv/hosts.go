@@ -118,17 +118,10 @@ func (r *Rig) build(lanBits, repBits int) error {
 	b.add("-n %s link set %s up", r.Switch, sw)
 	for i, h := range []Host{r.A, r.B} {
 		peer := fmt.Sprintf("%s%c-sw", r.Prefix, 'a'+i)
-		b.add("-n %s link add %s type bridge", h.Netns, h.Bridge)
-		b.add("-n %s addr add %s/%d dev %s", h.Netns, h.Addr, lanBits, h.Bridge)
-		b.add("-n %s link set %s up", h.Netns, h.Bridge)
+		b.addHostLAN(h.Netns, h.Bridge, netip.PrefixFrom(h.Addr, lanBits), h.Uplink, r.Switch, peer, sw)
 		b.add("-n %s tuntap add dev %s mode tap", h.Netns, h.Tap)
 		b.add("-n %s link set %s master %s", h.Netns, h.Tap, h.Bridge)
 		b.add("-n %s link set %s up", h.Netns, h.Tap)
-		b.add("-n %s link add %s type veth peer name %s netns %s", h.Netns, h.Uplink, peer, r.Switch)
-		b.add("-n %s link set %s master %s", h.Netns, h.Uplink, h.Bridge)
-		b.add("-n %s link set %s up", h.Netns, h.Uplink)
-		b.add("-n %s link set %s master %s", r.Switch, peer, sw)
-		b.add("-n %s link set %s up", r.Switch, peer)
 	}
 	cpeer := r.Prefix + "c-sw"
 	b.add("-n %s link add %s type veth peer name %s netns %s", r.Client, r.ClientIf, cpeer, r.Switch)
@@ -178,6 +171,19 @@ type batch struct{ lines []string }
 
 func (b *batch) add(format string, args ...any) {
 	b.lines = append(b.lines, fmt.Sprintf(format, args...))
+}
+
+// addHostLAN gives host namespace ns a bridge with address addr, cabled by
+// a veth (uplink in ns, peer in switchNS) to the switch's bridge sw.
+func (b *batch) addHostLAN(ns, bridge string, addr netip.Prefix, uplink, switchNS, peer, sw string) {
+	b.add("-n %s link add %s type bridge", ns, bridge)
+	b.add("-n %s addr add %s dev %s", ns, addr, bridge)
+	b.add("-n %s link set %s up", ns, bridge)
+	b.add("-n %s link add %s type veth peer name %s netns %s", ns, uplink, peer, switchNS)
+	b.add("-n %s link set %s master %s", ns, uplink, bridge)
+	b.add("-n %s link set %s up", ns, uplink)
+	b.add("-n %s link set %s master %s", switchNS, peer, sw)
+	b.add("-n %s link set %s up", switchNS, peer)
 }
 
 func (b *batch) run() error {
@@ -254,6 +260,12 @@ type IPBatch struct{ b batch }
 
 // Add appends one command line.
 func (b *IPBatch) Add(format string, args ...any) { b.b.add(format, args...) }
+
+// AddHostLAN gives host namespace ns a bridge with address addr, cabled by
+// a veth (uplink in ns, peer in switchNS) to the switch's bridge sw.
+func (b *IPBatch) AddHostLAN(ns, bridge string, addr netip.Prefix, uplink, switchNS, peer, sw string) {
+	b.b.addHostLAN(ns, bridge, addr, uplink, switchNS, peer, sw)
+}
 
 // Run runs the lines.
 func (b *IPBatch) Run() error { return b.b.run() }

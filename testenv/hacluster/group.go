@@ -267,14 +267,7 @@ func (g *Group) buildNet() error {
 	var links [][2]string
 	for i, h := range g.Hosts {
 		peer := fmt.Sprintf("%s%c-gsw", g.Opts.Prefix, 'a'+i)
-		b.Add("-n %s link add %s type bridge", h.ns, h.bridge)
-		b.Add("-n %s addr add %s/24 dev %s", h.ns, h.addr, h.bridge)
-		b.Add("-n %s link set %s up", h.ns, h.bridge)
-		b.Add("-n %s link add %s type veth peer name %s netns %s", h.ns, h.uplink, peer, g.switchNS)
-		b.Add("-n %s link set %s master %s", h.ns, h.uplink, h.bridge)
-		b.Add("-n %s link set %s up", h.ns, h.uplink)
-		b.Add("-n %s link set %s master %s", g.switchNS, peer, sw)
-		b.Add("-n %s link set %s up", g.switchNS, peer)
+		b.AddHostLAN(h.ns, h.bridge, netip.PrefixFrom(h.addr, 24), h.uplink, g.switchNS, peer, sw)
 		links = append(links, [2]string{h.ns, h.uplink}, [2]string{g.switchNS, peer})
 	}
 	for i, vm := range g.VMs {
@@ -330,11 +323,10 @@ func (g *Group) startStandby(ctx context.Context, i int, vm *GroupVM) error {
 	if !g.Opts.UnsafeNoInputReplay {
 		args = append(args, "--input-replay")
 	}
-	a, err := startAgent(hc.ns, g.Bin, filepath.Join(g.RunDir, vm.Name+"-standby.log"), args)
+	a, err := g.startAgent(hc.ns, vm.Name+"-standby.log", args, 9470+i)
 	if err != nil {
 		return err
 	}
-	a.StatusAddr = fmt.Sprintf("127.0.0.1:%d", 9470+i)
 	vm.standby = a
 	return a.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State != "" })
 }
@@ -357,11 +349,10 @@ func (g *Group) startProtect(ctx context.Context, i int, vm *GroupVM) error {
 			args = append(args, "--unsafe-no-colour-hold")
 		}
 	}
-	a, err := startAgent(h.ns, g.Bin, filepath.Join(g.RunDir, vm.Name+"-protect.log"), args)
+	a, err := g.startAgent(h.ns, vm.Name+"-protect.log", args, 9480+i)
 	if err != nil {
 		return err
 	}
-	a.StatusAddr = fmt.Sprintf("127.0.0.1:%d", 9480+i)
 	vm.protect = a
 	t0 := time.Now()
 	if err := a.WaitStatus(ctx, 90*time.Second, func(s Status) bool { return s.Epoch > 0 }); err != nil {
@@ -369,6 +360,17 @@ func (g *Group) startProtect(ctx context.Context, i int, vm *GroupVM) error {
 	}
 	g.logf("%s protected after %v", vm.Name, time.Since(t0).Round(time.Millisecond))
 	return nil
+}
+
+// startAgent starts an agent in ns whose --metrics-addr is 127.0.0.1:port
+// (args end with it), logging to log in the run directory.
+func (g *Group) startAgent(ns, log string, args []string, port int) (*Agent, error) {
+	a, err := startAgent(ns, g.Bin, filepath.Join(g.RunDir, log), args)
+	if err != nil {
+		return nil, err
+	}
+	a.StatusAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	return a, nil
 }
 
 func (g *Group) startCoordinator(ctx context.Context) error {
