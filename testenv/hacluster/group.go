@@ -435,20 +435,40 @@ func (g *Group) ColourCounters() string {
 	return strings.Join(out, "; ")
 }
 
-// KillHostA kills host-a (vm0 and vm1's primaries): its QEMUs and agents
-// die and its cable is pulled.
-func (g *Group) KillHostA() error {
+// KillHost kills primary host h (0: host-a with vm0 and vm1, 1: host-b
+// with vm2): its QEMUs and agents die and its cable is pulled. The members
+// on the other primary host live on until the group's recovery stops them.
+func (g *Group) KillHost(h int) error {
+	if h != 0 && h != 1 {
+		return fmt.Errorf("group: host %d is not a primary host", h)
+	}
 	var errs []error
 	for _, vm := range g.VMs {
-		if vm.Primary != 0 {
+		if vm.Primary != h {
 			continue
 		}
 		errs = append(errs, killPidFile(vm.cfgP.PIDPath()), vm.protect.Kill())
 	}
 	var b testenv.IPBatch
-	b.Add("-n %s link set %s down", g.Hosts[0].ns, g.Hosts[0].uplink)
+	b.Add("-n %s link set %s down", g.Hosts[h].ns, g.Hosts[h].uplink)
 	errs = append(errs, b.Run())
 	return errors.Join(errs...)
+}
+
+// PeakRSS is the agents' peak resident memory (VmHWM), in MiB, by agent.
+func (g *Group) PeakRSS() string {
+	var out []string
+	for _, vm := range g.VMs {
+		for _, a := range []struct {
+			role string
+			a    *Agent
+		}{{"protect", vm.protect}, {"standby", vm.standby}} {
+			if a.a != nil {
+				out = append(out, fmt.Sprintf("%s %s %d", vm.Name, a.role, a.a.PeakRSS()>>20))
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // WaitRecovered waits for the coordinator to finish the group's recovery

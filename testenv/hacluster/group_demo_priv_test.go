@@ -158,7 +158,7 @@ func TestGroupDemo(t *testing.T) {
 // and returns the timeline and the audit's violations.
 func demoKill(t *testing.T, ctx context.Context, g *Group, stopPing func() []pingEvent) (string, []string) {
 	killed := time.Now()
-	if err := g.KillHostA(); err != nil {
+	if err := g.KillHost(0); err != nil {
 		t.Fatal(err)
 	}
 	if err := g.WaitRecovered(ctx, 3*time.Minute); err != nil {
