@@ -195,11 +195,24 @@ func runDiskPair(t *testing.T, cdc codec.Codec, pipeline, replicate bool, want, 
 	stop := make(chan struct{})
 	werr := make(chan error, 1)
 	go func() { werr <- g.write(c, 11, stop) }()
+	// The primary must keep running through the cuts: if it stops, say why.
+	alive := func() {
+		select {
+		case err := <-errc:
+			t.Fatalf("primary stopped: %v", err)
+		default:
+		}
+	}
 	for i := 1; i <= cuts; i++ {
-		waitFor(t, 60*time.Second, "releases before a cut", func() bool { n, _, _ := out.snapshot(); return n >= i*want/(cuts+1) })
+		waitFor(t, 60*time.Second, "releases before a cut", func() bool {
+			alive()
+			n, _, _ := out.snapshot()
+			return n >= i*want/(cuts+1)
+		})
 		proxy.cut()
 	}
 	waitFor(t, 60*time.Second, fmt.Sprintf("%d released epochs", want), func() bool {
+		alive()
 		n, _, _ := out.snapshot()
 		return n >= want
 	})

@@ -173,7 +173,7 @@ func (s *session) send(enc codec.Encoder, kind wire.Kind, epoch uint64, pfns []u
 	dw := wire.NewDataWriter(s.l)
 	st, err := enc.Encode(dw, epoch, pfns, data, state)
 	if err != nil {
-		if dw.N() > 0 || s.isDead() { // the stream broke under the encoder
+		if dw.Err() != nil || dw.N() > 0 || s.isDead() { // the stream broke under the encoder
 			return m, st, s.lost(err)
 		}
 		return m, st, fmt.Errorf("encode epoch %d: %w", epoch, err)

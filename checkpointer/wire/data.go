@@ -10,8 +10,9 @@ import (
 // DataWriter chops a codec's output into DATA frames (not flushed: END
 // flushes).
 type DataWriter struct {
-	c *Conn
-	n int64
+	c   *Conn
+	n   int64
+	err error // the connection's first write error
 }
 
 // NewDataWriter writes DATA frames on c.
@@ -23,6 +24,9 @@ func (d *DataWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		chunk := p[:min(len(p), MaxDataPayload)]
 		if err := d.c.Write(Data, chunk, false); err != nil {
+			if d.err == nil {
+				d.err = err
+			}
 			return total, err
 		}
 		total += len(chunk)
@@ -34,6 +38,11 @@ func (d *DataWriter) Write(p []byte) (int, error) {
 
 // N is the number of codec bytes written.
 func (d *DataWriter) N() int64 { return d.n }
+
+// Err is the connection's first write error (nil: every write reached
+// the connection): an encoder error after it is the stream's, not the
+// codec's.
+func (d *DataWriter) Err() error { return d.err }
 
 // DataReader feeds the payload of consecutive DATA frames to a decoder.
 // Heartbeats in between call OnBeat, INPUT frames OnInput (nil: refused);
