@@ -116,19 +116,12 @@ func (k *inputKeeper) take(e, round uint64) [][]byte {
 		if k.brokenFrom != 0 && r.Epoch >= k.brokenFrom {
 			break
 		}
-		if r.Internal && round != 0 && colourAfter(r.Colour, round) {
+		if r.Internal && round != 0 && wire.ColourDiff(uint32(r.Colour), uint32(round)) > 0 {
 			continue
 		}
 		out = append(out, r.Frame)
 	}
 	return out
-}
-
-// colourAfter reports whether colour c (a round modulo 4096) is a round
-// after r, in 12-bit serial arithmetic (the data plane's comparison).
-func colourAfter(c uint16, r uint64) bool {
-	d := (uint64(c) - r) & wire.MaxColour
-	return d != 0 && d < 2048
 }
 
 // shipInput sends the input log on the session until it dies: one record,

@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/resilire/resilire/bpf"
+	"github.com/resilire/resilire/checkpointer/wire"
 )
 
 // VDEchp colours (Lai-Yang). A group member executing round r (between its
@@ -20,19 +21,7 @@ import (
 // transit for the cut and are logged with their colour.
 
 // colourMask is the part of a round the tag carries (the 12-bit VID).
-const colourMask = 0xfff
-
-// ColourDiff is c - i in 12-bit serial arithmetic, in [-2048, 2047], as
-// the receiver compares a frame's colour c with its round i (both taken
-// modulo 4096): > 0 the frame is from a later round (held), < 0 from an
-// earlier one (in transit).
-func ColourDiff(c, i uint32) int32 {
-	d := int32((c - i) & colourMask)
-	if d >= 2048 {
-		d -= 4096
-	}
-	return d
-}
+const colourMask = wire.MaxColour
 
 // Group reports whether the guest-egress program is attached, which a
 // VDEchp member needs (Options.Group or Options.InputLog).

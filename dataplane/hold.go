@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/resilire/resilire/checkpointer/wire"
 	"github.com/resilire/resilire/dataplane/packet"
 )
 
@@ -110,7 +111,7 @@ func (q *HoldQueue) run() {
 		switch {
 		case err != nil || r.Hdr.Flags&FrameInternal == 0:
 			q.st.BadRecords++
-		case q.anyRel && ColourDiff(r.Hdr.Colour, q.released) <= 0 && q.reached(r.Hdr.Colour):
+		case q.anyRel && wire.ColourDiff(r.Hdr.Colour, q.released) <= 0 && q.reached(r.Hdr.Colour):
 			q.send(q.complete(&r))
 		case q.st.Bytes+len(r.Frame) > q.maxBytes:
 			q.st.Dropped++
@@ -129,7 +130,7 @@ func (q *HoldQueue) run() {
 // would have it held again, in a loop.
 func (q *HoldQueue) reached(colour uint32) bool {
 	cur, err := q.port.Round()
-	return err == nil && ColourDiff(colour, cur) <= 0
+	return err == nil && wire.ColourDiff(colour, cur) <= 0
 }
 
 // complete copies the record's frame with its checksum completed: the
@@ -149,7 +150,7 @@ func (q *HoldQueue) Release(round uint32) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if ColourDiff(round, cur) > 0 {
+	if wire.ColourDiff(round, cur) > 0 {
 		return 0, fmt.Errorf("vm %s: release round %d ahead of the port's round %d", q.port.Name(), round, cur)
 	}
 	q.mu.Lock()
@@ -158,7 +159,7 @@ func (q *HoldQueue) Release(round uint32) (int, error) {
 	keep := q.frames[:0]
 	sent := 0
 	for _, f := range q.frames {
-		if ColourDiff(f.colour, q.released) > 0 {
+		if wire.ColourDiff(f.colour, q.released) > 0 {
 			keep = append(keep, f)
 			continue
 		}

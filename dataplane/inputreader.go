@@ -22,7 +22,7 @@ type InputSink interface {
 // ColouredInputSink is an InputSink that also takes the colour of
 // internal frames (FrameInternal, from a VDEchp group peer): after a
 // rollback to round R the backup replays an internal frame only if
-// ColourDiff(colour, R) <= 0, and every external one as before. The
+// wire.ColourDiff(colour, R) <= 0, and every external one as before. The
 // reader offers internal frames through OfferColouredInput, the rest and
 // broken markers through OfferInput.
 type ColouredInputSink interface {

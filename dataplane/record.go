@@ -24,7 +24,7 @@ const (
 	// CompleteChecksum.
 	FrameMetaUnknown = uint8(bpf.InputlogFrameFlagsFRAME_META_UNKNOWN)
 	// FrameInternal: a frame from a VDEchp group peer; Hdr.Colour is the
-	// sender's round modulo 4096 (see ColourDiff). After a rollback to
+	// sender's round modulo 4096 (see wire.ColourDiff). After a rollback to
 	// round R the backup replays an internal frame only if its colour is
 	// <= R (it was in transit for the cut); the others are re-sent by
 	// their senders.

@@ -51,6 +51,18 @@ func (r InputRecord) Marshal(dst []byte) []byte {
 	return append(dst, r.Frame...)
 }
 
+// ColourDiff is c - i in 12-bit serial arithmetic, in [-2048, 2047]: a
+// group member's data plane compares a frame's colour c (its sender's
+// round) with its own round i this way, and a backup its input log with
+// the round it resumes from. > 0: c is a later round; < 0: an earlier one.
+func ColourDiff(c, i uint32) int32 {
+	d := int32((c - i) & MaxColour)
+	if d >= 2048 {
+		d -= 4096
+	}
+	return d
+}
+
 // ParseInput decodes an INPUT payload; Frame aliases p.
 func ParseInput(p []byte) (InputRecord, error) {
 	if len(p) < inputFixedLen || len(p) > MaxInputPayload {
