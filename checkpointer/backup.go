@@ -64,6 +64,7 @@ type Backup struct {
 	// Group mode only: the acknowledged checkpoint the group has not
 	// committed yet, and whether the group's recovery took the replica.
 	pending    *pendingCheckpoint
+	undo       undoRound
 	recovering bool
 }
 
@@ -158,6 +159,7 @@ func (b *Backup) Status() Status {
 	if b.pending != nil {
 		st.Staged = b.pending.m.Epoch
 	}
+	st.Undo, st.UndoBytes = b.undo.epoch, len(b.undo.data)
 	return st
 }
 

@@ -49,8 +49,10 @@ func (b *Backup) handle(ctx context.Context, conn net.Conn) {
 		b.refuse(l, peer, err)
 		return
 	}
-	committed, _ := b.Committed()
-	b.input.reset(committed)
+	b.mu.Lock()
+	committed, floor := b.committed, b.inputFloorLocked()
+	b.mu.Unlock()
+	b.input.reset(floor, committed)
 	b.touch()
 	if err := l.Write(wire.HelloAck, wire.HelloAckMsg{Session: h.Session, Committed: committed}.Marshal(), true); err != nil {
 		return
@@ -247,6 +249,7 @@ func (b *Backup) applyLocked(staged codec.Staged, m wire.CheckpointMsg) error {
 	if err := b.commitDisk(m); err != nil {
 		return err
 	}
+	b.saveUndoLocked(staged, m)
 	staged.Apply(b.cfg.Replica.Memory())
 	err := b.cfg.Replica.Sync()
 	if err == nil && b.cfg.Disk != nil && b.cfg.Disk.Staged() {
@@ -255,12 +258,13 @@ func (b *Backup) applyLocked(staged codec.Staged, m wire.CheckpointMsg) error {
 	if err != nil {
 		// The replica no longer matches any checkpoint: never resume from it.
 		b.committed, b.devState = 0, nil
+		b.undo.clear()
 		b.setStateLocked(StateWaiting)
 		return fmt.Errorf("sync replica after epoch %d: %w", m.Epoch, err)
 	}
 	if m.Kind == wire.Consistent {
 		b.committed = m.Epoch
-		b.input.commit(m.Epoch)
+		b.input.commit(b.inputFloorLocked())
 		b.devState = append([]byte(nil), staged.State()...)
 		if b.state != StateStandby {
 			b.log.Info("first consistent checkpoint committed", "vm", b.cfg.VM, "epoch", m.Epoch)
@@ -280,8 +284,10 @@ func (b *Backup) onInput(p []byte) error {
 		return err
 	}
 	if b.cfg.Failover.Inject != nil {
-		committed, _ := b.Committed()
-		b.input.add(r, committed)
+		b.mu.Lock()
+		floor := b.inputFloorLocked()
+		b.mu.Unlock()
+		b.input.add(r, floor)
 	}
 	return nil
 }

@@ -12,15 +12,22 @@ import (
 )
 
 // A VDEchp group member's backup (BackupConfig.Group) keeps its stable copy
-// one round behind, as the design asks: checkpoint r is verified, staged
-// and acknowledged, but applied only when checkpoint r+1 begins. A group
+// behind, as the design asks: checkpoint r is verified, staged and
+// acknowledged, but applied only when checkpoint r+1 begins. A group
 // member takes its checkpoints on the coordinator's rounds only, and the
-// coordinator starts round r+1 only once every member holds round r, so
-// the next checkpoint on the session proves the group committed this one.
-// When a member fails, every backup of the group is told the epoch of the
-// last committed round (ActivateAt): the staged checkpoint is applied if it
-// is that round's, dropped if it is a later one. Every member then resumes
-// from the same round, the members whose primary is still alive included.
+// coordinator starts round r+1 only once every member holds round r.
+//
+// The group resumes from round R only once every backup holds round R+1
+// (group.Coordinator): frames that crossed cut R in transit reached their
+// receivers in round R+1, and their input-log records are shipped ahead
+// of the receivers' checkpoints of R+1. So the backup must be able to go
+// back one applied checkpoint: applying checkpoint r first saves the
+// replica bytes it overwrites (the undo of r), and input-log frames are
+// kept from the epoch before r. When a member fails, every backup is told
+// the epoch of round R (ActivateAt): the staged checkpoint is applied if
+// it is R's, dropped if later, and the last applied one undone if R is the
+// one before it. Every member then resumes from the same round, the
+// members whose primary is still alive included.
 
 // ErrGroupRecovery is a group recovery order this backup cannot follow.
 var ErrGroupRecovery = errors.New("group recovery")
@@ -30,6 +37,68 @@ var ErrGroupRecovery = errors.New("group recovery")
 type pendingCheckpoint struct {
 	staged codec.Staged
 	m      wire.CheckpointMsg
+}
+
+// undoRound is what undoes the last applied checkpoint: the replica bytes
+// it overwrote and the checkpoint it replaced (epoch 0: none).
+type undoRound struct {
+	epoch    uint64
+	devState []byte
+	extents  []uint64 // offset, length pairs into data
+	data     []byte
+}
+
+func (u *undoRound) clear() {
+	u.epoch, u.devState, u.extents, u.data = 0, nil, u.extents[:0], u.data[:0]
+}
+
+// saveUndoLocked saves what undoes staged before it is applied, in group
+// mode only. An inconsistent checkpoint (the initial sync) cannot be
+// undone to anything.
+func (b *Backup) saveUndoLocked(staged codec.Staged, m wire.CheckpointMsg) {
+	u := &b.undo
+	u.clear()
+	if !b.cfg.Group || m.Kind != wire.Consistent || b.committed == 0 {
+		return
+	}
+	mem := b.cfg.Replica.Memory()
+	staged.Extents(func(off, n uint64) {
+		u.extents = append(u.extents, off, n)
+		u.data = append(u.data, mem[off:off+n]...)
+	})
+	u.epoch, u.devState = b.committed, b.devState
+}
+
+// undoLocked puts the replica back at the checkpoint before the last
+// applied one.
+func (b *Backup) undoLocked() error {
+	u := &b.undo
+	mem := b.cfg.Replica.Memory()
+	var at uint64
+	for i := 0; i < len(u.extents); i += 2 {
+		off, n := u.extents[i], u.extents[i+1]
+		copy(mem[off:off+n], u.data[at:at+n])
+		at += n
+	}
+	if err := b.cfg.Replica.Sync(); err != nil {
+		err = fmt.Errorf("sync replica after undoing epoch %d: %w", b.committed, err)
+		b.committed, b.devState = 0, nil
+		u.clear()
+		return err
+	}
+	b.log.Warn("group recovery: undid the last applied checkpoint", "vm", b.cfg.VM, "from", b.committed, "to", u.epoch, "bytes", at)
+	b.committed, b.devState = u.epoch, u.devState
+	u.clear()
+	return nil
+}
+
+// inputFloorLocked is the oldest epoch the replica may still be put back
+// at: input-log frames from it on are kept.
+func (b *Backup) inputFloorLocked() uint64 {
+	if b.undo.epoch != 0 {
+		return b.undo.epoch
+	}
+	return b.committed
 }
 
 // stage keeps a verified checkpoint for the group's commit; a consistent
@@ -104,12 +173,17 @@ func (b *Backup) ActivateAt(ctx context.Context, round, epoch uint64) error {
 		if p != nil {
 			b.log.Warn("group recovery: dropping a checkpoint the group never committed", "vm", b.cfg.VM, "epoch", p.m.Epoch)
 		}
+	case b.undo.epoch == epoch && epoch != 0:
+		if p != nil {
+			b.log.Warn("group recovery: dropping a checkpoint the group never committed", "vm", b.cfg.VM, "epoch", p.m.Epoch)
+		}
+		err = b.undoLocked()
 	default:
 		staged := uint64(0)
 		if p != nil {
 			staged = p.m.Epoch
 		}
-		err = fmt.Errorf("%w: %s asked for epoch %d, holds %d committed and %d staged", ErrGroupRecovery, b.cfg.VM, epoch, b.committed, staged)
+		err = fmt.Errorf("%w: %s asked for epoch %d, holds %d committed (undoable to %d) and %d staged", ErrGroupRecovery, b.cfg.VM, epoch, b.committed, b.undo.epoch, staged)
 	}
 	if err != nil {
 		b.recovering = false // a refused order changes nothing: the primary may reconnect

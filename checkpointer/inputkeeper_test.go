@@ -72,7 +72,7 @@ func TestInputKeeper(t *testing.T) {
 	t.Run("new session is broken until the next commit", func(t *testing.T) {
 		k := newInputKeeper(0)
 		k.add(rec(7, 'a'), 7)
-		k.reset(7)
+		k.reset(7, 7)
 		k.add(rec(7, 'b'), 7)
 		if got := tagsOf(k.take(7, 0)); got != "" {
 			t.Fatalf("after reset replay %q, want nothing", got)
@@ -81,6 +81,20 @@ func TestInputKeeper(t *testing.T) {
 		k.commit(8)
 		if got := tagsOf(k.take(8, 0)); got != "c" {
 			t.Fatalf("after reset and commit 8 replay %q, want c", got)
+		}
+	})
+	t.Run("a group backup keeps the frames it may roll back over", func(t *testing.T) {
+		k := newInputKeeper(0)
+		k.add(rec(6, 'a'), 6)
+		k.add(rec(7, 'b'), 6)
+		k.add(rec(8, 'c'), 6)
+		k.reset(6, 8) // committed 8, can still undo to 6
+		if got := tagsOf(k.take(6, 0)); got != "ab" {
+			t.Fatalf("rollback to 6 after reset replays %q, want ab (8 is broken: the session ended in it)", got)
+		}
+		k.reset(8, 8)
+		if got := tagsOf(k.take(6, 0)); got != "" {
+			t.Fatalf("after reset(8, 8) replay %q, want nothing", got)
 		}
 	})
 }

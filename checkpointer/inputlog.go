@@ -91,12 +91,23 @@ func (k *inputKeeper) commit(e uint64) {
 
 // reset starts a new session: frames sent while no session ran are
 // unknown, so the log is broken from the committed epoch until the next
-// commit.
-func (k *inputKeeper) reset(committed uint64) {
+// commit. Frames of epochs from floor up to it stay (a group member's
+// backup may still roll back to floor, see Backup.undo).
+func (k *inputKeeper) reset(floor, committed uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.recs, k.bytes, k.brokenFrom = nil, 0, 0
+	k.brokenFrom = 0
 	k.markBrokenLocked(committed)
+	keep := k.recs[:0]
+	k.bytes = 0
+	for _, r := range k.recs {
+		if r.Epoch >= floor && r.Epoch < committed {
+			keep = append(keep, r)
+			k.bytes += len(r.Frame)
+		}
+	}
+	clear(k.recs[len(keep):])
+	k.recs = keep
 }
 
 // take returns the frames to replay over committed epoch e, in order: those

@@ -29,6 +29,10 @@ type Status struct {
 	// Staged is a group backup's acknowledged checkpoint that the group
 	// has not committed yet (0: none).
 	Staged uint64 `json:"staged,omitempty"`
+	// Undo is the epoch a group backup can still roll its replica back
+	// to, and UndoBytes what it keeps for that (0: none).
+	Undo      uint64 `json:"undo,omitempty"`
+	UndoBytes int    `json:"undo_bytes,omitempty"`
 	// Peer is the backup address (primary) or the primary's (backup).
 	Peer string `json:"peer,omitempty"`
 	// Since is when the agent entered State.

@@ -29,9 +29,9 @@ func groupCommand() *ucli.Command {
 			Name:  "coordinate",
 			Usage: "run the group's rounds over its members (each a 'resilire protect --group-listen' agent); run it on a backup host",
 			Description: "Every --interval: each member checkpoints the round and ships it to its own backup; once every member's backup " +
-				"holds the round, every member releases its output of it. A member that misses --round-timeout fails the round: " +
-				"nothing of it is released and the command exits with the member's name (the group must then resume from the last " +
-				"committed round). The links are mutual TLS with --tls-cert, --tls-key and --tls-ca (the agents use their own TLS flags), plaintext TCP otherwise.",
+				"holds round r, round r-1 is committed (its frames in transit are logged at the backups too) and every member releases " +
+				"its external output of it. A member that misses --round-timeout fails the round: nothing more is released; with " +
+				"--standby the whole group resumes from the last committed round, without it the command exits with the member's name. The links are mutual TLS with --tls-cert, --tls-key and --tls-ca (the agents use their own TLS flags), plaintext TCP otherwise.",
 			Flags: []ucli.Flag{
 				&ucli.StringSliceFlag{Name: "member", Required: true, Usage: "NAME=HOST:PORT of a member's --group-listen (repeat, at least two)"},
 				&ucli.DurationFlag{Name: "interval", Value: checkpointer.DefaultInterval, Usage: "time between rounds"},
@@ -40,6 +40,8 @@ func groupCommand() *ucli.Command {
 					"one per member, or none. With them a failed round rolls the whole group back: every member resumes on its backup " +
 					"from the last committed round"},
 				&ucli.DurationFlag{Name: "recovery-timeout", Value: 5 * time.Minute, Usage: "longest group recovery (fencing and restoring every member)"},
+				&ucli.BoolFlag{Name: "unsafe-early-commit", Usage: "UNSAFE: commit a round as soon as every backup holds it (one round less " +
+					"of external latency): a frame in transit across the cut is lost if its receiver's host dies before its input log reaches the backup"},
 				&ucli.DurationFlag{Name: "test-round-stagger", Hidden: true, Usage: "delay the k-th member's round by k times this (tests: a wide pause skew)"},
 				&ucli.StringFlag{Name: "tls-cert", Usage: "PEM certificate of the coordinator (mutual TLS on the group links)"},
 				&ucli.StringFlag{Name: "tls-key", Usage: "PEM private key of the coordinator"},
@@ -53,6 +55,9 @@ func groupCommand() *ucli.Command {
 				files := wire.TLSFiles{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca")}
 				if !files.Enabled() {
 					log.Warn("group links without TLS: rounds, commits and recovery orders travel unauthenticated (configure --tls-cert, --tls-key and --tls-ca)")
+				}
+				if c.Bool("unsafe-early-commit") {
+					log.Warn("UNSAFE: --unsafe-early-commit: a frame in transit across a round's cut can be lost in a recovery")
 				}
 				ms, err := groupMembers(c.StringSlice("member"), files)
 				if err != nil {
@@ -68,6 +73,7 @@ func groupCommand() *ucli.Command {
 				var n uint64
 				co := &group.Coordinator{Members: ms, Standbys: sbs, Interval: c.Duration("interval"), RoundTimeout: c.Duration("round-timeout"),
 					RecoveryTimeout: c.Duration("recovery-timeout"), Stagger: c.Duration("test-round-stagger"), Logger: log,
+					UnsafeEarlyCommit: c.Bool("unsafe-early-commit"),
 					OnRound: func(st group.RoundStats) {
 						if n++; n == 1 || n%1000 == 0 {
 							log.Info("group round committed", "round", st.Round, "commit", st.Commit, "skew", st.Skew)

@@ -50,6 +50,10 @@ type Staged interface {
 	Apply(replica []byte)
 	// State is the full device state of the checkpoint, nil if none.
 	State() []byte
+	// Extents calls fn for every replica range Apply will write, before
+	// Apply (a group member's backup saves those bytes first, to be able
+	// to undo the checkpoint).
+	Extents(fn func(off, n uint64))
 }
 
 // Codec builds the encoder and decoder pair for a guest of memSize bytes.

@@ -92,6 +92,11 @@ type rawStaged struct {
 
 func (s *rawStaged) Epoch() uint64 { return s.epoch }
 func (s *rawStaged) State() []byte { return s.state }
+func (s *rawStaged) Extents(fn func(off, n uint64)) {
+	for _, p := range s.pfns {
+		fn(p*PageSize, PageSize)
+	}
+}
 func (s *rawStaged) Apply(replica []byte) {
 	for i, p := range s.pfns {
 		copy(replica[p*PageSize:(p+1)*PageSize], s.data[i*PageSize:(i+1)*PageSize])

@@ -100,6 +100,16 @@ func (s *Staged) Epoch() uint64 { return s.epoch }
 // State is the full device state carried by the checkpoint, nil if none.
 func (s *Staged) State() []byte { return s.state }
 
+// Extents calls fn for every replica range Apply will write, in chunk
+// order. Valid until Apply.
+func (s *Staged) Extents(fn func(off, n uint64)) {
+	for i := range s.chunks {
+		for _, r := range s.chunks[i].runs {
+			fn(r.dst, uint64(r.n))
+		}
+	}
+}
+
 // Apply writes the checkpoint into replica (MemSize bytes, the slice Decode
 // verified it against) and makes its device state the base of the next
 // state delta. It cannot fail.

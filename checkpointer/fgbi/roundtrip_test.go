@@ -82,9 +82,21 @@ func roundTrip(t *testing.T, cfg Config, epochs int, seed uint64) {
 		if s.Epoch() != uint64(ep) {
 			t.Fatalf("epoch %d: staged epoch %d", ep, s.Epoch())
 		}
+		prev := bytes.Clone(replica)
+		var extents [][2]uint64
+		s.Extents(func(off, n uint64) { extents = append(extents, [2]uint64{off, n}) })
 		s.Apply(replica)
 		if !bytes.Equal(replica, g.mem) {
 			t.Fatalf("epoch %d: replica differs from the guest at byte %d", ep, firstDiff(replica, g.mem))
+		}
+		// Extents cover every byte Apply wrote: putting them back undoes
+		// the checkpoint (a group backup's undo).
+		undone := bytes.Clone(replica)
+		for _, x := range extents {
+			copy(undone[x[0]:x[0]+x[1]], prev[x[0]:x[0]+x[1]])
+		}
+		if !bytes.Equal(undone, prev) {
+			t.Fatalf("epoch %d: Apply wrote byte %d outside its extents", ep, firstDiff(undone, prev))
 		}
 		if !bytes.Equal(s.State(), g.state) {
 			t.Fatalf("epoch %d: state differs", ep)

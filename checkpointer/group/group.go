@@ -1,21 +1,24 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package group is VDEchp's global commit (issue 13, first part): several
-// protected VMs, each with its own primary and backup, checkpointed in
-// rounds by one coordinator, and their external output released only when
-// every member's backup holds the round.
+// Package group is VDEchp: several protected VMs, each with its own
+// primary and backup, checkpointed in rounds by one coordinator, and
+// rolled back together to one globally consistent round.
 //
 //	coordinator: tick -> ROUND r to every member (in parallel)
 //	member:      pause, capture, resume (its epoch e_r) -> ship -> its backup's ACK -> DONE r
-//	coordinator: every DONE r (within RoundTimeout) -> COMMIT r to every member
-//	member:      release its held output of epochs <= e_r
+//	coordinator: every DONE r (within RoundTimeout): round r is held -> COMMIT r-1 to every member
+//	member:      release its held external output of epochs <= e_(r-1)
+//
+// Round r-1, not r, is committed: the group can only resume from a round
+// whose channel state is at the backups too. A frame sent in round r-1
+// that reached its receiver after the receiver's checkpoint of r-1 is in
+// transit across that cut; the receiver logs it in round r, and its log
+// is at the receiver's backup once the receiver's checkpoint of r is.
 //
 // A member that misses the timeout (hung, or gone mid-round) fails the
-// round: nobody commits it and Run returns ErrMemberFailed naming it, so
-// the group's recovery can start from the last committed round. Not built
-// yet: the coordinator's link to remote members, internal frames released
-// without a commit and coloured by round (Lai-Yang), and the group's
-// rollback to its last committed round.
+// round. With Standbys the coordinator then recovers the group: every
+// live member is aborted and every member resumes on its backup from the
+// last committed round.
 package group
 
 import (
@@ -66,8 +69,8 @@ type Standby interface {
 // Recovery is what one group recovery did.
 type Recovery struct {
 	// Failed is the round that failed; Round the round every member
-	// resumed from: the last one every member's backup held (Failed - 1,
-	// or Failed itself when it failed while being committed).
+	// resumed from: the last committed one (Failed - 2, or Failed - 1 when
+	// it failed while committing Failed - 1).
 	Failed, Round uint64
 	// Epochs is each member's epoch of Round.
 	Epochs map[string]uint64
@@ -92,6 +95,12 @@ type Coordinator struct {
 	// UnsafePerMemberCommit commits each member on its own DONE, not on
 	// the group's (tests only: the negative control of the global commit).
 	UnsafePerMemberCommit bool
+	// UnsafeEarlyCommit commits round r as soon as every backup holds it
+	// and resumes from the last round held: one round less of external
+	// latency, but a frame in transit across that round's cut is lost if
+	// its receiver's host dies before the receiver's input log of it
+	// reaches its backup (only measurements use it).
+	UnsafeEarlyCommit bool
 	// Stagger delays member k's round by k x Stagger: tests widen the
 	// members' pause skew with it, so that frames between rounds are
 	// common (the colour hold must still keep the cut consistent).
@@ -108,10 +117,20 @@ type Coordinator struct {
 	OnRecovery      func(Recovery)
 	Logger          *slog.Logger
 
-	// committed is the last round every member's backup holds, and
-	// epochs its epoch on each member (by name).
-	committed uint64
-	epochs    map[string]uint64
+	// held is the last round every member's backup holds; epochs holds
+	// each member's epoch (by name) of it and of the round before.
+	held   uint64
+	epochs map[uint64]map[string]uint64
+}
+
+// committed is the round the group resumes from: the one before the last
+// held (its channel state is held too), or the last held one with
+// UnsafeEarlyCommit. 0: none yet.
+func (c *Coordinator) committed() uint64 {
+	if c.UnsafeEarlyCommit || c.held == 0 {
+		return c.held
+	}
+	return c.held - 1
 }
 
 // Run drives rounds 1, 2, ... until ctx ends (nil) or a member fails a
@@ -209,14 +228,18 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, error) {
 	if len(errs) > 0 {
 		return RoundStats{}, errors.Join(errs...)
 	}
-	// Every member's backup holds round r: it is the group's to resume
-	// from, whether or not every COMMIT below arrives.
-	c.committed, c.epochs = r, epochs
+	// Every member's backup holds round r: round r-1 is the group's to
+	// resume from, whether or not every COMMIT below arrives.
+	if c.epochs == nil {
+		c.epochs = map[uint64]map[string]uint64{}
+	}
+	c.held, c.epochs[r] = r, epochs
+	delete(c.epochs, r-2)
 	st := RoundStats{Round: r, Commit: time.Since(start)}
-	if !c.UnsafePerMemberCommit {
+	if cr := c.committed(); cr != 0 && !c.UnsafePerMemberCommit {
 		for _, m := range c.Members {
-			if err := m.Commit(r); err != nil {
-				return st, fmt.Errorf("commit round %d on %s: %w", r, m.Name(), err)
+			if err := m.Commit(cr); err != nil {
+				return st, fmt.Errorf("commit round %d on %s: %w", cr, m.Name(), err)
 			}
 		}
 	}
@@ -251,12 +274,13 @@ func (c *Coordinator) checkStandbys() error {
 // resumes it from the last committed round, all at once.
 func (c *Coordinator) recover(ctx context.Context, failed uint64, log *slog.Logger) error {
 	start := time.Now()
-	if c.committed == 0 {
+	cr := c.committed()
+	if cr == 0 {
 		return fmt.Errorf("%w: round %d failed before any round was committed: no consistent state to resume", ErrRecovery, failed)
 	}
-	// A round that failed while it was being committed is held by every
-	// backup: the group resumes from it, not from the one before.
-	rc := Recovery{Failed: failed, Round: c.committed, Epochs: c.epochs}
+	// A round that failed while its predecessor was being committed is
+	// held by every backup: the group resumes from that predecessor.
+	rc := Recovery{Failed: failed, Round: cr, Epochs: c.epochs[cr]}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.RecoveryTimeout)
 	defer cancel()
 	// The live members must not run on, nor talk to the resumed ones.
