@@ -110,7 +110,16 @@ func (p *Primary) take(ctx context.Context, s *session, buf *capBuf) (*checkpoin
 func (p *Primary) ship(ctx context.Context, s *session, c *checkpoint) error {
 	r := &c.stats
 	e := r.Epoch
-	// 4. Encode and stream checkpoint e.
+	// 4. Encode and stream checkpoint e, after the input log of the
+	// epochs up to e (InputQueue).
+	if p.cfg.Input != nil {
+		sctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
+		err := p.cfg.Input.sync(sctx)
+		cancel()
+		if err != nil {
+			return s.lost(err)
+		}
+	}
 	m, st, err := s.send(p.enc, wire.Consistent, e, c.pfns, c.data, c.state, c.disk)
 	if err != nil {
 		return err

@@ -4,7 +4,10 @@ package checkpointer
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/resilire/resilire/checkpointer/wire"
 )
@@ -123,5 +126,54 @@ func TestInputKeeperGroupColours(t *testing.T) {
 		if got := tagsOf(k.take(5, tc.round)); got != tc.want {
 			t.Errorf("rollback to round %d replays %q, want %q", tc.round, got, tc.want)
 		}
+	}
+}
+
+// flusherFunc is a test double of the data plane's input reader.
+type flusherFunc func() error
+
+func (f flusherFunc) Flush() error { return f() }
+
+// The epoch loop's barrier: sync returns only once every record the
+// reader offered before its Flushed is written by the session (handled),
+// and fails at its deadline when the reader never answers.
+func TestInputQueueSync(t *testing.T) {
+	q := NewInputQueue(8)
+	if err := q.sync(context.Background()); err != nil {
+		t.Fatalf("sync without a flusher: %v", err)
+	}
+	q.SetFlusher(flusherFunc(func() error {
+		go func() {
+			q.OfferInput(3, false, []byte{1})
+			q.OfferInput(3, false, []byte{2})
+			q.Flushed()
+		}()
+		return nil
+	}))
+	done := make(chan error, 1)
+	go func() { done <- q.sync(context.Background()) }()
+	for i := range 2 {
+		<-q.ch
+		select {
+		case err := <-done:
+			t.Fatalf("sync returned (%v) with %d of 2 records written", err, i)
+		case <-time.After(50 * time.Millisecond):
+		}
+		q.handle(1)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("sync still waiting with every record written")
+	}
+
+	q.SetFlusher(flusherFunc(func() error { return nil })) // never answers
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := q.sync(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("sync with a silent reader: %v, want a deadline error", err)
 	}
 }

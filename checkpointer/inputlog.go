@@ -3,6 +3,7 @@
 package checkpointer
 
 import (
+	"context"
 	"fmt"
 	"sync"
 
@@ -136,8 +137,11 @@ func (k *inputKeeper) take(e, round uint64) [][]byte {
 }
 
 // shipInput sends the input log on the session until it dies: one record,
-// then whatever else is ready (bounded), flushed together.
-func (s *session) shipInput(in <-chan wire.InputRecord) {
+// then whatever else is ready (bounded), flushed together. Every record
+// taken from the queue counts as handled once its write returned: after a
+// failed write the session is dead, and no checkpoint acknowledged on it
+// can rely on the record.
+func (s *session) shipInput(q *InputQueue) {
 	defer s.wg.Done()
 	const batch = 64
 	var buf []byte
@@ -146,19 +150,21 @@ func (s *session) shipInput(in <-chan wire.InputRecord) {
 		select {
 		case <-s.dead:
 			return
-		case r = <-in:
+		case r = <-q.ch:
 		}
 		for n := 0; ; n++ {
 			buf = r.Marshal(buf[:0])
 			more := false
 			if n < batch {
 				select {
-				case r = <-in:
+				case r = <-q.ch:
 					more = true
 				default:
 				}
 			}
-			if err := s.l.Write(wire.Input, buf, !more); err != nil {
+			err := s.l.Write(wire.Input, buf, !more)
+			q.handle(1)
+			if err != nil {
 				s.fail(fmt.Errorf("%w: input log: %w", ErrBackupLost, err))
 				return
 			}
@@ -173,33 +179,108 @@ func (s *session) shipInput(in <-chan wire.InputRecord) {
 // to the replication session (PrimaryConfig.Input). It never blocks the
 // reader: a full queue refuses the record, and the reader marks its epoch
 // broken.
+//
+// With a flusher (SetFlusher), each checkpoint waits until the records
+// the data plane wrote before it are on the replication link (sync): a
+// backup that acknowledged checkpoint e holds the input log of every
+// epoch up to e. A VDEchp group relies on it: the frames in transit
+// across round r's cut are logged in round r+1, so they are at the
+// backups once every backup holds round r+1.
 type InputQueue struct {
 	ch chan wire.InputRecord
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	flusher   InputFlusher
+	offered   uint64 // records queued
+	handled   uint64 // records the session wrote (or failed to)
+	flushes   uint64 // flushes the reader completed
+	flushedAt uint64 // offered when the last flush completed
+}
+
+// InputFlusher makes the input-log reader hand over every record the data
+// plane had written when Flush was called, then call the queue's Flushed
+// (dataplane.InputReader).
+type InputFlusher interface {
+	Flush() error
 }
 
 // NewInputQueue holds up to n records waiting for the replication link.
-func NewInputQueue(n int) *InputQueue { return &InputQueue{ch: make(chan wire.InputRecord, n)} }
+func NewInputQueue(n int) *InputQueue {
+	q := &InputQueue{ch: make(chan wire.InputRecord, n)}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
 
-// OfferInput queues one record; false when the queue is full.
-func (q *InputQueue) OfferInput(epoch uint64, broken bool, frame []byte) bool {
+// SetFlusher makes every checkpoint wait for the records written before
+// it (see InputQueue).
+func (q *InputQueue) SetFlusher(f InputFlusher) {
+	q.mu.Lock()
+	q.flusher = f
+	q.mu.Unlock()
+}
+
+func (q *InputQueue) offer(r wire.InputRecord) bool {
 	select {
-	case q.ch <- wire.InputRecord{Epoch: epoch, Broken: broken, Frame: frame}:
+	case q.ch <- r:
+		q.mu.Lock()
+		q.offered++
+		q.mu.Unlock()
 		return true
 	default:
 		return false
 	}
+}
+
+// OfferInput queues one record; false when the queue is full.
+func (q *InputQueue) OfferInput(epoch uint64, broken bool, frame []byte) bool {
+	return q.offer(wire.InputRecord{Epoch: epoch, Broken: broken, Frame: frame})
 }
 
 // OfferColouredInput queues a frame from another member of the VDEchp
 // group, with the round it was sent in (dataplane.ColouredInputSink).
 func (q *InputQueue) OfferColouredInput(epoch uint64, colour uint32, frame []byte) bool {
-	select {
-	case q.ch <- wire.InputRecord{Epoch: epoch, Internal: true, Colour: uint16(colour & wire.MaxColour), Frame: frame}:
-		return true
-	default:
-		return false
-	}
+	return q.offer(wire.InputRecord{Epoch: epoch, Internal: true, Colour: uint16(colour & wire.MaxColour), Frame: frame})
 }
 
-// C is the queue's receive side, for PrimaryConfig.Input.
-func (q *InputQueue) C() <-chan wire.InputRecord { return q.ch }
+// Flushed is the reader's answer to a flush (dataplane.FlushSink): every
+// record written before it was offered.
+func (q *InputQueue) Flushed() {
+	q.mu.Lock()
+	q.flushes++
+	q.flushedAt = q.offered
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+func (q *InputQueue) handle(n uint64) {
+	q.mu.Lock()
+	q.handled += n
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// sync returns once every record the data plane wrote before the call was
+// written to the replication link (nil at once without a flusher).
+func (q *InputQueue) sync(ctx context.Context) error {
+	q.mu.Lock()
+	f, gen := q.flusher, q.flushes
+	q.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	if err := f.Flush(); err != nil {
+		return fmt.Errorf("flush the input log: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { q.mu.Lock(); q.cond.Broadcast(); q.mu.Unlock() })
+	defer stop()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.flushes == gen || q.handled < q.flushedAt {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("input log not on the link (%d of %d records): %w", q.handled, q.flushedAt, err)
+		}
+		q.cond.Wait()
+	}
+	return nil
+}

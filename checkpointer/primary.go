@@ -80,7 +80,7 @@ type PrimaryConfig struct {
 	Pipeline bool
 	// Input, if set, is the guest's input log: each record is shipped to
 	// the backup for replay after a failover (INPUT frames).
-	Input <-chan wire.InputRecord
+	Input *InputQueue
 	// ScrubEvery, if positive, compares a hash tree of all guest memory
 	// with the backup's replica every that many epochs (scrub.go); 0 is
 	// off. The CLI defaults to DefaultScrubEvery.

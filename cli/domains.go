@@ -9,7 +9,6 @@ import (
 
 	"github.com/resilire/resilire/checkpointer/qemu"
 	"github.com/resilire/resilire/checkpointer/sim"
-	"github.com/resilire/resilire/checkpointer/wire"
 	"github.com/resilire/resilire/checkpointer/xen"
 
 	"github.com/resilire/resilire/checkpointer"
@@ -135,7 +134,7 @@ const inputQueue = 4096
 type primaryDriver struct {
 	domain checkpointer.Domain
 	output checkpointer.OutputCommit
-	input  <-chan wire.InputRecord // nil without --input-replay
+	input  *checkpointer.InputQueue // nil without --input-replay
 	close  func()
 }
 
@@ -197,8 +196,9 @@ func openPrimary(c *ucli.Context, log *slog.Logger) (*primaryDriver, error) {
 			drv.close()
 			return nil, fmt.Errorf("--input-replay: %w", err)
 		}
+		q.SetFlusher(rd)
 		stopAll := drv.close
-		drv.input, drv.close = q.C(), func() { rd.Close(); stopAll() }
+		drv.input, drv.close = q, func() { rd.Close(); stopAll() }
 		log.Info("input log shipped to the backup for replay", "vm", c.String("vm"))
 	}
 	return &drv, nil

@@ -113,7 +113,8 @@ func promoter(c *ucli.Context, log *slog.Logger, reg *prometheus.Registry, drv *
 				closeAll()
 				return nil, nil, fmt.Errorf("input log: %w", err)
 			}
-			cfg.Input = q.C()
+			q.SetFlusher(rd)
+			cfg.Input = q
 			stop := closeAll
 			closeAll = func() { rd.Close(); stop() }
 		}

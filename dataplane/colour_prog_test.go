@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -282,6 +283,63 @@ func TestInputReaderColours(t *testing.T) {
 			}
 		case <-time.After(time.Second):
 			t.Fatalf("nothing offered, want %q", want)
+		}
+	}
+}
+
+// flushSink counts what an InputReader offers and what it had offered
+// when it said Flushed.
+type flushSink struct {
+	mu      sync.Mutex
+	n       int
+	flushed chan int
+}
+
+func (s *flushSink) OfferInput(uint64, bool, []byte) bool {
+	s.mu.Lock()
+	s.n++
+	s.mu.Unlock()
+	return true
+}
+
+func (s *flushSink) OfferColouredInput(uint64, uint32, []byte) bool {
+	return s.OfferInput(0, false, nil)
+}
+
+func (s *flushSink) Flushed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushed <- s.n
+}
+
+// TestInputReaderFlush: once the reader says Flushed, it has handed over
+// every record the data plane wrote before Flush (the epoch loop's
+// barrier: a checkpoint follows its epochs' input log on the link).
+func TestInputReaderFlush(t *testing.T) {
+	p := memberPort(t, PathRedirect, InputLogPortable, 6, peerA)
+	sink := &flushSink{flushed: make(chan int, 4)}
+	r, err := StartInputReader(p, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	total := 0
+	for round := 1; round <= 3; round++ {
+		for i := range 40 * round {
+			f := frameFor(t, stranger, peerB, net.IP{10, 0, 0, 3}, net.IP{10, 0, 0, 2}, 200, uint32(i))
+			run(t, p.objs.progs[progInputLog], f, newSkbCtx(t))
+		}
+		total += 40 * round
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case n := <-sink.flushed:
+			if n != total {
+				t.Fatalf("flush %d: %d records handed over before Flushed, want %d", round, n, total)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("flush %d: no Flushed", round)
 		}
 	}
 }

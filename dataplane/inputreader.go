@@ -30,6 +30,13 @@ type ColouredInputSink interface {
 	OfferColouredInput(epoch uint64, colour uint32, frame []byte) bool
 }
 
+// FlushSink is a sink told when the reader has handed it every record the
+// ring held when InputReader.Flush was called.
+type FlushSink interface {
+	InputSink
+	Flushed()
+}
+
 // InputReader reads a port's input-log ring (frames sent to the guest,
 // stamped with their epoch) into a sink, for replay after a failover.
 // Frames the sink cannot take, and frames the ring itself lost (its
@@ -75,7 +82,24 @@ func (r *InputReader) run() {
 		rec           ringbuf.Record
 	)
 	for {
-		if err := r.rd.ReadInto(&rec); err != nil {
+		err := r.rd.ReadInto(&rec)
+		if errors.Is(err, ringbuf.ErrFlushed) {
+			// Every record written before Flush was read. Frames the ring
+			// dropped meanwhile must be marked before the sink hears it.
+			if f := r.fullCount(); f > full {
+				full = f
+				pending = minEpoch(pending, max(checkedEpoch, 1))
+			}
+			checked, checkedEpoch = time.Now(), lastEpoch
+			if pending != 0 && r.sink.OfferInput(pending, true, nil) {
+				pending = 0
+			}
+			if fs, ok := r.sink.(FlushSink); ok {
+				fs.Flushed()
+			}
+			continue
+		}
+		if err != nil {
 			if !errors.Is(err, ringbuf.ErrClosed) {
 				r.log.Warn("input log reader stopped", "vm", r.port.Name(), "err", err)
 			}
@@ -131,6 +155,12 @@ func (r *InputReader) fullCount() uint64 {
 	}
 	return c.InputLogFull
 }
+
+// Flush makes the reader hand every record the ring holds now to its sink,
+// then tell a FlushSink (Flushed). The epoch loop calls it once the guest's
+// epoch was advanced: the records of the closed epoch then precede its
+// checkpoint on the replication link.
+func (r *InputReader) Flush() error { return r.rd.Flush() }
 
 // Close stops the reader.
 func (r *InputReader) Close() error {
