@@ -113,9 +113,14 @@ type Coordinator struct {
 	// RecoveryTimeout bounds the recovery (default 5 min: fencing and
 	// restoring guests).
 	RecoveryTimeout time.Duration
-	OnRound         func(RoundStats)
-	OnRecovery      func(Recovery)
-	Logger          *slog.Logger
+	// AbortTimeout bounds the wait for the live members to stop before
+	// the backups resume (default: RoundTimeout, at most 1 s). One that
+	// does not answer in time (its host just died) is fenced by its
+	// backup before its guest resumes there.
+	AbortTimeout time.Duration
+	OnRound      func(RoundStats)
+	OnRecovery   func(Recovery)
+	Logger       *slog.Logger
 
 	// held is the last round every member's backup holds; epochs holds
 	// each member's epoch (by name) of it and of the round before.
@@ -148,6 +153,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if c.RecoveryTimeout <= 0 {
 		c.RecoveryTimeout = 5 * time.Minute
 	}
+	if c.AbortTimeout <= 0 {
+		c.AbortTimeout = min(c.RoundTimeout, time.Second)
+	}
 	if err := c.checkStandbys(); err != nil {
 		return err
 	}
@@ -165,16 +173,16 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			case <-t.C:
 			}
 		}
-		st, err := c.round(ctx, r)
+		st, failed, err := c.round(ctx, r)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			log.Error("group round failed: the group must resume from its last committed round", "round", r, "committed", r-1, "err", err)
+			log.Error("group round failed: the group must resume from its last committed round", "round", r, "committed", c.committed(), "err", err)
 			if len(c.Standbys) == 0 {
 				return err
 			}
-			if rerr := c.recover(ctx, r, log); rerr != nil {
+			if rerr := c.recover(ctx, r, failed, log); rerr != nil {
 				return errors.Join(err, rerr)
 			}
 			return nil
@@ -186,7 +194,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 }
 
 // round runs round r on every member at once and commits it if all did.
-func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, error) {
+// It returns the members that failed the round.
+func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, map[string]bool, error) {
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, c.RoundTimeout)
 	defer cancel()
@@ -216,17 +225,19 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, error) {
 	close(results)
 	var pauses []time.Time
 	var errs []error
+	failed := map[string]bool{}
 	epochs := make(map[string]uint64, len(c.Members))
 	for d := range results {
 		if d.err != nil {
 			errs = append(errs, fmt.Errorf("%w: %s in round %d: %w", ErrMemberFailed, d.m.Name(), r, d.err))
+			failed[d.m.Name()] = true
 			continue
 		}
 		pauses = append(pauses, d.d.Paused)
 		epochs[d.m.Name()] = d.d.Epoch
 	}
 	if len(errs) > 0 {
-		return RoundStats{}, errors.Join(errs...)
+		return RoundStats{}, failed, errors.Join(errs...)
 	}
 	// Every member's backup holds round r: round r-1 is the group's to
 	// resume from, whether or not every COMMIT below arrives.
@@ -239,13 +250,13 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, error) {
 	if cr := c.committed(); cr != 0 && !c.UnsafePerMemberCommit {
 		for _, m := range c.Members {
 			if err := m.Commit(cr); err != nil {
-				return st, fmt.Errorf("commit round %d on %s: %w", cr, m.Name(), err)
+				return st, map[string]bool{m.Name(): true}, fmt.Errorf("commit round %d on %s: %w", cr, m.Name(), err)
 			}
 		}
 	}
 	slices.SortFunc(pauses, func(a, b time.Time) int { return a.Compare(b) })
 	st.Skew = pauses[len(pauses)-1].Sub(pauses[0])
-	return st, nil
+	return st, nil, nil
 }
 
 // checkStandbys requires one standby per member, or none.
@@ -270,9 +281,11 @@ func (c *Coordinator) checkStandbys() error {
 }
 
 // recover rolls the whole group back after round failed failed: every
-// member still reachable stops its guest, then every member's backup
-// resumes it from the last committed round, all at once.
-func (c *Coordinator) recover(ctx context.Context, failed uint64, log *slog.Logger) error {
+// member that completed the round stops its guest, then every member's
+// backup resumes it from the last committed round, all at once. The
+// members that failed the round (down, or hung) are told to stop too, but
+// not waited for: their backups fence them before resuming them.
+func (c *Coordinator) recover(ctx context.Context, failed uint64, down map[string]bool, log *slog.Logger) error {
 	start := time.Now()
 	cr := c.committed()
 	if cr == 0 {
@@ -284,17 +297,21 @@ func (c *Coordinator) recover(ctx context.Context, failed uint64, log *slog.Logg
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.RecoveryTimeout)
 	defer cancel()
 	// The live members must not run on, nor talk to the resumed ones.
-	var wg sync.WaitGroup
-	actx, acancel := context.WithTimeout(ctx, c.RoundTimeout)
+	var wg, downWG sync.WaitGroup
+	actx, acancel := context.WithTimeout(ctx, c.AbortTimeout)
+	defer func() { downWG.Wait(); acancel() }()
 	for _, m := range c.Members {
-		wg.Go(func() {
+		g := &wg
+		if down[m.Name()] {
+			g = &downWG
+		}
+		g.Go(func() {
 			if err := m.Abort(actx, failed); err != nil {
 				log.Warn("group recovery: member not stopped (its backup fences it)", "member", m.Name(), "err", err)
 			}
 		})
 	}
 	wg.Wait()
-	acancel()
 	errs := make([]error, len(c.Standbys))
 	for i, s := range c.Standbys {
 		wg.Go(func() {

@@ -46,6 +46,9 @@ type GroupOptions struct {
 	// UnsafeNoInputReplay runs the backups without --input-replay (the
 	// negative control of the in-transit log).
 	UnsafeNoInputReplay bool
+	// UnsafeEarlyCommit runs the coordinator with --unsafe-early-commit
+	// (external output one round sooner; measurements only).
+	UnsafeEarlyCommit bool
 	// Unprotected boots the guests with no agents and no data plane (the
 	// baseline of the latency comparison).
 	Unprotected bool
@@ -377,6 +380,9 @@ func (g *Group) startCoordinator(ctx context.Context) error {
 	args := []string{"group", "coordinate", "--interval", g.Opts.Interval.String(), "--round-timeout", "3s"}
 	if g.Opts.Stagger > 0 { // negative: none
 		args = append(args, "--test-round-stagger", g.Opts.Stagger.String())
+	}
+	if g.Opts.UnsafeEarlyCommit {
+		args = append(args, "--unsafe-early-commit")
 	}
 	for i, vm := range g.VMs {
 		args = append(args, "--member", fmt.Sprintf("%s=%s", vm.Name, netip.AddrPortFrom(g.Hosts[vm.Primary].addr, uint16(7480+i))),

@@ -113,6 +113,7 @@ func TestGroupDemo(t *testing.T) {
 	}{
 		{"unprotected", GroupOptions{Unprotected: true}},
 		{"per-VM Remus, every port held", GroupOptions{Uncoloured: true, Stagger: -1}},
+		{"VDEchp, early commit (unsafe)", GroupOptions{Stagger: -1, UnsafeEarlyCommit: true}},
 		{"VDEchp (coloured)", GroupOptions{Stagger: -1}},
 	} {
 		o := mode.o
@@ -128,7 +129,7 @@ func TestGroupDemo(t *testing.T) {
 		to := time.Now()
 		var timeline string
 		var books []string
-		if mode.o.Stagger == -1 && !mode.o.Uncoloured {
+		if mode.o.Stagger == -1 && !mode.o.Uncoloured && !mode.o.UnsafeEarlyCommit {
 			timeline, books = demoKill(t, ctx, g, stop)
 		} else {
 			stop()

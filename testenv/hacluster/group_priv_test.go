@@ -29,7 +29,7 @@ func runGroupKill(t *testing.T, o GroupOptions) []string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("RESILIRE_GROUP_LOGS") != "" {
 			g.DumpLogs(testLog{t})
 		}
 		if err := g.Close(); err != nil {
