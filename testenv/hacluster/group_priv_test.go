@@ -53,10 +53,11 @@ func runGroupKill(t *testing.T, o GroupOptions) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, pending := 0, 0
+	n, pending, passes := 0, 0, 0
 	for _, a := range audits {
 		n += len(a.Sent)
 		pending += a.Pending
+		passes += len(a.Token.Passed)
 	}
 	v := xbank.Check(audits, pending == 0)
 	shown := 0
@@ -68,9 +69,9 @@ func runGroupKill(t *testing.T, o GroupOptions) []string {
 			}
 		}
 	}
-	t.Logf("%d transfers in the resumed books, %d still unacknowledged; violations: %q", n, pending, v)
-	if n < 30 {
-		t.Fatalf("only %d transfers: the workload did not run", n)
+	t.Logf("%d transfers and %d token passes in the resumed books, %d still unacknowledged; violations: %q", n, passes, pending, v)
+	if n < 30 || passes < 10 {
+		t.Fatalf("only %d transfers and %d token passes: the workload did not run", n, passes)
 	}
 	return v
 }

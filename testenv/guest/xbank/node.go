@@ -31,6 +31,7 @@ type Node struct {
 	links    []*peerLink
 	sentAt   map[uint64]time.Time // first send of each transfer in the outbox
 	rtts     [][2]int64           // the last rttKeep transfer round trips (Audit.RTTs)
+	tok      tokenState
 }
 
 // rttKeep is how many recent transfer round trips the audit summarises.
@@ -93,8 +94,10 @@ func (n *Node) Run(ctx context.Context, ready func()) error {
 			return nil
 		case <-t.C:
 			n.transfer()
+			n.passToken()
 		case <-resend.C:
 			n.resend()
+			n.resendToken()
 		}
 	}
 }
@@ -159,7 +162,12 @@ func (n *Node) serveUDP(c net.PacketConn) {
 		if err != nil {
 			return
 		}
-		n.credit(strings.TrimSpace(string(buf[:k])))
+		line := strings.TrimSpace(string(buf[:k]))
+		if strings.HasPrefix(line, "T ") {
+			n.takeToken(line)
+		} else {
+			n.credit(line)
+		}
 	}
 }
 
@@ -205,10 +213,15 @@ func (n *Node) resend() {
 	}
 }
 
-// send writes a credit to its receiver, dialling if needed; a failure
-// drops the connection (the outbox sends it again).
+// send writes a credit to its receiver (the outbox sends it again until
+// acknowledged).
 func (n *Node) send(t Transfer) {
-	l := n.links[t.To]
+	n.links[t.To].write(n, fmt.Sprintf("C %d %d %d\n", t.ID, n.cfg.Index, t.Amount))
+}
+
+// write sends one line on the link, dialling if needed; a failure drops
+// the connection.
+func (l *peerLink) write(n *Node, line string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.c == nil {
@@ -220,7 +233,7 @@ func (n *Node) send(t Transfer) {
 		go n.readAcks(c)
 	}
 	_ = l.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	if _, err := fmt.Fprintf(l.c, "C %d %d %d\n", t.ID, n.cfg.Index, t.Amount); err != nil {
+	if _, err := fmt.Fprint(l.c, line); err != nil {
 		l.c.Close()
 		l.c = nil
 	}
@@ -229,6 +242,12 @@ func (n *Node) send(t Transfer) {
 func (n *Node) readAcks(c net.Conn) {
 	sc := bufio.NewScanner(c)
 	for sc.Scan() {
+		if k, ok := strings.CutPrefix(sc.Text(), "K "); ok {
+			if v, err := strconv.ParseUint(k, 10, 64); err == nil {
+				n.tokenAcked(v)
+			}
+			continue
+		}
 		id, ok := strings.CutPrefix(sc.Text(), "A ")
 		if v, err := strconv.ParseUint(id, 10, 64); ok && err == nil {
 			n.mu.Lock()
@@ -245,16 +264,21 @@ func (n *Node) readAcks(c net.Conn) {
 	c.Close()
 }
 
-// servePeer credits each transfer once and acknowledges it.
+// servePeer credits each transfer once and takes each newer token, and
+// acknowledges both.
 func (n *Node) servePeer(c net.Conn) {
 	defer c.Close()
 	sc := bufio.NewScanner(c)
 	for sc.Scan() {
+		ack := "A"
 		id, ok := n.credit(sc.Text())
 		if !ok {
-			return
+			if id, ok = n.takeToken(sc.Text()); !ok {
+				return
+			}
+			ack = "K"
 		}
-		if _, err := fmt.Fprintf(c, "A %d\n", id); err != nil {
+		if _, err := fmt.Fprintf(c, "%s %d\n", ack, id); err != nil {
 			return
 		}
 	}
@@ -272,7 +296,12 @@ func (n *Node) serveAudit(c net.Conn) {
 		case "AUDIT":
 			n.mu.Lock()
 			a := Audit{Index: n.cfg.Index, Balance: n.balance, Sent: append([]Transfer(nil), n.sent...),
-				Received: make(map[uint64]int64, len(n.received)), Pending: len(n.outbox), Paused: n.paused}
+				Received: make(map[uint64]int64, len(n.received)), Pending: len(n.outbox), Paused: n.paused, Token: n.tok.Token}
+			a.Token.Taken = append([]Hop(nil), n.tok.Taken...)
+			a.Token.Passed = append([]Hop(nil), n.tok.Passed...)
+			if n.tok.out != nil {
+				a.Pending++
+			}
 			for k, v := range n.received {
 				a.Received[k] = v
 			}
@@ -284,6 +313,9 @@ func (n *Node) serveAudit(c net.Conn) {
 		case "PAUSE", "RESUME":
 			n.mu.Lock()
 			n.paused = sc.Text() == "PAUSE"
+			if !n.paused {
+				n.createToken()
+			}
 			n.mu.Unlock()
 			reply = []byte("OK")
 		default:

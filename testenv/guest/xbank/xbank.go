@@ -4,7 +4,8 @@
 // 13): every guest of a group holds a balance and keeps sending random
 // transfers to the others, over TCP: the sender debits, the receiver
 // credits once (by transfer id) and acknowledges. The group's total is
-// constant, counting transfers sent but not yet credited.
+// constant, counting transfers sent but not yet credited. Beside it runs
+// a token ring (token.go): exactly one token passes from guest to guest.
 //
 // The transfers are nondeterministic (their id, amount and target come
 // from the guest's clock), as a real application's are: a guest resumed
@@ -111,6 +112,8 @@ type Audit struct {
 	// acknowledgement): [acknowledged at, Unix ms; round trip, µs], by the
 	// guest's clock.
 	RTTs [][2]int64 `json:"rtts,omitempty"`
+	// Token is the guest's part of the token ring.
+	Token Token `json:"token"`
 }
 
 // Check returns every violation of the group's books (empty: consistent):
@@ -171,5 +174,5 @@ func Check(audits []Audit, settled bool) []string {
 	if want := int64(n) * Initial; total != want {
 		v = append(v, fmt.Sprintf("group total %d, want %d (%+d)", total, want, total-want))
 	}
-	return v
+	return append(v, CheckToken(audits, settled)...)
 }

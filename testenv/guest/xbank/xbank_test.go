@@ -32,8 +32,10 @@ func TestCmdline(t *testing.T) {
 func TestCheck(t *testing.T) {
 	good := func() []Audit {
 		return []Audit{
-			{Index: 0, Balance: Initial - 10 - 5 + 7, Sent: []Transfer{{ID: 1, To: 1, Amount: 10}, {ID: 2, To: 1, Amount: 5}}, Received: map[uint64]int64{3: 7}},
-			{Index: 1, Balance: Initial + 10 - 7, Sent: []Transfer{{ID: 3, To: 0, Amount: 7}}, Received: map[uint64]int64{1: 10}},
+			{Index: 0, Balance: Initial - 10 - 5 + 7, Sent: []Transfer{{ID: 1, To: 1, Amount: 10}, {ID: 2, To: 1, Amount: 5}}, Received: map[uint64]int64{3: 7},
+				Token: Token{Last: 3, Taken: []Hop{{1, 0xa, -1}, {3, 0xc, 1}}, Passed: []Hop{{2, 0xb, 0}, {4, 0xd, 0}}}},
+			{Index: 1, Balance: Initial + 10 - 7, Sent: []Transfer{{ID: 3, To: 0, Amount: 7}}, Received: map[uint64]int64{1: 10},
+				Token: Token{Last: 4, Held: true, Taken: []Hop{{2, 0xb, 0}, {4, 0xd, 0}}, Passed: []Hop{{3, 0xc, 1}}}},
 		}
 	}
 	if v := Check(good(), false); len(v) != 0 {
@@ -41,6 +43,16 @@ func TestCheck(t *testing.T) {
 	}
 	if v := Check(good(), true); len(v) != 1 || !strings.Contains(v[0], "1 transfers lost") {
 		t.Fatalf("settled books with a transfer never credited: %q", v)
+	}
+	// The token passed to guest 1 but not taken yet: in flight, lost once
+	// settled.
+	flying := good()
+	flying[1].Token.Last, flying[1].Token.Held, flying[1].Token.Taken = 2, false, flying[1].Token.Taken[:1]
+	if v := CheckToken(flying, false); len(v) != 0 {
+		t.Fatalf("token in flight: %q", v)
+	}
+	if v := CheckToken(flying, true); len(v) != 1 || !strings.Contains(v[0], "token lost in transit") {
+		t.Fatalf("settled with a token never taken: %q", v)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -51,6 +63,10 @@ func TestCheck(t *testing.T) {
 		{"debit rolled back", func(a []Audit) { a[0].Sent = a[0].Sent[1:]; a[0].Balance += 10 }, "orphan"},
 		{"lost credit", func(a []Audit) { a[0].Balance -= 3 }, "group total"},
 		{"wrong amount", func(a []Audit) { a[1].Received[1] = 11; a[1].Balance++ }, "orphan"},
+		{"orphan token", func(a []Audit) { a[1].Token.Taken[1].Nonce = 0xe }, "1 orphan tokens"},
+		{"token passed and kept", func(a []Audit) { a[0].Token.Held = true }, "2 tokens"},
+		{"token lost", func(a []Audit) { a[1].Token.Held = false }, "no token"},
+		{"token created twice", func(a []Audit) { a[1].Token.Taken[0].From = -1 }, "orphan tokens"},
 	} {
 		a := good()
 		tc.change(a)
@@ -126,12 +142,13 @@ func testNodes(t *testing.T, udp bool) {
 			break
 		}
 	}
-	sent := 0
+	sent, passes := 0, 0
 	for _, a := range audits {
 		sent += len(a.Sent)
+		passes += len(a.Token.Passed)
 	}
-	if v := Check(audits, true); len(v) != 0 || sent < 30 {
-		t.Fatalf("%d transfers; violations %q", sent, v)
+	if v := Check(audits, true); len(v) != 0 || sent < 30 || passes < 10 {
+		t.Fatalf("%d transfers, %d token passes; violations %q", sent, passes, v)
 	}
-	t.Logf("%d transfers, books balance", sent)
+	t.Logf("%d transfers and %d token passes, books balance, one token", sent, passes)
 }
