@@ -23,7 +23,8 @@ import (
 
 // world is a group of simulated members, each protected to its own backup
 // over loopback TCP, and a checker of the global commit: when a member's
-// output of round r leaves, every member's backup holds its round r.
+// output of round r leaves, every member's backup holds its rounds r and
+// r+1.
 type world struct {
 	members []*group.LocalMember
 	backups []*checkpointer.Backup
@@ -49,10 +50,16 @@ func (o *checkOut) Release(e uint64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.commits++
+	// Round r is committed once every backup holds round r+1 too (the
+	// channel state of cut r is logged in round r+1).
 	for j, m := range w.members {
-		ej, ok := m.Output().RoundEpoch(r)
-		if committed, _ := w.backups[j].Committed(); !ok || committed < ej {
-			w.errs = append(w.errs, fmt.Sprintf("member %d released round %d while member %d's backup holds epoch %d, its round epoch %d", o.i, r, j, committed, ej))
+		st := w.backups[j].Status()
+		held := max(st.Epoch, st.Staged)
+		for _, need := range []uint64{r, r + 1} {
+			if ej, ok := m.Output().RoundEpoch(need); !ok || held < ej {
+				w.errs = append(w.errs, fmt.Sprintf("member %d released round %d while member %d's backup holds epoch %d, its round %d epoch %d", o.i, r, j, held, need, ej))
+				break
+			}
 		}
 	}
 	return o.EpochCounter.Release(e)
@@ -60,6 +67,78 @@ func (o *checkOut) Release(e uint64) error {
 
 // newWorld starts n members; slow delays member n-1's ACKs by lag.
 func newWorld(t testing.TB, n int, lag time.Duration) *world {
+	return newWorldWith(t, n, worldOpts{lag: lag})
+}
+
+// worldOpts shape a world: lag delays the last member's backup link; with
+// a stop-the-world barrier, no member's guest resumes from a round's
+// pause before every member captured that round (the VNsnap-style
+// baseline); onEpoch sees every member's epochs; varied gives member i
+// a working set (2i+1) times the first's, so captures differ in length.
+type worldOpts struct {
+	lag     time.Duration
+	stw     *barrier
+	onEpoch func(i int, st checkpointer.EpochStats)
+	varied  bool
+}
+
+// barrier is a cyclic barrier of n parties, off until armed.
+type barrier struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	n, in   int
+	gen     uint64
+	armed   bool
+	stopped bool
+}
+
+func newBarrier(n int) *barrier {
+	b := &barrier{n: n}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+func (b *barrier) arm(on bool) {
+	b.mu.Lock()
+	b.armed, b.stopped = on, !on
+	b.in = 0
+	b.gen++
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}
+
+// wait returns once n parties waited (or the barrier is disarmed).
+func (b *barrier) wait() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.armed {
+		return
+	}
+	gen := b.gen
+	if b.in++; b.in == b.n {
+		b.in, b.gen = 0, b.gen+1
+		b.cond.Broadcast()
+		return
+	}
+	for gen == b.gen && !b.stopped {
+		b.cond.Wait()
+	}
+}
+
+// stwDomain is a member's guest under a stop-the-world group snapshot:
+// it resumes only once every member's guest captured the round.
+type stwDomain struct {
+	*sim.Domain
+	b *barrier
+}
+
+func (d stwDomain) Resume(ctx context.Context) error {
+	d.b.wait()
+	return d.Domain.Resume(ctx)
+}
+
+func newWorldWith(t testing.TB, n int, o worldOpts) *world {
+	lag := o.lag
 	w := &world{}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -71,6 +150,10 @@ func newWorld(t testing.TB, n int, lag time.Duration) *world {
 			t.Fatal(err)
 		}
 		cfg := sim.Config{Name: fmt.Sprintf("vm%d", i), MemSize: 1 << 20, Seed: uint64(i + 1), WritesPerMs: 20, HotPages: 64}
+		if o.varied {
+			cfg.MemSize, cfg.WritesPerMs, cfg.HotPages = 8<<20, 20*(2*i+1), uint64(64*(2*i+1))
+			replica = sim.NewReplica(cfg.MemSize)
+		}
 		b, err := checkpointer.NewBackup(checkpointer.BackupConfig{VM: cfg.Name, Replica: replica, Standby: sim.NewStandby(cfg, replica),
 			Codec: codec.Raw{}, Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 10 * time.Second})
 		if err != nil {
@@ -85,8 +168,15 @@ func newWorld(t testing.TB, n int, lag time.Duration) *world {
 		dom := sim.NewDomain(cfg)
 		dom.Start()
 		t.Cleanup(dom.Stop)
-		m, err := group.NewLocalMember(cfg.Name, checkpointer.PrimaryConfig{Domain: dom, Output: &checkOut{w: w, i: i, EpochCounter: checkpointer.NewEpochCounterAt(1)},
-			Codec: codec.Raw{}, Dial: dial, Interval: time.Hour, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 10 * time.Second})
+		pc := checkpointer.PrimaryConfig{Domain: dom, Output: &checkOut{w: w, i: i, EpochCounter: checkpointer.NewEpochCounterAt(1)},
+			Codec: codec.Raw{}, Dial: dial, Interval: time.Hour, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 10 * time.Second}
+		if o.stw != nil {
+			pc.Domain = stwDomain{dom, o.stw}
+		}
+		if o.onEpoch != nil {
+			pc.OnEpoch = func(st checkpointer.EpochStats) { o.onEpoch(i, st) }
+		}
+		m, err := group.NewLocalMember(cfg.Name, pc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,38 +309,82 @@ func lagProxy(t testing.TB, target string, lag time.Duration) string {
 	return ln.Addr().String()
 }
 
-// BenchmarkGroupCommit: global commit latency (round start to every
-// backup holding the round) and the members' pause skew, for 2, 3 and 4
-// simulated members over loopback TCP, side by side.
+// BenchmarkGroupCommit measures, for 2, 3 and 4 simulated members whose
+// working sets differ (1x, 3x, 5x, 7x), side by side: the global commit
+// latency (round start to every backup holding it), the members' pause
+// skew, and each guest's pause per round (its downtime) under VDEchp
+// (each guest pauses for its own capture only) and under a stop-the-world
+// group snapshot (VNsnap-style: no guest resumes before every guest
+// captured the round). The stop-the-world barrier is in-process, so the
+// baseline pays no network round for it: its figures are a lower bound.
 func BenchmarkGroupCommit(b *testing.B) {
-	for _, n := range []int{2, 3, 4} {
-		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			w := newWorld(b, n, 0)
-			ms := make([]group.Member, n)
-			for i, m := range w.members {
-				ms[i] = m
+	for _, stw := range []bool{false, true} {
+		for _, n := range []int{2, 3, 4} {
+			name := map[bool]string{false: "vdechp", true: "stop-the-world"}[stw]
+			b.Run(fmt.Sprintf("%s/members=%d", name, n), func(b *testing.B) {
+				benchGroup(b, n, stw)
+			})
+		}
+	}
+}
+
+func benchGroup(b *testing.B, n int, stw bool) {
+	var (
+		mu                   sync.Mutex
+		measuring            bool
+		pauses               int
+		pauseSum, pauseWorst time.Duration
+	)
+	o := worldOpts{varied: true, onEpoch: func(_ int, st checkpointer.EpochStats) {
+		mu.Lock()
+		if measuring {
+			pauses++
+			pauseSum += st.Pause
+			pauseWorst = max(pauseWorst, st.Pause)
+		}
+		mu.Unlock()
+	}}
+	if stw {
+		o.stw = newBarrier(n)
+	}
+	w := newWorldWith(b, n, o)
+	if stw {
+		o.stw.arm(true)
+		b.Cleanup(func() { o.stw.arm(false) })
+	}
+	ms := make([]group.Member, n)
+	for i, m := range w.members {
+		ms[i] = m
+	}
+	var commit, skew time.Duration
+	rounds := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &group.Coordinator{Members: ms, Interval: 5 * time.Millisecond, RoundTimeout: 10 * time.Second,
+		OnRound: func(st group.RoundStats) {
+			rounds++
+			commit += st.Commit
+			skew += st.Skew
+			if rounds >= b.N {
+				cancel()
 			}
-			var commit, skew time.Duration
-			rounds := 0
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			c := &group.Coordinator{Members: ms, Interval: 5 * time.Millisecond, RoundTimeout: 10 * time.Second,
-				OnRound: func(st group.RoundStats) {
-					rounds++
-					commit += st.Commit
-					skew += st.Skew
-					if rounds >= b.N {
-						cancel()
-					}
-				}}
-			b.ResetTimer()
-			if err := c.Run(ctx); err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(commit.Microseconds())/float64(rounds), "commit-us")
-			b.ReportMetric(float64(skew.Microseconds())/float64(rounds), "skew-us")
-		})
+		}}
+	mu.Lock()
+	measuring = true
+	mu.Unlock()
+	b.ResetTimer()
+	if err := c.Run(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	mu.Lock()
+	measuring = false
+	mu.Unlock()
+	b.ReportMetric(float64(commit.Microseconds())/float64(rounds), "commit-us")
+	b.ReportMetric(float64(skew.Microseconds())/float64(rounds), "skew-us")
+	if pauses > 0 {
+		b.ReportMetric(float64(pauseSum.Microseconds())/float64(pauses), "pause-us")
+		b.ReportMetric(float64(pauseWorst.Microseconds()), "pause-max-us")
 	}
 }
 
