@@ -93,21 +93,10 @@ func TestE2EGroupUnsafeNoHold(t *testing.T) {
 	}
 }
 
-// requireUDPGroup skips the UDP group scenarios unless asked for
-// (RESILIRE_GROUP_UDP=1, make group-udp): they are not in CI because the
-// safe one can still lose a credit (docs/group.md, "in-transit loss").
-func requireUDPGroup(t *testing.T) {
-	t.Helper()
-	if os.Getenv("RESILIRE_GROUP_UDP") != "1" {
-		t.Skip("UDP group scenario: set RESILIRE_GROUP_UDP=1 (make group-udp)")
-	}
-}
-
 // TestE2EGroupUDPHostKill: credits sent once over UDP, so a credit in
 // transit across the group's cut reaches its receiver only through the
 // backups' input-log replay (frames of round <= R): nothing is lost.
 func TestE2EGroupUDPHostKill(t *testing.T) {
-	requireUDPGroup(t)
 	if v := runGroupKill(t, GroupOptions{UDP: true}); len(v) > 0 {
 		t.Fatalf("group recovery broke the books: %q", v)
 	}
@@ -117,7 +106,6 @@ func TestE2EGroupUDPHostKill(t *testing.T) {
 // replay, credits in transit across the cut are lost, and the audit must
 // say so.
 func TestE2EGroupUnsafeNoInputReplay(t *testing.T) {
-	requireUDPGroup(t)
 	if v := runGroupKill(t, GroupOptions{UDP: true, UnsafeNoInputReplay: true}); len(v) == 0 {
 		t.Fatal("no violation without the in-transit replay: the checker cannot tell")
 	}
