@@ -31,7 +31,8 @@ func groupCommand() *ucli.Command {
 			Description: "Every --interval: each member checkpoints the round and ships it to its own backup; once every member's backup " +
 				"holds round r, round r-1 is committed (its frames in transit are logged at the backups too) and every member releases " +
 				"its external output of it. A member that misses --round-timeout fails the round: nothing more is released; with " +
-				"--standby the whole group resumes from the last committed round, without it the command exits with the member's name. The links are mutual TLS with --tls-cert, --tls-key and --tls-ca (the agents use their own TLS flags), plaintext TCP otherwise.",
+				"--standby the whole group resumes from the last committed round, without it the command exits with the member's name. " +
+				"Started against running members (a restart), it goes on from their rounds. The links are mutual TLS with --tls-cert, --tls-key and --tls-ca (the agents use their own TLS flags), plaintext TCP otherwise.",
 			Flags: []ucli.Flag{
 				&ucli.StringSliceFlag{Name: "member", Required: true, Usage: "NAME=HOST:PORT of a member's --group-listen (repeat, at least two)"},
 				&ucli.DurationFlag{Name: "interval", Value: checkpointer.DefaultInterval, Usage: "time between rounds"},

@@ -23,10 +23,10 @@ func TestGroupFlagErrors(t *testing.T) {
 		{[]string{"group", "coordinate", "--member", "a=127.0.0.1:1", "--member", "b=127.0.0.1:2", "--standby", "a=127.0.0.1:3"}, "1 members without a standby"},
 		{[]string{"group", "coordinate", "--member", "a=127.0.0.1:1", "--member", "b=127.0.0.1:2", "--standby", "c=127.0.0.1:3", "--standby", "b=127.0.0.1:4"}, `standby "c" has no member`},
 		{[]string{"group", "coordinate", "--member", "a=127.0.0.1:1", "--member", "b=127.0.0.1:2", "--standby", "a=x"}, "missing port"},
-		// Nobody listens: round 1 fails with nothing committed to resume.
+		// Nobody listens: the coordinator cannot ask where the members
+		// are, and says which.
 		{[]string{"group", "coordinate", "--member", "a=127.0.0.1:1", "--member", "b=127.0.0.1:2", "--standby", "a=127.0.0.1:3", "--standby", "b=127.0.0.1:4",
-			"--round-timeout", "200ms"}, "no consistent state to resume"},
-		// Nobody listens: the first round fails, naming the member.
+			"--round-timeout", "200ms"}, "a did not say where it is"},
 		{[]string{"group", "coordinate", "--member", "a=127.0.0.1:1", "--member", "b=127.0.0.1:2", "--round-timeout", "200ms"}, "group member failed"},
 	} {
 		var out, errb bytes.Buffer

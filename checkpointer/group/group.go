@@ -55,6 +55,19 @@ type Member interface {
 	// Abort stops the member's guest for good: the group rolls back to a
 	// round before r (a member whose primary is gone fails it).
 	Abort(ctx context.Context, r uint64) error
+	// State says where the member is, for a coordinator that starts
+	// against running members: see State.
+	State(ctx context.Context, r uint64) (State, error)
+}
+
+// State is a member's answer to a starting coordinator.
+type State struct {
+	// Last is the last round the member was asked for (0: none); Acked
+	// the last round its backup acknowledged.
+	Last, Acked uint64
+	// Epoch is its epoch of the round asked about, if its backup
+	// acknowledged it (0: not).
+	Epoch uint64
 }
 
 // Standby is a member's backup as the group's recovery drives it.
@@ -126,16 +139,111 @@ type Coordinator struct {
 	// each member's epoch (by name) of it and of the round before.
 	held   uint64
 	epochs map[uint64]map[string]uint64
+	// first is the first round this coordinator ran; restored the
+	// committed round a restarted coordinator learnt from the members
+	// (0: none), until its own rounds commit one.
+	first, restored uint64
 }
 
 // committed is the round the group resumes from: the one before the last
 // held (its channel state is held too), or the last held one with
-// UnsafeEarlyCommit. 0: none yet.
+// UnsafeEarlyCommit. 0: none yet. A round before this coordinator's
+// first is not a cut it ran (a restart: the old coordinator may have
+// stopped halfway through it): the members' restored one stands for it.
 func (c *Coordinator) committed() uint64 {
-	if c.UnsafeEarlyCommit || c.held == 0 {
-		return c.held
+	cr := c.held
+	if !c.UnsafeEarlyCommit && cr > 0 {
+		cr--
 	}
-	return c.held - 1
+	if cr >= c.first && cr > 0 {
+		return cr
+	}
+	return c.restored
+}
+
+// start asks every member where it is, so that a coordinator started
+// against running members (a restart) goes on above the last round any
+// of them was asked for (their colours never go back) and knows the
+// group's last committed round. Its backups can reach the round before
+// the last one they acknowledged (their undo) and that one: if every
+// member acknowledged the same last round A, the group resumes from A-1
+// (its in-transit frames are logged); if the old coordinator died
+// halfway through round A+1, from A, the only round every backup can
+// still reach (its in-transit frames logged only by the members that
+// took A+1: the early commit's window, once).
+func (c *Coordinator) start(ctx context.Context, log *slog.Logger) (uint64, error) {
+	sctx, cancel := context.WithTimeout(ctx, c.RoundTimeout)
+	defer cancel()
+	states, err := c.states(sctx, 1)
+	if err != nil {
+		return 0, err
+	}
+	for _, st := range states {
+		if st.Last > st.Acked { // a round may still be acknowledged: look again
+			time.Sleep(min(c.Interval, 100*time.Millisecond))
+			if states, err = c.states(sctx, 1); err != nil {
+				return 0, err
+			}
+			break
+		}
+	}
+	var last, hi uint64
+	lo := ^uint64(0)
+	for _, st := range states {
+		last, lo, hi = max(last, st.Last), min(lo, st.Acked), max(hi, st.Acked)
+	}
+	c.first = last + 1
+	if last == 0 {
+		return 1, nil
+	}
+	cr := lo
+	if hi == lo && !c.UnsafeEarlyCommit {
+		cr--
+	}
+	log.Warn("group coordinator started against running members: going on from their rounds", "last", last, "acknowledged", fmt.Sprintf("%d..%d", lo, hi), "committed", cr)
+	if hi != lo && !c.UnsafeEarlyCommit {
+		log.Warn("the old coordinator stopped halfway through a round: until this one commits a round, the group would resume from the last round every backup held, whose frames in transit may not all be logged", "round", cr)
+	}
+	if cr == 0 {
+		return c.first, nil
+	}
+	at, err := c.states(sctx, cr)
+	if err != nil {
+		return 0, err
+	}
+	epochs := map[string]uint64{}
+	for name, st := range at {
+		if st.Epoch == 0 {
+			log.Warn("group: a member no longer knows its epoch of the last committed round: no recovery before two new rounds", "member", name, "round", cr)
+			return c.first, nil
+		}
+		epochs[name] = st.Epoch
+	}
+	c.restored = cr
+	c.epochs = map[uint64]map[string]uint64{cr: epochs}
+	return c.first, nil
+}
+
+// states asks every member for its State of round r.
+func (c *Coordinator) states(ctx context.Context, r uint64) (map[string]State, error) {
+	var mu sync.Mutex
+	out := make(map[string]State, len(c.Members))
+	var errs []error
+	var wg sync.WaitGroup
+	for _, m := range c.Members {
+		wg.Go(func() {
+			st, err := m.State(ctx, r)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%w: %s did not say where it is: %w", ErrMemberFailed, m.Name(), err))
+				return
+			}
+			out[m.Name()] = st
+		})
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
 }
 
 // Run drives rounds 1, 2, ... until ctx ends (nil) or a member fails a
@@ -163,10 +271,14 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	first, err := c.start(ctx, log)
+	if err != nil {
+		return err
+	}
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
-	for r := uint64(1); ; r++ {
-		if r > 1 {
+	for r := first; ; r++ {
+		if r > first {
 			select {
 			case <-ctx.Done():
 				return nil
@@ -245,7 +357,9 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, map[stri
 		c.epochs = map[uint64]map[string]uint64{}
 	}
 	c.held, c.epochs[r] = r, epochs
-	delete(c.epochs, r-2)
+	if r-2 != c.restored {
+		delete(c.epochs, r-2)
+	}
 	st := RoundStats{Round: r, Commit: time.Since(start)}
 	if cr := c.committed(); cr != 0 && !c.UnsafePerMemberCommit {
 		for _, m := range c.Members {

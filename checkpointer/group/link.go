@@ -22,6 +22,11 @@ import (
 //	ROUND <r>          ->      DONE <r> <unix-nanos paused> <epoch>  |  FAIL <r> <why>
 //	COMMIT <r>         ->      COMMITTED <r>                         |  FAIL <r> <why>
 //	ABORT <r>          ->      ABORTED <r>                           |  FAIL <r> <why>
+//	STATE <r>          ->      AT <r> <last> <acked> <epoch>         |  FAIL <r> <why>
+//
+// STATE is a starting coordinator's question (a restart against running
+// members): the last round the member was asked for, the last round its
+// backup acknowledged, and its epoch of round r if acknowledged (0: not).
 //
 //	coordinator                member's backup (standby)
 //	ACTIVATE <r> <epoch> ->    ACTIVE <r>                            |  FAIL <r> <why>
@@ -53,7 +58,7 @@ func parseLine(s string) (message, error) {
 	}
 	m := message{verb: verb, round: r, arg: arg}
 	switch verb {
-	case "ROUND", "COMMIT", "COMMITTED", "ABORT", "ABORTED", "ACTIVE":
+	case "ROUND", "COMMIT", "COMMITTED", "ABORT", "ABORTED", "ACTIVE", "STATE":
 		if hasArg {
 			return message{}, fmt.Errorf("group link: %s takes no argument", verb)
 		}
@@ -68,6 +73,10 @@ func parseLine(s string) (message, error) {
 	case "ACTIVATE":
 		if _, err := parseEpoch(arg); err != nil {
 			return message{}, fmt.Errorf("group link: bad epoch in %q", s)
+		}
+	case "AT":
+		if _, err := parseState(arg); err != nil {
+			return message{}, fmt.Errorf("group link: %w in %q", err, s)
 		}
 	case "FAIL":
 		if arg == "" || strings.ContainsAny(arg, "\r\n") {
@@ -86,6 +95,24 @@ func parseEpoch(s string) (uint64, error) {
 		return 0, fmt.Errorf("bad epoch %q", s)
 	}
 	return e, nil
+}
+
+// parseState parses AT's "<last> <acked> <epoch>": canonical decimals, 0
+// allowed.
+func parseState(s string) (State, error) {
+	f := strings.Split(s, " ")
+	if len(f) != 3 {
+		return State{}, errors.New("want last, acked and epoch")
+	}
+	var v [3]uint64
+	for i, x := range f {
+		n, err := strconv.ParseUint(x, 10, 64)
+		if err != nil || x != strconv.FormatUint(n, 10) {
+			return State{}, fmt.Errorf("bad number %q", x)
+		}
+		v[i] = n
+	}
+	return State{Last: v[0], Acked: v[1], Epoch: v[2]}, nil
 }
 
 func (m message) String() string {
@@ -137,6 +164,12 @@ func ServeMember(ctx context.Context, l net.Listener, m Member, log *slog.Logger
 				return failure(msg.round, err)
 			}
 			return message{verb: "ABORTED", round: msg.round}
+		case "STATE":
+			st, err := m.State(ctx, msg.round)
+			if err != nil {
+				return failure(msg.round, err)
+			}
+			return message{verb: "AT", round: msg.round, arg: fmt.Sprintf("%d %d %d", st.Last, st.Acked, st.Epoch)}
 		}
 		return message{}
 	})
@@ -176,35 +209,39 @@ func serve(ctx context.Context, l net.Listener, name string, log *slog.Logger, h
 		log = slog.New(slog.DiscardHandler)
 	}
 	go func() { <-ctx.Done(); l.Close() }()
+	type conn struct {
+		c      net.Conn
+		cancel context.CancelFunc
+	}
 	var (
-		mu  sync.Mutex
-		cur net.Conn
+		cur conn
 		wg  sync.WaitGroup
 	)
+	// A new coordinator connection replaces the current one, and cancels
+	// what the old one asked for (a round it no longer waits for).
+	replace := func(n conn) {
+		if cur.c != nil {
+			cur.c.Close()
+			cur.cancel()
+		}
+		cur = n
+	}
 	defer wg.Wait()
+	defer replace(conn{})
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			mu.Lock()
-			if cur != nil {
-				cur.Close()
-			}
-			mu.Unlock()
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("group link: %w", err)
 		}
-		mu.Lock()
-		if cur != nil {
-			cur.Close()
-		}
-		cur = c
-		mu.Unlock()
+		cctx, cancel := context.WithCancel(ctx)
+		replace(conn{c, cancel})
 		log.Info("group coordinator connected", "member", name, "peer", c.RemoteAddr().String())
 		wg.Go(func() {
 			defer c.Close()
-			if err := serveLink(ctx, c, handle); err != nil && ctx.Err() == nil {
+			if err := serveLink(cctx, c, handle); err != nil && cctx.Err() == nil {
 				log.Warn("group link ended", "member", name, "err", err)
 			}
 		})
@@ -347,6 +384,15 @@ func (m *RemoteMember) Commit(r uint64) error {
 func (m *RemoteMember) Abort(ctx context.Context, r uint64) error {
 	_, err := m.call(ctx, message{verb: "ABORT", round: r}, "ABORTED")
 	return err
+}
+
+// State asks the member where it is (a starting coordinator).
+func (m *RemoteMember) State(ctx context.Context, r uint64) (State, error) {
+	reply, err := m.call(ctx, message{verb: "STATE", round: r}, "AT")
+	if err != nil {
+		return State{}, err
+	}
+	return parseState(reply.arg) // parseLine checked it
 }
 
 // RemoteStandby is a member's backup agent reached over its link

@@ -140,6 +140,9 @@ func (m *LocalMember) Abort(ctx context.Context, _ uint64) error {
 	return nil
 }
 
+// State says where the member is (a starting coordinator's question).
+func (m *LocalMember) State(_ context.Context, r uint64) (State, error) { return m.out.state(r), nil }
+
 // Aborted is closed once the group told this member to stop.
 func (m *LocalMember) Aborted() <-chan struct{} { return m.aborted }
 
@@ -155,6 +158,7 @@ type GatedOutput struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	want    uint64            // the round whose epoch the next Advance closes (0: none)
+	last    uint64            // the last round asked for
 	epochs  map[uint64]uint64 // round -> its epoch
 	paused  map[uint64]time.Time
 	acked   uint64 // highest epoch the member's backup acknowledged
@@ -177,8 +181,24 @@ func NewGatedOutput(inner checkpointer.OutputCommit) *GatedOutput {
 
 func (g *GatedOutput) expect(r uint64) {
 	g.mu.Lock()
-	g.want = r
+	g.want, g.last = r, max(g.last, r)
 	g.mu.Unlock()
+}
+
+// state is the member's State for round r.
+func (g *GatedOutput) state(r uint64) State {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := State{Last: g.last}
+	for k, e := range g.epochs {
+		if e <= g.acked && k > st.Acked {
+			st.Acked = k
+		}
+	}
+	if e, ok := g.epochs[r]; ok && e <= g.acked {
+		st.Epoch = e
+	}
+	return st
 }
 
 // Advance closes the epoch, recording it as round want's.
@@ -258,20 +278,27 @@ func (g *GatedOutput) RoundOf(e uint64) (uint64, bool) {
 // Output is the member's gated output.
 func (m *LocalMember) Output() *GatedOutput { return m.out }
 
-// commit releases the epochs up to round r's.
+// commit releases the epochs up to that of the last round <= r this
+// member took (after a coordinator's restart, a member may not have taken
+// every round the others took).
 func (g *GatedOutput) commit(r uint64) error {
 	g.mu.Lock()
-	e, ok := g.epochs[r]
+	var e, at uint64
+	for k, x := range g.epochs {
+		if k <= r && k >= at && x <= g.acked {
+			e, at = x, k
+		}
+	}
 	for k := range g.epochs {
 		if k+keepRounds <= r {
 			delete(g.epochs, k)
 			delete(g.paused, k)
 		}
 	}
-	if !ok || e <= g.release {
+	if e == 0 || e <= g.release {
 		g.mu.Unlock()
-		if !ok {
-			return fmt.Errorf("commit of round %d: no epoch of this member", r)
+		if e == 0 {
+			return fmt.Errorf("commit of round %d: no acknowledged epoch of this member up to it", r)
 		}
 		return nil
 	}

@@ -46,6 +46,9 @@ type GroupOptions struct {
 	// UnsafeNoInputReplay runs the backups without --input-replay (the
 	// negative control of the in-transit log).
 	UnsafeNoInputReplay bool
+	// RestartCoordinator kills the coordinator's process before the host
+	// (RestartCoordinator) and starts a new one.
+	RestartCoordinator bool
 	// UnsafeEarlyCommit runs the coordinator with --unsafe-early-commit
 	// (external output one round sooner; measurements only).
 	UnsafeEarlyCommit bool
@@ -161,7 +164,10 @@ func SetupGroup(ctx context.Context, o GroupOptions) (_ *Group, err error) {
 			return g, err
 		}
 	}
-	return g, g.startCoordinator(ctx)
+	if err := g.startCoordinator(ctx, "coordinator.log"); err != nil {
+		return g, err
+	}
+	return g, g.resume(ctx)
 }
 
 func (g *Group) prepare(ctx context.Context) error {
@@ -376,7 +382,23 @@ func (g *Group) startAgent(ns, log string, args []string, port int) (*Agent, err
 	return a, nil
 }
 
-func (g *Group) startCoordinator(ctx context.Context) error {
+// RestartCoordinator kills the coordinator's process (SIGKILL, mid-round
+// or not) and starts a new one with the same flags: it must go on from the
+// members' rounds.
+func (g *Group) RestartCoordinator(ctx context.Context) error {
+	if err := g.Coord.Kill(); err != nil {
+		return err
+	}
+	g.logf("coordinator killed")
+	if err := g.startCoordinator(ctx, "coordinator-2.log"); err != nil {
+		return err
+	}
+	g.logf("coordinator restarted")
+	return nil
+}
+
+// startCoordinator starts the coordinator and waits for its rounds.
+func (g *Group) startCoordinator(ctx context.Context, log string) error {
 	args := []string{"group", "coordinate", "--interval", g.Opts.Interval.String(), "--round-timeout", "3s"}
 	if g.Opts.Stagger > 0 { // negative: none
 		args = append(args, "--test-round-stagger", g.Opts.Stagger.String())
@@ -388,7 +410,7 @@ func (g *Group) startCoordinator(ctx context.Context) error {
 		args = append(args, "--member", fmt.Sprintf("%s=%s", vm.Name, netip.AddrPortFrom(g.Hosts[vm.Primary].addr, uint16(7480+i))),
 			"--standby", fmt.Sprintf("%s=%s", vm.Name, netip.AddrPortFrom(g.Hosts[2].addr, uint16(7490+i))))
 	}
-	a, err := startAgent(g.Hosts[2].ns, g.Bin, filepath.Join(g.RunDir, "coordinator.log"), args)
+	a, err := startAgent(g.Hosts[2].ns, g.Bin, filepath.Join(g.RunDir, log), args)
 	if err != nil {
 		return err
 	}
@@ -405,7 +427,7 @@ func (g *Group) startCoordinator(ctx context.Context) error {
 		}
 	}
 	g.logf("group rounds running")
-	return g.resume(ctx)
+	return nil
 }
 
 // resume starts every guest's transfers.

@@ -37,6 +37,12 @@ func runGroupKill(t *testing.T, o GroupOptions) []string {
 		}
 	})
 	time.Sleep(3*time.Second + rand.N(2*time.Second))
+	if o.RestartCoordinator {
+		if err := g.RestartCoordinator(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(rand.N(2 * time.Second))
+	}
 	t.Logf("before the kill: %s", g.ColourCounters())
 	t.Logf("agents' peak RSS (MiB): %s", g.PeakRSS())
 	host := rand.N(2) // host-a (vm0, vm1) or host-b (vm2)
@@ -90,6 +96,16 @@ func TestE2EGroupHostKill(t *testing.T) {
 func TestE2EGroupUnsafeNoHold(t *testing.T) {
 	if v := runGroupKill(t, GroupOptions{UnsafeNoHold: true}); len(v) == 0 {
 		t.Fatal("no violation without the colour hold: the checker cannot tell")
+	}
+}
+
+// TestE2EGroupCoordinatorRestart: the coordinator's process is killed
+// mid-run and started again; it goes on from the members' rounds, and the
+// host killed after that is recovered from a consistent cut, as above
+// (the negative controls of that check are the tests around this one).
+func TestE2EGroupCoordinatorRestart(t *testing.T) {
+	if v := runGroupKill(t, GroupOptions{RestartCoordinator: true}); len(v) > 0 {
+		t.Fatalf("group recovery after a coordinator restart broke the books: %q", v)
 	}
 }
 
