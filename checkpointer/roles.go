@@ -38,10 +38,17 @@ type Roles struct {
 	promote func(ctx context.Context) (*Primary, func(), error)
 	log     *slog.Logger
 
+	// run runs the promoted primary (its own Run unless SetRunner).
+	run func(ctx context.Context, p *Primary) error
+
 	mu      sync.Mutex
 	primary *Primary
 	history []RoleChange
 }
+
+// SetRunner makes Run run the promoted primary with run instead of its
+// own Run (a VDEchp group member's primary runs under its member).
+func (r *Roles) SetRunner(run func(ctx context.Context, p *Primary) error) { r.run = run }
 
 // RoleChange is one step of the agent's role history, shown in /status.
 type RoleChange struct {
@@ -55,7 +62,8 @@ func NewRoles(b *Backup, promote func(ctx context.Context) (*Primary, func(), er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Roles{backup: b, promote: promote, log: log, history: []RoleChange{{Role: "backup", At: time.Now()}}}
+	return &Roles{backup: b, promote: promote, log: log, history: []RoleChange{{Role: "backup", At: time.Now()}},
+		run: func(ctx context.Context, p *Primary) error { return p.Run(ctx) }}
 }
 
 // Run serves as the backup until the guest is activated here, then runs
@@ -88,7 +96,7 @@ func (r *Roles) Run(ctx context.Context) error {
 	r.mu.Unlock()
 	r.log.Warn("guest resumed here: now its primary, protecting it again as soon as a standby answers",
 		"vm", r.backup.cfg.VM, "epoch", epoch)
-	err = p.Run(ctx)
+	err = r.run(ctx, p)
 	stop()
 	if serr := <-served; err == nil {
 		err = serr

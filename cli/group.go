@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -40,6 +41,8 @@ func groupCommand() *ucli.Command {
 				&ucli.StringSliceFlag{Name: "standby", Usage: "NAME=HOST:PORT of member NAME's backup ('resilire standby --group-listen'); " +
 					"one per member, or none. With them a failed round rolls the whole group back: every member resumes on its backup " +
 					"from the last committed round"},
+				&ucli.DurationFlag{Name: "start-timeout", Value: 2 * time.Minute, Usage: "longest first round: members protected again " +
+					"after a recovery take it once their new backup is synchronised"},
 				&ucli.DurationFlag{Name: "recovery-timeout", Value: 5 * time.Minute, Usage: "longest group recovery (fencing and restoring every member)"},
 				&ucli.BoolFlag{Name: "unsafe-early-commit", Usage: "UNSAFE: commit a round as soon as every backup holds it (one round less " +
 					"of external latency): a frame in transit across the cut is lost if its receiver's host dies before its input log reaches the backup"},
@@ -74,7 +77,7 @@ func groupCommand() *ucli.Command {
 				var n uint64
 				co := &group.Coordinator{Members: ms, Standbys: sbs, Interval: c.Duration("interval"), RoundTimeout: c.Duration("round-timeout"),
 					RecoveryTimeout: c.Duration("recovery-timeout"), Stagger: c.Duration("test-round-stagger"), Logger: log,
-					UnsafeEarlyCommit: c.Bool("unsafe-early-commit"),
+					UnsafeEarlyCommit: c.Bool("unsafe-early-commit"), StartTimeout: c.Duration("start-timeout"),
 					OnRound: func(st group.RoundStats) {
 						if n++; n == 1 || n%1000 == 0 {
 							log.Info("group round committed", "round", st.Round, "commit", st.Commit, "skew", st.Skew)
@@ -139,11 +142,13 @@ func groupMemberFlag() ucli.Flag {
 		"'resilire group coordinate' that connects here, and release output only on the group's commit (TLS with this agent's --tls-* flags)"}
 }
 
-// groupPeerFlag is protect's --group-peer-mac.
+// groupPeerFlag is protect's --group-peer-mac (and standby's, for the
+// member it becomes with --reprotect-to).
 func groupPeerFlag() ucli.Flag {
 	return &ucli.StringSliceFlag{Name: "group-peer-mac", Usage: "MAC of another member's guest (repeat): frames to it carry this " +
 		"member's round and leave without waiting for the group's commit; frames from it of a later round wait for this member's " +
-		"checkpoint (needs --group-listen, --dataplane and a port attached with --group)"}
+		"checkpoint (needs --group-listen, --dataplane and a port attached with --group; standby: once the guest resumed here is " +
+		"protected again with --reprotect-to)"}
 }
 
 // groupUnsafeFlag is protect's --unsafe-no-colour-hold.
@@ -228,14 +233,7 @@ func groupAgent(vm, addr string, files wire.TLSFiles, cfg checkpointer.PrimaryCo
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return group.ServeMember(gctx, ln, m, log) })
 		g.Go(func() error {
-			err := m.Run(gctx)
-			if errors.Is(err, group.ErrAborted) {
-				// The group resumed this guest elsewhere: it stays paused
-				// here until its backup's fence ends it. Keep answering the
-				// coordinator (its ABORT is answered once the guest paused).
-				log.Error("group rolled back: this member's guest is paused for good", "vm", vm)
-				<-gctx.Done()
-			}
+			err := runMember(gctx, m, log)
 			ln.Close() // the member's link ends with its primary
 			if err == nil {
 				err = context.Canceled
@@ -246,6 +244,69 @@ func groupAgent(vm, addr string, files wire.TLSFiles, cfg checkpointer.PrimaryCo
 	}, nil
 }
 
+// runMember runs a member's primary until ctx ends. Aborted, the group
+// resumed this guest elsewhere: it stays paused here until its backup's
+// fence ends it, and the link keeps answering the coordinator (its ABORT
+// is answered once the guest paused).
+func runMember(ctx context.Context, m *group.LocalMember, log *slog.Logger) error {
+	err := m.Run(ctx)
+	if errors.Is(err, group.ErrAborted) {
+		log.Error("group rolled back: this member's guest is paused for good", "vm", m.Name())
+		<-ctx.Done()
+	}
+	return err
+}
+
+// memberSlot is the member a group member's backup agent becomes once the
+// group resumed its guest here and it protects it again (--reprotect-to);
+// nil before.
+type memberSlot struct {
+	mu sync.Mutex
+	m  *group.LocalMember
+}
+
+// member is the slot's member, nil (untyped) before.
+func (s *memberSlot) member() group.Member {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		return nil
+	}
+	return s.m
+}
+
+// become builds the member over cfg: coloured if its output colours, and
+// holding its port's output from the group's first round on.
+func (s *memberSlot) become(vm string, cfg checkpointer.PrimaryConfig, port *dataplane.Port) (*checkpointer.Primary, error) {
+	colours, _ := cfg.Output.(group.Colours)
+	m, err := group.NewLocalMember(vm, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if colours != nil {
+		if err := m.SetColours(colours); err != nil {
+			return nil, err
+		}
+	}
+	if port != nil {
+		m.Output().OnFirstRound(func() error { return port.SetMode(dataplane.ModeBuffer) })
+	}
+	s.mu.Lock()
+	s.m = m
+	s.mu.Unlock()
+	return m.P, nil
+}
+
+// run runs the slot's member (Roles.SetRunner).
+func (s *memberSlot) run(log *slog.Logger) func(context.Context, *checkpointer.Primary) error {
+	return func(ctx context.Context, _ *checkpointer.Primary) error {
+		s.mu.Lock()
+		m := s.m
+		s.mu.Unlock()
+		return runMember(ctx, m, log)
+	}
+}
+
 // groupStandbyFlag is standby's --group-listen.
 func groupStandbyFlag() ucli.Flag {
 	return &ucli.StringFlag{Name: "group-listen", Usage: "be the backup of a VDEchp group member: keep each checkpoint staged until " +
@@ -254,8 +315,9 @@ func groupStandbyFlag() ucli.Flag {
 }
 
 // groupStandby runs the backup's roles and serves the group coordinator's
-// recovery orders on addr.
-func groupStandby(vm, addr string, files wire.TLSFiles, b *checkpointer.Backup, run func(context.Context) error, log *slog.Logger) (func(context.Context) error, error) {
+// recovery orders on addr, then, once the guest resumed here is a member
+// again (slot), the next coordinator's rounds.
+func groupStandby(vm, addr string, files wire.TLSFiles, b *checkpointer.Backup, slot *memberSlot, run func(context.Context) error, log *slog.Logger) (func(context.Context) error, error) {
 	ln, err := wire.Listen(addr, files, nil)
 	if err != nil {
 		return nil, fmt.Errorf("--group-listen: %w", err)
@@ -263,7 +325,9 @@ func groupStandby(vm, addr string, files wire.TLSFiles, b *checkpointer.Backup, 
 	log.Warn("group member's backup: goes live only on the group coordinator's order", "vm", vm, "listen", ln.Addr().String(), "tls", files.Enabled())
 	return func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
-		g.Go(func() error { return group.ServeStandby(gctx, ln, group.LocalStandby{Member: vm, B: b}, log) })
+		g.Go(func() error {
+			return group.ServeStandbyMember(gctx, ln, group.LocalStandby{Member: vm, B: b}, slot.member, log)
+		})
 		g.Go(func() error {
 			err := run(gctx)
 			ln.Close()

@@ -39,8 +39,14 @@ func reprotectFlags() []ucli.Flag {
 // it keeps talking while no standby answers), holds output on the same
 // data-plane port again, ships its input log, and replicates the disk
 // this agent already serves to the live guest.
+//
+// With slot (a VDEchp group member's backup, --group-listen), the primary
+// is a group member's, put in slot for the group's next coordinator: its
+// output passes until the group's first round (it is the only copy, as
+// above), then waits for the group's commits, and its frames to the other
+// members are coloured (--group-peer-mac).
 func promoter(c *ucli.Context, log *slog.Logger, reg *prometheus.Registry, drv *backupDriver, x *disk.Export,
-	ring *checkpointer.EpochRing) (func(context.Context) (*checkpointer.Primary, func(), error), error) {
+	ring *checkpointer.EpochRing, slot *memberSlot) (func(context.Context) (*checkpointer.Primary, func(), error), error) {
 	addr := c.String("reprotect-to")
 	if c.Command.Name == "protect" {
 		addr = c.String("backup") // protect's standby role protects back to its old backup
@@ -96,15 +102,25 @@ func promoter(c *ucli.Context, log *slog.Logger, reg *prometheus.Registry, drv *
 				closeD()
 				return nil, nil, fmt.Errorf("output buffer: %w", err)
 			}
+			closeAll = func() { buf.Close(); closeD() }
+			if slot != nil {
+				out, stopColours, err := groupColours(c, drv.dp, heldOutput{buf}, log)
+				if err != nil {
+					closeAll()
+					return nil, nil, err
+				}
+				cfg.Output = out
+				stop := closeAll
+				closeAll = func() { stopColours(); stop() }
+				break // the port holds from the group's first round on
+			}
 			// From pass to buffer: the continue policy releases each
 			// interval until a standby holds a consistent checkpoint.
 			if err := drv.dp.SetMode(dataplane.ModeBuffer); err != nil {
-				buf.Close()
-				closeD()
+				closeAll()
 				return nil, nil, err
 			}
 			cfg.Output = heldOutput{buf}
-			closeAll = func() { buf.Close(); closeD() }
 		}
 		if drv.dp != nil && c.Bool("input-replay") {
 			q := checkpointer.NewInputQueue(inputQueue)
@@ -117,6 +133,15 @@ func promoter(c *ucli.Context, log *slog.Logger, reg *prometheus.Registry, drv *
 			cfg.Input = q
 			stop := closeAll
 			closeAll = func() { rd.Close(); stop() }
+		}
+		if slot != nil {
+			p, err := slot.become(vm, cfg, drv.dp)
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			log.Warn("group member's guest resumed here: a member again, for the group's next coordinator", "vm", vm)
+			return p, closeAll, nil
 		}
 		p, err := checkpointer.NewPrimary(cfg)
 		if err != nil {

@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,7 +20,7 @@ func standbyCommand() *ucli.Command {
 	flags := append([]ucli.Flag{agentVMFlag(), metricsFlag()}, standbyRoleFlags(":7470", "address the primary connects to")...)
 	flags = append(append(append(append(flags, timingFlags()...), codecFlags()...), tlsFlags()...), domainFlags()...)
 	flags = append(append(flags, diskFlags(false)...), reprotectFlags()...)
-	flags = append(flags, groupStandbyFlag())
+	flags = append(flags, groupStandbyFlag(), groupPeerFlag(), groupUnsafeFlag())
 	return &ucli.Command{
 		Name:  "standby",
 		Usage: "hold a VM's replica for a primary and take over when it dies",
@@ -91,20 +90,24 @@ func runStandby(c *ucli.Context, log *slog.Logger, stale bool) (bool, error) {
 		cfg.Disk = rd
 	}
 	group := c.String("group-listen")
-	if group != "" && c.String("reprotect-to") != "" {
-		return false, errors.New("--group-listen with --reprotect-to: a group is not protected again after its recovery yet")
-	}
 	cfg.Group = group != ""
 	b, err := checkpointer.NewBackup(cfg)
 	if err != nil {
 		return false, err
 	}
 	ring := checkpointer.NewEpochRing(statsWindow)
-	promote, err := promoter(c, log, reg, drv, x, ring)
+	var slot *memberSlot // the member this backup becomes (--group-listen --reprotect-to)
+	if group != "" {
+		slot = &memberSlot{}
+	}
+	promote, err := promoter(c, log, reg, drv, x, ring, slot)
 	if err != nil {
 		return false, err
 	}
 	roles := checkpointer.NewRoles(b, promote, log)
+	if slot != nil {
+		roles.SetRunner(slot.run(log))
+	}
 	status := func() checkpointer.Status {
 		s := roles.Status()
 		if s.Role == "primary" {
@@ -114,7 +117,7 @@ func runStandby(c *ucli.Context, log *slog.Logger, stale bool) (bool, error) {
 	}
 	run := roles.Run
 	if group != "" {
-		if run, err = groupStandby(c.String("vm"), group, tlsFiles(c), b, roles.Run, log); err != nil {
+		if run, err = groupStandby(c.String("vm"), group, tlsFiles(c), b, slot, roles.Run, log); err != nil {
 			return false, err
 		}
 	}

@@ -126,6 +126,10 @@ type Coordinator struct {
 	// RecoveryTimeout bounds the recovery (default 5 min: fencing and
 	// restoring guests).
 	RecoveryTimeout time.Duration
+	// StartTimeout bounds the coordinator's first round (default and at
+	// least RoundTimeout): a member protected again after a recovery
+	// takes it only once its new backup is synchronised.
+	StartTimeout time.Duration
 	// AbortTimeout bounds the wait for the live members to stop before
 	// the backups resume (default: RoundTimeout, at most 1 s). One that
 	// does not answer in time (its host just died) is fenced by its
@@ -261,6 +265,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if c.RecoveryTimeout <= 0 {
 		c.RecoveryTimeout = 5 * time.Minute
 	}
+	c.StartTimeout = max(c.StartTimeout, c.RoundTimeout)
 	if c.AbortTimeout <= 0 {
 		c.AbortTimeout = min(c.RoundTimeout, time.Second)
 	}
@@ -309,7 +314,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // It returns the members that failed the round.
 func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, map[string]bool, error) {
 	start := time.Now()
-	rctx, cancel := context.WithTimeout(ctx, c.RoundTimeout)
+	timeout := c.RoundTimeout
+	if r == c.first {
+		timeout = c.StartTimeout
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	type done struct {
 		m   Member

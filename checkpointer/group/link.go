@@ -142,7 +142,34 @@ func oneLine(s string) string {
 // ServeMember serves the coordinator's link for m on l until ctx ends. A
 // new coordinator connection replaces the current one.
 func ServeMember(ctx context.Context, l net.Listener, m Member, log *slog.Logger) error {
-	return serve(ctx, l, m.Name(), log, func(ctx context.Context, msg message) message {
+	return serve(ctx, l, m.Name(), log, memberHandler(func() Member { return m }))
+}
+
+// ServeStandbyMember serves a member's backup on l, then, once member
+// returns one (its guest resumed here and protected again), that member
+// too: the group's next coordinator reaches it at the same address.
+func ServeStandbyMember(ctx context.Context, l net.Listener, s Standby, member func() Member, log *slog.Logger) error {
+	onMember, onStandby := memberHandler(member), standbyHandler(s)
+	return serve(ctx, l, s.Name(), log, func(ctx context.Context, msg message) message {
+		if msg.verb == "ACTIVATE" {
+			return onStandby(ctx, msg)
+		}
+		return onMember(ctx, msg)
+	})
+}
+
+// memberHandler answers the coordinator's requests to the member member
+// returns (nil: not a member yet, every request fails).
+func memberHandler(member func() Member) func(context.Context, message) message {
+	return func(ctx context.Context, msg message) message {
+		m := member()
+		if m == nil {
+			switch msg.verb {
+			case "ROUND", "COMMIT", "ABORT", "STATE":
+				return failure(msg.round, errors.New("not a group member (yet): its guest does not run here"))
+			}
+			return message{}
+		}
 		switch msg.verb {
 		case "ROUND":
 			rctx, cancel := context.WithTimeout(ctx, memberRoundLimit)
@@ -172,7 +199,7 @@ func ServeMember(ctx context.Context, l net.Listener, m Member, log *slog.Logger
 			return message{verb: "AT", round: msg.round, arg: fmt.Sprintf("%d %d %d", st.Last, st.Acked, st.Epoch)}
 		}
 		return message{}
-	})
+	}
 }
 
 // standbyActivateLimit bounds one activation on the backup's side: fencing
@@ -182,7 +209,12 @@ const standbyActivateLimit = 10 * time.Minute
 // ServeStandby serves the coordinator's recovery orders for a member's
 // backup s on l until ctx ends.
 func ServeStandby(ctx context.Context, l net.Listener, s Standby, log *slog.Logger) error {
-	return serve(ctx, l, s.Name(), log, func(ctx context.Context, msg message) message {
+	return serve(ctx, l, s.Name(), log, standbyHandler(s))
+}
+
+// standbyHandler answers the coordinator's recovery orders to s.
+func standbyHandler(s Standby) func(context.Context, message) message {
+	return func(ctx context.Context, msg message) message {
 		if msg.verb != "ACTIVATE" {
 			return message{}
 		}
@@ -193,7 +225,7 @@ func ServeStandby(ctx context.Context, l net.Listener, s Standby, log *slog.Logg
 			return failure(msg.round, err)
 		}
 		return message{verb: "ACTIVE", round: msg.round}
-	})
+	}
 }
 
 // failure is a FAIL reply.

@@ -164,6 +164,17 @@ type GatedOutput struct {
 	acked   uint64 // highest epoch the member's backup acknowledged
 	release uint64 // highest epoch released
 	colours Colours
+	onFirst func() error // run once, at the first round's Advance
+}
+
+// OnFirstRound runs f once, while the guest is paused for the member's
+// first round, before its epoch closes: a member that runs unprotected
+// until the group's first round (a guest the group resumed elsewhere,
+// protected again) starts holding its output there.
+func (g *GatedOutput) OnFirstRound(f func() error) {
+	g.mu.Lock()
+	g.onFirst = f
+	g.mu.Unlock()
 }
 
 func (g *GatedOutput) colourer() Colours {
@@ -203,6 +214,19 @@ func (g *GatedOutput) state(r uint64) State {
 
 // Advance closes the epoch, recording it as round want's.
 func (g *GatedOutput) Advance() (uint64, error) {
+	g.mu.Lock()
+	first := g.onFirst
+	if g.want != 0 {
+		g.onFirst = nil
+	} else {
+		first = nil
+	}
+	g.mu.Unlock()
+	if first != nil {
+		if err := first(); err != nil {
+			return 0, fmt.Errorf("first round: %w", err)
+		}
+	}
 	e, err := g.inner.Advance()
 	if err != nil {
 		return e, err

@@ -124,6 +124,17 @@ func newRecoveryWorld(t *testing.T, n int, groupBackups bool) []*rbMember {
 	return rms
 }
 
+// groupOf is the world's members and their backups as a group.
+func groupOf(rms []*rbMember) ([]group.Member, []group.Standby) {
+	ms := make([]group.Member, len(rms))
+	sbs := make([]group.Standby, len(rms))
+	for i, rm := range rms {
+		ms[i] = rm.m
+		sbs[i] = group.LocalStandby{Member: rm.m.Name(), B: rm.b}
+	}
+	return ms, sbs
+}
+
 // ownFailover is the negative control's standby: no group order, each
 // backup fails over on its own when its primary goes silent (what
 // independent per-VM protection does).
@@ -257,12 +268,7 @@ func (f failCommit) Commit(r uint64) error {
 func TestRecoveryFromARoundFailedInCommit(t *testing.T) {
 	const at = 6
 	rms := newRecoveryWorld(t, 3, true)
-	ms := make([]group.Member, len(rms))
-	sbs := make([]group.Standby, len(rms))
-	for i, rm := range rms {
-		ms[i] = rm.m
-		sbs[i] = group.LocalStandby{Member: rm.m.Name(), B: rm.b}
-	}
+	ms, sbs := groupOf(rms)
 	ms[0] = failCommit{rms[0].m, at, rms[0].cancel}
 	var rec *group.Recovery
 	c := &group.Coordinator{Members: ms, Standbys: sbs, Interval: 10 * time.Millisecond, RoundTimeout: 500 * time.Millisecond,
@@ -378,12 +384,7 @@ func TestColoursFollowRounds(t *testing.T) {
 func TestCoordinatorRestart(t *testing.T) {
 	const stopAt = 8
 	rms := newRecoveryWorld(t, 3, true)
-	ms := make([]group.Member, len(rms))
-	sbs := make([]group.Standby, len(rms))
-	for i, rm := range rms {
-		ms[i] = rm.m
-		sbs[i] = group.LocalStandby{Member: rm.m.Name(), B: rm.b}
-	}
+	ms, sbs := groupOf(rms)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	actx, stopA := context.WithCancel(ctx)

@@ -46,6 +46,13 @@ type GroupOptions struct {
 	// UnsafeNoInputReplay runs the backups without --input-replay (the
 	// negative control of the in-transit log).
 	UnsafeNoInputReplay bool
+	// Reprotect adds host-d: the backups on host-c protect the guests they
+	// resume to standbys on host-d (--reprotect-to), so that a second
+	// group (Reprotect) survives host-c's death.
+	Reprotect bool
+	// UnsafeReprotectNoHold protects the guests again with
+	// --unsafe-no-colour-hold (the negative control of the second group).
+	UnsafeReprotectNoHold bool
 	// RestartCoordinator kills the coordinator's process before the host
 	// (RestartCoordinator) and starts a new one.
 	RestartCoordinator bool
@@ -80,8 +87,10 @@ type GroupVM struct {
 	Primary int // index of its primary host (its backup is on host-c)
 	cfgP    qemu.Config
 	cfgB    qemu.Config
+	cfgD    qemu.Config // its standby on host-d (Reprotect)
 	protect *Agent
 	standby *Agent
+	spare   *Agent // its standby on host-d (Reprotect)
 }
 
 // Group is a VDEchp group on three hosts: vm0 and vm1 on host-a, vm2 on
@@ -96,7 +105,7 @@ type Group struct {
 	Opts   GroupOptions
 	RunDir string
 	Bin    string
-	Hosts  [3]groupHost
+	Hosts  []groupHost // a, b, c (and d with Reprotect)
 	VMs    []*GroupVM
 	Client string
 	Coord  *Agent
@@ -105,6 +114,9 @@ type Group struct {
 	namespaces []string
 	bpfMount   string
 	pings      [3]pingConn
+	// second says the group was protected again (Reprotect): its members
+	// run on host-c, their backups and its coordinator on host-d.
+	second bool
 }
 
 // pingConn is the client's connection to one guest for Ping.
@@ -155,6 +167,11 @@ func SetupGroup(ctx context.Context, o GroupOptions) (_ *Group, err error) {
 		return g, g.resume(ctx)
 	}
 	for i, vm := range g.VMs {
+		if g.Opts.Reprotect {
+			if err := g.startSpare(ctx, i, vm); err != nil {
+				return g, err
+			}
+		}
 		if err := g.startStandby(ctx, i, vm); err != nil {
 			return g, err
 		}
@@ -183,11 +200,16 @@ func (g *Group) prepare(ctx context.Context) error {
 	}
 	p := g.Opts.Prefix
 	g.switchNS, g.Client = p+"-gsw", p+"-gcl"
-	for i, h := range []string{"a", "b", "c"} {
-		g.Hosts[i] = groupHost{name: "host-" + h, ns: p + "-g" + h, bridge: p + h + "-br", uplink: p + h + "-up",
-			addr: netip.MustParseAddr(fmt.Sprintf("%s%d", groupLAN, i+1))}
+	names := []string{"a", "b", "c"}
+	if g.Opts.Reprotect {
+		names = append(names, "d")
 	}
-	g.namespaces = []string{g.switchNS, g.Client, g.Hosts[0].ns, g.Hosts[1].ns, g.Hosts[2].ns}
+	g.namespaces = []string{g.switchNS, g.Client}
+	for i, h := range names {
+		g.Hosts = append(g.Hosts, groupHost{name: "host-" + h, ns: p + "-g" + h, bridge: p + h + "-br", uplink: p + h + "-up",
+			addr: netip.MustParseAddr(fmt.Sprintf("%s%d", groupLAN, i+1))})
+		g.namespaces = append(g.namespaces, g.Hosts[i].ns)
+	}
 	g.removeNamespaces()
 	var peers []netip.Addr
 	for i := range 3 {
@@ -224,10 +246,19 @@ func (g *Group) prepare(ctx context.Context) error {
 		vm.cfgP = cfg
 		vm.cfgB = cfg.ForHost(vm.Name+"-b", fmt.Sprintf("%s%d-b.ram", shm, i), g.tap(2, i),
 			filepath.Join(g.RunDir, vm.Name+"-b.qmp"), filepath.Join(g.RunDir, vm.Name+"-b.serial"), hc.ns)
-		for _, f := range []struct {
+		files := []struct {
 			cfg  qemu.Config
 			file string
-		}{{vm.cfgP, vm.Name + "-p.json"}, {vm.cfgB, vm.Name + "-b.json"}} {
+		}{{vm.cfgP, vm.Name + "-p.json"}, {vm.cfgB, vm.Name + "-b.json"}}
+		if g.Opts.Reprotect {
+			vm.cfgD = cfg.ForHost(vm.Name+"-d", fmt.Sprintf("%s%d-d.ram", shm, i), g.tap(3, i),
+				filepath.Join(g.RunDir, vm.Name+"-d.qmp"), filepath.Join(g.RunDir, vm.Name+"-d.serial"), g.Hosts[3].ns)
+			files = append(files, struct {
+				cfg  qemu.Config
+				file string
+			}{vm.cfgD, vm.Name + "-d.json"})
+		}
+		for _, f := range files {
 			b, err := json.MarshalIndent(f.cfg, "", "  ")
 			if err != nil {
 				return err
@@ -239,11 +270,8 @@ func (g *Group) prepare(ctx context.Context) error {
 		if g.Opts.Unprotected {
 			continue
 		}
-		for _, h := range []groupHost{hp, hc} {
-			tap := g.tap(vm.Primary, i)
-			if h.ns == hc.ns {
-				tap = g.tap(2, i)
-			}
+		for _, hi := range g.hostsOf(vm) {
+			h, tap := g.Hosts[hi], g.tap(hi, i)
 			out, err := testenv.Run(ctx, h.ns, g.Bin, "dataplane", "--pin-root", h.pin, "attach", "--vm", vm.Name, "--port", tap, "--input-log", "--group")
 			if err != nil {
 				return fmt.Errorf("attach data plane of %s in %s: %w", vm.Name, h.ns, err)
@@ -255,8 +283,23 @@ func (g *Group) prepare(ctx context.Context) error {
 		if err := os.WriteFile(g.fence(i), []byte(fence), 0o700); err != nil {
 			return err
 		}
+		if g.Opts.Reprotect { // host-d's standby fences the guest resumed on host-c
+			fence := fmt.Sprintf("#!/bin/sh\nkill -9 \"$(cat %s 2>/dev/null)\" 2>/dev/null\necho \"fenced %s on host-c\"\nexit 0\n", vm.cfgB.PIDPath(), vm.Name)
+			if err := os.WriteFile(g.fence(10+i), []byte(fence), 0o700); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// hostsOf is the hosts where vm has a port: its primary's, host-c (its
+// backup) and host-d (Reprotect).
+func (g *Group) hostsOf(vm *GroupVM) []int {
+	if g.Opts.Reprotect {
+		return []int{vm.Primary, 2, 3}
+	}
+	return []int{vm.Primary, 2}
 }
 
 func (g *Group) tap(host, vm int) string {
@@ -280,7 +323,7 @@ func (g *Group) buildNet() error {
 		links = append(links, [2]string{h.ns, h.uplink}, [2]string{g.switchNS, peer})
 	}
 	for i, vm := range g.VMs {
-		for _, h := range []int{vm.Primary, 2} {
+		for _, h := range g.hostsOf(vm) {
 			tap := g.tap(h, i)
 			b.Add("-n %s tuntap add dev %s mode tap", g.Hosts[h].ns, tap)
 			b.Add("-n %s link set %s master %s", g.Hosts[h].ns, tap, g.Hosts[h].bridge)
@@ -332,12 +375,73 @@ func (g *Group) startStandby(ctx context.Context, i int, vm *GroupVM) error {
 	if !g.Opts.UnsafeNoInputReplay {
 		args = append(args, "--input-replay")
 	}
+	if g.Opts.Reprotect {
+		args = append(args, "--reprotect-to", netip.AddrPortFrom(g.Hosts[3].addr, uint16(7570+i)).String())
+		args = append(args, g.peerMACs(vm)...)
+		if g.Opts.UnsafeReprotectNoHold {
+			args = append(args, "--unsafe-no-colour-hold")
+		}
+	}
 	a, err := g.startAgent(hc.ns, vm.Name+"-standby.log", args, 9470+i)
 	if err != nil {
 		return err
 	}
 	vm.standby = a
 	return a.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State != "" })
+}
+
+// peerMACs are the --group-peer-mac flags of vm's agents.
+func (g *Group) peerMACs(vm *GroupVM) []string {
+	var args []string
+	for _, peer := range g.VMs {
+		if peer != vm {
+			args = append(args, "--group-peer-mac", peer.MAC)
+		}
+	}
+	return args
+}
+
+// startSpare starts vm's standby on host-d (Reprotect): the backup of the
+// guest once host-c resumed it and protects it again.
+func (g *Group) startSpare(ctx context.Context, i int, vm *GroupVM) error {
+	hd := g.Hosts[3]
+	args := []string{"standby", "--vm", vm.Name, "--listen", netip.AddrPortFrom(hd.addr, uint16(7570+i)).String(),
+		"--fence-cmd", g.fence(10 + i), "--fence-timeout", "10s", "--peer", g.Hosts[2].name,
+		"--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s", "--codec", "fgbi",
+		"--domain", "qemu", "--qemu-config", filepath.Join(g.RunDir, vm.Name+"-d.json"),
+		"--dataplane", "--pin-root", hd.pin, "--input-replay",
+		"--announce-iface", hd.bridge, "--guest-mac", vm.MAC, "--guest-ip", vm.Addr.String(),
+		"--group-listen", netip.AddrPortFrom(hd.addr, uint16(7590+i)).String(),
+		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", 9570+i)}
+	a, err := g.startAgent(hd.ns, vm.Name+"-spare.log", args, 9570+i)
+	if err != nil {
+		return err
+	}
+	vm.spare = a
+	return a.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State != "" })
+}
+
+// Reprotected waits until every guest the group resumed on host-c is
+// protected again to its standby on host-d, then starts the second
+// group's coordinator on host-d (members: the agents on host-c) and waits
+// for its rounds.
+func (g *Group) Reprotected(ctx context.Context, limit time.Duration) error {
+	if !g.Opts.Reprotect {
+		return errors.New("group: built without Reprotect")
+	}
+	t0 := time.Now()
+	for _, vm := range g.VMs {
+		if err := vm.standby.WaitStatus(ctx, limit, func(s Status) bool { return s.Role == "primary" && s.State == "protected" }); err != nil {
+			return fmt.Errorf("%s not protected again: %w", vm.Name, err)
+		}
+	}
+	g.logf("every guest protected again to host-d after %v", time.Since(t0).Round(time.Millisecond))
+	g.second = true
+	if err := g.startCoordinator(ctx, "coordinator-d.log"); err != nil {
+		return err
+	}
+	g.logf("second group's rounds running, coordinator on host-d")
+	return nil
 }
 
 func (g *Group) startProtect(ctx context.Context, i int, vm *GroupVM) error {
@@ -349,11 +453,7 @@ func (g *Group) startProtect(ctx context.Context, i int, vm *GroupVM) error {
 		"--group-listen", netip.AddrPortFrom(h.addr, uint16(7480+i)).String(),
 		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", 9480+i)}
 	if !g.Opts.Uncoloured {
-		for _, peer := range g.VMs {
-			if peer != vm {
-				args = append(args, "--group-peer-mac", peer.MAC)
-			}
-		}
+		args = append(args, g.peerMACs(vm)...)
 		if g.Opts.UnsafeNoHold {
 			args = append(args, "--unsafe-no-colour-hold")
 		}
@@ -406,23 +506,34 @@ func (g *Group) startCoordinator(ctx context.Context, log string) error {
 	if g.Opts.UnsafeEarlyCommit {
 		args = append(args, "--unsafe-early-commit")
 	}
+	host := 2
 	for i, vm := range g.VMs {
-		args = append(args, "--member", fmt.Sprintf("%s=%s", vm.Name, netip.AddrPortFrom(g.Hosts[vm.Primary].addr, uint16(7480+i))),
-			"--standby", fmt.Sprintf("%s=%s", vm.Name, netip.AddrPortFrom(g.Hosts[2].addr, uint16(7490+i))))
+		member, standby := netip.AddrPortFrom(g.Hosts[vm.Primary].addr, uint16(7480+i)), netip.AddrPortFrom(g.Hosts[2].addr, uint16(7490+i))
+		if g.second {
+			member, standby = standby, netip.AddrPortFrom(g.Hosts[3].addr, uint16(7590+i))
+		}
+		args = append(args, "--member", fmt.Sprintf("%s=%s", vm.Name, member), "--standby", fmt.Sprintf("%s=%s", vm.Name, standby))
 	}
-	a, err := startAgent(g.Hosts[2].ns, g.Bin, filepath.Join(g.RunDir, log), args)
+	if g.second {
+		host = 3
+	}
+	a, err := startAgent(g.Hosts[host].ns, g.Bin, filepath.Join(g.RunDir, log), args)
 	if err != nil {
 		return err
 	}
 	g.Coord = a
 	// The members' epochs follow the rounds: the first rounds prove the group runs.
 	for _, vm := range g.VMs {
-		st, err := vm.protect.Status(ctx)
+		m := vm.protect
+		if g.second {
+			m = vm.standby
+		}
+		st, err := m.Status(ctx)
 		if err != nil {
 			return err
 		}
 		first := st.Epoch
-		if err := vm.protect.WaitStatus(ctx, 60*time.Second, func(s Status) bool { return s.Epoch >= first+3 }); err != nil {
+		if err := m.WaitStatus(ctx, 60*time.Second, func(s Status) bool { return s.Epoch >= first+3 }); err != nil {
 			return fmt.Errorf("%s: no group rounds: %w", vm.Name, err)
 		}
 	}
@@ -467,15 +578,20 @@ func (g *Group) ColourCounters() string {
 // with vm2): its QEMUs and agents die and its cable is pulled. The members
 // on the other primary host live on until the group's recovery stops them.
 func (g *Group) KillHost(h int) error {
-	if h != 0 && h != 1 {
-		return fmt.Errorf("group: host %d is not a primary host", h)
-	}
 	var errs []error
-	for _, vm := range g.VMs {
-		if vm.Primary != h {
-			continue
+	switch {
+	case h == 2 && g.second: // the second group's members, and the first coordinator's host
+		for _, vm := range g.VMs {
+			errs = append(errs, killPidFile(vm.cfgB.PIDPath()), vm.standby.Kill())
 		}
-		errs = append(errs, killPidFile(vm.cfgP.PIDPath()), vm.protect.Kill())
+	case h == 0 || h == 1:
+		for _, vm := range g.VMs {
+			if vm.Primary == h {
+				errs = append(errs, killPidFile(vm.cfgP.PIDPath()), vm.protect.Kill())
+			}
+		}
+	default:
+		return fmt.Errorf("group: host %d hosts no member", h)
 	}
 	var b testenv.IPBatch
 	b.Add("-n %s link set %s down", g.Hosts[h].ns, g.Hosts[h].uplink)
@@ -511,7 +627,12 @@ func (g *Group) WaitRecovered(ctx context.Context, limit time.Duration) error {
 		return fmt.Errorf("coordinator: %w; log:\n%s", err, g.Coord.tail(30))
 	}
 	for _, vm := range g.VMs {
-		if err := vm.standby.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State == "active" }); err != nil {
+		b := vm.standby
+		if g.second {
+			b = vm.spare
+		}
+		// Active, or already its primary again (Reprotect).
+		if err := b.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State == "active" || s.Role == "primary" }); err != nil {
 			return fmt.Errorf("%s backup: %w", vm.Name, err)
 		}
 	}
@@ -628,7 +749,7 @@ func (g *Group) Ping(ctx context.Context, i int) (time.Duration, error) {
 // DumpLogs copies the agents' logs to w.
 func (g *Group) DumpLogs(w io.Writer) {
 	for _, vm := range g.VMs {
-		for _, a := range []*Agent{vm.protect, vm.standby} {
+		for _, a := range []*Agent{vm.protect, vm.standby, vm.spare} {
 			if a != nil {
 				a.DumpLog(w)
 			}
@@ -652,12 +773,12 @@ func (g *Group) Close() error {
 		}
 	}
 	for _, vm := range g.VMs {
-		for _, a := range []*Agent{vm.protect, vm.standby} {
+		for _, a := range []*Agent{vm.protect, vm.standby, vm.spare} {
 			if a != nil {
 				errs = append(errs, a.Kill())
 			}
 		}
-		for _, cfg := range []qemu.Config{vm.cfgP, vm.cfgB} {
+		for _, cfg := range []qemu.Config{vm.cfgP, vm.cfgB, vm.cfgD} {
 			if cfg.QMPPath != "" {
 				errs = append(errs, killPidFile(cfg.PIDPath()))
 				_ = os.Remove(cfg.MemPath)

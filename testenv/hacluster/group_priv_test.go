@@ -20,10 +20,28 @@ import (
 // resume on host-c from one committed round; then audits the books. It
 // returns the violations found.
 func runGroupKill(t *testing.T, o GroupOptions) []string {
+	ctx, g := setupGroupTest(t, o, "rg")
+	time.Sleep(3*time.Second + rand.N(2*time.Second))
+	if o.RestartCoordinator {
+		if err := g.RestartCoordinator(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(rand.N(2 * time.Second))
+	}
+	t.Logf("before the kill: %s", g.ColourCounters())
+	t.Logf("agents' peak RSS (MiB): %s", g.PeakRSS())
+	killed := killAndWait(t, ctx, g, rand.N(2), "host-c") // host-a (vm0, vm1) or host-b (vm2)
+	return auditBooks(t, ctx, g, killed)
+}
+
+// setupGroupTest builds the group rig for t (a VM host is required) and
+// tears it down after, with the agents' logs if t failed (or
+// RESILIRE_GROUP_LOGS is set).
+func setupGroupTest(t *testing.T, o GroupOptions, prefix string) (context.Context, *Group) {
 	requireVM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	o.Prefix, o.Binary, o.Log = testenv.RigPrefix("rg"), resilireBin(t), testLog{t}
+	t.Cleanup(cancel)
+	o.Prefix, o.Binary, o.Log = testenv.RigPrefix(prefix), resilireBin(t), testLog{t}
 	g, err := SetupGroup(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -36,16 +54,12 @@ func runGroupKill(t *testing.T, o GroupOptions) []string {
 			t.Errorf("close: %v", err)
 		}
 	})
-	time.Sleep(3*time.Second + rand.N(2*time.Second))
-	if o.RestartCoordinator {
-		if err := g.RestartCoordinator(ctx); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(rand.N(2 * time.Second))
-	}
-	t.Logf("before the kill: %s", g.ColourCounters())
-	t.Logf("agents' peak RSS (MiB): %s", g.PeakRSS())
-	host := rand.N(2) // host-a (vm0, vm1) or host-b (vm2)
+	return ctx, g
+}
+
+// killAndWait kills host and waits until every member runs on its backup
+// (onto names where); it returns when the host died.
+func killAndWait(t *testing.T, ctx context.Context, g *Group, host int, onto string) time.Time {
 	killed := time.Now()
 	if err := g.KillHost(host); err != nil {
 		t.Fatal(err)
@@ -54,7 +68,13 @@ func runGroupKill(t *testing.T, o GroupOptions) []string {
 	if err := g.WaitRecovered(ctx, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("every member runs on host-c %v after the kill: %s", time.Since(killed).Round(time.Millisecond), g.RecoveryLine())
+	t.Logf("every member runs on %s %v after the kill: %s", onto, time.Since(killed).Round(time.Millisecond), g.RecoveryLine())
+	return killed
+}
+
+// auditBooks settles and audits the guests' books and returns the
+// violations; it fails t if the workload did not run.
+func auditBooks(t *testing.T, ctx context.Context, g *Group, killed time.Time) []string {
 	audits, err := g.Audit(ctx, time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +117,38 @@ func TestE2EGroupUnsafeNoHold(t *testing.T) {
 	if v := runGroupKill(t, GroupOptions{UnsafeNoHold: true}); len(v) == 0 {
 		t.Fatal("no violation without the colour hold: the checker cannot tell")
 	}
+}
+
+// TestE2EGroupReprotect: a second failure survived. host-a or host-b
+// dies and the group resumes on host-c; each backup there protects the
+// guest it resumed to a standby on host-d, a second coordinator on host-d
+// runs the group's rounds again; then host-c dies and the group resumes
+// on host-d. The books must hold across both.
+func TestE2EGroupReprotect(t *testing.T) {
+	if v := runGroupReprotect(t, GroupOptions{Reprotect: true}); len(v) > 0 {
+		t.Fatalf("after two host deaths the books broke: %q", v)
+	}
+}
+
+// TestE2EGroupReprotectUnsafeNoHold is its negative control: the second
+// group runs without the colour hold, and host-c's death must leave
+// orphans the audit finds (the first recovery is the safe one).
+func TestE2EGroupReprotectUnsafeNoHold(t *testing.T) {
+	if v := runGroupReprotect(t, GroupOptions{Reprotect: true, UnsafeReprotectNoHold: true}); len(v) == 0 {
+		t.Fatal("no violation without the second group's colour hold: the checker cannot tell")
+	}
+}
+
+func runGroupReprotect(t *testing.T, o GroupOptions) []string {
+	ctx, g := setupGroupTest(t, o, "rr")
+	time.Sleep(2*time.Second + rand.N(2*time.Second))
+	killAndWait(t, ctx, g, rand.N(2), "host-c")
+	if err := g.Reprotected(ctx, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2*time.Second + rand.N(2*time.Second))
+	killed := killAndWait(t, ctx, g, 2, "host-d")
+	return auditBooks(t, ctx, g, killed)
 }
 
 // TestE2EGroupCoordinatorRestart: the coordinator's process is killed
