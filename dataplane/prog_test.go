@@ -98,7 +98,7 @@ type skbCtx struct {
 	offs map[string]uint32
 }
 
-func newSkbCtx(t *testing.T) *skbCtx {
+func newSkbCtx(t testing.TB) *skbCtx {
 	t.Helper()
 	spec, err := bpf.LoadCapture()
 	if err != nil {
@@ -123,7 +123,7 @@ func (c *skbCtx) set(field string, v uint32) *skbCtx {
 func (c *skbCtx) get(field string) uint32 { return binary.LittleEndian.Uint32(c.b[c.offs[field]:]) }
 
 // run runs prog once on frame with ctx, returning the verdict and ctx out.
-func run(t *testing.T, prog *ebpf.Program, frame []byte, ctx *skbCtx) (uint32, *skbCtx) {
+func run(t testing.TB, prog *ebpf.Program, frame []byte, ctx *skbCtx) (uint32, *skbCtx) {
 	t.Helper()
 	out := &skbCtx{b: make([]byte, len(ctx.b)), offs: ctx.offs}
 	ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: ctx.b, ContextOut: out.b})

@@ -704,6 +704,17 @@ func (g *Group) ask(ctx context.Context, vm *GroupVM, f func(net.Conn, *bufio.Re
 	return f(c, bufio.NewReaderSize(c, 1<<20))
 }
 
+// Bulk has guest from send to guest to for d and returns the bytes per
+// second to got (VM-to-VM throughput).
+func (g *Group) Bulk(ctx context.Context, from, to int, d time.Duration) (float64, error) {
+	var rate float64
+	err := g.ask(ctx, g.VMs[from], func(c net.Conn, r *bufio.Reader) (err error) {
+		rate, err = xbank.Bulk(c, r, to, d)
+		return err
+	})
+	return rate, err
+}
+
 // Sample reads every guest's books without pausing it.
 func (g *Group) Sample(ctx context.Context) ([]xbank.Audit, error) {
 	audits := make([]xbank.Audit, len(g.VMs))

@@ -69,10 +69,18 @@ func (n *Node) Run(ctx context.Context, ready func()) error {
 		pl.Close()
 		return err
 	}
+	bl, err := net.Listen("tcp", netip.AddrPortFrom(self, BulkPort).String())
+	if err != nil {
+		pl.Close()
+		al.Close()
+		return err
+	}
 	defer pl.Close()
 	defer al.Close()
+	defer bl.Close()
 	go accept(pl, n.servePeer)
 	go accept(al, n.serveAudit)
+	go accept(bl, serveBulk)
 	if n.cfg.UDP {
 		uc, err := net.ListenPacket("udp", netip.AddrPortFrom(self, PeerPort).String())
 		if err != nil {
@@ -285,13 +293,19 @@ func (n *Node) servePeer(c net.Conn) {
 }
 
 // serveAudit answers AUDIT (the books as one JSON line), PAUSE and RESUME
-// (stop and restart sending new transfers) and PING (PONG: a client's
-// round trip).
+// (stop and restart sending new transfers), PING (PONG: a client's
+// round trip) and BULK (a bulk transfer to another guest: bulk.go).
 func (n *Node) serveAudit(c net.Conn) {
 	defer c.Close()
 	sc := bufio.NewScanner(c)
 	for sc.Scan() {
 		var reply []byte
+		if strings.HasPrefix(sc.Text(), "BULK ") {
+			if _, err := fmt.Fprintln(c, n.bulkCommand(sc.Text())); err != nil {
+				return
+			}
+			continue
+		}
 		switch sc.Text() {
 		case "AUDIT":
 			n.mu.Lock()

@@ -151,4 +151,12 @@ func testNodes(t *testing.T, udp bool) {
 		t.Fatalf("%d transfers, %d token passes; violations %q", sent, passes, v)
 	}
 	t.Logf("%d transfers and %d token passes, books balance, one token", sent, passes)
+	rate, err := Bulk(conns[0], readers[0], 1, 100*time.Millisecond)
+	if err != nil || rate < 1e6 {
+		t.Fatalf("bulk guest 0 -> 1: %.0f B/s, %v", rate, err)
+	}
+	if _, err := Bulk(conns[0], readers[0], 0, 100*time.Millisecond); err == nil {
+		t.Fatal("bulk to itself accepted")
+	}
+	t.Logf("bulk guest 0 -> 1: %.1f MB/s", rate/1e6)
 }
