@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/resilire/resilire/checkpointer/wire"
 )
@@ -189,11 +190,15 @@ func (s *session) shipInput(q *InputQueue) {
 type InputQueue struct {
 	ch chan wire.InputRecord
 
+	// Counted per frame without the lock (the reader's and the session's
+	// hot path); the lock and cond serve the rare waiter.
+	offered atomic.Uint64 // records queued
+	handled atomic.Uint64 // records the session wrote (or failed to)
+	waiting atomic.Bool   // sync is waiting: handle must wake it
+
 	mu        sync.Mutex
 	cond      *sync.Cond
 	flusher   InputFlusher
-	offered   uint64 // records queued
-	handled   uint64 // records the session wrote (or failed to)
 	flushes   uint64 // flushes the reader completed
 	flushedAt uint64 // offered when the last flush completed
 }
@@ -223,9 +228,7 @@ func (q *InputQueue) SetFlusher(f InputFlusher) {
 func (q *InputQueue) offer(r wire.InputRecord) bool {
 	select {
 	case q.ch <- r:
-		q.mu.Lock()
-		q.offered++
-		q.mu.Unlock()
+		q.offered.Add(1)
 		return true
 	default:
 		return false
@@ -248,16 +251,20 @@ func (q *InputQueue) OfferColouredInput(epoch uint64, colour uint32, frame []byt
 func (q *InputQueue) Flushed() {
 	q.mu.Lock()
 	q.flushes++
-	q.flushedAt = q.offered
+	q.flushedAt = q.offered.Load()
 	q.cond.Broadcast()
 	q.mu.Unlock()
 }
 
+// handle counts n records written; a waiting sync is woken (it set
+// waiting, under the lock, before it last looked at handled).
 func (q *InputQueue) handle(n uint64) {
-	q.mu.Lock()
-	q.handled += n
-	q.cond.Broadcast()
-	q.mu.Unlock()
+	q.handled.Add(n)
+	if q.waiting.Load() {
+		q.mu.Lock()
+		q.cond.Broadcast()
+		q.mu.Unlock()
+	}
 }
 
 // sync returns once every record the data plane wrote before the call was
@@ -276,9 +283,11 @@ func (q *InputQueue) sync(ctx context.Context) error {
 	defer stop()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.flushes == gen || q.handled < q.flushedAt {
+	q.waiting.Store(true)
+	defer q.waiting.Store(false)
+	for q.flushes == gen || q.handled.Load() < q.flushedAt {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("input log not on the link (%d of %d records): %w", q.handled, q.flushedAt, err)
+			return fmt.Errorf("input log not on the link (%d of %d records): %w", q.handled.Load(), q.flushedAt, err)
 		}
 		q.cond.Wait()
 	}

@@ -81,16 +81,21 @@ func (r *InputReader) run() {
 		full, checked = r.fullCount(), time.Now()
 		rec           ringbuf.Record
 	)
+	// checkFull marks the frames the ring itself dropped since the last
+	// check (its ring-full counter rose): from the newest epoch read then.
+	checkFull := func() {
+		if f := r.fullCount(); f > full {
+			full = f
+			pending = minEpoch(pending, max(checkedEpoch, 1))
+		}
+		checked, checkedEpoch = time.Now(), lastEpoch
+	}
 	for {
 		err := r.rd.ReadInto(&rec)
 		if errors.Is(err, ringbuf.ErrFlushed) {
 			// Every record written before Flush was read. Frames the ring
 			// dropped meanwhile must be marked before the sink hears it.
-			if f := r.fullCount(); f > full {
-				full = f
-				pending = minEpoch(pending, max(checkedEpoch, 1))
-			}
-			checked, checkedEpoch = time.Now(), lastEpoch
+			checkFull()
 			if pending != 0 && r.sink.OfferInput(pending, true, nil) {
 				pending = 0
 			}
@@ -110,11 +115,7 @@ func (r *InputReader) run() {
 			continue
 		}
 		if time.Since(checked) > ringFullCheck {
-			if f := r.fullCount(); f > full {
-				full = f
-				pending = minEpoch(pending, max(checkedEpoch, 1))
-			}
-			checked, checkedEpoch = time.Now(), lastEpoch
+			checkFull()
 		}
 		lastEpoch = rr.Hdr.Epoch
 		if rr.Hdr.Flags&FrameLogBroken != 0 {

@@ -182,13 +182,14 @@ func (c *Coordinator) start(ctx context.Context, log *slog.Logger) (uint64, erro
 	if err != nil {
 		return 0, err
 	}
+	inFlight := false
 	for _, st := range states {
-		if st.Last > st.Acked { // a round may still be acknowledged: look again
-			time.Sleep(min(c.Interval, 100*time.Millisecond))
-			if states, err = c.states(sctx, 1); err != nil {
-				return 0, err
-			}
-			break
+		inFlight = inFlight || st.Last > st.Acked
+	}
+	if inFlight { // a round may still be acknowledged: look again
+		time.Sleep(min(c.Interval, 100*time.Millisecond))
+		if states, err = c.states(sctx, 1); err != nil {
+			return 0, err
 		}
 	}
 	var last, hi uint64
