@@ -14,6 +14,7 @@ import (
 // The primary's epoch, as in the design's diagram:
 //
 //	tick -> Pause -> Output.Advance -> HarvestDirty + ReadPages (copy) + SaveState + disk cut
+//	     [-> Hold: a stop-the-world group round waits for every member's capture]
 //	     -> Resume                      (the pause, "type II downtime", ends here)
 //	     -> disk Fill (copy-on-write) -> Encode -> stream checkpoint e -> wait ACK e -> Output.Release(e)
 //
@@ -79,6 +80,9 @@ func (p *Primary) take(ctx context.Context, s *session, buf *capBuf) (*checkpoin
 	r.Stop = time.Since(c.start)
 	// 2. Close the output epoch, harvest and copy, save device state.
 	e, cerr := p.capture(ctx, buf, c)
+	if cerr == nil && p.cfg.Hold != nil {
+		cerr = p.cfg.Hold(ctx, e)
+	}
 	// 3. Resume: the pause ends even if the capture failed.
 	if err := p.cfg.Domain.Resume(ctx); err != nil {
 		return nil, fmt.Errorf("resume after epoch %d: %w", e, err)

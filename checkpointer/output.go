@@ -21,6 +21,15 @@ type OutputCommit interface {
 	Discard() error
 }
 
+// UnprotectedReleaser is optionally implemented by an OutputCommit that
+// holds output beyond the primary's own backup's ACK (a group member's,
+// released on the group's commit): with the continue loss policy and no
+// backup, the primary releases each epoch with ReleaseUnprotected, which
+// must let it leave at once.
+type UnprotectedReleaser interface {
+	ReleaseUnprotected(e uint64) error
+}
+
 // OutputStats is optionally implemented by an OutputCommit to feed the
 // held-bytes and drops metrics.
 type OutputStats interface {

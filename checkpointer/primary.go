@@ -93,6 +93,11 @@ type PrimaryConfig struct {
 	// Tick, if set, replaces the Interval ticker while protected: one epoch
 	// per receive (a group coordinator's rounds, checkpointer/group).
 	Tick <-chan struct{}
+	// Hold, if set, is called with the guest paused, after each epoch's
+	// capture succeeded; the guest resumes when it returns (a
+	// stop-the-world group snapshot keeps every member's guest paused
+	// until all of them captured the round). An error fails the epoch.
+	Hold func(ctx context.Context, epoch uint64) error
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
 	Logger  *slog.Logger
@@ -327,7 +332,11 @@ func (p *Primary) releaseUnprotected(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("advance unprotected epoch: %w", err)
 	}
-	if err := p.cfg.Output.Release(e); err != nil {
+	release := p.cfg.Output.Release
+	if u, ok := p.cfg.Output.(UnprotectedReleaser); ok {
+		release = u.ReleaseUnprotected
+	}
+	if err := release(e); err != nil {
 		return fmt.Errorf("release unprotected epoch %d: %w", e, err)
 	}
 	return nil

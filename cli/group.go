@@ -46,6 +46,8 @@ func groupCommand() *ucli.Command {
 				&ucli.DurationFlag{Name: "recovery-timeout", Value: 5 * time.Minute, Usage: "longest group recovery (fencing and restoring every member)"},
 				&ucli.BoolFlag{Name: "unsafe-early-commit", Usage: "UNSAFE: commit a round as soon as every backup holds it (one round less " +
 					"of external latency): a frame in transit across the cut is lost if its receiver's host dies before its input log reaches the backup"},
+				&ucli.BoolFlag{Name: "stop-the-world", Usage: "baseline for measurements: VNsnap-style rounds, every member's guest stays " +
+					"paused until every member captured the round (longer pauses, as skew and the slowest capture add to each)"},
 				&ucli.DurationFlag{Name: "test-round-stagger", Hidden: true, Usage: "delay the k-th member's round by k times this (tests: a wide pause skew)"},
 				&ucli.StringFlag{Name: "tls-cert", Usage: "PEM certificate of the coordinator (mutual TLS on the group links)"},
 				&ucli.StringFlag{Name: "tls-key", Usage: "PEM private key of the coordinator"},
@@ -77,7 +79,7 @@ func groupCommand() *ucli.Command {
 				var n uint64
 				co := &group.Coordinator{Members: ms, Standbys: sbs, Interval: c.Duration("interval"), RoundTimeout: c.Duration("round-timeout"),
 					RecoveryTimeout: c.Duration("recovery-timeout"), Stagger: c.Duration("test-round-stagger"), Logger: log,
-					UnsafeEarlyCommit: c.Bool("unsafe-early-commit"), StartTimeout: c.Duration("start-timeout"),
+					UnsafeEarlyCommit: c.Bool("unsafe-early-commit"), StartTimeout: c.Duration("start-timeout"), StopTheWorld: c.Bool("stop-the-world"),
 					OnRound: func(st group.RoundStats) {
 						if n++; n == 1 || n%1000 == 0 {
 							log.Info("group round committed", "round", st.Round, "commit", st.Commit, "skew", st.Skew)
@@ -168,6 +170,14 @@ type colouredOutput struct {
 
 func (o colouredOutput) SetRound(r uint32) error           { return o.port.SetRound(r) }
 func (o colouredOutput) ReleaseHeld(r uint32) (int, error) { return o.hold.Release(r) }
+
+func (o colouredOutput) Leave() error {
+	if err := o.port.SetRound(0); err != nil {
+		return err
+	}
+	_, err := o.hold.ReleaseAll()
+	return err
+}
 
 // groupColours colours the member's internal frames when --group-peer-mac
 // names its peers; out is returned unchanged otherwise.

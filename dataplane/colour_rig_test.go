@@ -343,7 +343,25 @@ func testGroupRig(t *testing.T, opts Options) {
 	must(t, r.a.SetRound(4095))
 	r.send("b", 7)
 	atB(7, true, 300*time.Millisecond)
-	if st := q.Stats(); st.Released != 2 || st.Frames != 0 || st.Dropped+st.SendErrors+st.BadRecords != 0 {
-		t.Errorf("hold queue %+v, want 2 released, none left or lost", st)
+
+	// B leaves the group's protection (round 0): what it held is
+	// delivered, and nothing is held any more.
+	must(t, r.a.SetRound(11))
+	must(t, r.b.SetRound(10))
+	r.send("b", 8)
+	atB(8, false, 300*time.Millisecond)
+	if _, err := q.ReleaseAll(); err == nil {
+		t.Error("ReleaseAll at round 10 accepted: the program would hold the frames again")
+	}
+	must(t, r.b.SetRound(0))
+	if n, err := q.ReleaseAll(); err != nil || n != 1 {
+		t.Fatalf("ReleaseAll: %d, %v; want the one held frame", n, err)
+	}
+	atB(8, true, 500*time.Millisecond)
+	must(t, r.a.SetRound(12))
+	r.send("b", 9)
+	atB(9, true, 300*time.Millisecond)
+	if st := q.Stats(); st.Released != 3 || st.Frames != 0 || st.Dropped+st.SendErrors+st.BadRecords != 0 {
+		t.Errorf("hold queue %+v, want 3 released, none left or lost", st)
 	}
 }

@@ -156,10 +156,32 @@ func (q *HoldQueue) Release(round uint32) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.released, q.anyRel = round&colourMask, true
+	return q.sendLocked(func(f heldFrame) bool { return wire.ColourDiff(f.colour, q.released) <= 0 }), nil
+}
+
+// ReleaseAll transmits every held frame, in order, whatever its colour:
+// the port's round must be 0 (its member left the group's protection),
+// where the program holds nothing and delivers every frame it is given.
+func (q *HoldQueue) ReleaseAll() (int, error) {
+	cur, err := q.port.Round()
+	if err != nil {
+		return 0, err
+	}
+	if cur != 0 {
+		return 0, fmt.Errorf("vm %s: release every held frame at round %d: the program would hold them again", q.port.Name(), cur)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.sendLocked(func(heldFrame) bool { return true }), nil
+}
+
+// sendLocked transmits, in order, the held frames that release selects
+// and keeps the others; it returns how many it sent. q.mu is held.
+func (q *HoldQueue) sendLocked(release func(heldFrame) bool) int {
 	keep := q.frames[:0]
 	sent := 0
 	for _, f := range q.frames {
-		if wire.ColourDiff(f.colour, q.released) > 0 {
+		if !release(f) {
 			keep = append(keep, f)
 			continue
 		}
@@ -171,7 +193,7 @@ func (q *HoldQueue) Release(round uint32) (int, error) {
 	}
 	clear(q.frames[len(keep):])
 	q.frames = keep
-	return sent, nil
+	return sent
 }
 
 // send transmits f marked with its colour; q.mu is held.

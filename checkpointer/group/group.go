@@ -60,6 +60,14 @@ type Member interface {
 	State(ctx context.Context, r uint64) (State, error)
 }
 
+// Halter is a member that takes stop-the-world rounds
+// (Coordinator.StopTheWorld).
+type Halter interface {
+	// Halt pauses the member's guest and captures round r; the guest
+	// stays paused until Round(r).
+	Halt(ctx context.Context, r uint64) error
+}
+
 // State is a member's answer to a starting coordinator.
 type State struct {
 	// Last is the last round the member was asked for (0: none); Acked
@@ -114,6 +122,11 @@ type Coordinator struct {
 	// its receiver's host dies before the receiver's input log of it
 	// reaches its backup (only measurements use it).
 	UnsafeEarlyCommit bool
+	// StopTheWorld runs every round as a VNsnap-style group snapshot, the
+	// baseline VDEchp is measured against: each member's guest captures
+	// the round and stays paused until every member's did (HALT), then
+	// all resume (ROUND). Every member must be a Halter.
+	StopTheWorld bool
 	// Stagger delays member k's round by k x Stagger: tests widen the
 	// members' pause skew with it, so that frames between rounds are
 	// common (the colour hold must still keep the cut consistent).
@@ -201,8 +214,8 @@ func (c *Coordinator) start(ctx context.Context, log *slog.Logger) (uint64, erro
 	if last == 0 {
 		return 1, nil
 	}
-	cr := lo
-	if hi == lo && !c.UnsafeEarlyCommit {
+	cr := lo // 0: a member holds no acknowledged round (it ran unprotected)
+	if hi == lo && cr > 0 && !c.UnsafeEarlyCommit {
 		cr--
 	}
 	log.Warn("group coordinator started against running members: going on from their rounds", "last", last, "acknowledged", fmt.Sprintf("%d..%d", lo, hi), "committed", cr)
@@ -273,6 +286,13 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err := c.checkStandbys(); err != nil {
 		return err
 	}
+	if c.StopTheWorld {
+		for _, m := range c.Members {
+			if _, ok := m.(Halter); !ok {
+				return fmt.Errorf("group: member %s cannot take stop-the-world rounds", m.Name())
+			}
+		}
+	}
 	log := c.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -321,45 +341,32 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, map[stri
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	type done struct {
-		m   Member
-		d   Done
-		err error
-	}
-	results := make(chan done, len(c.Members))
-	var wg sync.WaitGroup
-	for k, m := range c.Members {
-		wg.Go(func() {
-			if c.Stagger > 0 {
-				select {
-				case <-time.After(time.Duration(k) * c.Stagger):
-				case <-rctx.Done():
-				}
-			}
-			d, err := m.Round(rctx, r)
-			if err == nil && c.UnsafePerMemberCommit {
-				err = m.Commit(r)
-			}
-			results <- done{m, d, err}
-		})
-	}
-	wg.Wait()
-	close(results)
-	var pauses []time.Time
-	var errs []error
-	failed := map[string]bool{}
-	epochs := make(map[string]uint64, len(c.Members))
-	for d := range results {
-		if d.err != nil {
-			errs = append(errs, fmt.Errorf("%w: %s in round %d: %w", ErrMemberFailed, d.m.Name(), r, d.err))
-			failed[d.m.Name()] = true
-			continue
+	stagger := c.Stagger
+	if c.StopTheWorld {
+		// Every guest pauses and captures the round; none resumes before
+		// all did.
+		if _, failed, err := c.each(rctx, r, stagger, func(m Member) (Done, error) {
+			return Done{}, m.(Halter).Halt(rctx, r)
+		}); err != nil {
+			return RoundStats{}, failed, err
 		}
-		pauses = append(pauses, d.d.Paused)
-		epochs[d.m.Name()] = d.d.Epoch
+		stagger = 0
 	}
-	if len(errs) > 0 {
-		return RoundStats{}, failed, errors.Join(errs...)
+	done, failed, err := c.each(rctx, r, stagger, func(m Member) (Done, error) {
+		d, err := m.Round(rctx, r)
+		if err == nil && c.UnsafePerMemberCommit {
+			err = m.Commit(r)
+		}
+		return d, err
+	})
+	if err != nil {
+		return RoundStats{}, failed, err
+	}
+	pauses := make([]time.Time, 0, len(done))
+	epochs := make(map[string]uint64, len(c.Members))
+	for name, d := range done {
+		pauses = append(pauses, d.Paused)
+		epochs[name] = d.Epoch
 	}
 	// Every member's backup holds round r: round r-1 is the group's to
 	// resume from, whether or not every COMMIT below arrives.
@@ -381,6 +388,39 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, map[stri
 	slices.SortFunc(pauses, func(a, b time.Time) int { return a.Compare(b) })
 	st.Skew = pauses[len(pauses)-1].Sub(pauses[0])
 	return st, nil, nil
+}
+
+// each runs f for every member at once (member k after k x stagger) and
+// returns their answers by name, or the members that failed and why.
+func (c *Coordinator) each(ctx context.Context, r uint64, stagger time.Duration, f func(Member) (Done, error)) (map[string]Done, map[string]bool, error) {
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		errs   []error
+		done   = make(map[string]Done, len(c.Members))
+		failed = map[string]bool{}
+	)
+	for k, m := range c.Members {
+		wg.Go(func() {
+			if stagger > 0 {
+				select {
+				case <-time.After(time.Duration(k) * stagger):
+				case <-ctx.Done():
+				}
+			}
+			d, err := f(m)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%w: %s in round %d: %w", ErrMemberFailed, m.Name(), r, err))
+				failed[m.Name()] = true
+				return
+			}
+			done[m.Name()] = d
+		})
+	}
+	wg.Wait()
+	return done, failed, errors.Join(errs...)
 }
 
 // checkStandbys requires one standby per member, or none.

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,9 +30,13 @@ import (
 type world struct {
 	members []*group.LocalMember
 	backups []*checkpointer.Backup
-	mu      sync.Mutex
-	errs    []string
-	commits int
+	// stopBackup[i] stops member i's backup (its host dies).
+	stopBackup []context.CancelFunc
+	mu         sync.Mutex
+	errs       []string
+	commits    int
+	// released is each member's last epoch released, round or not.
+	released map[int]uint64
 }
 
 // checkOut is a member's real output: it checks the global commit at
@@ -43,12 +49,13 @@ type checkOut struct {
 
 func (o *checkOut) Release(e uint64) error {
 	w := o.w
-	r, ok := w.members[o.i].Output().RoundOf(e)
-	if !ok {
-		return nil // the epoch before the first round
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.released[o.i] = e
+	r, ok := w.members[o.i].Output().RoundOf(e)
+	if !ok {
+		return o.EpochCounter.Release(e) // the epoch before the first round, or unprotected
+	}
 	w.commits++
 	// Round r is committed once every backup holds a checkpoint its member
 	// took after round r's (the channel state of cut r is logged before it).
@@ -67,76 +74,85 @@ func newWorld(t testing.TB, n int, lag time.Duration) *world {
 	return newWorldWith(t, n, worldOpts{lag: lag})
 }
 
-// worldOpts shape a world: lag delays the last member's backup link; with
-// a stop-the-world barrier, no member's guest resumes from a round's
-// pause before every member captured that round (the VNsnap-style
-// baseline); onEpoch sees every member's epochs; varied gives member i
-// a working set (2i+1) times the first's, so captures differ in length.
+// worldOpts shape a world: lag delays the last member's backup link;
+// pauses, if set, sees every member guest's pauses and resumes; onEpoch
+// sees every member's epochs; varied gives member i a working set (2i+1)
+// times the first's, so captures differ in length.
 type worldOpts struct {
 	lag     time.Duration
-	stw     *barrier
+	onLoss  checkpointer.LossPolicy
+	pauses  *pauseLog
 	onEpoch func(i int, st checkpointer.EpochStats)
 	varied  bool
 }
 
-// barrier is a cyclic barrier of n parties, off until armed.
-type barrier struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	n, in   int
-	gen     uint64
-	armed   bool
-	stopped bool
+// pauseLog checks the stop-the-world rule on the members' guests: a guest
+// resumes only while every guest of the group is paused for the same
+// round or has already resumed from it.
+type pauseLog struct {
+	mu         sync.Mutex
+	n          int
+	paused     map[int]bool
+	resumed    map[int]bool
+	rounds     int
+	violations int
 }
 
-func newBarrier(n int) *barrier {
-	b := &barrier{n: n}
-	b.cond = sync.NewCond(&b.mu)
-	return b
+func newPauseLog(n int) *pauseLog {
+	l := &pauseLog{n: n}
+	l.reset()
+	return l
 }
 
-func (b *barrier) arm(on bool) {
-	b.mu.Lock()
-	b.armed, b.stopped = on, !on
-	b.in = 0
-	b.gen++
-	b.cond.Broadcast()
-	b.mu.Unlock()
+// reset forgets what happened so far (the members' own first epochs).
+func (l *pauseLog) reset() {
+	l.mu.Lock()
+	l.paused, l.resumed, l.rounds, l.violations = map[int]bool{}, map[int]bool{}, 0, 0
+	l.mu.Unlock()
 }
 
-// wait returns once n parties waited (or the barrier is disarmed).
-func (b *barrier) wait() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.armed {
+func (l *pauseLog) pause(i int) {
+	l.mu.Lock()
+	l.paused[i] = true
+	l.mu.Unlock()
+}
+
+func (l *pauseLog) resume(i int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.paused)+len(l.resumed) < l.n {
+		l.violations++
+	}
+	delete(l.paused, i)
+	if l.resumed[i] { // a pause of its own (not a round's)
 		return
 	}
-	gen := b.gen
-	if b.in++; b.in == b.n {
-		b.in, b.gen = 0, b.gen+1
-		b.cond.Broadcast()
-		return
-	}
-	for gen == b.gen && !b.stopped {
-		b.cond.Wait()
+	if l.resumed[i] = true; len(l.resumed) == l.n {
+		l.resumed, l.rounds = map[int]bool{}, l.rounds+1
 	}
 }
 
-// stwDomain is a member's guest under a stop-the-world group snapshot:
-// it resumes only once every member's guest captured the round.
-type stwDomain struct {
+// loggedDomain reports its guest's pauses and resumes to a pauseLog.
+type loggedDomain struct {
 	*sim.Domain
-	b *barrier
+	i int
+	l *pauseLog
 }
 
-func (d stwDomain) Resume(ctx context.Context) error {
-	d.b.wait()
+func (d loggedDomain) Pause(ctx context.Context) error {
+	err := d.Domain.Pause(ctx)
+	d.l.pause(d.i)
+	return err
+}
+
+func (d loggedDomain) Resume(ctx context.Context) error {
+	d.l.resume(d.i)
 	return d.Domain.Resume(ctx)
 }
 
 func newWorldWith(t testing.TB, n int, o worldOpts) *world {
 	lag := o.lag
-	w := &world{}
+	w := &world{released: map[int]uint64{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -156,7 +172,9 @@ func newWorldWith(t testing.TB, n int, o worldOpts) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() { _ = b.Serve(ctx) })
+		bctx, stop := context.WithCancel(ctx)
+		w.stopBackup = append(w.stopBackup, stop)
+		wg.Go(func() { _ = b.Serve(bctx) })
 		addr := ln.Addr().String()
 		if i == n-1 && lag > 0 {
 			addr = lagProxy(t, addr, lag)
@@ -166,9 +184,14 @@ func newWorldWith(t testing.TB, n int, o worldOpts) *world {
 		dom.Start()
 		t.Cleanup(dom.Stop)
 		pc := checkpointer.PrimaryConfig{Domain: dom, Output: &checkOut{w: w, i: i, EpochCounter: checkpointer.NewEpochCounterAt(1)},
-			Codec: codec.Raw{}, Dial: dial, Interval: time.Hour, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 10 * time.Second}
-		if o.stw != nil {
-			pc.Domain = stwDomain{dom, o.stw}
+			Codec: codec.Raw{}, Dial: dial, Interval: time.Hour, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 10 * time.Second,
+			OnBackupLoss: o.onLoss}
+		if o.onLoss == checkpointer.LossContinue {
+			// Unprotected epochs are released every Interval.
+			pc.Interval, pc.HeartbeatTimeout, pc.RetryInterval = 20*time.Millisecond, 200*time.Millisecond, 50*time.Millisecond
+		}
+		if o.pauses != nil {
+			pc.Domain = loggedDomain{dom, i, o.pauses}
 		}
 		if o.onEpoch != nil {
 			pc.OnEpoch = func(st checkpointer.EpochStats) { o.onEpoch(i, st) }
@@ -177,9 +200,11 @@ func newWorldWith(t testing.TB, n int, o worldOpts) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() { _ = m.Run(ctx) })
+		w.mu.Lock() // a member's releases may begin before the last one is built
 		w.members = append(w.members, m)
 		w.backups = append(w.backups, b)
+		w.mu.Unlock()
+		wg.Go(func() { _ = m.Run(ctx) })
 	}
 	for _, m := range w.members {
 		deadline := time.Now().Add(20 * time.Second)
@@ -309,14 +334,162 @@ func lagProxy(t testing.TB, target string, lag time.Duration) string {
 	return ln.Addr().String()
 }
 
+// leaveColours is a member's colouring that only records Leave.
+type leaveColours struct{ left atomic.Int32 }
+
+func (*leaveColours) SetRound(uint32) error           { return nil }
+func (*leaveColours) ReleaseHeld(uint32) (int, error) { return 0, nil }
+func (c *leaveColours) Leave() error                  { c.left.Add(1); return nil }
+
+// When the backups' host dies with the coordinator on it, the members'
+// primaries are on their own: with the continue loss policy their output
+// leaves unprotected (a group member's gated output would otherwise hold
+// it for a commit that never comes), they stop colouring, and they forget
+// the rounds they took, so that no coordinator started later resumes the
+// group from before what they released. With block (the default) nothing
+// leaves: the control that shows the check can fail.
+func TestBackupHostLoss(t *testing.T) {
+	for _, policy := range []checkpointer.LossPolicy{checkpointer.LossContinue, checkpointer.LossBlock} {
+		t.Run(string(policy), func(t *testing.T) {
+			w := newWorldWith(t, 2, worldOpts{onLoss: policy})
+			colours := make([]*leaveColours, len(w.members))
+			for i, m := range w.members {
+				colours[i] = &leaveColours{}
+				if err := m.SetColours(colours[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rounds := 0
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c := w.coordinator(false, &rounds)
+			c.OnRound = func(st group.RoundStats) {
+				if rounds++; rounds == 5 {
+					cancel() // the coordinator dies with the backups' host
+				}
+			}
+			if err := c.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			w.mu.Lock()
+			before := maps.Clone(w.released)
+			w.mu.Unlock()
+			for _, stop := range w.stopBackup {
+				stop()
+			}
+			time.Sleep(time.Second)
+			if policy == checkpointer.LossContinue {
+				// A coordinator started now must not resume the group
+				// from a round before what the members released.
+				var sbs []group.Standby
+				for i, m := range w.members {
+					sbs = append(sbs, group.LocalStandby{Member: m.Name(), B: w.backups[i]})
+				}
+				n := 0
+				c := w.coordinator(false, &n)
+				c.Standbys, c.RoundTimeout = sbs, 300*time.Millisecond
+				if err := c.Run(context.Background()); !errors.Is(err, group.ErrRecovery) || !strings.Contains(err.Error(), "before any round was committed") {
+					t.Errorf("a coordinator started after the unprotected releases: %v, want no round to resume from", err)
+				}
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			for i, m := range w.members {
+				st, _ := m.State(context.Background(), 4)
+				t.Logf("%s: state %s, released epoch %d before the loss, %d after; left colours %d times; epoch of round 4 now %d",
+					m.Name(), m.P.Status().State, before[i], w.released[i], colours[i].left.Load(), st.Epoch)
+				switch policy {
+				case checkpointer.LossContinue:
+					if w.released[i] < before[i]+10 || colours[i].left.Load() == 0 || st.Epoch != 0 || m.P.Status().State != checkpointer.StateUnprotected {
+						t.Errorf("%s: continue policy, backup gone: output not flowing, colours kept or rounds remembered", m.Name())
+					}
+				case checkpointer.LossBlock:
+					if w.released[i] != before[i] || colours[i].left.Load() != 0 || st.Epoch == 0 {
+						t.Errorf("%s: block policy, backup gone: output released or the group's rounds forgotten", m.Name())
+					}
+				}
+			}
+		})
+	}
+}
+
+// remoteMembers serves w's members on loopback links and returns the
+// coordinator's ends of them.
+func remoteMembers(t testing.TB, w *world) []group.Member {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ms := make([]group.Member, len(w.members))
+	for i, m := range w.members {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = group.ServeMember(ctx, ln, m, nil) }()
+		dial, _ := wire.Dialer(ln.Addr().String(), wire.TLSFiles{}, time.Second)
+		rm := group.NewRemoteMember(m.Name(), dial)
+		t.Cleanup(rm.Close)
+		ms[i] = rm
+	}
+	return ms
+}
+
+// Under Coordinator.StopTheWorld (over the members' TCP links: HALT, then
+// ROUND) no guest resumes from a round before every guest paused for it;
+// the negative control, VDEchp's rounds with the members' pauses
+// staggered, shows guests resuming while others still run.
+func TestStopTheWorld(t *testing.T) {
+	for _, stw := range []bool{true, false} {
+		t.Run(fmt.Sprintf("stop-the-world=%v", stw), func(t *testing.T) {
+			pauses := newPauseLog(3)
+			w := newWorldWith(t, 3, worldOpts{pauses: pauses})
+			rounds := 0
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c := &group.Coordinator{Members: remoteMembers(t, w), Interval: 10 * time.Millisecond, RoundTimeout: 5 * time.Second,
+				StopTheWorld: stw, OnRound: func(group.RoundStats) {
+					if rounds++; rounds == 20 {
+						cancel()
+					}
+				}}
+			if !stw {
+				c.Stagger = 3 * time.Millisecond
+			}
+			pauses.reset()
+			if err := c.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			pauses.mu.Lock()
+			defer pauses.mu.Unlock()
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			t.Logf("%d rounds, %d group pauses seen, %d resumes while a guest ran; %d releases checked", rounds, pauses.rounds, pauses.violations, w.commits)
+			if rounds < 20 || pauses.rounds < 15 || len(w.errs) > 0 {
+				t.Fatalf("%d rounds, %d group pauses, global commit violations %q", rounds, pauses.rounds, w.errs)
+			}
+			if stw && pauses.violations > 0 {
+				t.Fatalf("stop-the-world: %d guests resumed while another ran", pauses.violations)
+			}
+			if !stw && pauses.violations == 0 {
+				t.Fatal("staggered VDEchp rounds: no guest resumed while another ran; the checker cannot tell")
+			}
+		})
+	}
+	// A member that cannot halt is refused before any round.
+	c := &group.Coordinator{Members: []group.Member{&hung{}}, Interval: time.Millisecond, StopTheWorld: true}
+	if err := c.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "stop-the-world") {
+		t.Fatalf("a member without Halt: %v", err)
+	}
+}
+
 // BenchmarkGroupCommit measures, for 2, 3 and 4 simulated members whose
 // working sets differ (1x, 3x, 5x, 7x), side by side: the global commit
 // latency (round start to every backup holding it), the members' pause
 // skew, and each guest's pause per round (its downtime) under VDEchp
 // (each guest pauses for its own capture only) and under a stop-the-world
-// group snapshot (VNsnap-style: no guest resumes before every guest
-// captured the round). The stop-the-world barrier is in-process, so the
-// baseline pays no network round for it: its figures are a lower bound.
+// group snapshot (Coordinator.StopTheWorld, VNsnap-style: no guest
+// resumes before every guest captured the round). The members are local:
+// the stop-the-world round's extra exchange (HALT) costs no network
+// round trip here, so its figures are a lower bound.
 func BenchmarkGroupCommit(b *testing.B) {
 	for _, stw := range []bool{false, true} {
 		for _, n := range []int{2, 3, 4} {
@@ -344,14 +517,7 @@ func benchGroup(b *testing.B, n int, stw bool) {
 		}
 		mu.Unlock()
 	}}
-	if stw {
-		o.stw = newBarrier(n)
-	}
 	w := newWorldWith(b, n, o)
-	if stw {
-		o.stw.arm(true)
-		b.Cleanup(func() { o.stw.arm(false) })
-	}
 	ms := make([]group.Member, n)
 	for i, m := range w.members {
 		ms[i] = m
@@ -360,7 +526,7 @@ func benchGroup(b *testing.B, n int, stw bool) {
 	rounds := 0
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := &group.Coordinator{Members: ms, Interval: 5 * time.Millisecond, RoundTimeout: 10 * time.Second,
+	c := &group.Coordinator{Members: ms, Interval: 5 * time.Millisecond, RoundTimeout: 10 * time.Second, StopTheWorld: stw,
 		OnRound: func(st group.RoundStats) {
 			rounds++
 			commit += st.Commit

@@ -23,7 +23,10 @@ import (
 //	COMMIT <r>         ->      COMMITTED <r>                         |  FAIL <r> <why>
 //	ABORT <r>          ->      ABORTED <r>                           |  FAIL <r> <why>
 //	STATE <r>          ->      AT <r> <last> <acked> <epoch>         |  FAIL <r> <why>
+//	HALT <r>           ->      HALTED <r>                            |  FAIL <r> <why>
 //
+// HALT is a stop-the-world round's first half (Coordinator.StopTheWorld):
+// the member's guest captures round r and stays paused until ROUND r.
 // STATE is a starting coordinator's question (a restart against running
 // members): the last round the member was asked for, the last round its
 // backup acknowledged, and its epoch of round r if acknowledged (0: not).
@@ -58,7 +61,7 @@ func parseLine(s string) (message, error) {
 	}
 	m := message{verb: verb, round: r, arg: arg}
 	switch verb {
-	case "ROUND", "COMMIT", "COMMITTED", "ABORT", "ABORTED", "ACTIVE", "STATE":
+	case "ROUND", "COMMIT", "COMMITTED", "ABORT", "ABORTED", "ACTIVE", "STATE", "HALT", "HALTED":
 		if hasArg {
 			return message{}, fmt.Errorf("group link: %s takes no argument", verb)
 		}
@@ -165,7 +168,7 @@ func memberHandler(member func() Member) func(context.Context, message) message 
 		m := member()
 		if m == nil {
 			switch msg.verb {
-			case "ROUND", "COMMIT", "ABORT", "STATE":
+			case "ROUND", "COMMIT", "ABORT", "STATE", "HALT":
 				return failure(msg.round, errors.New("not a group member (yet): its guest does not run here"))
 			}
 			return message{}
@@ -179,6 +182,17 @@ func memberHandler(member func() Member) func(context.Context, message) message 
 				return failure(msg.round, err)
 			}
 			return message{verb: "DONE", round: msg.round, arg: fmt.Sprintf("%d %d", d.Paused.UnixNano(), d.Epoch)}
+		case "HALT":
+			h, ok := m.(Halter)
+			if !ok {
+				return failure(msg.round, errors.New("this member cannot take stop-the-world rounds"))
+			}
+			hctx, cancel := context.WithTimeout(ctx, memberRoundLimit)
+			defer cancel()
+			if err := h.Halt(hctx, msg.round); err != nil {
+				return failure(msg.round, err)
+			}
+			return message{verb: "HALTED", round: msg.round}
 		case "COMMIT":
 			if err := m.Commit(msg.round); err != nil {
 				return failure(msg.round, err)
@@ -402,6 +416,12 @@ func (m *RemoteMember) Round(ctx context.Context, r uint64) (Done, error) {
 	nanos, _ := strconv.ParseInt(ns, 10, 64) // parseLine checked both
 	epoch, _ := parseEpoch(e)
 	return Done{Paused: time.Unix(0, nanos), Epoch: epoch}, nil
+}
+
+// Halt asks the member to capture round r and stay paused until Round(r).
+func (m *RemoteMember) Halt(ctx context.Context, r uint64) error {
+	_, err := m.call(ctx, message{verb: "HALT", round: r}, "HALTED")
+	return err
 }
 
 // Commit releases the member's output of rounds <= r.

@@ -25,6 +25,18 @@ type LocalMember struct {
 	abortOnce sync.Once
 	aborted   chan struct{}
 	stopped   chan struct{} // closed when Run returned
+
+	// halt is the stop-the-world round in progress (Halt), nil if none.
+	haltMu sync.Mutex
+	halt   *halt
+}
+
+// halt is one stop-the-world round on a member: its guest captured the
+// round and waits, paused, for the coordinator's ROUND.
+type halt struct {
+	round    uint64
+	captured chan struct{} // closed by the epoch's Hold
+	release  chan struct{} // closed by Round
 }
 
 // ErrAborted is a member the group told to stop.
@@ -38,7 +50,7 @@ func NewLocalMember(name string, cfg checkpointer.PrimaryConfig) (*LocalMember, 
 	}
 	m := &LocalMember{name: name, out: NewGatedOutput(cfg.Output), tick: make(chan struct{}), dom: cfg.Domain,
 		aborted: make(chan struct{}), stopped: make(chan struct{})}
-	cfg.Output, cfg.Tick = m.out, m.tick
+	cfg.Output, cfg.Tick, cfg.Hold = m.out, m.tick, m.hold
 	p, err := checkpointer.NewPrimary(cfg)
 	if err != nil {
 		return nil, err
@@ -50,18 +62,17 @@ func NewLocalMember(name string, cfg checkpointer.PrimaryConfig) (*LocalMember, 
 // Name is the member's name.
 func (m *LocalMember) Name() string { return m.name }
 
-// Round triggers the member's epoch for round r and waits until its backup
-// acknowledged it.
+// Round triggers the member's epoch for round r (or, after Halt(r), lets
+// its guest resume) and waits until its backup acknowledged it.
 func (m *LocalMember) Round(ctx context.Context, r uint64) (Done, error) {
-	m.out.expect(r)
-	select {
-	case m.tick <- struct{}{}:
-	case <-m.aborted:
-		m.out.expect(0)
-		return Done{}, errors.New("member aborted")
-	case <-ctx.Done():
-		m.out.expect(0)
-		return Done{}, fmt.Errorf("not ready for the round: %w", ctx.Err())
+	m.haltMu.Lock()
+	h := m.halt
+	m.halt = nil
+	m.haltMu.Unlock()
+	if h != nil && h.round == r {
+		close(h.release)
+	} else if err := m.trigger(ctx, r); err != nil {
+		return Done{}, err
 	}
 	d, err := m.out.waitAcked(ctx, r)
 	if err != nil {
@@ -77,6 +88,78 @@ func (m *LocalMember) Round(ctx context.Context, r uint64) (Done, error) {
 	return d, nil
 }
 
+// trigger starts the member's epoch for round r.
+func (m *LocalMember) trigger(ctx context.Context, r uint64) error {
+	m.out.expect(r)
+	select {
+	case m.tick <- struct{}{}:
+		return nil
+	case <-m.aborted:
+		m.out.expect(0)
+		return errors.New("member aborted")
+	case <-ctx.Done():
+		m.out.expect(0)
+		return fmt.Errorf("not ready for the round: %w", ctx.Err())
+	}
+}
+
+// Halt is a stop-the-world round's first half: the member's guest pauses
+// and captures round r, and stays paused until Round(r) (the coordinator
+// sends it once every member captured r). Halt returns once the capture
+// is done.
+func (m *LocalMember) Halt(ctx context.Context, r uint64) error {
+	h := &halt{round: r, captured: make(chan struct{}), release: make(chan struct{})}
+	m.haltMu.Lock()
+	m.halt = h
+	m.haltMu.Unlock()
+	if err := m.trigger(ctx, r); err != nil {
+		return err
+	}
+	select {
+	case <-h.captured:
+		return nil
+	case <-m.aborted:
+		return errors.New("member aborted")
+	case <-m.stopped:
+		return errors.New("member stopped")
+	case <-ctx.Done():
+		return fmt.Errorf("round %d not captured: %w", r, ctx.Err())
+	}
+}
+
+// haltLimit bounds how long a halted guest waits for the coordinator's
+// ROUND: a coordinator that died mid-round does not keep it paused.
+const haltLimit = 10 * time.Second
+
+// hold is the primary's Hold: on a halted round, the guest stays paused
+// until the coordinator's ROUND (or the member's abort, or haltLimit).
+func (m *LocalMember) hold(ctx context.Context, _ uint64) error {
+	m.haltMu.Lock()
+	h := m.halt
+	m.haltMu.Unlock()
+	if h == nil {
+		return nil
+	}
+	close(h.captured)
+	t := time.NewTimer(haltLimit)
+	defer t.Stop()
+	select {
+	case <-h.release:
+		return nil
+	case <-m.aborted:
+		return ErrAborted
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		m.haltMu.Lock()
+		if m.halt == h {
+			m.halt = nil
+		}
+		m.haltMu.Unlock()
+		return nil // the round goes on as an ordinary one
+	}
+}
+
 // Colours is a member's data-plane colouring (dataplane.Port and its
 // HoldQueue): frames to other members carry the sender's round and are not
 // held for the commit; a frame from a later round waits until the
@@ -86,6 +169,11 @@ type Colours interface {
 	SetRound(r uint32) error
 	// ReleaseHeld delivers the held frames of colours up to r.
 	ReleaseHeld(r uint32) (int, error)
+	// Leave stops colouring (round 0: the guest's frames carry no round
+	// and nothing is held for it) and delivers every held frame: the
+	// member left the group's protection. The next round's SetRound
+	// colours again.
+	Leave() error
 }
 
 // SetColours colours the member's internal frames from now on: the guest
@@ -255,6 +343,30 @@ func (g *GatedOutput) Release(e uint64) error {
 	g.cond.Broadcast()
 	g.mu.Unlock()
 	return nil
+}
+
+// ReleaseUnprotected lets the output of epochs <= e leave at once: the
+// member's primary lost its backup and its loss policy is continue. What
+// the guest sends unprotected cannot be taken back, and its backup (gone)
+// cannot resume it: the rounds' epochs are forgotten, so that no
+// coordinator resumes the group from a round before this (a restarted one
+// learns no committed round from this member), and the member stops
+// colouring, its held frames delivered, so that its internal traffic does
+// not wait for rounds that may never come. A coordinator's next round
+// makes it a member again, colours and all.
+func (g *GatedOutput) ReleaseUnprotected(e uint64) error {
+	g.mu.Lock()
+	clear(g.epochs)
+	clear(g.paused)
+	c := g.colours
+	g.release = max(g.release, e)
+	g.mu.Unlock()
+	if c != nil {
+		if err := c.Leave(); err != nil {
+			return fmt.Errorf("leave the group's colours: %w", err)
+		}
+	}
+	return g.inner.Release(e)
 }
 
 // Discard drops everything held (the loss policy).

@@ -331,6 +331,13 @@ func (f *fakeColours) SetRound(r uint32) error {
 	return nil
 }
 
+func (f *fakeColours) Leave() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errs = append(f.errs, "left the group's colours")
+	return nil
+}
+
 func (f *fakeColours) ReleaseHeld(r uint32) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

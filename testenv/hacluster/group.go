@@ -59,6 +59,13 @@ type GroupOptions struct {
 	// UnsafeEarlyCommit runs the coordinator with --unsafe-early-commit
 	// (external output one round sooner; measurements only).
 	UnsafeEarlyCommit bool
+	// OnBackupLoss is the members' --on-backup-loss (empty: the agents'
+	// default, block).
+	OnBackupLoss string
+	// StopTheWorld runs the coordinator with --stop-the-world (the
+	// VNsnap-style baseline: every guest stays paused until all captured
+	// the round).
+	StopTheWorld bool
 	// Unprotected boots the guests with no agents and no data plane (the
 	// baseline of the latency comparison).
 	Unprotected bool
@@ -452,6 +459,9 @@ func (g *Group) startProtect(ctx context.Context, i int, vm *GroupVM) error {
 		"--dataplane", "--pin-root", h.pin, "--input-replay",
 		"--group-listen", netip.AddrPortFrom(h.addr, uint16(7480+i)).String(),
 		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", 9480+i)}
+	if g.Opts.OnBackupLoss != "" {
+		args = append(args, "--on-backup-loss", g.Opts.OnBackupLoss)
+	}
 	if !g.Opts.Uncoloured {
 		args = append(args, g.peerMACs(vm)...)
 		if g.Opts.UnsafeNoHold {
@@ -505,6 +515,9 @@ func (g *Group) startCoordinator(ctx context.Context, log string) error {
 	}
 	if g.Opts.UnsafeEarlyCommit {
 		args = append(args, "--unsafe-early-commit")
+	}
+	if g.Opts.StopTheWorld {
+		args = append(args, "--stop-the-world")
 	}
 	host := 2
 	for i, vm := range g.VMs {
@@ -584,6 +597,11 @@ func (g *Group) KillHost(h int) error {
 		for _, vm := range g.VMs {
 			errs = append(errs, killPidFile(vm.cfgB.PIDPath()), vm.standby.Kill())
 		}
+	case h == 2: // every backup and the coordinator
+		for _, vm := range g.VMs {
+			errs = append(errs, killPidFile(vm.cfgB.PIDPath()), vm.standby.Kill())
+		}
+		errs = append(errs, g.Coord.Kill())
 	case h == 0 || h == 1:
 		for _, vm := range g.VMs {
 			if vm.Primary == h {
@@ -613,6 +631,27 @@ func (g *Group) PeakRSS() string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// Pauses is each protected guest's pause per checkpoint (p50 and p99 of
+// its primary's recent epochs), or "" unprotected.
+func (g *Group) Pauses(ctx context.Context) (string, error) {
+	var out []string
+	for _, vm := range g.VMs {
+		if vm.protect == nil {
+			continue
+		}
+		st, err := vm.protect.Status(ctx)
+		if err != nil {
+			return "", err
+		}
+		if st.Stats == nil {
+			return "", fmt.Errorf("%s: no epoch statistics", vm.Name)
+		}
+		p50, p99 := st.Stats.PauseP50.Seconds()*1e3, st.Stats.PauseP99.Seconds()*1e3
+		out = append(out, fmt.Sprintf("%s %.1f/%.1f", vm.Name, p50, p99))
+	}
+	return strings.Join(out, ", "), nil
 }
 
 // WaitRecovered waits for the coordinator to finish the group's recovery

@@ -113,6 +113,7 @@ func TestGroupDemo(t *testing.T) {
 	}{
 		{"unprotected", GroupOptions{Unprotected: true}},
 		{"per-VM Remus, every port held", GroupOptions{Uncoloured: true, Stagger: -1}},
+		{"stop-the-world (VNsnap-style)", GroupOptions{Stagger: -1, StopTheWorld: true}},
 		{"VDEchp, early commit (unsafe)", GroupOptions{Stagger: -1, UnsafeEarlyCommit: true}},
 		{"VDEchp (coloured)", GroupOptions{Stagger: -1}},
 	} {
@@ -131,9 +132,13 @@ func TestGroupDemo(t *testing.T) {
 		from := time.Now()
 		time.Sleep(measure)
 		to := time.Now()
+		pauses, err := g.Pauses(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var timeline string
 		var books []string
-		if mode.o.Stagger == -1 && !mode.o.Uncoloured && !mode.o.UnsafeEarlyCommit {
+		if mode.o.Stagger == -1 && !mode.o.Uncoloured && !mode.o.UnsafeEarlyCommit && !mode.o.StopTheWorld {
 			timeline, books = demoKill(t, ctx, g, stop)
 		} else {
 			stop()
@@ -145,6 +150,9 @@ func TestGroupDemo(t *testing.T) {
 		ev := stop()
 		fmt.Fprintf(&report, "  %-32s VM-to-VM %s\n  %-32s client   %s\n  %-32s VM-to-VM bulk (vm0 on host-a -> vm2 on host-b, %v): %.2f MB/s\n",
 			mode.name, internal(audits, from, to), "", externalOf(ev, from, to), "", bulkFor, rate/1e6)
+		if pauses != "" {
+			fmt.Fprintf(&report, "  %-32s guest pause per checkpoint p50/p99 (ms): %s\n", "", pauses)
+		}
 		if timeline != "" {
 			fmt.Fprintf(&report, "\nVDEchp, host-a (vm0, vm1) killed; vm2 (host-b) rolls back with them; everything resumes on host-c:\n%s", timeline)
 			verdict := "consistent"

@@ -6,6 +6,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,6 +117,82 @@ func TestE2EGroupHostKill(t *testing.T) {
 func TestE2EGroupUnsafeNoHold(t *testing.T) {
 	if v := runGroupKill(t, GroupOptions{UnsafeNoHold: true}); len(v) == 0 {
 		t.Fatal("no violation without the colour hold: the checker cannot tell")
+	}
+}
+
+// TestE2EGroupStopTheWorldNoHold: the stop-the-world baseline keeps the
+// cut consistent by itself: no guest runs round r+1 before every guest
+// captured round r, so even without the colour hold (whose absence
+// TestE2EGroupUnsafeNoHold shows the audit detects under VDEchp's
+// rounds, with the same stagger) a host death leaves no orphan.
+func TestE2EGroupStopTheWorldNoHold(t *testing.T) {
+	if v := runGroupKill(t, GroupOptions{StopTheWorld: true, UnsafeNoHold: true}); len(v) > 0 {
+		t.Fatalf("stop-the-world rounds broke the books: %q", v)
+	}
+}
+
+// runBackupHostKill kills host-c (every member's backup and the
+// coordinator) under the workload and returns, per guest, how long after
+// the kill it answered a client's request sent once the members had
+// noticed (after their 1 s heartbeat timeout; 0: no answer within
+// answerWithin of the kill).
+func runBackupHostKill(t *testing.T, o GroupOptions) (*Group, context.Context, time.Time, []time.Duration) {
+	const noticed, answerWithin = 1500 * time.Millisecond, 15 * time.Second
+	ctx, g := setupGroupTest(t, o, "rb")
+	time.Sleep(3*time.Second + rand.N(2*time.Second))
+	killed := time.Now()
+	if err := g.KillHost(2); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("host-c killed: every backup and the coordinator")
+	time.Sleep(noticed)
+	answered := make([]time.Duration, len(g.VMs))
+	var wg sync.WaitGroup
+	for i := range g.VMs {
+		wg.Go(func() {
+			for time.Since(killed) < answerWithin {
+				pctx, cancel := context.WithDeadline(ctx, killed.Add(answerWithin))
+				_, err := g.Ping(pctx, i)
+				cancel()
+				if err == nil {
+					answered[i] = time.Since(killed)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("answer to a client's request sent %v after the kill, per guest, from the kill: %v", noticed, answered)
+	return g, ctx, killed, answered
+}
+
+// TestE2EGroupBackupHostKill: the backups' host dies, the coordinator
+// with it. With --on-backup-loss continue the members go on unprotected:
+// every guest answers its clients again, and the books settle (their
+// internal frames flow: the members stopped colouring, nothing waits for
+// a round).
+func TestE2EGroupBackupHostKill(t *testing.T) {
+	g, ctx, killed, answered := runBackupHostKill(t, GroupOptions{OnBackupLoss: "continue"})
+	for i, d := range answered {
+		if d == 0 {
+			t.Fatalf("%s never answered a client after its backup's host died", g.VMs[i].Name)
+		}
+	}
+	if v := auditBooks(t, ctx, g, killed); len(v) > 0 {
+		t.Fatalf("books after the backups' host died: %q", v)
+	}
+}
+
+// TestE2EGroupBackupHostKillBlock is its control: with the default
+// --on-backup-loss block, every member holds its output until a backup is
+// back, and no guest may answer.
+func TestE2EGroupBackupHostKillBlock(t *testing.T) {
+	g, _, _, answered := runBackupHostKill(t, GroupOptions{})
+	for i, d := range answered {
+		if d != 0 {
+			t.Fatalf("%s answered a client %v after its backup's host died, with the block policy", g.VMs[i].Name, d)
+		}
 	}
 }
 
