@@ -132,6 +132,39 @@ func (b *Backup) applyPending(s *backupSession) error {
 	return b.applyLocked(p.staged, p.m)
 }
 
+// unreachableLocked is the refusal of an order for an epoch this backup
+// cannot put its replica at.
+func (b *Backup) unreachableLocked(epoch uint64) error {
+	staged := uint64(0)
+	if b.pending != nil {
+		staged = b.pending.m.Epoch
+	}
+	return fmt.Errorf("%w: %s asked for epoch %d, holds %d committed (undoable to %d) and %d staged", ErrGroupRecovery, b.cfg.VM, epoch, b.committed, b.undo.epoch, staged)
+}
+
+// CanActivateAt says whether ActivateAt would follow an order for epoch:
+// the replica can be put at it (staged, committed or undoable), or the
+// guest already runs here from it. It changes nothing: the group's
+// recovery asks every backup before it stops any live member.
+func (b *Backup) CanActivateAt(epoch uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case !b.cfg.Group:
+		return fmt.Errorf("%w: backup of %s is not a group member's", ErrGroupRecovery, b.cfg.VM)
+	case b.state == StateActive || b.state == StateFencing:
+		if b.committed == epoch {
+			return nil
+		}
+		return fmt.Errorf("%w: %s already %s at epoch %d, asked for %d", ErrGroupRecovery, b.cfg.VM, b.state, b.committed, epoch)
+	case epoch == 0:
+		return b.unreachableLocked(epoch)
+	case b.pending != nil && b.pending.m.Epoch == epoch, b.committed == epoch, b.undo.epoch == epoch:
+		return nil
+	}
+	return b.unreachableLocked(epoch)
+}
+
 // ActivateAt is the group's recovery order: resume the guest here from
 // epoch, the member's checkpoint of the group's last committed round
 // (round; the input log replays what other members sent up to it). The
@@ -179,11 +212,7 @@ func (b *Backup) ActivateAt(ctx context.Context, round, epoch uint64) error {
 		}
 		err = b.undoLocked()
 	default:
-		staged := uint64(0)
-		if p != nil {
-			staged = p.m.Epoch
-		}
-		err = fmt.Errorf("%w: %s asked for epoch %d, holds %d committed (undoable to %d) and %d staged", ErrGroupRecovery, b.cfg.VM, epoch, b.committed, b.undo.epoch, staged)
+		err = b.unreachableLocked(epoch)
 	}
 	if err != nil {
 		b.recovering = false // a refused order changes nothing: the primary may reconnect

@@ -132,6 +132,8 @@ type Primary struct {
 	state  string
 	acked  uint64
 	status Status
+	// synced: a session is past its initial synchronisation (Protecting).
+	synced bool
 }
 
 // NewPrimary checks cfg and fills in defaults.
@@ -240,6 +242,8 @@ func (p *Primary) protect(ctx context.Context, s *session) error {
 	if err := p.initialSync(ctx, s); err != nil {
 		return err
 	}
+	p.setSynced(true)
+	defer p.setSynced(false)
 	if p.cfg.Pipeline {
 		return p.pipeline(ctx, s)
 	}

@@ -57,6 +57,25 @@ func (p *Primary) setState(s string) {
 	p.m.setState(s)
 }
 
+func (p *Primary) setSynced(on bool) {
+	p.mu.Lock()
+	p.synced = on
+	p.mu.Unlock()
+}
+
+// Protecting reports whether the primary has a backup it is past the
+// initial synchronisation with: its next epoch goes to that backup. A
+// group member that is not protecting cannot take a round (its backup is
+// lost, or still being filled).
+func (p *Primary) Protecting() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.synced
+}
+
+// State is the primary's state (Status().State, cheaply).
+func (p *Primary) State() string { return p.state0() }
+
 func (p *Primary) state0() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -34,6 +34,11 @@ import (
 // ErrMemberFailed is a member that did not complete a round in time.
 var ErrMemberFailed = errors.New("group member failed")
 
+// ErrNoBackup is a member whose primary runs but has no backup (lost, or
+// being filled again): it cannot take a round, and nothing of it is lost,
+// so the group does not roll back for it.
+var ErrNoBackup = errors.New("no backup")
+
 // ErrRecovery is a group recovery that did not bring every member back.
 var ErrRecovery = errors.New("group recovery failed")
 
@@ -82,6 +87,9 @@ type State struct {
 type Standby interface {
 	// Name is its member's name.
 	Name() string
+	// CanActivateAt says whether ActivateAt(r, epoch) would be followed;
+	// it changes nothing.
+	CanActivateAt(ctx context.Context, r, epoch uint64) error
 	// ActivateAt resumes the member's guest on the backup host from epoch,
 	// its checkpoint of the group's committed round r.
 	ActivateAt(ctx context.Context, r, epoch uint64) error
@@ -156,23 +164,28 @@ type Coordinator struct {
 	// each member's epoch (by name) of it and of the round before.
 	held   uint64
 	epochs map[uint64]map[string]uint64
-	// first is the first round this coordinator ran; restored the
-	// committed round a restarted coordinator learnt from the members
-	// (0: none), until its own rounds commit one.
-	first, restored uint64
+	// first is the first round this coordinator ran; from the first
+	// round of its current unbroken run of rounds every member took (a
+	// member without a backup breaks it); restored the committed round a
+	// restarted coordinator learnt from the members (0: none), until its
+	// own rounds commit one.
+	first, from, restored uint64
+	// backupless are the members last seen without a backup.
+	backupless map[string]bool
 }
 
 // committed is the round the group resumes from: the one before the last
 // held (its channel state is held too), or the last held one with
-// UnsafeEarlyCommit. 0: none yet. A round before this coordinator's
-// first is not a cut it ran (a restart: the old coordinator may have
-// stopped halfway through it): the members' restored one stands for it.
+// UnsafeEarlyCommit. 0: none yet. A round before the current run of
+// rounds is not a cut it can resume (a restart: the old coordinator may
+// have stopped halfway through it; a member's backup lost: it holds no
+// round of that member): the members' restored one stands for it.
 func (c *Coordinator) committed() uint64 {
 	cr := c.held
 	if !c.UnsafeEarlyCommit && cr > 0 {
 		cr--
 	}
-	if cr >= c.first && cr > 0 {
+	if cr >= c.from && cr > 0 {
 		return cr
 	}
 	return c.restored
@@ -211,6 +224,7 @@ func (c *Coordinator) start(ctx context.Context, log *slog.Logger) (uint64, erro
 		last, lo, hi = max(last, st.Last), min(lo, st.Acked), max(hi, st.Acked)
 	}
 	c.first = last + 1
+	c.from = c.first
 	if last == 0 {
 		return 1, nil
 	}
@@ -315,15 +329,28 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if err != nil && (noBackup(failed) || c.stillWithoutBackup(failed)) {
+			c.withoutBackup(r, failed, log)
+			continue
+		}
 		if err != nil {
 			log.Error("group round failed: the group must resume from its last committed round", "round", r, "committed", c.committed(), "err", err)
 			if len(c.Standbys) == 0 {
 				return err
 			}
-			if rerr := c.recover(ctx, r, failed, log); rerr != nil {
+			lost, rerr := c.recover(ctx, r, failed, log)
+			if rerr != nil {
 				return errors.Join(err, rerr)
 			}
+			if len(lost) > 0 {
+				c.withoutBackup(r, lost, log)
+				continue
+			}
 			return nil
+		}
+		if len(c.backupless) > 0 {
+			log.Warn("group: every member took a round again; commits resume once the group holds two such rounds", "round", r)
+			clear(c.backupless)
 		}
 		if c.OnRound != nil {
 			c.OnRound(st)
@@ -331,9 +358,52 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 }
 
+// noBackup reports whether every member that failed a round failed it
+// for want of a backup (its primary runs).
+func noBackup(failed map[string]error) bool {
+	for _, err := range failed {
+		if !errors.Is(err, ErrNoBackup) {
+			return false
+		}
+	}
+	return len(failed) > 0
+}
+
+// stillWithoutBackup reports whether only members already known to have
+// lost their backup failed the round (one that has not noticed yet times
+// out instead of saying so).
+func (c *Coordinator) stillWithoutBackup(failed map[string]error) bool {
+	for name := range failed {
+		if !c.backupless[name] {
+			return false
+		}
+	}
+	return len(failed) > 0
+}
+
+// withoutBackup goes on after round r failed only because members' backups
+// are lost (their primaries run): nothing to roll back. The group has no
+// round to resume from until every member took two rounds again (a lost
+// backup holds none of its member's), so nothing commits meanwhile: the
+// members hold their external output, or release it unprotected (their
+// --on-backup-loss continue), and the coordinator keeps asking.
+func (c *Coordinator) withoutBackup(r uint64, lost map[string]error, log *slog.Logger) {
+	if c.backupless == nil {
+		c.backupless = map[string]bool{}
+	}
+	for name, err := range lost {
+		if !c.backupless[name] {
+			log.Warn("group: a member has no backup (its primary runs): no rollback; nothing commits until it is protected again",
+				"member", name, "round", r, "err", err)
+			c.backupless[name] = true
+		}
+	}
+	c.from, c.restored, c.epochs = r+1, 0, nil
+}
+
 // round runs round r on every member at once and commits it if all did.
-// It returns the members that failed the round.
-func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, map[string]bool, error) {
+// It returns the members that failed the round, and why.
+func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, map[string]error, error) {
 	start := time.Now()
 	timeout := c.RoundTimeout
 	if r == c.first {
@@ -381,7 +451,8 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, map[stri
 	if cr := c.committed(); cr != 0 && !c.UnsafePerMemberCommit {
 		for _, m := range c.Members {
 			if err := m.Commit(cr); err != nil {
-				return st, map[string]bool{m.Name(): true}, fmt.Errorf("commit round %d on %s: %w", cr, m.Name(), err)
+				err = fmt.Errorf("commit round %d on %s: %w", cr, m.Name(), err)
+				return st, map[string]error{m.Name(): err}, err
 			}
 		}
 	}
@@ -392,13 +463,13 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, map[stri
 
 // each runs f for every member at once (member k after k x stagger) and
 // returns their answers by name, or the members that failed and why.
-func (c *Coordinator) each(ctx context.Context, r uint64, stagger time.Duration, f func(Member) (Done, error)) (map[string]Done, map[string]bool, error) {
+func (c *Coordinator) each(ctx context.Context, r uint64, stagger time.Duration, f func(Member) (Done, error)) (map[string]Done, map[string]error, error) {
 	var (
 		mu     sync.Mutex
 		wg     sync.WaitGroup
 		errs   []error
 		done   = make(map[string]Done, len(c.Members))
-		failed = map[string]bool{}
+		failed = map[string]error{}
 	)
 	for k, m := range c.Members {
 		wg.Go(func() {
@@ -412,8 +483,9 @@ func (c *Coordinator) each(ctx context.Context, r uint64, stagger time.Duration,
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%w: %s in round %d: %w", ErrMemberFailed, m.Name(), r, err))
-				failed[m.Name()] = true
+				err = fmt.Errorf("%w: %s in round %d: %w", ErrMemberFailed, m.Name(), r, err)
+				errs = append(errs, err)
+				failed[m.Name()] = err
 				return
 			}
 			done[m.Name()] = d
@@ -448,25 +520,39 @@ func (c *Coordinator) checkStandbys() error {
 // member that completed the round stops its guest, then every member's
 // backup resumes it from the last committed round, all at once. The
 // members that failed the round (down, or hung) are told to stop too, but
-// not waited for: their backups fence them before resuming them.
-func (c *Coordinator) recover(ctx context.Context, failed uint64, down map[string]bool, log *slog.Logger) error {
+// not waited for: their backups fence them.
+//
+// Before it stops anyone, it asks every backup whether it can resume its
+// member from that round (check). A member whose backup cannot, but
+// which still answers itself, lost its backup, not its guest: nothing is
+// rolled back, and recover returns those members (lost). If another
+// member failed too, or one answers neither itself nor through its
+// backup, no round can be resumed by every member: the recovery is
+// refused, and nobody is stopped.
+func (c *Coordinator) recover(ctx context.Context, failed uint64, down map[string]error, log *slog.Logger) (lost map[string]error, err error) {
 	start := time.Now()
 	cr := c.committed()
 	if cr == 0 {
-		return fmt.Errorf("%w: round %d failed before any round was committed: no consistent state to resume", ErrRecovery, failed)
+		return nil, fmt.Errorf("%w: round %d failed before any round was committed: no consistent state to resume", ErrRecovery, failed)
 	}
 	// A round that failed while its predecessor was being committed is
 	// held by every backup: the group resumes from that predecessor.
 	rc := Recovery{Failed: failed, Round: cr, Epochs: c.epochs[cr]}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.RecoveryTimeout)
 	defer cancel()
+	if lost, err := c.check(ctx, rc, down); err != nil || len(lost) > 0 {
+		if err != nil {
+			log.Error("group recovery refused: nobody stopped", "round", rc.Round, "err", err)
+		}
+		return lost, err
+	}
 	// The live members must not run on, nor talk to the resumed ones.
 	var wg, downWG sync.WaitGroup
 	actx, acancel := context.WithTimeout(ctx, c.AbortTimeout)
 	defer func() { downWG.Wait(); acancel() }()
 	for _, m := range c.Members {
 		g := &wg
-		if down[m.Name()] {
+		if _, ok := down[m.Name()]; ok {
 			g = &downWG
 		}
 		g.Go(func() {
@@ -488,12 +574,61 @@ func (c *Coordinator) recover(ctx context.Context, failed uint64, down map[strin
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		log.Error("group recovery failed", "round", rc.Round, "err", err)
-		return err
+		return nil, err
 	}
 	rc.Took = time.Since(start)
 	log.Warn("group recovered: every member resumed from the last committed round", "round", rc.Round, "took", rc.Took)
 	if c.OnRecovery != nil {
 		c.OnRecovery(rc)
 	}
-	return nil
+	return nil, nil
+}
+
+// check asks every backup, within AbortTimeout, whether it can resume its
+// member from round rc.Round; see recover.
+func (c *Coordinator) check(ctx context.Context, rc Recovery, down map[string]error) (map[string]error, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.AbortTimeout)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		lost = map[string]error{}
+		errs []error
+	)
+	for _, s := range c.Standbys {
+		wg.Go(func() {
+			err := s.CanActivateAt(ctx, rc.Round, rc.Epochs[s.Name()])
+			if err == nil {
+				return
+			}
+			// Does its member still run? Then only the backup is lost.
+			_, serr := c.member(s.Name()).State(ctx, rc.Round)
+			mu.Lock()
+			defer mu.Unlock()
+			if serr != nil {
+				errs = append(errs, fmt.Errorf("%w: %s answers neither itself (%w) nor through its backup (%w)", ErrRecovery, s.Name(), serr, err))
+				return
+			}
+			lost[s.Name()] = fmt.Errorf("%w: its backup cannot resume it from round %d: %w", ErrNoBackup, rc.Round, err)
+		})
+	}
+	wg.Wait()
+	if len(lost) > 0 {
+		for name, err := range down {
+			if _, ok := lost[name]; !ok && !errors.Is(err, ErrNoBackup) {
+				errs = append(errs, fmt.Errorf("%w: %s failed the round while %d other members have no backup: no round every member can resume from", ErrRecovery, name, len(lost)))
+			}
+		}
+	}
+	return lost, errors.Join(errs...)
+}
+
+// member is the member named name.
+func (c *Coordinator) member(name string) Member {
+	for _, m := range c.Members {
+		if m.Name() == name {
+			return m
+		}
+	}
+	return nil // checkStandbys matched every standby to a member
 }

@@ -32,7 +32,13 @@ import (
 // backup acknowledged, and its epoch of round r if acknowledged (0: not).
 //
 //	coordinator                member's backup (standby)
+//	CHECK <r> <epoch>    ->    READY <r>                             |  FAIL <r> <why>
 //	ACTIVATE <r> <epoch> ->    ACTIVE <r>                            |  FAIL <r> <why>
+//
+// CHECK asks, before a recovery stops any live member, whether the backup
+// could follow ACTIVATE for that epoch; it changes nothing. A member whose
+// primary has no backup fails a round with a reason that begins "no
+// backup" (ErrNoBackup).
 
 // MaxLine bounds a link message.
 const MaxLine = 256
@@ -61,7 +67,7 @@ func parseLine(s string) (message, error) {
 	}
 	m := message{verb: verb, round: r, arg: arg}
 	switch verb {
-	case "ROUND", "COMMIT", "COMMITTED", "ABORT", "ABORTED", "ACTIVE", "STATE", "HALT", "HALTED":
+	case "ROUND", "COMMIT", "COMMITTED", "ABORT", "ABORTED", "ACTIVE", "STATE", "HALT", "HALTED", "READY":
 		if hasArg {
 			return message{}, fmt.Errorf("group link: %s takes no argument", verb)
 		}
@@ -73,7 +79,7 @@ func parseLine(s string) (message, error) {
 		if _, err := parseEpoch(e); err != nil {
 			return message{}, fmt.Errorf("group link: bad epoch in %q", s)
 		}
-	case "ACTIVATE":
+	case "ACTIVATE", "CHECK":
 		if _, err := parseEpoch(arg); err != nil {
 			return message{}, fmt.Errorf("group link: bad epoch in %q", s)
 		}
@@ -154,7 +160,7 @@ func ServeMember(ctx context.Context, l net.Listener, m Member, log *slog.Logger
 func ServeStandbyMember(ctx context.Context, l net.Listener, s Standby, member func() Member, log *slog.Logger) error {
 	onMember, onStandby := memberHandler(member), standbyHandler(s)
 	return serve(ctx, l, s.Name(), log, func(ctx context.Context, msg message) message {
-		if msg.verb == "ACTIVATE" {
+		if msg.verb == "ACTIVATE" || msg.verb == "CHECK" {
 			return onStandby(ctx, msg)
 		}
 		return onMember(ctx, msg)
@@ -229,10 +235,16 @@ func ServeStandby(ctx context.Context, l net.Listener, s Standby, log *slog.Logg
 // standbyHandler answers the coordinator's recovery orders to s.
 func standbyHandler(s Standby) func(context.Context, message) message {
 	return func(ctx context.Context, msg message) message {
-		if msg.verb != "ACTIVATE" {
+		if msg.verb != "ACTIVATE" && msg.verb != "CHECK" {
 			return message{}
 		}
 		epoch, _ := parseEpoch(msg.arg) // parseLine checked it
+		if msg.verb == "CHECK" {
+			if err := s.CanActivateAt(ctx, msg.round, epoch); err != nil {
+				return failure(msg.round, err)
+			}
+			return message{verb: "READY", round: msg.round}
+		}
 		actx, cancel := context.WithTimeout(ctx, standbyActivateLimit)
 		defer cancel()
 		if err := s.ActivateAt(actx, msg.round, epoch); err != nil {
@@ -381,6 +393,9 @@ func (l *link) call(ctx context.Context, req message, want string) (message, err
 		return message{}, err
 	}
 	if reply.verb == "FAIL" {
+		if strings.HasPrefix(reply.arg, ErrNoBackup.Error()) {
+			return message{}, fmt.Errorf("%s: %w%s", l.name, ErrNoBackup, strings.TrimPrefix(reply.arg, ErrNoBackup.Error()))
+		}
 		return message{}, fmt.Errorf("%s: %s", l.name, reply.arg)
 	}
 	return reply, nil
@@ -454,6 +469,13 @@ type RemoteStandby struct{ link }
 // NewRemoteStandby reaches member name's backup with dial.
 func NewRemoteStandby(name string, dial func(ctx context.Context) (net.Conn, error)) *RemoteStandby {
 	return &RemoteStandby{link{name: name, dial: dial}}
+}
+
+// CanActivateAt asks the backup whether it could resume the guest from
+// epoch (round r's); nothing changes.
+func (s *RemoteStandby) CanActivateAt(ctx context.Context, r, epoch uint64) error {
+	_, err := s.call(ctx, message{verb: "CHECK", round: r, arg: strconv.FormatUint(epoch, 10)}, "READY")
+	return err
 }
 
 // ActivateAt orders the backup to resume the guest from epoch (round r's).

@@ -62,9 +62,72 @@ func NewLocalMember(name string, cfg checkpointer.PrimaryConfig) (*LocalMember, 
 // Name is the member's name.
 func (m *LocalMember) Name() string { return m.name }
 
+// backupWatch is how often a round in progress looks whether the member's
+// primary still has its backup.
+const backupWatch = 20 * time.Millisecond
+
+// withBackup runs f with a context cancelled once the member's primary is
+// no longer protecting (its backup lost, or being filled again); f's
+// error is then ErrNoBackup.
+func (m *LocalMember) withBackup(ctx context.Context, f func(context.Context) error) error {
+	select {
+	case <-m.stopped:
+		return errors.New("member stopped: its primary no longer runs")
+	default:
+	}
+	if m.noBackup() {
+		return fmt.Errorf("%w: %s's primary is %s", ErrNoBackup, m.name, m.P.State())
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		t := time.NewTicker(backupWatch)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if m.noBackup() {
+					cancel(fmt.Errorf("%w: %s's primary lost its backup during the round", ErrNoBackup, m.name))
+					return
+				}
+			}
+		}
+	}()
+	err := f(ctx)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrNoBackup) {
+		return cause
+	}
+	return err
+}
+
+// noBackup reports whether the member's primary runs without a backup it
+// is past the initial synchronisation with (a primary that is stopping is
+// not one: it fails the round as any dead member does).
+func (m *LocalMember) noBackup() bool {
+	if m.P.Protecting() {
+		return false
+	}
+	switch m.P.State() {
+	case checkpointer.StateConnecting, checkpointer.StateSyncing, checkpointer.StateBlocked, checkpointer.StateUnprotected:
+		return true
+	}
+	return false
+}
+
 // Round triggers the member's epoch for round r (or, after Halt(r), lets
-// its guest resume) and waits until its backup acknowledged it.
-func (m *LocalMember) Round(ctx context.Context, r uint64) (Done, error) {
+// its guest resume) and waits until its backup acknowledged it. A member
+// whose primary has no backup fails it with ErrNoBackup.
+func (m *LocalMember) Round(ctx context.Context, r uint64) (d Done, err error) {
+	err = m.withBackup(ctx, func(ctx context.Context) error {
+		d, err = m.round(ctx, r)
+		return err
+	})
+	return d, err
+}
+
+func (m *LocalMember) round(ctx context.Context, r uint64) (Done, error) {
 	m.haltMu.Lock()
 	h := m.halt
 	m.halt = nil
@@ -108,6 +171,10 @@ func (m *LocalMember) trigger(ctx context.Context, r uint64) error {
 // sends it once every member captured r). Halt returns once the capture
 // is done.
 func (m *LocalMember) Halt(ctx context.Context, r uint64) error {
+	return m.withBackup(ctx, func(ctx context.Context) error { return m.haltRound(ctx, r) })
+}
+
+func (m *LocalMember) haltRound(ctx context.Context, r uint64) error {
 	h := &halt{round: r, captured: make(chan struct{}), release: make(chan struct{})}
 	m.haltMu.Lock()
 	m.halt = h
@@ -451,6 +518,11 @@ type LocalStandby struct {
 
 // Name is the member's name.
 func (s LocalStandby) Name() string { return s.Member }
+
+// CanActivateAt says whether ActivateAt(r, epoch) would be followed.
+func (s LocalStandby) CanActivateAt(_ context.Context, _, epoch uint64) error {
+	return s.B.CanActivateAt(epoch)
+}
 
 // ActivateAt resumes the guest from epoch, round r's checkpoint.
 func (s LocalStandby) ActivateAt(ctx context.Context, r, epoch uint64) error {

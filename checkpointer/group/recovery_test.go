@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,8 +26,14 @@ import (
 type rbMember struct {
 	dom    *sim.Domain
 	m      *group.LocalMember
-	b      *checkpointer.Backup
-	cancel context.CancelFunc // kills the primary (its host)
+	b      *checkpointer.Backup // the current backup (under mu once a test restarts it)
+	cancel context.CancelFunc   // kills the primary (its host)
+	// startBackup starts a new backup on addr (the first: any port);
+	// stopBackup kills the current one.
+	startBackup func(addr string)
+	stopBackup  func()
+	addr        string
+	backupDown  bool // its backup was stopped: it answers no order (under mu)
 
 	mu      sync.Mutex
 	atEpoch map[uint64][32]byte // guest memory when the epoch closed
@@ -77,30 +84,45 @@ func newRecoveryWorld(t *testing.T, n int, groupBackups bool) []*rbMember {
 	for i := range n {
 		cfg := sim.Config{Name: fmt.Sprintf("vm%d", i), MemSize: 1 << 20, Seed: uint64(i + 1), WritesPerMs: 20, HotPages: 64}
 		rm := &rbMember{dom: sim.NewDomain(cfg), atEpoch: map[uint64][32]byte{}}
-		replica := sim.NewReplica(1 << 20)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		fence := fenceFunc(func(context.Context, checkpointer.FenceRequest) error {
-			rm.dom.Stop() // the old primary's guest is gone for good
+		rm.startBackup = func(addr string) {
+			t.Helper()
+			replica := sim.NewReplica(1 << 20)
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fence := fenceFunc(func(context.Context, checkpointer.FenceRequest) error {
+				rm.dom.Stop() // the old primary's guest is gone for good
+				rm.mu.Lock()
+				rm.fenced = true
+				rm.mu.Unlock()
+				return nil
+			})
+			st := &hashStandby{rm: rm, replica: replica, Standby: sim.NewStandby(cfg, replica)}
+			t.Cleanup(func() { _ = st.Close() })
+			b, err := checkpointer.NewBackup(checkpointer.BackupConfig{VM: cfg.Name, Replica: replica, Standby: st, Codec: codec.Raw{},
+				Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
+				Failover: checkpointer.FailoverConfig{Fence: fence}, Group: groupBackups})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bctx, stop := context.WithCancel(ctx)
 			rm.mu.Lock()
-			rm.fenced = true
+			rm.b, rm.addr, rm.backupDown = b, ln.Addr().String(), false
+			rm.stopBackup = func() {
+				stop()
+				rm.mu.Lock()
+				rm.backupDown = true
+				rm.mu.Unlock()
+			}
 			rm.mu.Unlock()
-			return nil
-		})
-		st := &hashStandby{rm: rm, replica: replica, Standby: sim.NewStandby(cfg, replica)}
-		t.Cleanup(func() { _ = st.Close() })
-		rm.b, err = checkpointer.NewBackup(checkpointer.BackupConfig{VM: cfg.Name, Replica: replica, Standby: st, Codec: codec.Raw{},
-			Listener: ln, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
-			Failover: checkpointer.FailoverConfig{Fence: fence}, Group: groupBackups})
-		if err != nil {
-			t.Fatal(err)
+			wg.Go(func() { _ = b.Serve(bctx) })
 		}
-		wg.Go(func() { _ = rm.b.Serve(ctx) })
-		dial, _ := wire.Dialer(ln.Addr().String(), wire.TLSFiles{}, time.Second)
+		rm.startBackup("127.0.0.1:0")
+		dial, _ := wire.Dialer(rm.addr, wire.TLSFiles{}, time.Second)
 		rm.dom.Start()
 		t.Cleanup(rm.dom.Stop)
+		var err error
 		rm.m, err = group.NewLocalMember(cfg.Name, checkpointer.PrimaryConfig{Domain: rm.dom,
 			Output: &hashOut{rm: rm, EpochCounter: checkpointer.NewEpochCounterAt(1)}, Codec: codec.Raw{}, Dial: dial,
 			Interval: time.Hour, HeartbeatInterval: 20 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond, Pipeline: i%2 == 1})
@@ -124,6 +146,235 @@ func newRecoveryWorld(t *testing.T, n int, groupBackups bool) []*rbMember {
 	return rms
 }
 
+// liveStandby is a member's current backup, whichever it is (a test may
+// restart it).
+type liveStandby struct{ rm *rbMember }
+
+func (s liveStandby) cur() (group.LocalStandby, error) {
+	s.rm.mu.Lock()
+	defer s.rm.mu.Unlock()
+	if s.rm.backupDown {
+		return group.LocalStandby{}, errors.New("backup down")
+	}
+	return group.LocalStandby{Member: s.rm.m.Name(), B: s.rm.b}, nil
+}
+
+func (s liveStandby) Name() string { return s.rm.m.Name() }
+func (s liveStandby) CanActivateAt(ctx context.Context, r, e uint64) error {
+	b, err := s.cur()
+	if err != nil {
+		return err
+	}
+	return b.CanActivateAt(ctx, r, e)
+}
+func (s liveStandby) ActivateAt(ctx context.Context, r, e uint64) error {
+	b, err := s.cur()
+	if err != nil {
+		return err
+	}
+	return b.ActivateAt(ctx, r, e)
+}
+
+// A member's backup dies, its primary alive: nothing is rolled back (no
+// member aborted, no backup activated), nothing commits while it is away,
+// and once a new backup is synchronised the group commits again. Then a
+// primary dies: the group recovers as usual, from a round taken after the
+// new backup joined.
+func TestMemberLosesBackup(t *testing.T) {
+	rms := newRecoveryWorld(t, 3, true)
+	ms := make([]group.Member, len(rms))
+	sbs := make([]group.Standby, len(rms))
+	for i, rm := range rms {
+		ms[i], sbs[i] = rm.m, liveStandby{rm}
+	}
+	var (
+		mu        sync.Mutex
+		committed []uint64
+		rec       *group.Recovery
+	)
+	rounds := func() int { mu.Lock(); defer mu.Unlock(); return len(committed) }
+	c := &group.Coordinator{Members: ms, Standbys: sbs, Interval: 10 * time.Millisecond, RoundTimeout: 2 * time.Second,
+		RecoveryTimeout: 20 * time.Second,
+		OnRound:         func(st group.RoundStats) { mu.Lock(); committed = append(committed, st.Round); mu.Unlock() },
+		OnRecovery:      func(r group.Recovery) { mu.Lock(); rec = &r; mu.Unlock() }}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	wait := func(what string, f func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !f(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %s", what)
+			}
+		}
+	}
+	wait("10 rounds", func() bool { return rounds() >= 10 })
+	rms[1].stopBackup() // vm1's backup dies; its primary runs on
+	time.Sleep(time.Second)
+	during := rounds()
+	time.Sleep(500 * time.Millisecond)
+	if n := rounds(); n != during {
+		t.Fatalf("%d rounds completed while vm1 had no backup", n-during)
+	}
+	rms[1].startBackup(rms[1].addr)
+	wait("rounds after vm1's new backup", func() bool { return rounds() >= during+10 })
+	mu.Lock()
+	again := committed[during]
+	mu.Unlock()
+	rms[2].cancel() // now vm2's host dies
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no recovery")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if rec == nil || rec.Round < again {
+		t.Fatalf("recovery %+v, want one from a round after %d (vm1's new backup joined)", rec, again)
+	}
+	for _, rm := range rms {
+		rm.mu.Lock()
+		want, ok := rm.atEpoch[rec.Epochs[rm.m.Name()]]
+		if !ok || rm.resumed != want {
+			t.Errorf("%s did not resume from round %d's checkpoint", rm.m.Name(), rec.Round)
+		}
+		rm.mu.Unlock()
+	}
+	t.Logf("rounds committed before the backup's loss ... %d; first after its return %d; recovered from round %d", during, again, rec.Round)
+}
+
+// silentMember takes rounds until silent is set, then hangs in them (its
+// backup's host went silent, and its primary has not noticed yet) while
+// still answering STATE; its backup (silentStandby) answers no order
+// while silent.
+type silentMember struct{ silent *atomic.Bool }
+
+func (silentMember) Name() string { return "vm9" }
+func (m silentMember) Round(ctx context.Context, r uint64) (group.Done, error) {
+	if m.silent.Load() {
+		<-ctx.Done()
+		return group.Done{}, ctx.Err()
+	}
+	return group.Done{Paused: time.Now(), Epoch: r}, nil
+}
+func (silentMember) Commit(uint64) error                 { return nil }
+func (silentMember) Abort(context.Context, uint64) error { return nil }
+func (silentMember) State(context.Context, uint64) (group.State, error) {
+	return group.State{}, nil
+}
+
+type silentStandby struct{ silent *atomic.Bool }
+
+func (silentStandby) Name() string { return "vm9" }
+func (s silentStandby) CanActivateAt(ctx context.Context, _, _ uint64) error {
+	if s.silent.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+func (s silentStandby) ActivateAt(ctx context.Context, r, e uint64) error {
+	return s.CanActivateAt(ctx, r, e)
+}
+
+// A member whose round times out while its backup does not answer, but
+// which answers itself, lost its backup, not its guest: the recovery's
+// check finds it before anyone is stopped, nothing is rolled back, and
+// the group commits again once the member takes rounds again.
+func TestRecoveryCheckFindsLostBackup(t *testing.T) {
+	rms := newRecoveryWorld(t, 2, true)
+	ms, sbs := groupOf(rms)
+	var silent atomic.Bool
+	ms, sbs = append(ms, silentMember{&silent}), append(sbs, silentStandby{&silent})
+	var (
+		mu        sync.Mutex
+		rounds    int
+		recovered bool
+	)
+	count := func() int { mu.Lock(); defer mu.Unlock(); return rounds }
+	c := &group.Coordinator{Members: ms, Standbys: sbs, Interval: 10 * time.Millisecond, RoundTimeout: 200 * time.Millisecond,
+		RecoveryTimeout: 20 * time.Second, OnRecovery: func(group.Recovery) { mu.Lock(); recovered = true; mu.Unlock() },
+		OnRound: func(group.RoundStats) { mu.Lock(); rounds++; mu.Unlock() }}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	for count() < 10 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	silent.Store(true)
+	time.Sleep(1500 * time.Millisecond)
+	during := count()
+	silent.Store(false)
+	for deadline := time.Now().Add(10 * time.Second); count() < during+10; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no rounds after the member came back")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, rm := range rms {
+		select {
+		case <-rm.m.Aborted():
+			t.Errorf("%s was stopped for a lost backup", rm.m.Name())
+		default:
+		}
+	}
+	if recovered {
+		t.Fatal("the group rolled back for a lost backup")
+	}
+	t.Logf("%d rounds before the silence (one of them maybe in it), %d after", during, rounds-during)
+}
+
+// Two failures at once, a member's backup and another member's primary:
+// no round can be resumed by every member, so the recovery is refused
+// before it stops anyone (the live members run on, their output held).
+func TestRecoveryRefusedWithoutABackup(t *testing.T) {
+	rms := newRecoveryWorld(t, 3, true)
+	ms := make([]group.Member, len(rms))
+	sbs := make([]group.Standby, len(rms))
+	for i, rm := range rms {
+		ms[i], sbs[i] = rm.m, liveStandby{rm}
+	}
+	rounds := 0
+	var recovered bool
+	c := &group.Coordinator{Members: ms, Standbys: sbs, Interval: 10 * time.Millisecond, RoundTimeout: 200 * time.Millisecond,
+		RecoveryTimeout: 20 * time.Second, OnRecovery: func(group.Recovery) { recovered = true },
+		OnRound: func(group.RoundStats) {
+			if rounds++; rounds == 10 {
+				rms[1].stopBackup() // vm1's backup and vm2's host die together
+				rms[2].cancel()
+			}
+		}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := c.Run(ctx)
+	if !errors.Is(err, group.ErrRecovery) || recovered {
+		t.Fatalf("Run: %v (recovered %v), want the recovery refused", err, recovered)
+	}
+	select {
+	case <-rms[0].m.Aborted():
+		t.Fatal("vm0 was stopped although the recovery was refused")
+	default:
+	}
+	for _, rm := range rms {
+		rm.mu.Lock()
+		if rm.fenced {
+			t.Errorf("%s fenced", rm.m.Name())
+		}
+		rm.mu.Unlock()
+	}
+	t.Logf("refused: %v", err)
+}
+
 // groupOf is the world's members and their backups as a group.
 func groupOf(rms []*rbMember) ([]group.Member, []group.Standby) {
 	ms := make([]group.Member, len(rms))
@@ -143,7 +394,8 @@ type ownFailover struct {
 	b    *checkpointer.Backup
 }
 
-func (o ownFailover) Name() string { return o.name }
+func (o ownFailover) Name() string                                        { return o.name }
+func (o ownFailover) CanActivateAt(context.Context, uint64, uint64) error { return nil }
 func (o ownFailover) ActivateAt(ctx context.Context, _, _ uint64) error {
 	select {
 	case <-o.b.Activated():

@@ -179,7 +179,7 @@ func SetupGroup(ctx context.Context, o GroupOptions) (_ *Group, err error) {
 				return g, err
 			}
 		}
-		if err := g.startStandby(ctx, i, vm); err != nil {
+		if err := g.startStandby(ctx, i, vm, vm.Name+"-standby.log"); err != nil {
 			return g, err
 		}
 	}
@@ -369,7 +369,7 @@ func (g *Group) boot(ctx context.Context, vm *GroupVM) error {
 	return nil
 }
 
-func (g *Group) startStandby(ctx context.Context, i int, vm *GroupVM) error {
+func (g *Group) startStandby(ctx context.Context, i int, vm *GroupVM, log string) error {
 	hc := g.Hosts[2]
 	args := []string{"standby", "--vm", vm.Name, "--listen", netip.AddrPortFrom(hc.addr, uint16(7470+i)).String(),
 		"--fence-cmd", g.fence(i), "--fence-timeout", "10s", "--peer", g.Hosts[vm.Primary].name,
@@ -389,7 +389,7 @@ func (g *Group) startStandby(ctx context.Context, i int, vm *GroupVM) error {
 			args = append(args, "--unsafe-no-colour-hold")
 		}
 	}
-	a, err := g.startAgent(hc.ns, vm.Name+"-standby.log", args, 9470+i)
+	a, err := g.startAgent(hc.ns, log, args, 9470+i)
 	if err != nil {
 		return err
 	}
@@ -652,6 +652,20 @@ func (g *Group) Pauses(ctx context.Context) (string, error) {
 		out = append(out, fmt.Sprintf("%s %.1f/%.1f", vm.Name, p50, p99))
 	}
 	return strings.Join(out, ", "), nil
+}
+
+// KillStandby kills member i's standby agent and its standby QEMU (SIGKILL),
+// nothing else: a backup agent's crash.
+func (g *Group) KillStandby(i int) error {
+	vm := g.VMs[i]
+	return errors.Join(killPidFile(vm.cfgB.PIDPath()), vm.standby.Kill())
+}
+
+// RestartStandby starts member i's standby again, empty: the member's
+// primary synchronises it from scratch.
+func (g *Group) RestartStandby(ctx context.Context, i int) error {
+	vm := g.VMs[i]
+	return g.startStandby(ctx, i, vm, vm.Name+"-standby-2.log")
 }
 
 // WaitRecovered waits for the coordinator to finish the group's recovery

@@ -196,6 +196,60 @@ func TestE2EGroupBackupHostKillBlock(t *testing.T) {
 	}
 }
 
+// TestE2EGroupBackupAgentCrash: vm2's standby agent (and its standby
+// QEMU) is killed; its primary and every other member run on. Nothing is
+// rolled back and no member is stopped; the group commits nothing while
+// vm2 has no backup (its members hold their output); a new standby is
+// started, vm2's primary fills it, the group commits again: every guest
+// answers its clients and the books hold.
+func TestE2EGroupBackupAgentCrash(t *testing.T) {
+	ctx, g := setupGroupTest(t, GroupOptions{}, "ra")
+	time.Sleep(3*time.Second + rand.N(2*time.Second))
+	killed := time.Now()
+	if err := g.KillStandby(2); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("vm2's standby agent killed")
+	time.Sleep(4 * time.Second)
+	select {
+	case <-g.Coord.Exited():
+		t.Fatalf("the coordinator exited after a backup agent's crash: %s", g.Coord.tail(20))
+	default:
+	}
+	for _, vm := range g.VMs {
+		st, err := vm.protect.Status(ctx)
+		if err != nil {
+			t.Fatalf("%s's primary agent: %v", vm.Name, err)
+		}
+		t.Logf("%s's primary: %s", vm.Name, st.State)
+	}
+	restarted := time.Now()
+	if err := g.RestartStandby(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	for i, vm := range g.VMs {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		for {
+			if _, err := g.Ping(pctx, i); err == nil {
+				break
+			}
+			if pctx.Err() != nil {
+				cancel()
+				t.Fatalf("%s does not answer after its group's backup came back", vm.Name)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		cancel()
+	}
+	t.Logf("every guest answers %v after the new standby started", time.Since(restarted).Round(time.Millisecond))
+	if l := g.RecoveryLine(); l != "" {
+		t.Fatalf("the group rolled back for a backup agent's crash: %s", l)
+	}
+	if v := auditBooks(t, ctx, g, killed); len(v) > 0 {
+		t.Fatalf("books after a backup agent's crash: %q", v)
+	}
+}
+
 // TestE2EGroupReprotect: a second failure survived. host-a or host-b
 // dies and the group resumes on host-c; each backup there protects the
 // guest it resumed to a standby on host-d, a second coordinator on host-d
