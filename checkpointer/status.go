@@ -117,10 +117,11 @@ func ServeHTTP(ctx context.Context, addr string, gather prometheus.Gatherer, sta
 // SwitchoverTimeout bounds one POST /switchover.
 const SwitchoverTimeout = time.Minute
 
-// ServeAgentHTTP is ServeHTTP plus POST /switchover when switchover is
-// set, which it accepts only on a loopback address: a request from another
-// host must not be able to move the guest.
-func ServeAgentHTTP(ctx context.Context, addr string, gather prometheus.Gatherer, status func() Status,
+// ServeAgentHTTP is ServeHTTP, for any status (a group coordinator's
+// too), plus POST /switchover when switchover is set, which it accepts
+// only on a loopback address: a request from another host must not be
+// able to move the guest.
+func ServeAgentHTTP[S any](ctx context.Context, addr string, gather prometheus.Gatherer, status func() S,
 	switchover func(context.Context) error, ready chan<- string, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -177,7 +178,13 @@ func ServeAgentHTTP(ctx context.Context, addr string, gather prometheus.Gatherer
 
 // FetchStatus asks the agent serving HTTP at addr for its status.
 func FetchStatus(ctx context.Context, addr string) (Status, error) {
-	var st Status
+	return FetchStatusOf[Status](ctx, addr)
+}
+
+// FetchStatusOf asks whatever serves /status at addr (an agent, a group
+// coordinator) for its status, decoded as S.
+func FetchStatusOf[S any](ctx context.Context, addr string) (S, error) {
+	var st S
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
 	if err != nil {
 		return st, fmt.Errorf("status request: %w", err)

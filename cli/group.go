@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	ucli "github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
@@ -49,6 +51,8 @@ func groupCommand() *ucli.Command {
 				&ucli.BoolFlag{Name: "stop-the-world", Usage: "baseline for measurements: VNsnap-style rounds, every member's guest stays " +
 					"paused until every member captured the round (longer pauses, as skew and the slowest capture add to each)"},
 				&ucli.DurationFlag{Name: "test-round-stagger", Hidden: true, Usage: "delay the k-th member's round by k times this (tests: a wide pause skew)"},
+				&ucli.StringFlag{Name: "metrics-addr", Value: defaultGroupMetricsAddr, Usage: "address for /metrics (Prometheus) and /status " +
+					"(JSON: is the group protected, from which round would it resume); empty disables"},
 				&ucli.StringFlag{Name: "tls-cert", Usage: "PEM certificate of the coordinator (mutual TLS on the group links)"},
 				&ucli.StringFlag{Name: "tls-key", Usage: "PEM private key of the coordinator"},
 				&ucli.StringFlag{Name: "tls-ca", Usage: "PEM CA bundle that signs the agents' certificates"},
@@ -77,7 +81,8 @@ func groupCommand() *ucli.Command {
 					return errors.New("--interval and --round-timeout must be positive")
 				}
 				var n uint64
-				co := &group.Coordinator{Members: ms, Standbys: sbs, Interval: c.Duration("interval"), RoundTimeout: c.Duration("round-timeout"),
+				reg := prometheus.NewRegistry()
+				co := &group.Coordinator{Metrics: group.NewMetrics(reg), Members: ms, Standbys: sbs, Interval: c.Duration("interval"), RoundTimeout: c.Duration("round-timeout"),
 					RecoveryTimeout: c.Duration("recovery-timeout"), Stagger: c.Duration("test-round-stagger"), Logger: log,
 					UnsafeEarlyCommit: c.Bool("unsafe-early-commit"), StartTimeout: c.Duration("start-timeout"), StopTheWorld: c.Bool("stop-the-world"),
 					OnRound: func(st group.RoundStats) {
@@ -89,11 +94,47 @@ func groupCommand() *ucli.Command {
 						log.Warn("group recovered: every member runs on its backup; the group is not protected again yet",
 							"failed_round", r.Failed, "round", r.Round, "took", r.Took)
 					}}
+				if addr := c.String("metrics-addr"); addr != "" {
+					ctx, cancel := context.WithCancel(c.Context)
+					defer cancel()
+					srv := make(chan error, 1)
+					go func() { srv <- checkpointer.ServeAgentHTTP(ctx, addr, reg, co.Status, nil, nil, log) }()
+					err := co.Run(ctx)
+					cancel()
+					return errors.Join(err, <-srv)
+				}
 				return co.Run(c.Context)
+			},
+		}, {
+			Name:  "status",
+			Usage: "show the state of a running group coordinator: is the group protected, from which round would it resume",
+			Flags: []ucli.Flag{
+				&ucli.StringFlag{Name: "addr", Value: defaultGroupMetricsAddr, Usage: "the coordinator's --metrics-addr"},
+				&ucli.BoolFlag{Name: "json", Usage: "print the raw JSON"},
+			},
+			Action: func(c *ucli.Context) error {
+				st, err := checkpointer.FetchStatusOf[group.Status](c.Context, c.String("addr"))
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return json.NewEncoder(c.App.Writer).Encode(st)
+				}
+				missing := "none"
+				if len(st.WithoutBackup) > 0 {
+					missing = strings.Join(st.WithoutBackup, ",")
+				}
+				_, err = fmt.Fprintf(c.App.Writer, "group  state %s  round %d  held %d  resumes from %d  rounds %d  without backup: %s  since %s\n",
+					st.State, st.Round, st.Held, st.Committed, st.Rounds, missing, st.Since.Format(time.RFC3339))
+				return err
 			},
 		}},
 	}
 }
+
+// defaultGroupMetricsAddr is the coordinator's default --metrics-addr
+// (the agents' is 9470).
+const defaultGroupMetricsAddr = "127.0.0.1:9469"
 
 // groupMembers parses the --member flags.
 func groupMembers(specs []string, files wire.TLSFiles) ([]group.Member, error) {

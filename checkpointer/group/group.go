@@ -159,6 +159,9 @@ type Coordinator struct {
 	OnRound      func(RoundStats)
 	OnRecovery   func(Recovery)
 	Logger       *slog.Logger
+	// Metrics, if set, receives the coordinator's series (Status has the
+	// same for /status).
+	Metrics *Metrics
 
 	// held is the last round every member's backup holds; epochs holds
 	// each member's epoch (by name) of it and of the round before.
@@ -172,6 +175,7 @@ type Coordinator struct {
 	first, from, restored uint64
 	// backupless are the members last seen without a backup.
 	backupless map[string]bool
+	box        statusBox
 }
 
 // committed is the round the group resumes from: the one before the last
@@ -311,6 +315,17 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	c.box.m = c.Metrics
+	c.noteState(StateStarting)
+	err := c.run(ctx, log)
+	if err != nil {
+		c.noteState(StateFailed)
+	}
+	return err
+}
+
+// run is Run's rounds.
+func (c *Coordinator) run(ctx context.Context, log *slog.Logger) error {
 	first, err := c.start(ctx, log)
 	if err != nil {
 		return err
@@ -352,6 +367,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			log.Warn("group: every member took a round again; commits resume once the group holds two such rounds", "round", r)
 			clear(c.backupless)
 		}
+		c.noteRound(st)
 		if c.OnRound != nil {
 			c.OnRound(st)
 		}
@@ -399,12 +415,14 @@ func (c *Coordinator) withoutBackup(r uint64, lost map[string]error, log *slog.L
 		}
 	}
 	c.from, c.restored, c.epochs = r+1, 0, nil
+	c.noteState(StateWithoutBackup)
 }
 
 // round runs round r on every member at once and commits it if all did.
 // It returns the members that failed the round, and why.
 func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, map[string]error, error) {
 	start := time.Now()
+	c.box.update(func(s *Status) { s.Round = r })
 	timeout := c.RoundTimeout
 	if r == c.first {
 		timeout = c.StartTimeout
@@ -546,6 +564,7 @@ func (c *Coordinator) recover(ctx context.Context, failed uint64, down map[strin
 		}
 		return lost, err
 	}
+	c.noteState(StateRecovering)
 	// The live members must not run on, nor talk to the resumed ones.
 	var wg, downWG sync.WaitGroup
 	actx, acancel := context.WithTimeout(ctx, c.AbortTimeout)
@@ -577,6 +596,10 @@ func (c *Coordinator) recover(ctx context.Context, failed uint64, down map[strin
 		return nil, err
 	}
 	rc.Took = time.Since(start)
+	c.box.update(func(s *Status) { s.State, s.Recovery = StateRecovered, &rc })
+	if m := c.Metrics; m != nil {
+		m.Recoveries.Inc()
+	}
 	log.Warn("group recovered: every member resumed from the last committed round", "round", rc.Round, "took", rc.Took)
 	if c.OnRecovery != nil {
 		c.OnRecovery(rc)

@@ -9,11 +9,14 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/checkpointer/codec"
@@ -669,5 +672,49 @@ func TestRemoteMembersTLS(t *testing.T) {
 			t.Fatalf("%s: %d rounds, %v; want the round refused", tc.name, rounds, err)
 		}
 		t.Logf("%s: %d rounds, %v", tc.name, rounds, err)
+	}
+}
+
+// The coordinator's /status and /metrics (group coordinate --metrics-addr)
+// say whether the group is protected and from which round it resumes.
+func TestStatusHTTP(t *testing.T) {
+	w := newWorld(t, 2, 0)
+	reg := prometheus.NewRegistry()
+	rounds := 0
+	c := w.coordinator(false, &rounds)
+	c.Metrics = group.NewMetrics(reg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ready := make(chan string, 1)
+	go func() { _ = checkpointer.ServeAgentHTTP(ctx, "127.0.0.1:0", reg, c.Status, nil, ready, nil) }()
+	addr := <-ready
+	rctx, stop := context.WithCancel(ctx)
+	c.OnRound = func(group.RoundStats) {
+		if rounds++; rounds == 10 {
+			stop()
+		}
+	}
+	if err := c.Run(rctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := checkpointer.FetchStatusOf[group.Status](ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Role != "coordinator" || st.State != group.StateCommitting || st.Rounds != 10 || st.Committed+1 != st.Held || st.Round < st.Held {
+		t.Fatalf("status %+v", st)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"resilire_group_rounds_total 10", fmt.Sprintf("resilire_group_committed_round %d", st.Committed),
+		`resilire_group_state{state="committing"} 1`, "resilire_group_members_without_backup 0"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -210,8 +211,14 @@ func TestMemberLosesBackup(t *testing.T) {
 		}
 	}
 	wait("10 rounds", func() bool { return rounds() >= 10 })
+	if st := c.Status(); st.State != group.StateCommitting || st.Committed == 0 || len(st.WithoutBackup) != 0 {
+		t.Errorf("status while committing: %+v", st)
+	}
 	rms[1].stopBackup() // vm1's backup dies; its primary runs on
 	time.Sleep(time.Second)
+	if st := c.Status(); st.State != group.StateWithoutBackup || st.Committed != 0 || !slices.Equal(st.WithoutBackup, []string{"vm1"}) {
+		t.Errorf("status while vm1 has no backup: %+v", st)
+	}
 	during := rounds()
 	time.Sleep(500 * time.Millisecond)
 	if n := rounds(); n != during {
@@ -230,6 +237,9 @@ func TestMemberLosesBackup(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("no recovery")
+	}
+	if st := c.Status(); st.State != group.StateRecovered || st.Recovery == nil {
+		t.Errorf("status after the recovery: %+v", st)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -69,7 +69,7 @@ type GroupOptions struct {
 	// Unprotected boots the guests with no agents and no data plane (the
 	// baseline of the latency comparison).
 	Unprotected bool
-	// Stagger delays member k's rounds by k x Stagger (default 50 ms), so
+	// Stagger delays member k's rounds by k x Stagger (default 80 ms), so
 	// that frames from a member past round r reach one not yet there in
 	// nearly every round; negative: none.
 	Stagger time.Duration
@@ -150,7 +150,7 @@ func SetupGroup(ctx context.Context, o GroupOptions) (_ *Group, err error) {
 		o.Interval = 200 * time.Millisecond
 	}
 	if o.Stagger == 0 {
-		o.Stagger = 50 * time.Millisecond
+		o.Stagger = 80 * time.Millisecond
 	}
 	g := &Group{Opts: o, Bin: o.Binary}
 	if g.RunDir, err = os.MkdirTemp("", o.Prefix+"-group-"); err != nil {
