@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -668,28 +669,41 @@ func (g *Group) RestartStandby(ctx context.Context, i int) error {
 	return g.startStandby(ctx, i, vm, vm.Name+"-standby-2.log")
 }
 
-// WaitRecovered waits for the coordinator to finish the group's recovery
-// and every backup to run its guest.
-func (g *Group) WaitRecovered(ctx context.Context, limit time.Duration) error {
-	select {
-	case <-g.Coord.Exited():
-	case <-time.After(limit):
-		return fmt.Errorf("coordinator still running %v after the fault; log:\n%s", limit, g.Coord.tail(30))
-	}
-	if err := g.Coord.Err(); err != nil {
-		return fmt.Errorf("coordinator: %w; log:\n%s", err, g.Coord.tail(30))
-	}
-	for _, vm := range g.VMs {
+// WaitRecovered waits until every member's backup runs its guest (active,
+// or already its primary again with Reprotect) and returns that moment,
+// then waits for the coordinator to end its recovery (it exits once the
+// members on a dead host were told to stop, or gave up on them: a second
+// or so later) and requires it to have succeeded.
+func (g *Group) WaitRecovered(ctx context.Context, limit time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	errs := make([]error, len(g.VMs))
+	var wg sync.WaitGroup
+	for i, vm := range g.VMs {
 		b := vm.standby
 		if g.second {
 			b = vm.spare
 		}
-		// Active, or already its primary again (Reprotect).
-		if err := b.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State == "active" || s.Role == "primary" }); err != nil {
-			return fmt.Errorf("%s backup: %w", vm.Name, err)
-		}
+		wg.Go(func() {
+			if err := b.WaitStatus(ctx, limit, func(s Status) bool { return s.State == "active" || s.Role == "primary" }); err != nil {
+				errs[i] = fmt.Errorf("%s backup: %w; coordinator log:\n%s", vm.Name, err, g.Coord.tail(30))
+			}
+		})
 	}
-	return nil
+	wg.Wait()
+	running := time.Now()
+	if err := errors.Join(errs...); err != nil {
+		return running, err
+	}
+	select {
+	case <-g.Coord.Exited():
+	case <-ctx.Done():
+		return running, fmt.Errorf("coordinator still running after the recovery; log:\n%s", g.Coord.tail(30))
+	}
+	if err := g.Coord.Err(); err != nil {
+		return running, fmt.Errorf("coordinator: %w; log:\n%s", err, g.Coord.tail(30))
+	}
+	return running, nil
 }
 
 // RecoveryLine is the coordinator's log line of the recovery, if any.

@@ -175,10 +175,10 @@ func demoKill(t *testing.T, ctx context.Context, g *Group, stopPing func() []pin
 	if err := g.KillHost(0); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.WaitRecovered(ctx, 3*time.Minute); err != nil {
+	recovered, err := g.WaitRecovered(ctx, 3*time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
-	recovered := time.Now()
 	time.Sleep(6 * time.Second)
 	end := time.Now()
 	ev := stopPing()

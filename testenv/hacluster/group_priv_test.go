@@ -66,10 +66,11 @@ func killAndWait(t *testing.T, ctx context.Context, g *Group, host int, onto str
 		t.Fatal(err)
 	}
 	t.Logf("host-%c killed", 'a'+host)
-	if err := g.WaitRecovered(ctx, 3*time.Minute); err != nil {
+	running, err := g.WaitRecovered(ctx, 3*time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("every member runs on %s %v after the kill: %s", onto, time.Since(killed).Round(time.Millisecond), g.RecoveryLine())
+	t.Logf("every member runs on %s %v after the kill: %s", onto, running.Sub(killed).Round(time.Millisecond), g.RecoveryLine())
 	return killed
 }
 
