@@ -182,3 +182,6 @@ func killPidFile(path string) error {
 // PeakRSS is the agent process's peak resident memory (VmHWM), 0 if
 // unknown (the agent runs under `ip netns exec`, which execs it: same pid).
 func (a *Agent) PeakRSS() uint64 { return testenv.PeakRSS(a.Pid()) }
+
+// AnonRSS is the agent's resident anonymous memory now (testenv.AnonRSS).
+func (a *Agent) AnonRSS() uint64 { return testenv.AnonRSS(a.Pid()) }

@@ -618,7 +618,8 @@ func (g *Group) KillHost(h int) error {
 	return errors.Join(errs...)
 }
 
-// PeakRSS is the agents' peak resident memory (VmHWM), in MiB, by agent.
+// PeakRSS is the agents' peak resident memory (VmHWM, with the guest RAM
+// they map) and their anonymous memory now (their own), in MiB, by agent.
 func (g *Group) PeakRSS() string {
 	var out []string
 	for _, vm := range g.VMs {
@@ -627,7 +628,7 @@ func (g *Group) PeakRSS() string {
 			a    *Agent
 		}{{"protect", vm.protect}, {"standby", vm.standby}} {
 			if a.a != nil {
-				out = append(out, fmt.Sprintf("%s %s %d", vm.Name, a.role, a.a.PeakRSS()>>20))
+				out = append(out, fmt.Sprintf("%s %s %d (own %d)", vm.Name, a.role, a.a.PeakRSS()>>20, a.a.AnonRSS()>>20))
 			}
 		}
 	}

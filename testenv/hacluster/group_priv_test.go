@@ -30,7 +30,7 @@ func runGroupKill(t *testing.T, o GroupOptions) []string {
 		time.Sleep(rand.N(2 * time.Second))
 	}
 	t.Logf("before the kill: %s", g.ColourCounters())
-	t.Logf("agents' peak RSS (MiB): %s", g.PeakRSS())
+	t.Logf("agents' peak RSS, with the guest RAM they map (own: anonymous RSS now), MiB: %s", g.PeakRSS())
 	killed := killAndWait(t, ctx, g, rand.N(2), "host-c") // host-a (vm0, vm1) or host-b (vm2)
 	return auditBooks(t, ctx, g, killed)
 }

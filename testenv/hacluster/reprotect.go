@@ -205,9 +205,11 @@ type DeathsResult struct {
 	// death (pause and bytes per epoch).
 	Primary Status
 	// ProtectRSS and StandbyRSS are the agents' peak resident memory
-	// just before the first death (dom0 memory per protected VM).
-	ProtectRSS, StandbyRSS uint64
-	GuestMiB               int
+	// just before the first death (dom0 memory per protected VM, with the
+	// guest RAM they map); ProtectAnon and StandbyAnon their anonymous
+	// memory then (their own).
+	ProtectRSS, StandbyRSS, ProtectAnon, StandbyAnon uint64
+	GuestMiB                                         int
 	// StalePid is host-a's QEMU found still running when host-a first
 	// returned (0: none); StandbyPid the warm standby QEMU that replaced it.
 	StalePid, StandbyPid int
@@ -296,6 +298,7 @@ func Deaths(ctx context.Context, c *Cluster, o DeathsOptions) (*DeathsResult, er
 				r.Primary = st
 			}
 			r.ProtectRSS, r.StandbyRSS = c.protect.PeakRSS(), c.standby.PeakRSS()
+			r.ProtectAnon, r.StandbyAnon = c.protect.AnonRSS(), c.standby.AnonRSS()
 		}
 		var took time.Duration
 		switch {
@@ -479,6 +482,8 @@ func (r *DeathsResult) Print(w io.Writer) {
 	printEpochs(w, r.Primary.Stats, r.Interval, r.Bank != nil)
 	fmt.Fprintf(w, "agents' peak RSS (VmHWM):        protect %.1f MiB, standby %.1f MiB (guest %d MiB; counts the guest RAM they map, shared, and the rings' double mapping)\n",
 		float64(r.ProtectRSS)/(1<<20), float64(r.StandbyRSS)/(1<<20), r.GuestMiB)
+	fmt.Fprintf(w, "agents' own memory (RssAnon):    protect %.1f MiB, standby %.1f MiB (what each costs dom0 beyond the guest)\n",
+		float64(r.ProtectAnon)/(1<<20), float64(r.StandbyAnon)/(1<<20))
 	for i, d := range r.Deaths {
 		if d.Took > 0 {
 			fmt.Fprintf(w, "switchover %d: away from %s at %v into the client run (command %v); the other host live %v after the request\n",
