@@ -433,9 +433,19 @@ func (c *Coordinator) round(ctx context.Context, r uint64) (RoundStats, map[stri
 	if c.StopTheWorld {
 		// Every guest pauses and captures the round; none resumes before
 		// all did.
-		if _, failed, err := c.each(rctx, r, stagger, func(m Member) (Done, error) {
+		halted, failed, err := c.each(rctx, r, stagger, func(m Member) (Done, error) {
 			return Done{}, m.(Halter).Halt(rctx, r)
-		}); err != nil {
+		})
+		if err != nil {
+			// The guests that halted go on: their epoch of round r ships
+			// as any other, and the round commits nowhere.
+			var wg sync.WaitGroup
+			for _, m := range c.Members {
+				if _, ok := halted[m.Name()]; ok {
+					wg.Go(func() { _, _ = m.Round(rctx, r) })
+				}
+			}
+			wg.Wait()
 			return RoundStats{}, failed, err
 		}
 		stagger = 0

@@ -177,8 +177,14 @@ func (m *LocalMember) Halt(ctx context.Context, r uint64) error {
 func (m *LocalMember) haltRound(ctx context.Context, r uint64) error {
 	h := &halt{round: r, captured: make(chan struct{}), release: make(chan struct{})}
 	m.haltMu.Lock()
+	old := m.halt
 	m.halt = h
 	m.haltMu.Unlock()
+	if old != nil {
+		// A halted round the coordinator gave up on (another member
+		// failed it): the guest resumes, that epoch ships as any other.
+		close(old.release)
+	}
 	if err := m.trigger(ctx, r); err != nil {
 		return err
 	}

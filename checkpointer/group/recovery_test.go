@@ -344,6 +344,50 @@ func TestRecoveryCheckFindsLostBackup(t *testing.T) {
 	t.Logf("%d rounds before the silence (one of them maybe in it), %d after", during, rounds-during)
 }
 
+// Under stop-the-world rounds, a member without a backup fails every HALT;
+// the others, halted for a round the coordinator gave up on, must not stay
+// paused: the next HALT lets their guest go on.
+func TestStopTheWorldWithoutBackup(t *testing.T) {
+	rms := newRecoveryWorld(t, 3, true)
+	ms := make([]group.Member, len(rms))
+	sbs := make([]group.Standby, len(rms))
+	for i, rm := range rms {
+		ms[i], sbs[i] = rm.m, liveStandby{rm}
+	}
+	var (
+		mu     sync.Mutex
+		rounds int
+	)
+	count := func() int { mu.Lock(); defer mu.Unlock(); return rounds }
+	c := &group.Coordinator{Members: ms, Standbys: sbs, Interval: 10 * time.Millisecond, RoundTimeout: 2 * time.Second,
+		StopTheWorld: true, OnRound: func(group.RoundStats) { mu.Lock(); rounds++; mu.Unlock() }}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	for count() < 10 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	rms[1].stopBackup()
+	time.Sleep(time.Second)
+	paused, samples := 0, 0
+	for range 100 {
+		if rms[0].dom.Paused() {
+			paused++
+		}
+		samples++
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("vm1 without a backup: vm0's guest paused in %d of %d samples", paused, samples)
+	if paused > samples*3/4 {
+		t.Fatalf("vm0's guest stayed paused (%d of %d samples) while vm1 had no backup", paused, samples)
+	}
+}
+
 // Two failures at once, a member's backup and another member's primary:
 // no round can be resumed by every member, so the recovery is refused
 // before it stops anyone (the live members run on, their output held).
