@@ -157,7 +157,7 @@ func (p *Primary) ship(ctx context.Context, s *session, c *checkpoint) error {
 	r.Total = time.Since(c.start)
 	p.m.Epoch.Observe(r.Total.Seconds())
 	p.observeOutput()
-	if p.state0() != StateProtected {
+	if p.State() != StateProtected {
 		p.log.Info("guest protected", "vm", p.cfg.Domain.Name(), "epoch", e)
 		p.setState(StateProtected)
 	}

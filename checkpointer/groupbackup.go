@@ -142,6 +142,47 @@ func (b *Backup) unreachableLocked(epoch uint64) error {
 	return fmt.Errorf("%w: %s asked for epoch %d, holds %d committed (undoable to %d) and %d staged", ErrGroupRecovery, b.cfg.VM, epoch, b.committed, b.undo.epoch, staged)
 }
 
+// placement is how the replica is put at a recovery order's epoch.
+type placement int
+
+const (
+	unreachable placement = iota // it cannot
+	applyStaged                  // apply the staged checkpoint: it is that epoch's
+	asCommitted                  // it is the committed epoch (drop what is staged)
+	undoLast                     // undo the last applied checkpoint
+)
+
+func (b *Backup) placementLocked(epoch uint64) placement {
+	switch {
+	case epoch == 0:
+		return unreachable
+	case b.pending != nil && b.pending.m.Epoch == epoch:
+		return applyStaged
+	case b.committed == epoch:
+		return asCommitted
+	case b.undo.epoch == epoch:
+		return undoLast
+	}
+	return unreachable
+}
+
+// orderDoneLocked checks a recovery order for epoch against what this
+// backup is: done if the guest already runs here from epoch (never
+// resumed twice), an error if it is not a group member's backup or runs
+// another epoch.
+func (b *Backup) orderDoneLocked(epoch uint64) (done bool, err error) {
+	switch {
+	case !b.cfg.Group:
+		return false, fmt.Errorf("%w: backup of %s is not a group member's", ErrGroupRecovery, b.cfg.VM)
+	case b.state == StateActive || b.state == StateFencing:
+		if b.committed == epoch {
+			return true, nil
+		}
+		return false, fmt.Errorf("%w: %s already %s at epoch %d, asked for %d", ErrGroupRecovery, b.cfg.VM, b.state, b.committed, epoch)
+	}
+	return false, nil
+}
+
 // CanActivateAt says whether ActivateAt would follow an order for epoch:
 // the replica can be put at it (staged, committed or undoable), or the
 // guest already runs here from it. It changes nothing: the group's
@@ -149,20 +190,13 @@ func (b *Backup) unreachableLocked(epoch uint64) error {
 func (b *Backup) CanActivateAt(epoch uint64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	switch {
-	case !b.cfg.Group:
-		return fmt.Errorf("%w: backup of %s is not a group member's", ErrGroupRecovery, b.cfg.VM)
-	case b.state == StateActive || b.state == StateFencing:
-		if b.committed == epoch {
-			return nil
-		}
-		return fmt.Errorf("%w: %s already %s at epoch %d, asked for %d", ErrGroupRecovery, b.cfg.VM, b.state, b.committed, epoch)
-	case epoch == 0:
-		return b.unreachableLocked(epoch)
-	case b.pending != nil && b.pending.m.Epoch == epoch, b.committed == epoch, b.undo.epoch == epoch:
-		return nil
+	if done, err := b.orderDoneLocked(epoch); done || err != nil {
+		return err
 	}
-	return b.unreachableLocked(epoch)
+	if b.placementLocked(epoch) == unreachable {
+		return b.unreachableLocked(epoch)
+	}
+	return nil
 }
 
 // ActivateAt is the group's recovery order: resume the guest here from
@@ -176,17 +210,9 @@ func (b *Backup) CanActivateAt(epoch uint64) error {
 // session was stopped: the primary reconnects and resynchronises).
 func (b *Backup) ActivateAt(ctx context.Context, round, epoch uint64) error {
 	b.mu.Lock()
-	if !b.cfg.Group {
+	if done, err := b.orderDoneLocked(epoch); done || err != nil {
 		b.mu.Unlock()
-		return fmt.Errorf("%w: backup of %s is not a group member's", ErrGroupRecovery, b.cfg.VM)
-	}
-	if b.state == StateActive || b.state == StateFencing {
-		st, committed := b.state, b.committed
-		b.mu.Unlock()
-		if committed == epoch {
-			return nil
-		}
-		return fmt.Errorf("%w: %s already %s at epoch %d, asked for %d", ErrGroupRecovery, b.cfg.VM, st, committed, epoch)
+		return err
 	}
 	b.recovering = true // no new session may write from now on
 	cur := b.cur
@@ -199,18 +225,16 @@ func (b *Backup) ActivateAt(ctx context.Context, round, epoch uint64) error {
 	b.mu.Lock()
 	p := b.pending
 	var err error
-	switch {
-	case p != nil && p.m.Epoch == epoch:
+	switch place := b.placementLocked(epoch); place {
+	case applyStaged:
 		err = b.applyLocked(p.staged, p.m)
-	case b.committed == epoch && epoch != 0:
+	case asCommitted, undoLast:
 		if p != nil {
 			b.log.Warn("group recovery: dropping a checkpoint the group never committed", "vm", b.cfg.VM, "epoch", p.m.Epoch)
 		}
-	case b.undo.epoch == epoch && epoch != 0:
-		if p != nil {
-			b.log.Warn("group recovery: dropping a checkpoint the group never committed", "vm", b.cfg.VM, "epoch", p.m.Epoch)
+		if place == undoLast {
+			err = b.undoLocked()
 		}
-		err = b.undoLocked()
 	default:
 		err = b.unreachableLocked(epoch)
 	}

@@ -199,7 +199,7 @@ func setDefault(d *time.Duration, v time.Duration) {
 // resynchronises in full. Output still held when Run returns stays held.
 func (p *Primary) Run(ctx context.Context) error {
 	defer func() {
-		if p.state0() != StateHandedOver {
+		if p.State() != StateHandedOver {
 			p.setState(StateStopped)
 		}
 	}()

@@ -74,9 +74,7 @@ func (p *Primary) Protecting() bool {
 }
 
 // State is the primary's state (Status().State, cheaply).
-func (p *Primary) State() string { return p.state0() }
-
-func (p *Primary) state0() string {
+func (p *Primary) State() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.state

@@ -28,7 +28,7 @@ import (
 // Switchover hands the guest over to the backup; it returns once the backup
 // accepted (the primary then stops) or the attempt failed.
 func (p *Primary) Switchover(ctx context.Context) error {
-	if st := p.state0(); st != StateProtected {
+	if st := p.State(); st != StateProtected {
 		return fmt.Errorf("%w: state %s", ErrNotProtected, st)
 	}
 	req := make(chan error, 1)

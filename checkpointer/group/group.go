@@ -344,7 +344,7 @@ func (c *Coordinator) run(ctx context.Context, log *slog.Logger) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil && (noBackup(failed) || c.stillWithoutBackup(failed)) {
+		if err != nil && c.backupsLost(failed) {
 			c.withoutBackup(r, failed, log)
 			continue
 		}
@@ -374,23 +374,12 @@ func (c *Coordinator) run(ctx context.Context, log *slog.Logger) error {
 	}
 }
 
-// noBackup reports whether every member that failed a round failed it
-// for want of a backup (its primary runs).
-func noBackup(failed map[string]error) bool {
-	for _, err := range failed {
-		if !errors.Is(err, ErrNoBackup) {
-			return false
-		}
-	}
-	return len(failed) > 0
-}
-
-// stillWithoutBackup reports whether only members already known to have
-// lost their backup failed the round (one that has not noticed yet times
-// out instead of saying so).
-func (c *Coordinator) stillWithoutBackup(failed map[string]error) bool {
-	for name := range failed {
-		if !c.backupless[name] {
+// backupsLost reports whether every member that failed a round failed it
+// for want of a backup (its primary runs), saying so or, known to have
+// lost it already, timing out (its primary has not noticed yet).
+func (c *Coordinator) backupsLost(failed map[string]error) bool {
+	for name, err := range failed {
+		if !errors.Is(err, ErrNoBackup) && !c.backupless[name] {
 			return false
 		}
 	}
