@@ -56,6 +56,23 @@ type checkpoint struct {
 type capBuf struct {
 	pfns []uint64
 	data []byte
+	high int // decaying high-water mark of data's length (fit)
+}
+
+// minCapBuf is what fit always lets a capture buffer keep.
+const minCapBuf = 4 << 20
+
+// fit runs before each pause. A buffer grown far beyond recent epochs (the
+// full checkpoint after a reset, a burst of writes) would otherwise stay
+// at that size for the agent's life, in dom0: once the high-water mark,
+// which decays by an eighth per epoch, is under a quarter of its capacity,
+// the buffer is replaced by one of twice that mark.
+func (b *capBuf) fit() {
+	keep := max(2*b.high, minCapBuf)
+	if cap(b.data) > 2*keep {
+		b.data = make([]byte, 0, keep)
+	}
+	b.high -= b.high / 8
 }
 
 // runEpoch takes, ships and commits one checkpoint. A transport failure is
@@ -72,6 +89,7 @@ func (p *Primary) runEpoch(ctx context.Context, s *session) (EpochStats, error) 
 func (p *Primary) take(ctx context.Context, s *session, buf *capBuf) (*checkpoint, error) {
 	c := &checkpoint{start: time.Now()}
 	r := &c.stats
+	buf.fit()
 
 	// 1. Pause: from here the guest's memory and devices do not change.
 	if err := p.cfg.Domain.Pause(ctx); err != nil {
@@ -190,6 +208,7 @@ func (p *Primary) capture(ctx context.Context, buf *capBuf, c *checkpoint) (uint
 		buf.data = make([]byte, n)
 	}
 	buf.data = buf.data[:len(buf.pfns)*PageSize]
+	buf.high = max(buf.high, len(buf.data))
 	if err := p.cfg.Domain.ReadPages(buf.pfns, buf.data); err != nil {
 		return e, fmt.Errorf("copy pages of epoch %d: %w", e, err)
 	}

@@ -47,7 +47,7 @@ const (
 	DefaultRetryInterval     = 1 * time.Second
 	DefaultPrecopyRounds     = 5
 	DefaultPrecopyStopPages  = 256
-	precopyChunkPages        = 8192
+	precopyChunkPages        = 2048 // 8 MiB read and in flight at a time
 )
 
 // PrimaryConfig configures the protecting agent.
@@ -239,7 +239,9 @@ func (p *Primary) Run(ctx context.Context) error {
 // protect synchronises the backup, then runs epochs until the session fails.
 func (p *Primary) protect(ctx context.Context, s *session) error {
 	p.setState(StateSyncing)
-	if err := p.initialSync(ctx, s); err != nil {
+	err := p.initialSync(ctx, s)
+	p.buf = nil // the pre-copy's chunk buffer: dom0 memory, not needed again
+	if err != nil {
 		return err
 	}
 	p.setSynced(true)

@@ -94,11 +94,32 @@ func (p *Primary) initialSync(ctx context.Context, s *session) error {
 }
 
 // precopy streams pfns, read while the guest runs, in bounded chunks, each
-// one a precopy checkpoint acknowledged by the backup.
+// one a precopy checkpoint acknowledged by the backup. One chunk's ACK is
+// awaited after the next one is sent: the backup applies a chunk while the
+// next is read and encoded, and only one chunk buffer exists (send returns
+// once the chunk is on the wire).
 func (p *Primary) precopy(ctx context.Context, s *session, pfns []uint64, progress bool) error {
 	total := uint64(len(pfns))
-	for done := 0; done < len(pfns); {
-		chunk := pfns[done:min(len(pfns), done+precopyChunkPages)]
+	var (
+		prev    wire.CheckpointMsg
+		pending int // pages of prev, 0 if none
+		done    int
+	)
+	acked := func() error {
+		if pending == 0 {
+			return nil
+		}
+		if err := s.waitAck(ctx, prev, p.cfg.AckTimeout); err != nil {
+			return err
+		}
+		done, pending = done+pending, 0
+		if progress && p.cfg.Progress != nil {
+			p.cfg.Progress(uint64(done), total)
+		}
+		return nil
+	}
+	for sent := 0; sent < len(pfns); {
+		chunk := pfns[sent:min(len(pfns), sent+precopyChunkPages)]
 		data := p.pageBuf(len(chunk))
 		if err := p.cfg.Domain.ReadPages(chunk, data); err != nil {
 			return fmt.Errorf("pre-copy read: %w", err)
@@ -108,16 +129,14 @@ func (p *Primary) precopy(ctx context.Context, s *session, pfns []uint64, progre
 			return err
 		}
 		p.m.WireBytes.Add(float64(st.WireBytes))
-		if err := s.waitAck(ctx, m, p.cfg.AckTimeout); err != nil {
+		sent += len(chunk)
+		if err := acked(); err != nil {
 			return err
 		}
-		done += len(chunk)
-		if progress && p.cfg.Progress != nil {
-			p.cfg.Progress(uint64(done), total)
-		}
+		prev, pending = m, len(chunk)
 		if err := p.talkDuringSync(ctx); err != nil {
 			return err
 		}
 	}
-	return nil
+	return acked()
 }

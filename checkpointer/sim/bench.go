@@ -29,6 +29,9 @@ type BenchConfig struct {
 	Epochs, Warmup int
 	// Pipeline overlaps shipping with the next epoch.
 	Pipeline bool
+	// AtEnd, if set, runs once the wanted epochs are measured, while both
+	// agents still run (a memory benchmark reads their heap there).
+	AtEnd func()
 }
 
 // BenchResult is what a run measured.
@@ -119,6 +122,9 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	go func() { errc <- p.Run(ctx) }()
 	select {
 	case <-done:
+		if cfg.AtEnd != nil {
+			cfg.AtEnd()
+		}
 		cancel()
 		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
 			return res, fmt.Errorf("bench primary: %w", err)
