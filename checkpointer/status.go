@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"time"
@@ -118,7 +119,8 @@ const SwitchoverTimeout = time.Minute
 // ServeAgentHTTP is ServeHTTP, for any status (a group coordinator's
 // too), plus POST /switchover when switchover is set, which it accepts
 // only on a loopback address: a request from another host must not be
-// able to move the guest.
+// able to move the guest. On a loopback address it also serves the Go
+// profiles under /debug/pprof/ (heap: the agent's own memory per VM).
 func ServeAgentHTTP[S any](ctx context.Context, addr string, gather prometheus.Gatherer, status func() S,
 	switchover func(context.Context) error, ready chan<- string, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
@@ -131,11 +133,17 @@ func ServeAgentHTTP[S any](ctx context.Context, addr string, gather prometheus.G
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(status())
 	})
+	loopback := false
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
+		loopback = ap.Addr().IsLoopback()
+	}
+	if loopback {
+		// The agent's own memory and CPU, for the operator on this host
+		// only: a profile names the guest's VM and paths.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	if switchover != nil {
-		loopback := false
-		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
-			loopback = ap.Addr().IsLoopback()
-		}
 		mux.HandleFunc("POST /switchover", func(w http.ResponseWriter, r *http.Request) {
 			if !loopback {
 				http.Error(w, "switchover is served only on a loopback --metrics-addr", http.StatusForbidden)

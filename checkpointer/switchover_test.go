@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,5 +216,21 @@ func TestSwitchoverHTTP(t *testing.T) {
 	_, port, _ := net.SplitHostPort(wide)
 	if _, err := checkpointer.RequestSwitchover(ctx, net.JoinHostPort("127.0.0.1", port)); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("switchover on 0.0.0.0: %v, want 403", err)
+	}
+	// The Go profiles: on a loopback address only.
+	get := func(addr string) int {
+		resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	if code := get(ok); code != http.StatusOK {
+		t.Errorf("heap profile on loopback: %d", code)
+	}
+	if code := get(net.JoinHostPort("127.0.0.1", port)); code != http.StatusNotFound {
+		t.Errorf("heap profile on 0.0.0.0: %d, want 404", code)
 	}
 }

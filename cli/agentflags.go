@@ -12,6 +12,7 @@ import (
 	"github.com/resilire/resilire/checkpointer/wire"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/checkpointer/fgbi"
 	ucli "github.com/urfave/cli/v2"
@@ -66,6 +67,8 @@ func codecFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "codec", Value: "fgbi", Usage: "checkpoint codec: fgbi (block diff, sharing, compression) or raw (whole pages); both hosts must agree"},
 		&ucli.IntFlag{Name: "block-size", Value: 64, Usage: "fgbi change-detection block in bytes (power of two, 64..4096); both hosts must agree"},
 		&ucli.BoolFlag{Name: "no-compression", Usage: "fgbi: no XOR delta or S2 compression"},
+		&ucli.IntFlag{Name: "fgbi-cache-mib", Value: fgbi.DefaultXORCacheBytes >> 20, Usage: "fgbi, primary: shadow cache of the guest's hot pages, in MiB of dom0 " +
+			"memory per protected VM (exact change detection and XOR deltas for the pages it holds; never more than the guest's RAM); 0 disables it"},
 	}
 }
 
@@ -88,7 +91,15 @@ func tlsFiles(c *ucli.Context) wire.TLSFiles {
 func codecFrom(c *ucli.Context) (codec.Codec, error) {
 	switch c.String("codec") {
 	case "fgbi":
-		cfg := fgbi.Config{BlockSize: c.Int("block-size"), Sharing: true, Compression: !c.Bool("no-compression")}
+		mib := c.Int("fgbi-cache-mib")
+		if mib < 0 || mib > 1<<20 {
+			return nil, fmt.Errorf("--fgbi-cache-mib %d: want 0 (no cache) to 1048576", mib)
+		}
+		cache := mib << 20
+		if mib == 0 {
+			cache = -1 // fgbi.Config: negative disables, 0 is the default
+		}
+		cfg := fgbi.Config{BlockSize: c.Int("block-size"), Sharing: true, Compression: !c.Bool("no-compression"), XORCacheBytes: cache}
 		return codec.FGBI{Config: cfg}, nil
 	case "raw":
 		return codec.Raw{}, nil
@@ -116,4 +127,13 @@ func runAgent(ctx context.Context, c *ucli.Context, reg *prometheus.Registry, st
 		return nil
 	}
 	return err
+}
+
+// newRegistry is an agent's metrics registry: its own series plus the Go
+// runtime's and the process's (go_memstats_*, process_resident_memory_bytes),
+// so that the agent's own memory per VM is scraped beside its speed.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }

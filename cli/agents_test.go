@@ -217,3 +217,14 @@ func TestAgentsRejectBadTimings(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentsRejectBadCacheSize(t *testing.T) {
+	for _, v := range []string{"-1", "2000000"} {
+		var out, errb bytes.Buffer
+		args := []string{"resilire", "protect", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--backup", "127.0.0.1:1",
+			"--fgbi-cache-mib", v, "--metrics-addr", ""}
+		if Run(context.Background(), &out, &errb, args) == 0 || !strings.Contains(errb.String(), "--fgbi-cache-mib "+v+": want 0 (no cache)") {
+			t.Errorf("--fgbi-cache-mib %s: %q", v, errb.String())
+		}
+	}
+}

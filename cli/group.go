@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	ucli "github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
@@ -81,7 +80,7 @@ func groupCommand() *ucli.Command {
 					return errors.New("--interval and --round-timeout must be positive")
 				}
 				var n uint64
-				reg := prometheus.NewRegistry()
+				reg := newRegistry()
 				co := &group.Coordinator{Metrics: group.NewMetrics(reg), Members: ms, Standbys: sbs, Interval: c.Duration("interval"), RoundTimeout: c.Duration("round-timeout"),
 					RecoveryTimeout: c.Duration("recovery-timeout"), Stagger: c.Duration("test-round-stagger"), Logger: log,
 					UnsafeEarlyCommit: c.Bool("unsafe-early-commit"), StartTimeout: c.Duration("start-timeout"), StopTheWorld: c.Bool("stop-the-world"),

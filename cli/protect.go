@@ -122,11 +122,15 @@ func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfi
 		}
 		return cfg, nil, nil, err
 	}
+	if m, ok := codec.(interface{ EncoderMemory(uint64) uint64 }); ok {
+		log.Info("checkpoint encoder memory in dom0 (--fgbi-cache-mib sets its shadow cache)", "vm", c.String("vm"),
+			"mib", m.EncoderMemory(drv.domain.MemorySize())>>20)
+	}
 	closeAll := drv.close
 	if x != nil {
 		closeAll = func() { drv.close(); x.Close() }
 	}
-	reg := prometheus.NewRegistry()
+	reg := newRegistry()
 	cfg = checkpointer.PrimaryConfig{Domain: drv.domain, Output: drv.output, Codec: codec, Dial: dial,
 		Interval: c.Duration("interval"), HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout: c.Duration("heartbeat-timeout"), AckTimeout: c.Duration("ack-timeout"),

@@ -153,7 +153,7 @@ func backupConfig(c *ucli.Context, log *slog.Logger, stale bool) (checkpointer.B
 	if cmd := c.String("fence-cmd"); cmd != "" {
 		fo.Fence = checkpointer.CommandFencer{Command: cmd, Timeout: c.Duration("fence-timeout")}
 	}
-	reg := prometheus.NewRegistry()
+	reg := newRegistry()
 	cfg = checkpointer.BackupConfig{VM: c.String("vm"), Replica: drv.replica, Standby: drv.standby, Codec: codec,
 		Listener: ln, HeartbeatInterval: c.Duration("heartbeat-interval"), HeartbeatTimeout: c.Duration("heartbeat-timeout"),
 		Failover: fo, Logger: log, Metrics: checkpointer.NewMetrics(reg, "backup", c.String("vm"))}

@@ -37,6 +37,17 @@ func (c FGBI) config(memSize uint64) fgbi.Config {
 	return cfg
 }
 
+// EncoderMemory is what an encoder for a guest of memSize bytes keeps
+// (fgbi.MemoryOverhead: fingerprints, flags, shadow cache, index); 0 for
+// an invalid config, which NewEncoder reports.
+func (c FGBI) EncoderMemory(memSize uint64) uint64 {
+	per, fixed, err := fgbi.MemoryOverhead(c.config(memSize))
+	if err != nil {
+		return 0
+	}
+	return per + fixed
+}
+
 // NewEncoder implements Codec.
 func (c FGBI) NewEncoder(memSize uint64) (Encoder, error) {
 	e, err := fgbi.NewEncoder(c.config(memSize))
