@@ -121,6 +121,32 @@ func takeCheckpoint(ctx context.Context, d *qemu.Domain, whilePaused func(*check
 	return ck, nil
 }
 
+// initialCopy copies every page of dom into mem in one pause, with the
+// dirty log's baseline, and returns every page number.
+func initialCopy(t *testing.T, ctx context.Context, dom *qemu.Domain, mem []byte) []uint64 {
+	t.Helper()
+	all := make([]uint64, dom.MemorySize()/qemu.PageSize)
+	for i := range all {
+		all[i] = uint64(i)
+	}
+	if err := dom.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dom.EnableDirtyLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dom.ReadPages(all, mem); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dom.SaveState(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dom.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
 func (ck *checkpoint) apply(mem []byte) {
 	for i, pfn := range ck.pfns {
 		copy(mem[pfn*qemu.PageSize:(pfn+1)*qemu.PageSize], ck.pages[i*qemu.PageSize:(i+1)*qemu.PageSize])
@@ -168,26 +194,7 @@ func TestFailover(t *testing.T) {
 		}
 	})
 
-	// Initial full copy in one pause, with the hash baseline.
-	all := make([]uint64, dom.MemorySize()/qemu.PageSize)
-	for i := range all {
-		all[i] = uint64(i)
-	}
-	if err := dom.Pause(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := dom.EnableDirtyLog(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := dom.ReadPages(all, replica.Memory()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dom.SaveState(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := dom.Resume(ctx); err != nil {
-		t.Fatal(err)
-	}
+	all := initialCopy(t, ctx, dom, replica.Memory())
 
 	run := t.TempDir()
 	scfg := pcfg.ForHost("rqm-standby", replica.Path(), rig.B.Tap,
@@ -293,22 +300,7 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	killToReply := time.Since(killed)
-	if got.Keys != want.Keys || got.Seq != want.Seq {
-		t.Errorf("after failover keys=%d seq=%d, want the checkpoint's keys=%d seq=%d", got.Keys, got.Seq, want.Keys, want.Seq)
-	}
-	for k, v := range acked {
-		if g, err := cl2.Get(k); err != nil || g != v {
-			t.Errorf("acked write %s=%s before the checkpoint: got %q, %v", k, v, g, err)
-		}
-	}
-	for j := 0; j < 3; j++ {
-		if _, err := cl2.Get(fmt.Sprintf("post-%d", j)); !errors.Is(err, kv.ErrNotFound) {
-			t.Errorf("post-%d written after the last checkpoint survived the failover: %v", j, err)
-		}
-	}
-	if n, err := cl2.Incr("counter"); err != nil || n != counter+1 {
-		t.Errorf("counter after failover: INCR = %d, %v; want %d", n, err, counter+1)
-	}
+	checkRolledBack(t, "failover", cl2, got, want, acked, "post-", 3, counter)
 	// The promoted guest can be protected again by a new controller: drop
 	// the QMP connection (a crashed agent), attach, checkpoint it, and
 	// fence it by pid.
@@ -348,6 +340,30 @@ func TestFailover(t *testing.T) {
 		percentile(phases[0], .5), percentile(phases[1], .5), percentile(phases[2], .5), percentile(phases[3], .5), percentile(phases[4], .5))
 	t.Logf("failover: kill->cont %v, kill->first reply on a new connection %v",
 		killToCont.Round(10*time.Microsecond), killToReply.Round(10*time.Microsecond))
+}
+
+// checkRolledBack checks that the guest behind cl, whose STATS gave got,
+// holds exactly a checkpoint's state: STATS want, every acked write, none
+// of the n writes prefix0..prefix<n-1> made after the checkpoint, and its
+// counter at counter (one INCR gives counter+1).
+func checkRolledBack(t *testing.T, what string, cl *kv.Client, got, want kv.Stats, acked map[string]string, prefix string, n int, counter int64) {
+	t.Helper()
+	if got.Keys != want.Keys || got.Seq != want.Seq {
+		t.Errorf("after %s keys=%d seq=%d, want the checkpoint's keys=%d seq=%d", what, got.Keys, got.Seq, want.Keys, want.Seq)
+	}
+	for k, v := range acked {
+		if g, err := cl.Get(k); err != nil || g != v {
+			t.Errorf("%s: acked write %s=%s before the checkpoint: got %q, %v", what, k, v, g, err)
+		}
+	}
+	for j := range n {
+		if _, err := cl.Get(fmt.Sprintf("%s%d", prefix, j)); !errors.Is(err, kv.ErrNotFound) {
+			t.Errorf("%s: %s%d written after the checkpoint survived: %v", what, prefix, j, err)
+		}
+	}
+	if got, err := cl.Incr("counter"); err != nil || got != counter+1 {
+		t.Errorf("counter after %s: INCR = %d, %v; want %d", what, got, err, counter+1)
+	}
 }
 
 // dialUntil retries connecting to the guest (ARP and the bridges learn the
