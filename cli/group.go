@@ -34,7 +34,9 @@ func groupCommand() *ucli.Command {
 				"holds round r, round r-1 is committed (its frames in transit are logged at the backups too) and every member releases " +
 				"its external output of it. A member that misses --round-timeout fails the round: nothing more is released; with " +
 				"--standby the whole group resumes from the last committed round, without it the command exits with the member's name. " +
-				"Started against running members (a restart), it goes on from their rounds. The links are mutual TLS with --tls-cert, --tls-key and --tls-ca (the agents use their own TLS flags), plaintext TCP otherwise.",
+				"Started against running members (a restart), it goes on from their rounds. Each coordinator has a term (its start time): " +
+				"the agents follow the highest they have seen and refuse an older coordinator, which then exits; a standby coordinator " +
+				"(--takeover-after) leads once the rounds stop. The links are mutual TLS with --tls-cert, --tls-key and --tls-ca (the agents use their own TLS flags), plaintext TCP otherwise.",
 			Flags: []ucli.Flag{
 				&ucli.StringSliceFlag{Name: "member", Required: true, Usage: "NAME=HOST:PORT of a member's --group-listen (repeat, at least two)"},
 				&ucli.DurationFlag{Name: "interval", Value: checkpointer.DefaultInterval, Usage: "time between rounds"},
@@ -49,6 +51,9 @@ func groupCommand() *ucli.Command {
 					"of external latency): a frame in transit across the cut is lost if its receiver's host dies before its input log reaches the backup"},
 				&ucli.BoolFlag{Name: "stop-the-world", Usage: "baseline for measurements: VNsnap-style rounds, every member's guest stays " +
 					"paused until every member captured the round (longer pauses, as skew and the slowest capture add to each)"},
+				&ucli.DurationFlag{Name: "takeover-after", Usage: "be a standby coordinator (on another host than the leading one): watch the " +
+					"members and lead the group once none has been asked for a round for this long, with a higher term that makes the agents " +
+					"refuse the old coordinator; at least twice --round-timeout. 0: lead at once"},
 				&ucli.DurationFlag{Name: "test-round-stagger", Hidden: true, Usage: "delay the k-th member's round by k times this (tests: a wide pause skew)"},
 				&ucli.StringFlag{Name: "metrics-addr", Value: defaultGroupMetricsAddr, Usage: "address for /metrics (Prometheus) and /status " +
 					"(JSON: is the group protected, from which round would it resume); empty disables"},
@@ -93,16 +98,43 @@ func groupCommand() *ucli.Command {
 						log.Warn("group recovered: every member runs on its backup; the group is not protected again yet",
 							"failed_round", r.Failed, "round", r.Round, "took", r.Took)
 					}}
-				if addr := c.String("metrics-addr"); addr != "" {
-					ctx, cancel := context.WithCancel(c.Context)
-					defer cancel()
-					srv := make(chan error, 1)
-					go func() { srv <- checkpointer.ServeAgentHTTP(ctx, addr, reg, co.Status, nil, nil, log) }()
-					err := co.Run(ctx)
-					cancel()
-					return errors.Join(err, <-srv)
+				takeover := c.Duration("takeover-after")
+				var observers []group.Member
+				if takeover != 0 {
+					if takeover < 2*c.Duration("round-timeout") {
+						return fmt.Errorf("--takeover-after %v: at least twice --round-timeout (%v), or the two coordinators would both lead", takeover, c.Duration("round-timeout"))
+					}
+					// Links of their own, without a term: observers.
+					if observers, err = groupMembers(c.StringSlice("member"), files); err != nil {
+						return err
+					}
 				}
-				return co.Run(c.Context)
+				ctx, cancel := context.WithCancel(c.Context)
+				defer cancel()
+				srv := make(chan error, 1)
+				if addr := c.String("metrics-addr"); addr != "" {
+					go func() { srv <- checkpointer.ServeAgentHTTP(ctx, addr, reg, co.Status, nil, nil, log) }()
+				} else {
+					srv <- nil
+				}
+				if observers != nil {
+					log.Info("standby coordinator: watching the group's rounds", "takeover_after", takeover)
+					poll := min(max(c.Duration("interval"), 100*time.Millisecond), takeover/4)
+					if err := co.Standby(ctx, observers, poll, takeover); err != nil {
+						cancel()
+						serr := <-srv
+						if c.Err() != nil {
+							return serr // stopped while standing by
+						}
+						return errors.Join(err, serr)
+					}
+					for _, o := range observers {
+						o.(*group.RemoteMember).Close()
+					}
+				}
+				err = co.Run(ctx)
+				cancel()
+				return errors.Join(err, <-srv)
 			},
 		}, {
 			Name:  "status",

@@ -28,6 +28,7 @@ func TestGroupFlagErrors(t *testing.T) {
 		{[]string{"group", "coordinate", "--member", "a=127.0.0.1:1", "--member", "b=127.0.0.1:2", "--standby", "a=127.0.0.1:3", "--standby", "b=127.0.0.1:4",
 			"--round-timeout", "200ms"}, "a did not say where it is"},
 		{[]string{"group", "coordinate", "--member", "a=127.0.0.1:1", "--member", "b=127.0.0.1:2", "--round-timeout", "200ms"}, "group member failed"},
+		{[]string{"group", "coordinate", "--member", "a=127.0.0.1:1", "--member", "b=127.0.0.1:2", "--takeover-after", "1s"}, "at least twice --round-timeout (1s)"},
 	} {
 		var out, errb bytes.Buffer
 		if Run(context.Background(), &out, &errb, append([]string{"resilire"}, tc.args...)) == 0 || !strings.Contains(errb.String(), tc.want) {

@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +42,10 @@ var ErrNoBackup = errors.New("no backup")
 
 // ErrRecovery is a group recovery that did not bring every member back.
 var ErrRecovery = errors.New("group recovery failed")
+
+// ErrSuperseded is an agent's refusal of a coordinator whose term is lower
+// than one it has followed: another coordinator took over.
+var ErrSuperseded = errors.New("superseded")
 
 // Done is a member's answer to a round: when it paused for the round and
 // the epoch of its checkpoint (its backup acknowledged it).
@@ -156,9 +161,16 @@ type Coordinator struct {
 	// does not answer in time (its host just died) is fenced by its
 	// backup before its guest resumes there.
 	AbortTimeout time.Duration
-	OnRound      func(RoundStats)
-	OnRecovery   func(Recovery)
-	Logger       *slog.Logger
+	// Term orders coordinators: the agents follow the highest they have
+	// seen and refuse a lower one (ErrSuperseded), so that a coordinator
+	// another took over from cannot lead the group again. 0: the start
+	// time in Unix nanoseconds, which a later start (a restart, a
+	// takeover) exceeds as long as the hosts' clocks agree to within the
+	// time between the two starts.
+	Term       uint64
+	OnRound    func(RoundStats)
+	OnRecovery func(Recovery)
+	Logger     *slog.Logger
 	// Metrics, if set, receives the coordinator's series (Status has the
 	// same for /status).
 	Metrics *Metrics
@@ -208,6 +220,18 @@ func (c *Coordinator) committed() uint64 {
 func (c *Coordinator) start(ctx context.Context, log *slog.Logger) (uint64, error) {
 	sctx, cancel := context.WithTimeout(ctx, c.RoundTimeout)
 	defer cancel()
+	// Claim the backups too (they follow this term from now on and refuse
+	// an older coordinator's recovery orders); one not answering yet is
+	// not a reason to stop.
+	for _, s := range c.Standbys {
+		if h, ok := s.(interface{ hello(context.Context) error }); ok {
+			if err := h.hello(sctx); errors.Is(err, ErrSuperseded) {
+				return 0, err
+			} else if err != nil {
+				log.Warn("group: a member's backup does not answer", "member", s.Name(), "err", err)
+			}
+		}
+	}
 	states, err := c.states(sctx, 1)
 	if err != nil {
 		return 0, err
@@ -262,11 +286,16 @@ func (c *Coordinator) start(ctx context.Context, log *slog.Logger) (uint64, erro
 
 // states asks every member for its State of round r.
 func (c *Coordinator) states(ctx context.Context, r uint64) (map[string]State, error) {
+	return statesOf(ctx, c.Members, r)
+}
+
+// statesOf asks every member of ms for its State of round r.
+func statesOf(ctx context.Context, ms []Member, r uint64) (map[string]State, error) {
 	var mu sync.Mutex
-	out := make(map[string]State, len(c.Members))
+	out := make(map[string]State, len(ms))
 	var errs []error
 	var wg sync.WaitGroup
-	for _, m := range c.Members {
+	for _, m := range ms {
 		wg.Go(func() {
 			st, err := m.State(ctx, r)
 			mu.Lock()
@@ -280,6 +309,66 @@ func (c *Coordinator) states(ctx context.Context, r uint64) (map[string]State, e
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
+}
+
+// Standby is AwaitTakeover(ctx, observers, poll, quiet, c.Logger) with
+// c's status saying so; Run it next.
+func (c *Coordinator) Standby(ctx context.Context, observers []Member, poll, quiet time.Duration) error {
+	c.box.m = c.Metrics
+	c.noteState(StateStandby)
+	return AwaitTakeover(ctx, observers, poll, quiet, c.Logger)
+}
+
+// AwaitTakeover is a standby coordinator's wait. Every poll it asks each
+// member where it is (STATE, on observer links: members given without a
+// term, which lead nothing), and it returns once every member answered
+// and none has been asked for a new round for quiet: the coordinator that
+// led the group is gone (or there never was one). The caller then runs
+// its own Coordinator, whose higher term makes the agents refuse the old
+// one should it come back. While any member does not answer it only
+// waits: a member whose host died is the leading coordinator's to
+// recover, and a member it stopped for a recovery refuses STATE. quiet
+// must exceed the leading coordinator's longest pause between two rounds
+// (its round timeout and recovery check), or both would lead for a while.
+func AwaitTakeover(ctx context.Context, ms []Member, poll, quiet time.Duration, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	var last uint64
+	since, silent := time.Now(), false
+	for {
+		qctx, cancel := context.WithTimeout(ctx, poll)
+		states, err := statesOf(qctx, ms, 1)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			if !silent {
+				log.Warn("standby coordinator: a member does not answer; waiting (not taking over)", "err", err)
+			}
+			since, silent = time.Now(), true
+		default:
+			silent = false
+			hi := uint64(0)
+			for _, st := range states {
+				hi = max(hi, st.Last)
+			}
+			if hi != last {
+				last, since = hi, time.Now()
+			} else if quietFor := time.Since(since); quietFor >= quiet {
+				log.Warn("standby coordinator: no round asked for: taking the group over", "last_round", last, "quiet", quietFor.Round(time.Millisecond))
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // Run drives rounds 1, 2, ... until ctx ends (nil) or a member fails a
@@ -315,13 +404,48 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if c.Term == 0 {
+		c.Term = uint64(time.Now().UnixNano())
+	}
+	for _, a := range c.agents() {
+		if t, ok := a.(interface{ setTerm(uint64) }); ok {
+			t.setTerm(c.Term)
+		}
+	}
 	c.box.m = c.Metrics
+	c.box.update(func(s *Status) { s.Term = c.Term })
 	c.noteState(StateStarting)
 	err := c.run(ctx, log)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrSuperseded):
+		c.noteState(StateSuperseded)
+		log.Error("group coordinator superseded: another coordinator leads the group; this one stops and orders nothing more", "term", c.Term, "err", err)
+	case err != nil:
 		c.noteState(StateFailed)
 	}
 	return err
+}
+
+// agents are the members' and backups' links, for their term.
+func (c *Coordinator) agents() []any {
+	out := make([]any, 0, len(c.Members)+len(c.Standbys))
+	for _, m := range c.Members {
+		out = append(out, m)
+	}
+	for _, s := range c.Standbys {
+		out = append(out, s)
+	}
+	return out
+}
+
+// superseded reports whether any of errs is an agent's ErrSuperseded.
+func superseded[E error](errs map[string]E) bool {
+	for _, err := range errs {
+		if errors.Is(err, ErrSuperseded) {
+			return true
+		}
+	}
+	return false
 }
 
 // run is Run's rounds.
@@ -343,6 +467,9 @@ func (c *Coordinator) run(ctx context.Context, log *slog.Logger) error {
 		st, failed, err := c.round(ctx, r)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if superseded(failed) {
+			return err // no recovery: the group is another coordinator's
 		}
 		if err != nil && c.backupsLost(failed) {
 			c.withoutBackup(r, failed, log)
@@ -568,18 +695,25 @@ func (c *Coordinator) recover(ctx context.Context, failed uint64, down map[strin
 	var wg, downWG sync.WaitGroup
 	actx, acancel := context.WithTimeout(ctx, c.AbortTimeout)
 	defer func() { downWG.Wait(); acancel() }()
+	var supersededBy atomic.Pointer[error]
 	for _, m := range c.Members {
 		g := &wg
 		if _, ok := down[m.Name()]; ok {
 			g = &downWG
 		}
 		g.Go(func() {
-			if err := m.Abort(actx, failed); err != nil {
+			if err := m.Abort(actx, failed); errors.Is(err, ErrSuperseded) {
+				supersededBy.Store(&err)
+			} else if err != nil {
 				log.Warn("group recovery: member not stopped (its backup fences it)", "member", m.Name(), "err", err)
 			}
 		})
 	}
 	wg.Wait()
+	if errp := supersededBy.Load(); errp != nil {
+		// Another coordinator leads these members: no backup resumes.
+		return nil, fmt.Errorf("%w: %w", ErrRecovery, *errp)
+	}
 	errs := make([]error, len(c.Standbys))
 	for i, s := range c.Standbys {
 		wg.Go(func() {
@@ -621,6 +755,12 @@ func (c *Coordinator) check(ctx context.Context, rc Recovery, down map[string]er
 		wg.Go(func() {
 			err := s.CanActivateAt(ctx, rc.Round, rc.Epochs[s.Name()])
 			if err == nil {
+				return
+			}
+			if errors.Is(err, ErrSuperseded) { // another coordinator leads: recover nothing
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%w: %s: %w", ErrRecovery, s.Name(), err))
+				mu.Unlock()
 				return
 			}
 			// Does its member still run? Then only the backup is lost.

@@ -424,17 +424,31 @@ func TestBackupHostLoss(t *testing.T) {
 // remoteMembers serves w's members on loopback links and returns the
 // coordinator's ends of them.
 func remoteMembers(t testing.TB, w *world) []group.Member {
+	return linksTo(t, w, serveMembers(t, w))
+}
+
+// serveMembers serves w's members on loopback links and returns their
+// dialers, by member.
+func serveMembers(t testing.TB, w *world) []func(context.Context) (net.Conn, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ms := make([]group.Member, len(w.members))
+	dials := make([]func(context.Context) (net.Conn, error), len(w.members))
 	for i, m := range w.members {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		go func() { _ = group.ServeMember(ctx, ln, m, nil) }()
-		dial, _ := wire.Dialer(ln.Addr().String(), wire.TLSFiles{}, time.Second)
-		rm := group.NewRemoteMember(m.Name(), dial)
+		dials[i], _ = wire.Dialer(ln.Addr().String(), wire.TLSFiles{}, time.Second)
+	}
+	return dials
+}
+
+// linksTo returns a new set of links to w's members (one coordinator's).
+func linksTo(t testing.TB, w *world, dials []func(context.Context) (net.Conn, error)) []group.Member {
+	ms := make([]group.Member, len(w.members))
+	for i, m := range w.members {
+		rm := group.NewRemoteMember(m.Name(), dials[i])
 		t.Cleanup(rm.Close)
 		ms[i] = rm
 	}

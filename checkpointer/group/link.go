@@ -7,11 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -39,6 +41,14 @@ import (
 // could follow ACTIVATE for that epoch; it changes nothing. A member whose
 // primary has no backup fails a round with a reason that begins "no
 // backup" (ErrNoBackup).
+//
+// Terms: a coordinator opens each connection with TERM <t> (its term,
+// answered TERM <t>). An agent follows the highest term it has seen: a
+// connection with a lower one is refused with a FAIL whose reason begins
+// "superseded" (ErrSuperseded) and closed, so a coordinator that another
+// took over from (Coordinator.Term, AwaitTakeover) cannot take the agent
+// back, and exits. A connection without TERM is an observer once a termed
+// coordinator connected: it may ask STATE only, and replaces nothing.
 
 // MaxLine bounds a link message.
 const MaxLine = 256
@@ -67,7 +77,7 @@ func parseLine(s string) (message, error) {
 	}
 	m := message{verb: verb, round: r, arg: arg}
 	switch verb {
-	case "ROUND", "COMMIT", "COMMITTED", "ABORT", "ABORTED", "ACTIVE", "STATE", "HALT", "HALTED", "READY":
+	case "ROUND", "COMMIT", "COMMITTED", "ABORT", "ABORTED", "ACTIVE", "STATE", "HALT", "HALTED", "READY", "TERM":
 		if hasArg {
 			return message{}, fmt.Errorf("group link: %s takes no argument", verb)
 		}
@@ -260,8 +270,9 @@ func failure(r uint64, err error) message {
 }
 
 // serve accepts coordinator connections on l (a new one replaces the
-// current one) and answers each request with handle; a request handle
-// does not know (zero reply) ends the connection.
+// current one, unless its term is lower: see Terms above) and answers
+// each request with handle; a request handle does not know (zero reply)
+// ends the connection.
 func serve(ctx context.Context, l net.Listener, name string, log *slog.Logger, handle func(context.Context, message) message) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -272,17 +283,37 @@ func serve(ctx context.Context, l net.Listener, name string, log *slog.Logger, h
 		cancel context.CancelFunc
 	}
 	var (
-		cur conn
-		wg  sync.WaitGroup
+		mu   sync.Mutex
+		cur  conn
+		term uint64 // the highest term seen
+		wg   sync.WaitGroup
 	)
 	// A new coordinator connection replaces the current one, and cancels
 	// what the old one asked for (a round it no longer waits for).
 	replace := func(n conn) {
+		mu.Lock()
+		defer mu.Unlock()
 		if cur.c != nil {
 			cur.c.Close()
 			cur.cancel()
 		}
 		cur = n
+	}
+	// admit decides what a connection whose first request is first may
+	// do: lead (replace the current one), observe, or nothing (a reply to
+	// send before closing it).
+	admit := func(first message) (lead bool, refuse *message) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case first.verb == "TERM" && first.round < term:
+			f := failure(first.round, fmt.Errorf("%w: term %d, this agent follows term %d", ErrSuperseded, first.round, term))
+			return false, &f
+		case first.verb == "TERM":
+			term = first.round
+			return true, nil
+		}
+		return term == 0, nil
 	}
 	defer wg.Wait()
 	defer replace(conn{})
@@ -295,38 +326,82 @@ func serve(ctx context.Context, l net.Listener, name string, log *slog.Logger, h
 			return fmt.Errorf("group link: %w", err)
 		}
 		cctx, cancel := context.WithCancel(ctx)
-		replace(conn{c, cancel})
-		log.Info("group coordinator connected", "member", name, "peer", c.RemoteAddr().String())
 		wg.Go(func() {
+			defer cancel()
+			// Closed when serve ends or another coordinator replaces it.
+			defer context.AfterFunc(cctx, func() { c.Close() })()
 			defer c.Close()
-			if err := serveLink(cctx, c, handle); err != nil && cctx.Err() == nil {
+			r := bufio.NewReaderSize(c, MaxLine+2)
+			// The first request says who connects; wait for it off the
+			// accept loop, and drop a connection that says nothing.
+			_ = c.SetReadDeadline(time.Now().Add(firstLineTimeout))
+			first, err := readMessage(r)
+			if err != nil {
+				return
+			}
+			_ = c.SetReadDeadline(time.Time{})
+			lead, refuse := admit(first)
+			if refuse != nil {
+				log.Warn("group link: a superseded coordinator refused", "member", name, "peer", c.RemoteAddr().String(), "why", refuse.arg)
+				_, _ = c.Write([]byte(refuse.String() + "\n"))
+				return
+			}
+			h := handle
+			if lead {
+				replace(conn{c, cancel})
+				log.Info("group coordinator connected", "member", name, "peer", c.RemoteAddr().String(), "term", first.round)
+			} else {
+				h = observe(handle)
+			}
+			if err := serveLink(cctx, c, r, first, h); err != nil && cctx.Err() == nil {
 				log.Warn("group link ended", "member", name, "err", err)
 			}
 		})
 	}
 }
 
-func serveLink(ctx context.Context, c net.Conn, handle func(context.Context, message) message) error {
+// firstLineTimeout bounds the wait for a new connection's first request.
+const firstLineTimeout = 10 * time.Second
+
+// observe restricts handle to an observer: STATE only.
+func observe(handle func(context.Context, message) message) func(context.Context, message) message {
+	return func(ctx context.Context, msg message) message {
+		if msg.verb != "STATE" {
+			return failure(msg.round, fmt.Errorf("%s from an observer: a coordinator opens its connection with TERM", msg.verb))
+		}
+		return handle(ctx, msg)
+	}
+}
+
+// serveLink answers first, then every request on c.
+func serveLink(ctx context.Context, c net.Conn, r *bufio.Reader, first message, handle func(context.Context, message) message) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := bufio.NewReaderSize(c, MaxLine+2)
-	for {
-		line, err := readLine(r)
-		if err != nil {
-			return err
+	for msg := first; ; {
+		reply := message{verb: "TERM", round: msg.round}
+		if msg.verb != "TERM" {
+			reply = handle(cctx, msg)
 		}
-		msg, err := parseLine(line)
-		if err != nil {
-			return err
-		}
-		reply := handle(cctx, msg)
 		if reply.verb == "" {
 			return fmt.Errorf("group link: %s from the coordinator", msg.verb)
 		}
 		if _, err := c.Write([]byte(reply.String() + "\n")); err != nil {
 			return err
 		}
+		var err error
+		if msg, err = readMessage(r); err != nil {
+			return err
+		}
 	}
+}
+
+// readMessage reads and parses one line.
+func readMessage(r *bufio.Reader) (message, error) {
+	line, err := readLine(r)
+	if err != nil {
+		return message{}, err
+	}
+	return parseLine(line)
 }
 
 // readLine reads one bounded line.
@@ -346,6 +421,9 @@ func readLine(r *bufio.Reader) (string, error) {
 type link struct {
 	name string
 	dial func(ctx context.Context) (net.Conn, error)
+	// term opens each connection (TERM); 0: an observer (STATE only once
+	// a termed coordinator leads the agent).
+	term uint64
 
 	mu sync.Mutex
 	c  net.Conn
@@ -378,8 +456,72 @@ func (l *link) call(ctx context.Context, req message, want string) (message, err
 			return message{}, fmt.Errorf("dial %s: %w", l.name, err)
 		}
 		l.c, l.r = c, bufio.NewReaderSize(c, MaxLine+2)
+		if l.term > 0 {
+			if _, err := l.request(ctx, message{verb: "TERM", round: l.term}, "TERM"); err != nil {
+				return message{}, err
+			}
+		}
 	}
-	stop := context.AfterFunc(ctx, func() { _ = l.c.SetDeadline(time.Now()) })
+	return l.request(ctx, req, want)
+}
+
+// probeTimeout bounds probeTerm.
+const probeTimeout = 200 * time.Millisecond
+
+// probeTerm reconnects with the link's term after the agent closed the
+// connection; it returns the agent's ErrSuperseded refusal, nil otherwise
+// (including when the agent cannot be reached: its host may be gone).
+func (l *link) probeTerm(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	c, err := l.dial(ctx)
+	if err != nil {
+		return nil
+	}
+	l.c, l.r = c, bufio.NewReaderSize(c, MaxLine+2)
+	if _, err := l.request(ctx, message{verb: "TERM", round: l.term}, "TERM"); errors.Is(err, ErrSuperseded) {
+		return err
+	}
+	return nil // the new connection, if it took, serves the next request
+}
+
+// closedByPeer reports whether err is the other end closing the
+// connection (not a timeout: a host that died says nothing).
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// hello opens the link (TERM) if it is not open: a starting coordinator's
+// claim on an agent it has nothing to ask yet (a member's backup).
+func (l *link) hello(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c != nil || l.term == 0 {
+		return nil
+	}
+	c, err := l.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", l.name, err)
+	}
+	l.c, l.r = c, bufio.NewReaderSize(c, MaxLine+2)
+	_, err = l.request(ctx, message{verb: "TERM", round: l.term}, "TERM")
+	return err
+}
+
+// setTerm makes the link open its connections with TERM t (Coordinator.Run).
+func (l *link) setTerm(t uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.term != t {
+		l.term = t
+		l.drop()
+	}
+}
+
+// request sends req on the open connection and reads its answer.
+func (l *link) request(ctx context.Context, req message, want string) (message, error) {
+	c := l.c // drop may clear l.c before stop runs
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
 	reply, err := l.exchange(req)
 	if err == nil && (reply.round != req.round || (reply.verb != want && reply.verb != "FAIL")) {
@@ -388,13 +530,24 @@ func (l *link) call(ctx context.Context, req message, want string) (message, err
 	if err != nil {
 		l.drop()
 		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+			return message{}, fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		if l.term > 0 && req.verb != "TERM" && closedByPeer(err) {
+			// The agent closes a coordinator's connection when another
+			// coordinator connects: ask whether that one's term is higher
+			// before this failure counts as the member's.
+			return message{}, errors.Join(err, l.probeTerm(ctx))
 		}
 		return message{}, err
 	}
 	if reply.verb == "FAIL" {
-		if strings.HasPrefix(reply.arg, ErrNoBackup.Error()) {
-			return message{}, fmt.Errorf("%s: %w%s", l.name, ErrNoBackup, strings.TrimPrefix(reply.arg, ErrNoBackup.Error()))
+		for _, known := range []error{ErrNoBackup, ErrSuperseded} {
+			if strings.HasPrefix(reply.arg, known.Error()) {
+				if known == ErrSuperseded {
+					l.drop() // the agent closes it
+				}
+				return message{}, fmt.Errorf("%s: %w%s", l.name, known, strings.TrimPrefix(reply.arg, known.Error()))
+			}
 		}
 		return message{}, fmt.Errorf("%s: %s", l.name, reply.arg)
 	}
@@ -405,11 +558,7 @@ func (l *link) exchange(req message) (message, error) {
 	if _, err := l.c.Write([]byte(req.String() + "\n")); err != nil {
 		return message{}, err
 	}
-	line, err := readLine(l.r)
-	if err != nil {
-		return message{}, err
-	}
-	return parseLine(line)
+	return readMessage(l.r)
 }
 
 // RemoteMember is a member agent reached over its link (ServeMember).

@@ -301,8 +301,18 @@ func (m *LocalMember) Abort(ctx context.Context, _ uint64) error {
 	return nil
 }
 
-// State says where the member is (a starting coordinator's question).
-func (m *LocalMember) State(_ context.Context, r uint64) (State, error) { return m.out.state(r), nil }
+// State says where the member is (a starting coordinator's question). A
+// member the group stopped for a recovery no longer says: it is no
+// member of any group to come, and no standby coordinator must take its
+// silence for a lost coordinator's.
+func (m *LocalMember) State(_ context.Context, r uint64) (State, error) {
+	select {
+	case <-m.aborted:
+		return State{}, errors.New("stopped for a group recovery: its guest resumes from its backup")
+	default:
+	}
+	return m.out.state(r), nil
+}
 
 // Aborted is closed once the group told this member to stop.
 func (m *LocalMember) Aborted() <-chan struct{} { return m.aborted }

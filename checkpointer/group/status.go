@@ -18,9 +18,11 @@ const (
 	StateRecovering    = "recovering"     // a member failed: the group is being resumed on its backups
 	StateRecovered     = "recovered"      // every member resumed from the last committed round
 	StateFailed        = "failed"         // the coordinator stopped on an error (a refused or failed recovery)
+	StateSuperseded    = "superseded"     // another coordinator took the group over: this one stopped
+	StateStandby       = "standby"        // a standby coordinator watching the group's rounds (AwaitTakeover)
 )
 
-var allGroupStates = []string{StateStarting, StateCommitting, StateWithoutBackup, StateRecovering, StateRecovered, StateFailed}
+var allGroupStates = []string{StateStarting, StateCommitting, StateWithoutBackup, StateRecovering, StateRecovered, StateFailed, StateSuperseded, StateStandby}
 
 // Status is what a coordinator says about its group (`group coordinate
 // --metrics-addr`'s /status): is the group protected right now, and from
@@ -28,6 +30,8 @@ var allGroupStates = []string{StateStarting, StateCommitting, StateWithoutBackup
 type Status struct {
 	Role  string `json:"role"` // "coordinator"
 	State string `json:"state"`
+	// Term is the coordinator's term (Coordinator.Term).
+	Term uint64 `json:"term"`
 	// Round is the last round asked for; Held the last one every backup
 	// holds; Committed the one the group resumes from if a member fails
 	// now (0: none, the group cannot be resumed).
