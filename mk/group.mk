@@ -5,7 +5,7 @@
 .PHONY: group-test group-udp demo-group
 GROUP_PKG := ./testenv/hacluster/
 
-group-test: ## (root) the group scenarios (all in CI): primary host kills under the xbank workload over TCP and over UDP with their negative controls (no colour hold, no input replay), stop-the-world rounds, the backups' host killed (continue / block), coordinator restart, re-protection (~9 min)
+group-test: ## (root) the group scenarios (all in CI): primary host kills under the xbank workload over TCP and over UDP with their negative controls (no colour hold, no input replay), stop-the-world rounds, the backups' host killed (continue / block), coordinator restart and takeover by a standby coordinator, re-protection (~10 min)
 	RESILIRE_TEST_PRIVILEGED=1 $(GO) test -count=1 -timeout 20m -v -run 'TestE2EGroup' $(GROUP_PKG)
 
 group-udp: ## (root) the UDP group scenarios only (credits sent once): the in-transit replay and its negative control

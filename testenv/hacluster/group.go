@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,6 +58,10 @@ type GroupOptions struct {
 	// RestartCoordinator kills the coordinator's process before the host
 	// (RestartCoordinator) and starts a new one.
 	RestartCoordinator bool
+	// HangCoordinator hangs the coordinator before the host kill, with a
+	// standby coordinator beside it that takes the group over
+	// (Group.HangCoordinator).
+	HangCoordinator bool
 	// UnsafeEarlyCommit runs the coordinator with --unsafe-early-commit
 	// (external output one round sooner; measurements only).
 	UnsafeEarlyCommit bool
@@ -117,6 +122,8 @@ type Group struct {
 	VMs    []*GroupVM
 	Client string
 	Coord  *Agent
+	// coords are every coordinator started (Coord among them).
+	coords []*Agent
 
 	switchNS   string
 	namespaces []string
@@ -508,8 +515,65 @@ func (g *Group) RestartCoordinator(ctx context.Context) error {
 	return nil
 }
 
-// startCoordinator starts the coordinator and waits for its rounds.
-func (g *Group) startCoordinator(ctx context.Context, log string) error {
+// HangCoordinator hangs the coordinator's process (SIGSTOP: its
+// connections stay open) with a standby coordinator (--takeover-after)
+// watching beside it on host-c, which must not lead while the old one
+// runs, and must once it hangs. Then the old one runs again (SIGCONT): it
+// must find itself superseded and exit. The standby is the group's
+// coordinator from then on. It returns the time from the hang to the
+// standby's first committed round.
+func (g *Group) HangCoordinator(ctx context.Context) (time.Duration, error) {
+	const takeover = 7 * time.Second // at least twice the rig's --round-timeout
+	args := append(g.coordinatorArgs(), "--takeover-after", takeover.String(), "--metrics-addr", "127.0.0.1:9468")
+	sb, err := g.startAgent(g.Hosts[g.coordHost()].ns, "coordinator-standby.log", args, 9468)
+	if err != nil {
+		return 0, err
+	}
+	g.coords = append(g.coords, sb)
+	if err := sb.WaitStatus(ctx, 30*time.Second, func(s Status) bool { return s.State == "standby" }); err != nil {
+		return 0, fmt.Errorf("standby coordinator: %w", err)
+	}
+	time.Sleep(takeover + time.Second)
+	if st, err := sb.Status(ctx); err != nil || st.State != "standby" {
+		return 0, fmt.Errorf("standby coordinator while the leader runs: state %q, %v; log:\n%s", st.State, err, sb.tail(20))
+	}
+	old := g.Coord
+	if err := syscall.Kill(old.Pid(), syscall.SIGSTOP); err != nil {
+		return 0, err
+	}
+	hung := time.Now()
+	g.logf("coordinator hung (SIGSTOP)")
+	err = sb.WaitStatus(ctx, 3*takeover, func(s Status) bool { return s.State == "committing" })
+	took := time.Since(hung)
+	if cerr := syscall.Kill(old.Pid(), syscall.SIGCONT); cerr != nil {
+		return took, errors.Join(err, cerr)
+	}
+	if err != nil {
+		return took, fmt.Errorf("no takeover: %w", err)
+	}
+	g.logf("standby coordinator leads %v after the hang; the old one runs again", took.Round(time.Millisecond))
+	select {
+	case <-old.Exited():
+	case <-time.After(30 * time.Second):
+		return took, fmt.Errorf("the superseded coordinator still runs; log:\n%s", old.tail(20))
+	}
+	if b, _ := os.ReadFile(old.LogPath); !strings.Contains(string(b), "coordinator superseded") {
+		return took, fmt.Errorf("the old coordinator exited (%v) without saying it was superseded; log:\n%s", old.Err(), old.tail(20))
+	}
+	g.Coord = sb
+	return took, nil
+}
+
+// coordHost is the host the coordinator runs on.
+func (g *Group) coordHost() int {
+	if g.second {
+		return 3
+	}
+	return 2
+}
+
+// coordinatorArgs are the coordinator's command line.
+func (g *Group) coordinatorArgs() []string {
 	args := []string{"group", "coordinate", "--interval", g.Opts.Interval.String(), "--round-timeout", "3s"}
 	if g.Opts.Stagger > 0 { // negative: none
 		args = append(args, "--test-round-stagger", g.Opts.Stagger.String())
@@ -520,7 +584,6 @@ func (g *Group) startCoordinator(ctx context.Context, log string) error {
 	if g.Opts.StopTheWorld {
 		args = append(args, "--stop-the-world")
 	}
-	host := 2
 	for i, vm := range g.VMs {
 		member, standby := netip.AddrPortFrom(g.Hosts[vm.Primary].addr, uint16(7480+i)), netip.AddrPortFrom(g.Hosts[2].addr, uint16(7490+i))
 		if g.second {
@@ -528,14 +591,16 @@ func (g *Group) startCoordinator(ctx context.Context, log string) error {
 		}
 		args = append(args, "--member", fmt.Sprintf("%s=%s", vm.Name, member), "--standby", fmt.Sprintf("%s=%s", vm.Name, standby))
 	}
-	if g.second {
-		host = 3
-	}
-	a, err := startAgent(g.Hosts[host].ns, g.Bin, filepath.Join(g.RunDir, log), args)
+	return args
+}
+
+// startCoordinator starts the coordinator and waits for its rounds.
+func (g *Group) startCoordinator(ctx context.Context, log string) error {
+	a, err := startAgent(g.Hosts[g.coordHost()].ns, g.Bin, filepath.Join(g.RunDir, log), g.coordinatorArgs())
 	if err != nil {
 		return err
 	}
-	g.Coord = a
+	g.Coord, g.coords = a, append(g.coords, a)
 	// The members' epochs follow the rounds: the first rounds prove the group runs.
 	for _, vm := range g.VMs {
 		m := vm.protect
@@ -834,8 +899,8 @@ func (g *Group) DumpLogs(w io.Writer) {
 			}
 		}
 	}
-	if g.Coord != nil {
-		g.Coord.DumpLog(w)
+	for _, a := range g.coords {
+		a.DumpLog(w)
 	}
 }
 
@@ -843,8 +908,8 @@ func (g *Group) DumpLogs(w io.Writer) {
 // pins and the run directory.
 func (g *Group) Close() error {
 	var errs []error
-	if g.Coord != nil {
-		errs = append(errs, g.Coord.Kill())
+	for _, a := range g.coords {
+		errs = append(errs, a.Kill())
 	}
 	for _, p := range g.pings {
 		if p.c != nil {
