@@ -159,6 +159,58 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
+// pair is a primary guest booted on host-a and protected by hand: its
+// replica holds the initial copy, and a warm standby waits on host-b.
+type pair struct {
+	rig        *testenv.Rig
+	pcfg, scfg qemu.Config
+	vm         *qemu.VM
+	boot       time.Duration
+	cl         *kv.Client
+	dom        *qemu.Domain
+	replica    *qemu.Replica
+	sb         *qemu.Standby
+	all        []uint64 // every page number
+}
+
+// newPair boots and protects a pair; tag names its replica and standby.
+// The caller closes cl and dom; the rest goes at the end of the test.
+func newPair(t *testing.T, ctx context.Context, tag string) *pair {
+	t.Helper()
+	p := &pair{}
+	var err error
+	p.rig, p.pcfg, p.vm, p.boot = bootPrimary(t, ctx)
+	if p.cl, err = dialGuest(ctx, p.rig); err != nil {
+		t.Fatal(err)
+	}
+	if p.dom, err = qemu.NewDomain(p.vm, qemu.DomainOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if p.replica, err = qemu.CreateReplica(shmPrefix+tag+"replica.ram", p.dom.MemorySize()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.replica.Close()
+		if err := p.replica.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	p.all = initialCopy(t, ctx, p.dom, p.replica.Memory())
+	run := t.TempDir()
+	p.scfg = p.pcfg.ForHost("rqm-"+tag+"standby", p.replica.Path(), p.rig.B.Tap,
+		filepath.Join(run, "standby.qmp"), filepath.Join(run, "standby.serial"), p.rig.B.Netns)
+	if p.sb, err = qemu.StartStandby(ctx, p.scfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.sb.Close()
+		if err := p.sb.VM().Kill(); err != nil {
+			t.Error(err)
+		}
+	})
+	return p
+}
+
 // TestFailover boots the guest on host-a, writes to its kv store from the
 // client namespace, takes checkpoints with the driver and copies them into
 // a replica by hand (no engine), kills the primary QEMU with SIGKILL and
@@ -172,44 +224,11 @@ func TestFailover(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	rig, pcfg, vm, boot := bootPrimary(t, ctx)
-	cl, err := dialGuest(ctx, rig)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPair(t, ctx, "")
+	rig, vm, boot, cl, dom, replica, sb, scfg, all := p.rig, p.vm, p.boot, p.cl, p.dom, p.replica, p.sb, p.scfg, p.all
 	defer cl.Close()
-	dom, err := qemu.NewDomain(vm, qemu.DomainOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer dom.Close()
-	replica, err := qemu.CreateReplica(shmPrefix+"replica.ram", dom.MemorySize())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		replica.Close()
-		if err := replica.Remove(); err != nil {
-			t.Error(err)
-		}
-	})
-
-	all := initialCopy(t, ctx, dom, replica.Memory())
-
-	run := t.TempDir()
-	scfg := pcfg.ForHost("rqm-standby", replica.Path(), rig.B.Tap,
-		filepath.Join(run, "standby.qmp"), filepath.Join(run, "standby.serial"), rig.B.Netns)
-	sb, err := qemu.StartStandby(ctx, scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sb.Close()
-		if err := sb.VM().Kill(); err != nil {
-			t.Error(err)
-		}
-	})
-
+	var err error
 	const epochs = 30
 	acked := map[string]string{}
 	var counter int64

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,39 +36,10 @@ func TestRollBackInPlace(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	rig, pcfg, vm, _ := bootPrimary(t, ctx)
-	cl, err := dialGuest(ctx, rig)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPair(t, ctx, "rb-")
+	rig, pcfg, vm, cl, dom, replica, sb := p.rig, p.pcfg, p.vm, p.cl, p.dom, p.replica, p.sb
 	defer cl.Close()
-	dom, err := qemu.NewDomain(vm, qemu.DomainOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	replica, err := qemu.CreateReplica(shmPrefix+"rb-replica.ram", dom.MemorySize())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		replica.Close()
-		if err := replica.Remove(); err != nil {
-			t.Error(err)
-		}
-	})
-	initialCopy(t, ctx, dom, replica.Memory())
-	run := t.TempDir()
-	sb, err := qemu.StartStandby(ctx, pcfg.ForHost("rqm-rb-standby", replica.Path(), rig.B.Tap,
-		filepath.Join(run, "standby.qmp"), filepath.Join(run, "standby.serial"), rig.B.Netns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sb.Close()
-		if err := sb.VM().Kill(); err != nil {
-			t.Error(err)
-		}
-	})
+	var err error
 	if err := cl.Dirty(100); err != nil { // 100 pages per 10 ms
 		t.Fatal(err)
 	}

@@ -43,6 +43,7 @@ type FailoverResult struct {
 	Epochs    uint64   // the primary's last epoch before the kill
 	Primary   Status   // the primary's status just before the kill
 	HostRSS   []uint64 // each host's QEMU peak RSS just before the fault
+	AgentMem  []string // each dom0's resilire agents' memory just before the fault (AgentMemory)
 	Killed    time.Duration
 	Live      time.Duration // kill -> the kv service answers a new connection from the backup
 	PrimaryLg string        // the primary agent's log tail
@@ -114,6 +115,17 @@ func AgentStatus(ctx context.Context, h *Host) (Status, error) {
 		return st, fmt.Errorf("status %q: %w", out, err)
 	}
 	return st, nil
+}
+
+// AgentMemory is the memory of the resilire agents in host h's dom0, from
+// /proc/PID/status: VmRSS, RssAnon (the agent's own), RssFile, RssShmem.
+func AgentMemory(ctx context.Context, h *Host) string {
+	out, err := h.Run(ctx, 20*time.Second, `for p in $(busybox pidof resilire); do `+
+		`echo "pid $p: $(grep -E '^(VmRSS|RssAnon|RssFile|RssShmem)' /proc/$p/status | tr -s ' \t\n' ' ')"; done`)
+	if err != nil {
+		return err.Error()
+	}
+	return strings.TrimSpace(out)
 }
 
 // AgentLog is the tail of the agent's log on host h.
@@ -212,6 +224,7 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 	res.Epochs, res.Primary = st.Epoch, st
 	for _, h := range r.Hosts {
 		res.HostRSS = append(res.HostRSS, h.PeakRSS())
+		res.AgentMem = append(res.AgentMem, AgentMemory(ctx, h))
 	}
 	fctx, stopFence := context.WithCancel(ctx)
 	defer stopFence()

@@ -133,6 +133,9 @@ func logFailover(t *testing.T, res *FailoverResult) {
 		total += b
 	}
 	t.Logf("hosts' QEMU peak RSS %v MiB, %d MiB in all", mib(res.HostRSS), total>>20)
+	for i, m := range res.AgentMem {
+		t.Logf("xen%d dom0 agents' memory before the fault: %s", i+1, m)
+	}
 	ps := res.Primary.Stats
 	if ps.WireBytesMean > 0 {
 		t.Logf("protected epochs: pause p50 %v p99 %v, %.0f dirty pages, %.0f page bytes -> %.0f on the wire (%.1fx)",
