@@ -451,18 +451,26 @@ func (l *link) call(ctx context.Context, req message, want string) (message, err
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.c == nil {
-		c, err := l.dial(ctx)
-		if err != nil {
-			return message{}, fmt.Errorf("dial %s: %w", l.name, err)
-		}
-		l.c, l.r = c, bufio.NewReaderSize(c, MaxLine+2)
-		if l.term > 0 {
-			if _, err := l.request(ctx, message{verb: "TERM", round: l.term}, "TERM"); err != nil {
-				return message{}, err
-			}
+		if err := l.open(ctx); err != nil {
+			return message{}, err
 		}
 	}
 	return l.request(ctx, req, want)
+}
+
+// open connects, and opens the connection with the link's term if it
+// has one.
+func (l *link) open(ctx context.Context) error {
+	c, err := l.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", l.name, err)
+	}
+	l.c, l.r = c, bufio.NewReaderSize(c, MaxLine+2)
+	if l.term == 0 {
+		return nil
+	}
+	_, err = l.request(ctx, message{verb: "TERM", round: l.term}, "TERM")
+	return err
 }
 
 // probeTimeout bounds probeTerm.
@@ -471,18 +479,14 @@ const probeTimeout = 200 * time.Millisecond
 // probeTerm reconnects with the link's term after the agent closed the
 // connection; it returns the agent's ErrSuperseded refusal, nil otherwise
 // (including when the agent cannot be reached: its host may be gone).
+// The new connection, if it took, serves the next request.
 func (l *link) probeTerm(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	c, err := l.dial(ctx)
-	if err != nil {
-		return nil
-	}
-	l.c, l.r = c, bufio.NewReaderSize(c, MaxLine+2)
-	if _, err := l.request(ctx, message{verb: "TERM", round: l.term}, "TERM"); errors.Is(err, ErrSuperseded) {
+	if err := l.open(ctx); errors.Is(err, ErrSuperseded) {
 		return err
 	}
-	return nil // the new connection, if it took, serves the next request
+	return nil
 }
 
 // closedByPeer reports whether err is the other end closing the
@@ -499,13 +503,7 @@ func (l *link) hello(ctx context.Context) error {
 	if l.c != nil || l.term == 0 {
 		return nil
 	}
-	c, err := l.dial(ctx)
-	if err != nil {
-		return fmt.Errorf("dial %s: %w", l.name, err)
-	}
-	l.c, l.r = c, bufio.NewReaderSize(c, MaxLine+2)
-	_, err = l.request(ctx, message{verb: "TERM", round: l.term}, "TERM")
-	return err
+	return l.open(ctx)
 }
 
 // setTerm makes the link open its connections with TERM t (Coordinator.Run).
