@@ -4,9 +4,17 @@ package checkpointer
 
 import (
 	"context"
+	"errors"
 
 	"github.com/resilire/resilire/checkpointer/codec"
 )
+
+// ErrPauseRefused is wrapped by a Domain's Pause when the guest could not be
+// stopped this time but runs on exactly as if Pause had not been called (a
+// Xen guest that did not suspend in time and had the request withdrawn).
+// The primary skips the epoch: nothing is captured and no output released,
+// and the next tick tries again (PrimaryConfig.MaxSkippedEpochs).
+var ErrPauseRefused = errors.New("pause refused, the guest runs on")
 
 // PageSize is the guest page size the replication works in. Every driver
 // reports memory in these units (x86 4 KiB frames).
@@ -24,7 +32,8 @@ type Domain interface {
 	// MemorySize is the guest memory in bytes, a multiple of PageSize.
 	MemorySize() uint64
 	// Pause stops every vCPU; when it returns, guest memory and device
-	// state no longer change.
+	// state no longer change. An error wrapping ErrPauseRefused means the
+	// guest was left running and unchanged; any other error is fatal.
 	Pause(ctx context.Context) error
 	// Resume lets the guest run again.
 	Resume(ctx context.Context) error

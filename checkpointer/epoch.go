@@ -4,6 +4,7 @@ package checkpointer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -79,21 +80,22 @@ func (b *capBuf) fit() {
 // returned wrapped in ErrBackupLost; anything else is fatal for the agent.
 func (p *Primary) runEpoch(ctx context.Context, s *session) (EpochStats, error) {
 	c, err := p.take(ctx, s, &p.bufs[0])
-	if err != nil {
+	if err != nil || c == nil { // nil, nil: skipped (pause)
 		return EpochStats{}, err
 	}
 	return c.stats, p.ship(ctx, s, c)
 }
 
-// take is steps 1-3: the only part that needs the guest stopped.
+// take is steps 1-3: the only part that needs the guest stopped. It
+// returns nil and no error when the epoch is skipped (pause).
 func (p *Primary) take(ctx context.Context, s *session, buf *capBuf) (*checkpoint, error) {
 	c := &checkpoint{start: time.Now()}
 	r := &c.stats
 	buf.fit()
 
 	// 1. Pause: from here the guest's memory and devices do not change.
-	if err := p.cfg.Domain.Pause(ctx); err != nil {
-		return nil, fmt.Errorf("pause: %w", err)
+	if ok, err := p.pause(ctx); !ok {
+		return nil, err
 	}
 	r.Stop = time.Since(c.start)
 	// 2. Close the output epoch, harvest and copy, save device state.
@@ -125,6 +127,30 @@ func (p *Primary) take(ctx context.Context, s *session, buf *capBuf) (*checkpoin
 	p.m.Pause.Observe(r.Pause.Seconds())
 	p.m.DirtyPages.Add(float64(len(c.pfns)))
 	return c, nil
+}
+
+// pause stops the guest for an epoch. A refused pause (ErrPauseRefused:
+// the guest was left running, unchanged) skips the epoch, at most
+// MaxSkippedEpochs in a row: ok is false with no error, and nothing was
+// advanced, captured or released, so the epoch's output stays held and
+// goes out with the next commit. Any other failure, or one refusal too
+// many, is an error.
+func (p *Primary) pause(ctx context.Context) (ok bool, err error) {
+	err = p.cfg.Domain.Pause(ctx)
+	switch {
+	case err == nil:
+		p.skipped = 0
+		return true, nil
+	case !errors.Is(err, ErrPauseRefused) || ctx.Err() != nil:
+		return false, fmt.Errorf("pause: %w", err)
+	case p.skipped >= p.cfg.MaxSkippedEpochs:
+		return false, fmt.Errorf("pause: %w (after %d epochs skipped in a row)", err, p.skipped)
+	}
+	p.skipped++
+	p.m.Checkpoints.WithLabelValues("skipped").Inc()
+	p.log.Warn("epoch skipped: the guest could not be paused", "vm", p.cfg.Domain.Name(),
+		"in_a_row", p.skipped, "max", p.cfg.MaxSkippedEpochs, "err", err)
+	return false, nil
 }
 
 // ship is steps 4-6, while the guest runs. Checkpoints are shipped one at

@@ -38,7 +38,8 @@ type Metrics struct {
 	DirtyPages prometheus.Counter
 	// WireBytes counts checkpoint bytes sent (primary) or received (backup).
 	WireBytes prometheus.Counter
-	// Checkpoints counts checkpoints by result: acked, applied, refused.
+	// Checkpoints counts checkpoints by result: acked, applied, refused,
+	// skipped (the guest could not be paused).
 	Checkpoints *prometheus.CounterVec
 	// HeldBytes is the output held waiting for an ACK (from OutputStats).
 	HeldBytes prometheus.Gauge
@@ -76,7 +77,7 @@ func NewMetrics(reg prometheus.Registerer, role, vm string) *Metrics {
 		WireBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "resilire_wire_bytes_total",
 			Help: "Checkpoint bytes on the wire.", ConstLabels: cl}),
 		Checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "resilire_checkpoints_total",
-			Help: "Checkpoints by result (acked, applied, refused).", ConstLabels: cl}, []string{"result"}),
+			Help: "Checkpoints by result (acked, applied, refused, skipped).", ConstLabels: cl}, []string{"result"}),
 		HeldBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "resilire_held_bytes",
 			Help: "Guest output held until its epoch is acknowledged.", ConstLabels: cl}),
 		Drops: prometheus.NewGauge(prometheus.GaugeOpts{Name: "resilire_output_drops",

@@ -37,6 +37,7 @@ func (p *Primary) pipeline(ctx context.Context, s *session) error {
 	defer t.Stop()
 	tick := p.ticker(t)
 	atOnce := p.firstAtOnce()
+	taken := 0 // checkpoints handed to the shipper: which buffer is free
 	for i := 0; ; i++ {
 		if i > 0 || !atOnce {
 			select {
@@ -63,10 +64,14 @@ func (p *Primary) pipeline(ctx context.Context, s *session) error {
 				t.Reset(p.cfg.Interval)
 			}
 		}
-		c, err := p.take(ctx, s, &p.bufs[i%2])
+		c, err := p.take(ctx, s, &p.bufs[taken%2])
 		if err != nil {
 			return err
 		}
+		if c == nil {
+			continue // skipped: the next take refills the same buffer
+		}
+		taken++
 		select {
 		case work <- c:
 		case err := <-errc:

@@ -98,6 +98,11 @@ type PrimaryConfig struct {
 	// stop-the-world group snapshot keeps every member's guest paused
 	// until all of them captured the round). An error fails the epoch.
 	Hold func(ctx context.Context, epoch uint64) error
+	// MaxSkippedEpochs is how many epochs in a row may be skipped because
+	// Pause was refused (ErrPauseRefused) before the agent gives up; the
+	// output of skipped epochs stays held until the next commit. 0 makes
+	// the first refusal fatal.
+	MaxSkippedEpochs int
 	// OnEpoch, if set, is called after every committed epoch.
 	OnEpoch func(EpochStats)
 	Logger  *slog.Logger
@@ -119,6 +124,7 @@ type Primary struct {
 	// round before its first epoch).
 	reconnected bool
 	epochs      uint64 // epochs taken, for ScrubEvery
+	skipped     int    // epochs skipped in a row: Pause refused (pause)
 	tracking    string // dirty-tracking mechanism last exported
 	scrub       primaryScrub
 	// lastRelease is the last unprotected release (continue policy).
@@ -328,8 +334,8 @@ func (p *Primary) awaitBackup(ctx context.Context) (*session, error) {
 // buffer's contract asks, but the pause covers nothing else.
 func (p *Primary) releaseUnprotected(ctx context.Context) error {
 	p.lastRelease = time.Now()
-	if err := p.cfg.Domain.Pause(ctx); err != nil {
-		return fmt.Errorf("pause: %w", err)
+	if ok, err := p.pause(ctx); !ok {
+		return err // skipped: this interval's output goes with the next
 	}
 	e, err := p.cfg.Output.Advance()
 	if rerr := p.cfg.Domain.Resume(ctx); rerr != nil {

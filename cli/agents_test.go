@@ -209,6 +209,7 @@ func TestAgentsRejectBadTimings(t *testing.T) {
 		{[]string{"protect", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--backup", "127.0.0.1:1", "--ack-timeout", "0s"}, "--ack-timeout 0s: must be positive"},
 		{[]string{"standby", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--heartbeat-timeout", "50ms"}, "must be longer than --heartbeat-interval"},
 		{[]string{"standby", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--fence-timeout=-1s"}, "--fence-timeout -1s: must be positive"},
+		{[]string{"protect", "--vm", "x", "--domain", "sim", "--unsafe-allow-sim", "--backup", "127.0.0.1:1", "--max-skipped-epochs=-1"}, "--max-skipped-epochs -1: must be 0 or more"},
 	} {
 		var out, errb bytes.Buffer
 		args := append([]string{"resilire"}, append(tc.args, "--metrics-addr", "")...)

@@ -39,7 +39,8 @@ func domainFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "dirty-tracking", Value: "auto", Usage: "qemu (protect): auto (exact userfaultfd tracking where the kernel, ptrace and the config allow it, " +
 			"else hashing; 'resilire qemu probe' says which and why), uffd-wp (fail without it) or hash"},
 		&ucli.DurationFlag{Name: "xen-suspend-timeout", Value: xen.DefaultSuspendTimeout,
-			Usage: "xen (protect): longest wait for the guest to suspend itself each epoch; past it the agent stops with an error and the guest runs on"},
+			Usage: "xen (protect): longest wait for the guest to suspend itself each epoch; past it the request is withdrawn, " +
+				"the guest runs on and the epoch is skipped (see --max-skipped-epochs)"},
 		&ucli.StringFlag{Name: "xen-config", Usage: "xen (standby): the guest's xl `FILE` to restore it with on failover (default /etc/resilire/VM.cfg); " +
 			"the replica takes its size from the primary"},
 		&ucli.BoolFlag{Name: "unsafe-allow-sim", Hidden: true, Usage: "tests only: accept --domain sim, an in-process simulated guest"},

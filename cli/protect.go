@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -27,6 +28,9 @@ func protectCommand() *ucli.Command {
 		&ucli.IntFlag{Name: "precopy-rounds", Value: checkpointer.DefaultPrecopyRounds, Usage: "pre-copy rounds after the full copy at (re)synchronisation; -1: no pre-copy, the first checkpoint copies all memory in one pause"},
 		&ucli.IntFlag{Name: "scrub-every", Value: checkpointer.DefaultScrubEvery, Usage: "every N epochs compare a hash tree of all guest memory with the backup's replica " +
 			"and alarm (log, metrics, status) on divergence, naming the pages; costs one full-memory hash in that epoch's pause; 0: off"},
+		&ucli.IntFlag{Name: "max-skipped-epochs", Value: DefaultMaxSkippedEpochs, Usage: "epochs in a row that may be skipped because the guest " +
+			"could not be paused (a Xen guest that did not suspend within --xen-suspend-timeout; it runs on and its output stays held), " +
+			"before the agent stops; 0: stop at the first"},
 		&ucli.BoolFlag{Name: "pipeline", Value: true, Usage: "take epoch e+1 while e is still being shipped (releases stay in order, after each ACK)"},
 		&ucli.BoolFlag{Name: "unsafe-no-output-commit", Usage: "UNSAFE, for tests (like xl remus -n): release output at once, not after the ACK; " +
 			"a failover can then roll back replies clients already saw"},
@@ -86,6 +90,10 @@ func protectCommand() *ucli.Command {
 	}
 }
 
+// DefaultMaxSkippedEpochs is --max-skipped-epochs' default: with Xen's
+// default 2 s suspend timeout, output is held at most about 8 s longer.
+const DefaultMaxSkippedEpochs = 3
+
 // statsWindow is how many recent epochs /status summarises.
 const statsWindow = 1000
 
@@ -94,6 +102,9 @@ func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfi
 	var cfg checkpointer.PrimaryConfig
 	if err := checkTimings(c, "interval", "ack-timeout"); err != nil {
 		return cfg, nil, nil, err
+	}
+	if n := c.Int("max-skipped-epochs"); n < 0 {
+		return cfg, nil, nil, fmt.Errorf("--max-skipped-epochs %d: must be 0 or more", n)
 	}
 	policy, err := checkpointer.ParseLossPolicy(c.String("on-backup-loss"))
 	if err != nil {
@@ -134,7 +145,8 @@ func primaryConfig(c *ucli.Context, log *slog.Logger) (checkpointer.PrimaryConfi
 	cfg = checkpointer.PrimaryConfig{Domain: drv.domain, Output: drv.output, Codec: codec, Dial: dial,
 		Interval: c.Duration("interval"), HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout: c.Duration("heartbeat-timeout"), AckTimeout: c.Duration("ack-timeout"),
-		Input: drv.input, OnBackupLoss: policy, Pipeline: c.Bool("pipeline"), PrecopyRounds: c.Int("precopy-rounds"), ScrubEvery: c.Int("scrub-every"), Logger: log,
+		Input: drv.input, OnBackupLoss: policy, Pipeline: c.Bool("pipeline"), PrecopyRounds: c.Int("precopy-rounds"), ScrubEvery: c.Int("scrub-every"),
+		MaxSkippedEpochs: c.Int("max-skipped-epochs"), Logger: log,
 		Metrics: checkpointer.NewMetrics(reg, "primary", c.String("vm"))}
 	switch {
 	case x != nil && c.Bool("unsafe-no-disk-replication"):

@@ -51,6 +51,7 @@ func NewLocalMember(name string, cfg checkpointer.PrimaryConfig) (*LocalMember, 
 	m := &LocalMember{name: name, out: NewGatedOutput(cfg.Output), tick: make(chan struct{}), dom: cfg.Domain,
 		aborted: make(chan struct{}), stopped: make(chan struct{})}
 	cfg.Output, cfg.Tick, cfg.Hold = m.out, m.tick, m.hold
+	cfg.MaxSkippedEpochs = 0 // a round is taken or fails: never skipped
 	p, err := checkpointer.NewPrimary(cfg)
 	if err != nil {
 		return nil, err

@@ -58,6 +58,10 @@ type Options struct {
 // under load (tens of milliseconds on hardware, ~60 ms under QEMU TCG).
 const DefaultSuspendTimeout = 2 * time.Second
 
+// minLateWait is the least time a guest that acknowledged a withdrawn
+// request gets to reach its suspend (Domain.lateWait).
+const minLateWait = time.Second
+
 // Domain is the Xen implementation of checkpointer.Domain for one HVM
 // guest without a device model (PVH). Page numbers are dense indices into
 // the guest's populated frames (see Layout). It is safe for use by one epoch
@@ -74,6 +78,11 @@ type Domain struct {
 	owned   io.Closer // the libxc handles, when OpenDomain made them
 
 	suspendTimeout, suspendPoll time.Duration
+	// lateWait bounds the wait for a guest that took the request just as
+	// it was withdrawn: it is already on its way into its suspend
+	// hypercall (tens of ms under TCG, SUSPEND.md), however short
+	// suspendTimeout is.
+	lateWait time.Duration
 
 	mu       sync.Mutex
 	paused   bool // suspended by Pause (the guest stopped itself)
@@ -130,7 +139,7 @@ func NewDomain(xc Libxc, domid uint32, name string, opts Options) (*Domain, erro
 		opts.Logger.Warn("resumed a guest left suspended", "vm", name, "domid", domid)
 	}
 	d := &Domain{xc: xc, domid: domid, name: name, batch: opts.BatchPages, log: opts.Logger,
-		suspendTimeout: opts.SuspendTimeout, suspendPoll: opts.SuspendPoll,
+		suspendTimeout: opts.SuspendTimeout, suspendPoll: opts.SuspendPoll, lateWait: max(opts.SuspendTimeout, minLateWait),
 		nrGPFNs: info.NrGPFNs, version: [2]uint16{major, minor},
 		bitmap: make([]uint64, (info.NrGPFNs+63)/64),
 		pfnBuf: make([]uint64, MaxBatch), errBuf: make([]int32, MaxBatch), types: make([]uint32, MaxBatch)}
@@ -206,9 +215,11 @@ func (d *Domain) MemorySize() uint64 { return d.layout.Pages() * checkpointer.Pa
 // shut down with SHUTDOWN_suspend. The guest's suspend path saves what a
 // plain vCPU pause would lose (timer and IPI event channels are rebuilt on
 // its resume path), so the image restores into a running guest. A guest
-// that does not suspend within SuspendTimeout, or ctx's end, has the
-// request withdrawn and Pause fails; one that shuts down otherwise fails
-// with ErrDying.
+// that does not suspend within SuspendTimeout has the request withdrawn
+// (or, taken at the last moment, is resumed at once) and Pause fails with
+// checkpointer.ErrPauseRefused: the guest runs on and the epoch may be
+// retried. ctx's end withdraws the request too; a guest that shuts down
+// otherwise fails with ErrDying.
 func (d *Domain) Pause(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -269,17 +280,23 @@ func (d *Domain) cancelSuspend(ctx context.Context) error {
 	if ctx.Err() != nil {
 		cause = fmt.Errorf("domain %d: suspend: %w", d.domid, ctx.Err())
 	}
+	// The guest runs on unchanged when the request is withdrawn, or taken
+	// late and then resumed: the epoch may be skipped and tried again.
+	refused := fmt.Errorf("%w: %w", checkpointer.ErrPauseRefused, cause)
 	if withdrawn {
-		return cause
+		return refused
 	}
 	// Acknowledged: the guest is on its way into SCHEDOP_shutdown.
-	end := time.Now().Add(d.suspendTimeout)
+	end := time.Now().Add(d.lateWait)
 	suspended, err := d.awaitSuspend(func() bool { return time.Now().After(end) })
 	switch {
 	case err != nil:
 		return errors.Join(cause, err)
 	case suspended:
-		return errors.Join(cause, d.xc.ResumeFast(d.domid))
+		if err := d.xc.ResumeFast(d.domid); err != nil {
+			return errors.Join(cause, err)
+		}
+		return refused
 	}
 	return fmt.Errorf("%w; it acknowledged the request but never suspended: it may be hung", cause)
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/resilire/resilire/checkpointer"
 )
 
 // sparse guest: 3000-frame address space (three PFNTypes batches), three
@@ -285,7 +287,7 @@ func TestPauseSuspendTimeouts(t *testing.T) {
 	opts := Options{SuspendTimeout: 20 * time.Millisecond}
 	f, d := openFake(t, opts)
 	f.reply = replyIgnore
-	if err := d.Pause(ctx); !errors.Is(err, ErrSuspendTimeout) {
+	if err := d.Pause(ctx); !errors.Is(err, ErrSuspendTimeout) || !errors.Is(err, checkpointer.ErrPauseRefused) {
 		t.Fatalf("hung guest: %v", err)
 	}
 	if f.pending || f.info.Shutdown || !slices.Contains(f.calls, "cancel "+OpSuspend) {
@@ -297,18 +299,33 @@ func TestPauseSuspendTimeouts(t *testing.T) {
 
 	f, d = openFake(t, opts)
 	f.reply = replyLate
-	if err := d.Pause(ctx); !errors.Is(err, ErrSuspendTimeout) {
+	if err := d.Pause(ctx); !errors.Is(err, ErrSuspendTimeout) || !errors.Is(err, checkpointer.ErrPauseRefused) {
 		t.Fatalf("late guest: %v", err)
 	}
 	if f.info.Shutdown || f.resumes != 1 {
 		t.Fatalf("late suspend not resumed: shut down %v, %d resumes", f.info.Shutdown, f.resumes)
+	}
+	// The guest runs on: the next epoch's pause works.
+	f.reply = replySuspend
+	if err := d.Pause(ctx); err != nil {
+		t.Fatalf("pause after a refused one: %v", err)
+	}
+
+	// Taken but never carried out: the guest may be stuck half-way into
+	// its suspend, so this is no refusal the epoch loop may skip.
+	f, d = openFake(t, opts)
+	f.reply = replyStuck
+	d.lateWait = 20 * time.Millisecond
+	if err := d.Pause(ctx); !errors.Is(err, ErrSuspendTimeout) || errors.Is(err, checkpointer.ErrPauseRefused) ||
+		!strings.Contains(err.Error(), "never suspended") {
+		t.Fatalf("stuck guest: %v", err)
 	}
 
 	f, d = openFake(t, opts)
 	f.reply = replyIgnore
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := d.Pause(cctx); !errors.Is(err, context.Canceled) || f.pending {
+	if err := d.Pause(cctx); !errors.Is(err, context.Canceled) || f.pending || !errors.Is(err, checkpointer.ErrPauseRefused) {
 		t.Fatalf("cancelled pause: %v (pending %v)", err, f.pending)
 	}
 

@@ -110,6 +110,7 @@ const (
 	replyIgnore                      // never takes the request (hung)
 	replyLate                        // takes it just as the driver withdraws it
 	replyCrash                       // shuts down with SHUTDOWN_crash
+	replyStuck                       // takes it as the driver withdraws it, never suspends
 )
 
 func (f *fakeXC) StoreRead(path string) (string, bool, error) {
@@ -147,7 +148,7 @@ func (f *fakeXC) CancelSuspend(domid uint32) (bool, error) {
 		f.suspend(ShutdownSuspend)
 		return false, nil
 	}
-	withdrawn := f.pending
+	withdrawn := f.pending && f.reply != replyStuck
 	f.pending = false
 	return withdrawn, nil
 }

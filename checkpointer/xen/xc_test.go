@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/testenv"
 )
 
@@ -129,6 +130,78 @@ func TestRealLogDirtyBusy(t *testing.T) {
 	if _, err := first.HarvestDirty(ctx, nil); err != nil {
 		t.Fatalf("the first tracker lost its log: %v", err)
 	}
+}
+
+// TestRealSuspendRefused asks the real guest to suspend with a timeout it
+// cannot meet (1 ms; it takes tens of ms under TCG): every Pause must be
+// refused with checkpointer.ErrPauseRefused and leave the guest running
+// (the request withdrawn, or, taken at the last moment, resumed at once),
+// so that the epoch loop may skip the epoch. Then a Pause with the default
+// timeout must still work, and the guest must have run meanwhile.
+func TestRealSuspendRefused(t *testing.T) {
+	vm := os.Getenv("RESILIRE_XEN_DOMAIN")
+	if vm == "" {
+		t.Skip("RESILIRE_XEN_DOMAIN not set (only meaningful in a xen dom0)")
+	}
+	testenv.RequirePrivileged(t)
+	ctx := context.Background()
+	d, err := OpenDomain(ctx, vm, Options{SuspendTimeout: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cx := &cancelCounter{Libxc: d.xc}
+	d.xc = cx
+	before, err := xlCPUTime(vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tries = 10
+	for i := range tries {
+		err := d.Pause(ctx)
+		if !errors.Is(err, checkpointer.ErrPauseRefused) {
+			t.Fatalf("pause %d with a 1 ms timeout: %v, want a refusal", i, err)
+		}
+		info, ierr := d.xc.DomainInfo(d.DomID())
+		if ierr != nil || info.Shutdown || info.Dying {
+			t.Fatalf("after refused pause %d the guest is not running: %+v %v", i, info, ierr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.suspendTimeout = DefaultSuspendTimeout
+	start := time.Now()
+	if err := d.Pause(ctx); err != nil {
+		t.Fatalf("pause with the default timeout after %d refusals: %v", tries, err)
+	}
+	stopped := time.Since(start)
+	if err := d.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	after, err := xlCPUTime(vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after <= before {
+		t.Fatalf("guest CPU time %.1f s -> %.1f s: it did not run", before, after)
+	}
+	t.Logf("%d pauses refused (%d taken late and resumed), the guest ran on (CPU %.1f s -> %.1f s); then suspended in %v",
+		tries, cx.late, before, after, stopped.Round(time.Millisecond))
+}
+
+// cancelCounter counts the withdrawals that came too late (the guest had
+// taken the request).
+type cancelCounter struct {
+	Libxc
+	late int
+}
+
+func (c *cancelCounter) CancelSuspend(domid uint32) (bool, error) {
+	withdrawn, err := c.Libxc.CancelSuspend(domid)
+	if err == nil && !withdrawn {
+		c.late++
+	}
+	return withdrawn, err
 }
 
 // TestRealLogDirtySoak is a diagnostic of the hypervisor, not of the

@@ -36,7 +36,7 @@ func TestXenDriverOnRealXen(t *testing.T) {
 		t.Logf("guest console:\n%s", Console(ctx, h))
 		t.Fatal(err)
 	}
-	for _, want := range []string{"--- PASS: TestRealDomain", "--- PASS: TestRealSaveRestore"} {
+	for _, want := range []string{"--- PASS: TestRealDomain", "--- PASS: TestRealSuspendRefused", "--- PASS: TestRealSaveRestore"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("dom0 run lacks %q", want)
 		}
