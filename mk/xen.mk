@@ -40,5 +40,5 @@ xen-test: ## (root) the nested Xen rig (real Xen 4.17 under QEMU TCG): the drive
 xen-smoke: ## (root) the bounded slice of the nested Xen rig: boot a host, the driver's real tests in its dom0 (epochs, exact dirty log, restore that runs, PV refused) (~3.5 min, plus ~2.5 min for the first image build)
 	RESILIRE_TEST_PRIVILEGED=1 $(GO) test -count=1 -timeout 20m -v -run 'TestXenDriverOnRealXen$$' $(XENRIG_PKG)
 
-xen-demo: ## (root) two nested Xen hosts: the protected PVH guest survives the kill of its host; prints the failover report
-	RESILIRE_TEST_PRIVILEGED=1 $(GO) test -count=1 -timeout 30m -v -run 'TestXenHostKill$$' $(XENRIG_PKG)
+xen-demo: ## (root) two nested Xen hosts: the protected PVH guest survives the kill of its host; make demo's report in out/xen-demo-report.txt, timeline in out/xen-demo-timeline.png
+	RESILIRE_XEN_DEMO_OUT=$(CURDIR)/out RESILIRE_TEST_PRIVILEGED=1 $(GO) test -count=1 -timeout 30m -v -run 'TestXenHostKill$$' $(XENRIG_PKG)

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -334,7 +336,29 @@ func TestRealSaveRestore(t *testing.T) {
 	if out, err := exec.Command("xl", "destroy", strconv.Itoa(int(d.DomID()))).CombinedOutput(); err != nil {
 		t.Fatalf("xl destroy: %v: %s", err, out)
 	}
+	// A failing `xl restore` (here: the backup's bridge is misnamed in its
+	// config) is a clear error naming the command and its output, and
+	// leaves no domain behind.
+	badCfg := restoreBadBridge(t, cfg)
 	opts := DefaultStandbyOptions(vm)
+	opts.Command = RestoreCommand(badCfg)
+	bad, err := NewStandby(r, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bad.Activate(ctx, state)
+	if err == nil || !strings.Contains(err.Error(), "xl restore") || !strings.Contains(err.Error(), badCfg) ||
+		!strings.Contains(err.Error(), "rslnobr0") {
+		t.Fatalf("restore with a missing bridge: %v, want a failed xl restore", err)
+	}
+	t.Logf("restore with a missing bridge refused: %v", err)
+	if out, lerr := exec.Command("xl", "list", vm).CombinedOutput(); lerr == nil {
+		t.Fatalf("a failed restore left the domain behind:\n%s", out)
+	}
+	if err := bad.Activate(ctx, state); !errors.Is(err, ErrActivated) {
+		t.Fatalf("second activation of the same standby: %v, want ErrActivated", err)
+	}
+
 	opts.Command = RestoreCommand(cfg)
 	s, err := NewStandby(r, opts)
 	if err != nil {
@@ -356,6 +380,24 @@ func TestRealSaveRestore(t *testing.T) {
 		t.Fatalf("restored guest does not run: CPU time %.1f s -> %.1f s over 10 s", before, after)
 	}
 	t.Logf("restored guest runs: CPU time %.1f s -> %.1f s over 10 s", before, after)
+}
+
+// restoreBadBridge writes a copy of the xl config cfg whose vif names a
+// bridge that does not exist.
+func restoreBadBridge(t *testing.T, cfg string) string {
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte("bridge=")) {
+		t.Fatalf("%s has no vif bridge", cfg)
+	}
+	bad := filepath.Join(t.TempDir(), "nobridge.cfg")
+	re := regexp.MustCompile(`bridge=[A-Za-z0-9_.-]+`)
+	if err := os.WriteFile(bad, re.ReplaceAll(b, []byte("bridge=rslnobr0")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bad
 }
 
 // xlCPUTime is the domain's CPU time in seconds (`xl list`, column 6); a

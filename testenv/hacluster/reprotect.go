@@ -479,7 +479,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 func (r *DeathsResult) Print(w io.Writer) {
 	yes := map[bool]string{true: "yes", false: "NO"}
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-	printEpochs(w, r.Primary.Stats, r.Interval, r.Bank != nil)
+	PrintEpochs(w, r.Primary.Stats, r.Interval, r.Bank != nil)
 	fmt.Fprintf(w, "agents' peak RSS (VmHWM):        protect %.1f MiB, standby %.1f MiB (guest %d MiB; counts the guest RAM they map, shared, and the rings' double mapping)\n",
 		float64(r.ProtectRSS)/(1<<20), float64(r.StandbyRSS)/(1<<20), r.GuestMiB)
 	fmt.Fprintf(w, "agents' own memory (RssAnon):    protect %.1f MiB, standby %.1f MiB (what each costs dom0 beyond the guest)\n",

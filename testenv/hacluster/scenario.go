@@ -151,7 +151,7 @@ func KillDuring(ctx context.Context, c *Cluster, o KillOptions) (*KillResult, er
 func (r *KillResult) Print(w io.Writer) {
 	s := r.Summary
 	yes := map[bool]string{true: "yes", false: "NO"}
-	printEpochs(w, r.Primary.Stats, r.Interval, r.Bank != nil)
+	PrintEpochs(w, r.Primary.Stats, r.Interval, r.Bank != nil)
 	fmt.Fprintf(w, "host-a killed at:                %v into the client run\n", r.KillAt.Round(time.Millisecond))
 	fmt.Fprintf(w, "standby active after:            %v\n", r.Activated.Round(time.Millisecond))
 	fmt.Fprintf(w, "client-observed downtime:        %v (longest gap between acknowledgements)\n", s.Outage.Round(time.Millisecond))
@@ -199,8 +199,9 @@ func printBank(w io.Writer, b *BankResult) {
 	}
 }
 
-// printEpochs writes the protected epochs' lines of a report.
-func printEpochs(w io.Writer, st *checkpointer.EpochSummary, interval time.Duration, disk bool) {
+// PrintEpochs writes the protected epochs' lines of a report (make demo's,
+// make xen-demo's).
+func PrintEpochs(w io.Writer, st *checkpointer.EpochSummary, interval time.Duration, disk bool) {
 	if st == nil {
 		st = &checkpointer.EpochSummary{}
 	}

@@ -6,13 +6,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/testenv/hacluster"
 	"github.com/resilire/resilire/testenv/kvload"
 )
 
@@ -44,8 +48,11 @@ type FailoverResult struct {
 	Primary   Status   // the primary's status just before the kill
 	HostRSS   []uint64 // each host's QEMU peak RSS just before the fault
 	AgentMem  []string // each dom0's resilire agents' memory just before the fault (AgentMemory)
-	Killed    time.Duration
-	Live      time.Duration // kill -> the kv service answers a new connection from the backup
+	Fault     Fault
+	Interval  time.Duration
+	Killed    time.Duration // the fault, from the client's start
+	Live      time.Duration // fault -> the kv service answers a new connection from the backup
+	Skipped   int           // epochs the primary skipped: the guest did not suspend in time
 	PrimaryLg string        // the primary agent's log tail
 	StandbyLg string        // the standby agent's log tail
 }
@@ -73,7 +80,7 @@ func (r *Rig) Protect(ctx context.Context, a, b int, opts FailoverOptions) error
 	}
 	if _, err := pa.Run(ctx, time.Minute, fmt.Sprintf(
 		"resilire dataplane attach --vm %s --port %s && setsid resilire protect --vm %s --domain xen --dataplane "+
-			"--backup %s:7788 --interval %v --heartbeat-timeout 3s --xen-suspend-timeout 30s --no-progress%s </dev/null >/var/log/resilire.log 2>&1 &",
+			"--backup %s:7788 --interval %v --heartbeat-timeout 3s --xen-suspend-timeout 5s --max-skipped-epochs 10 --no-progress%s </dev/null >/var/log/resilire.log 2>&1 &",
 		GuestName, GuestVif, GuestName, ReplIP(b), opts.Interval, unsafe)); err != nil {
 		return err
 	}
@@ -95,13 +102,7 @@ type Status struct {
 	Role  string `json:"role"`
 	State string `json:"state"`
 	Epoch uint64 `json:"epoch"`
-	Stats struct {
-		PauseP50       time.Duration `json:"pause_p50_ns"`
-		PauseP99       time.Duration `json:"pause_p99_ns"`
-		WireBytesMean  float64       `json:"wire_bytes_mean"`
-		PageBytesMean  float64       `json:"page_bytes_mean"`
-		DirtyPagesMean float64       `json:"dirty_pages_mean"`
-	} `json:"stats"`
+	Stats *checkpointer.EpochSummary `json:"stats"`
 }
 
 // AgentStatus reads the agent's /status on host h.
@@ -196,7 +197,7 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 	if err := r.Protect(ctx, a, b, opts); err != nil {
 		return nil, err
 	}
-	res := &FailoverResult{}
+	res := &FailoverResult{Fault: opts.Fault, Interval: opts.Interval}
 	stop := make(chan struct{})
 	// The client waits up to 3 minutes for a reply: under nested TCG a
 	// failover takes tens of seconds and TCP's retransmission backoff
@@ -222,6 +223,9 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 		return res, fmt.Errorf("before the kill the primary is not protecting (status %+v, %v)", st, err)
 	}
 	res.Epochs, res.Primary = st.Epoch, st
+	if n, err := r.Hosts[a].Run(ctx, 20*time.Second, "grep -c 'epoch skipped' /var/log/resilire.log || true"); err == nil {
+		res.Skipped, _ = strconv.Atoi(strings.TrimSpace(n))
+	}
 	for _, h := range r.Hosts {
 		res.HostRSS = append(res.HostRSS, h.PeakRSS())
 		res.AgentMem = append(res.AgentMem, AgentMemory(ctx, h))
@@ -254,4 +258,25 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 	lost, err := kvload.Verify(ctx, lopts, o.res.Acked)
 	res.Lost = lost
 	return res, err
+}
+
+// Print writes the run's report in the form of `make demo`'s.
+func (res *FailoverResult) Print(w io.Writer) {
+	hacluster.PrintEpochs(w, res.Primary.Stats, res.Interval, false)
+	fmt.Fprintf(w, "epochs skipped (slow suspend):   %d\n", res.Skipped)
+	if res.Load == nil {
+		return
+	}
+	s := res.Load.Summarize()
+	yes := map[bool]string{true: "yes", false: "NO"}
+	fmt.Fprintf(w, "xen1 %-27s %v into the client run\n", string(res.Fault)+" at:", res.Killed.Round(time.Millisecond))
+	fmt.Fprintf(w, "guest answered from xen2 after:  %v (a new connection's first reply)\n", res.Live.Round(time.Millisecond))
+	fmt.Fprintf(w, "client-observed downtime:        %v (longest gap between acknowledgements)\n", s.Outage.Round(time.Millisecond))
+	fmt.Fprintf(w, "requests / acknowledged:         %d / %d\n", s.Requests, s.Acked)
+	fmt.Fprintf(w, "latency p50/p99:                 %v / %v (replies wait for their epoch's ACK)\n", s.P50, s.P99)
+	fmt.Fprintf(w, "acknowledged writes lost:        %d\n", len(res.Lost))
+	fmt.Fprintf(w, "TCP connection survived:         %s (reconnects %d)\n", yes[res.Load.Reconnects == 0], res.Load.Reconnects)
+	fmt.Fprintf(w, "rolled-back/inconsistent replies: %d\n", res.Load.Inconsistent)
+	safe := len(res.Lost) == 0 && res.Load.Inconsistent == 0 && res.Load.Reconnects == 0
+	fmt.Fprintf(w, "verdict:                         %s\n", map[bool]string{true: "SAFE", false: "VIOLATION"}[safe])
 }

@@ -3,7 +3,8 @@
 # Builds what a nested Xen host needs, from Debian packages only, into OUT:
 #   xen          the hypervisor as a plain multiboot ELF (QEMU's -kernel)
 #   vmlinuz, initrd.img   the dom0 kernel and Debian's initramfs
-#   dom0.ext4    the dom0 root: debootstrap minbase + xen-utils-4.17, whose
+#   dom0.ext4    the dom0 root: debootstrap minbase + xen-utils-4.17 and the
+#                HVM device model (qemu-system-xen, seabios), whose
 #                /sbin/xeninit starts the toolstack and serves the rig's
 #                command queue on the 9p share (see rig.go)
 # usage: images.sh OUT   (the Go rig calls it and caches OUT by this file's hash)
@@ -13,6 +14,16 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 ROOT=$OUT/rootfs
 mkdir -p "$OUT"
 cd "$OUT"
+# A maintainer script may leave /proc mounted in the chroot (seen with the
+# device model's packages): unmount before packing, mkfs.ext4 -d would try
+# to copy it, and on any exit.
+unmount_chroot() {
+  for m in dev/pts dev sys proc; do
+    if mountpoint -q "$ROOT/$m" 2>/dev/null; then umount -l "$ROOT/$m"; fi
+  done
+  return 0
+}
+trap unmount_chroot EXIT
 
 # 1. The hypervisor: /boot/xen-4.17-amd64.gz of the Debian package is a
 #    gzipped ELF with a multiboot header; QEMU's loader needs it plain.
@@ -36,7 +47,8 @@ if [ ! -f "$ROOT/.done" ]; then
   chroot "$ROOT" apt-get update -q
   DEBIAN_FRONTEND=noninteractive chroot "$ROOT" apt-get install -y -q --no-install-recommends \
     linux-image-amd64 initramfs-tools xen-utils-4.17 xen-utils-common xenstore-utils \
-    busybox iproute2 kmod procps util-linux e2fsprogs
+    busybox iproute2 kmod procps util-linux e2fsprogs \
+    qemu-system-xen seabios
   chroot "$ROOT" apt-get clean
   touch "$ROOT/.done"
 fi
@@ -78,6 +90,7 @@ chmod +x "$ROOT/sbin/xeninit"
 
 cp "$ROOT"/boot/vmlinuz-* vmlinuz
 cp "$ROOT"/boot/initrd.img-* initrd.img
+unmount_chroot
 rm -f dom0.ext4.tmp
 mkfs.ext4 -q -L dom0root -d "$ROOT" dom0.ext4.tmp 2G
 mv dom0.ext4.tmp dom0.ext4

@@ -236,6 +236,24 @@ func GuestConfig() string {
 	}, "\n")
 }
 
+// HVMGuestConfig is an HVM domU with a device model (qemu-system-xen in
+// dom0) booting the test guest's kernel directly: a guest the driver
+// must refuse.
+func HVMGuestConfig(name string) string {
+	return strings.Join([]string{
+		`name = "` + name + `"`,
+		`type = "hvm"`,
+		`memory = 128`,
+		`vcpus = 1`,
+		`kernel = "/root/guest/vmlinuz"`,
+		`ramdisk = "/root/guest/initrd.cpio"`,
+		`extra = "console=ttyS0 quiet panic=-1"`,
+		`serial = "pty"`,
+		`vnc = 0`,
+		`nographic = 1`,
+	}, "\n")
+}
+
 // StartGuest creates the guest on host h and waits until its kv service
 // answers the client.
 func (r *Rig) StartGuest(ctx context.Context, h *Host) error {

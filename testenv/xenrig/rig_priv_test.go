@@ -4,6 +4,7 @@ package xenrig
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,17 @@ func TestXenDriverOnRealXen(t *testing.T) {
 	t.Logf("protect of a PV guest:\n%s", out)
 	if err != nil || !strings.Contains(out, "is PV") || !strings.Contains(out, "unsupported guest type") || strings.Contains(out, "exit=0") {
 		t.Fatalf("protect of a PV guest was not refused with its reason: %v", err)
+	}
+
+	// So is an HVM guest with its device model (QEMU in dom0): QEMU's
+	// device state and its writes to guest memory are not captured.
+	if _, err := h.Run(ctx, 3*time.Minute, "xl destroy gpv && cat > /etc/resilire/ghvm.cfg <<'CFG'\n"+HVMGuestConfig("ghvm")+"\nCFG\nxl create /etc/resilire/ghvm.cfg"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = h.Run(ctx, time.Minute, "xl list ghvm | tail -1; resilire protect --vm ghvm --domain xen --backup 127.0.0.1:9 --metrics-addr '' 2>&1; echo exit=$?")
+	t.Logf("protect of an HVM guest:\n%s", out)
+	if err != nil || !strings.Contains(out, "is HVM with emulated devices") || !strings.Contains(out, "only PVH guests") || strings.Contains(out, "exit=0") {
+		t.Fatalf("protect of an HVM guest was not refused with its reason: %v", err)
 	}
 }
 
@@ -112,6 +124,17 @@ func runFailover(t *testing.T, opts FailoverOptions) (*Rig, *FailoverResult) {
 	}
 	res, err := r.Failover(ctx, 0, 1, opts)
 	logFailover(t, res)
+	if dir := os.Getenv("RESILIRE_XEN_DEMO_OUT"); dir != "" && res != nil && res.Load != nil {
+		// make xen-demo: make demo's report and timeline, from real Xen.
+		var rep strings.Builder
+		res.Print(&rep)
+		png := filepath.Join(dir, "xen-demo-timeline.png")
+		if err := errors.Join(os.MkdirAll(dir, 0o755), os.WriteFile(filepath.Join(dir, "xen-demo-report.txt"), []byte(rep.String()), 0o644),
+			res.Load.Plot(png, "kvload across the "+string(res.Fault)+" of xen1 (real Xen nested under QEMU TCG; one TCP connection)", res.Killed)); err != nil {
+			t.Error(err)
+		}
+		t.Logf("report (%s):\n%stimeline:                        %s", filepath.Join(dir, "xen-demo-report.txt"), rep.String(), png)
+	}
 	if err != nil {
 		r.LogConsoles(t)
 		t.Fatal(err)
