@@ -99,9 +99,9 @@ func (r *Rig) Protect(ctx context.Context, a, b int, opts FailoverOptions) error
 
 // Status is the part of an agent's /status the rig reads.
 type Status struct {
-	Role  string `json:"role"`
-	State string `json:"state"`
-	Epoch uint64 `json:"epoch"`
+	Role  string                     `json:"role"`
+	State string                     `json:"state"`
+	Epoch uint64                     `json:"epoch"`
 	Stats *checkpointer.EpochSummary `json:"stats"`
 }
 
