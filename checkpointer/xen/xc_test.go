@@ -39,21 +39,29 @@ func TestOpenOutsideDom0(t *testing.T) {
 	t.Log(err)
 }
 
-// TestRealDomain drives a running PVH guest named by RESILIRE_XEN_DOMAIN
-// through one epoch on a real dom0 (the Vagrant rig). The guest is paused
-// for a moment and resumed; its log-dirty mode is switched off at the end.
-func TestRealDomain(t *testing.T) {
+// realDomain opens the running guest RESILIRE_XEN_DOMAIN names, closed at
+// the test's end; the test is skipped outside a dom0 that has one.
+func realDomain(t *testing.T, opts Options) (string, *Domain) {
+	t.Helper()
 	vm := os.Getenv("RESILIRE_XEN_DOMAIN")
 	if vm == "" {
 		t.Skip("RESILIRE_XEN_DOMAIN not set (only meaningful in a xen dom0)")
 	}
 	testenv.RequirePrivileged(t)
-	ctx := context.Background()
-	d, err := OpenDomain(ctx, vm, Options{})
+	d, err := OpenDomain(context.Background(), vm, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	t.Cleanup(func() { d.Close() })
+	return vm, d
+}
+
+// TestRealDomain drives a running PVH guest named by RESILIRE_XEN_DOMAIN
+// through one epoch on a real dom0 (the Vagrant rig). The guest is paused
+// for a moment and resumed; its log-dirty mode is switched off at the end.
+func TestRealDomain(t *testing.T) {
+	ctx := context.Background()
+	_, d := realDomain(t, Options{})
 	t.Logf("domain %d: %d pages in %d extents", d.DomID(), d.Layout().Pages(), len(d.Layout().Extents()))
 	if err := d.EnableDirtyLog(ctx); err != nil {
 		t.Fatal(err)
@@ -103,17 +111,8 @@ func TestRealDomain(t *testing.T) {
 // xl save, another replicator) must be refused with ErrLogDirtyBusy, and
 // its Close must not turn off the first one's tracking.
 func TestRealLogDirtyBusy(t *testing.T) {
-	vm := os.Getenv("RESILIRE_XEN_DOMAIN")
-	if vm == "" {
-		t.Skip("RESILIRE_XEN_DOMAIN not set (only meaningful in a xen dom0)")
-	}
-	testenv.RequirePrivileged(t)
 	ctx := context.Background()
-	first, err := OpenDomain(ctx, vm, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close()
+	vm, first := realDomain(t, Options{})
 	if err := first.EnableDirtyLog(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -141,17 +140,8 @@ func TestRealLogDirtyBusy(t *testing.T) {
 // so that the epoch loop may skip the epoch. Then a Pause with the default
 // timeout must still work, and the guest must have run meanwhile.
 func TestRealSuspendRefused(t *testing.T) {
-	vm := os.Getenv("RESILIRE_XEN_DOMAIN")
-	if vm == "" {
-		t.Skip("RESILIRE_XEN_DOMAIN not set (only meaningful in a xen dom0)")
-	}
-	testenv.RequirePrivileged(t)
 	ctx := context.Background()
-	d, err := OpenDomain(ctx, vm, Options{SuspendTimeout: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	vm, d := realDomain(t, Options{SuspendTimeout: time.Millisecond})
 	cx := &cancelCounter{Libxc: d.xc}
 	d.xc = cx
 	before, err := xlCPUTime(vm)
