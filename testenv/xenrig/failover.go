@@ -30,6 +30,9 @@ const (
 	Partition  Fault = "partition"   // the replication link cut; both hosts live on
 )
 
+// defaultInterval is the rig's checkpoint interval: TCG inside TCG.
+const defaultInterval = 200 * time.Millisecond
+
 // FailoverOptions shape one protected run ended by a fault.
 type FailoverOptions struct {
 	Fault    Fault         // default HostKill
@@ -62,7 +65,7 @@ type FailoverResult struct {
 // until the guest is protected.
 func (r *Rig) Protect(ctx context.Context, a, b int, opts FailoverOptions) error {
 	if opts.Interval == 0 {
-		opts.Interval = 200 * time.Millisecond
+		opts.Interval = defaultInterval
 	}
 	pa, pb := r.Hosts[a], r.Hosts[b]
 	// The fence device is the test (Fence): the standby's fence command
@@ -193,6 +196,9 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 	}
 	if opts.Fault == "" {
 		opts.Fault = HostKill
+	}
+	if opts.Interval == 0 {
+		opts.Interval = defaultInterval
 	}
 	if err := r.Protect(ctx, a, b, opts); err != nil {
 		return nil, err

@@ -227,6 +227,7 @@ func GuestConfig() string {
 		`type = "pvh"`,
 		`memory = 128`,
 		`vcpus = 1`,
+		guestCPUs(),
 		`kernel = "/root/guest/vmlinuz"`,
 		`ramdisk = "/root/guest/initrd.cpio"`,
 		`extra = "console=hvc0 quiet panic=-1 guest.ip=` + GuestIP + `/24"`,
@@ -234,6 +235,19 @@ func GuestConfig() string {
 		`on_crash = "preserve"`,
 		`on_reboot = "preserve"`, // the guest panics with panic=-1: keep it for its console
 	}, "\n")
+}
+
+// Unpinned reports whether RESILIRE_XEN_UNPINNED asks for the rig's old
+// CPU layout, for the diagnostic: dom0 on every pCPU and the guest
+// sharing one with it, where guests crash now and then under nested TCG.
+func Unpinned() bool { return os.Getenv("RESILIRE_XEN_UNPINNED") != "" }
+
+// guestCPUs pins the guest to pCPU 1, which dom0 does not use (Boot).
+func guestCPUs() string {
+	if Unpinned() {
+		return ""
+	}
+	return `cpus = "1"`
 }
 
 // HVMGuestConfig is an HVM domU with a device model (qemu-system-xen in
