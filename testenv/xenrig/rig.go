@@ -320,6 +320,15 @@ func (r *Rig) LogConsoles(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	for _, h := range r.Hosts {
+		// Xen's own console is the host's serial port: readable even when
+		// dom0 is gone.
+		if b, err := os.ReadFile(h.Serial()); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.Contains(l, "Triple fault") || strings.Contains(l, "crashed") {
+					t.Logf("%s: hypervisor: %s", h.Name(), strings.TrimSpace(l))
+				}
+			}
+		}
 		if !h.Alive() {
 			continue
 		}

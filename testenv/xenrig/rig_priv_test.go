@@ -34,7 +34,7 @@ func TestXenDriverOnRealXen(t *testing.T) {
 		" RESILIRE_XEN_RESTORE_CFG=/etc/resilire/"+GuestName+".cfg /share/xen.test -test.v -test.count=1 -test.run 'TestReal|TestOpen'")
 	t.Logf("in dom0:\n%s", out)
 	if err != nil {
-		t.Logf("guest console:\n%s", Console(ctx, h))
+		r.LogConsoles(t)
 		t.Fatal(err)
 	}
 	for _, want := range []string{"--- PASS: TestRealDomain", "--- PASS: TestRealSuspendRefused", "--- PASS: TestRealSaveRestore"} {
@@ -43,6 +43,7 @@ func TestXenDriverOnRealXen(t *testing.T) {
 		}
 	}
 	if err := r.WaitGuest(ctx, time.Minute); err != nil {
+		r.LogConsoles(t)
 		t.Fatalf("restored guest: %v", err)
 	}
 
