@@ -43,11 +43,23 @@ type FailoverOptions struct {
 	UnsafeNoOutputCommit bool
 }
 
+func (o FailoverOptions) withDefaults() FailoverOptions {
+	if o.Fault == "" {
+		o.Fault = HostKill
+	}
+	if o.Interval == 0 {
+		o.Interval = defaultInterval
+	}
+	if o.Before == 0 {
+		o.Before = 20 * time.Second
+	}
+	return o
+}
+
 // FailoverResult is what the client and the agents saw.
 type FailoverResult struct {
 	Load      *kvload.Result
 	Lost      []string // acknowledged keys missing or changed after the failover
-	Epochs    uint64   // the primary's last epoch before the kill
 	Primary   Status   // the primary's status just before the kill
 	HostRSS   []uint64 // each host's QEMU peak RSS just before the fault
 	AgentMem  []string // each dom0's resilire agents' memory just before the fault (AgentMemory)
@@ -64,9 +76,7 @@ type FailoverResult struct {
 // guest runs), with the eBPF output commit on the guest's vif, and waits
 // until the guest is protected.
 func (r *Rig) Protect(ctx context.Context, a, b int, opts FailoverOptions) error {
-	if opts.Interval == 0 {
-		opts.Interval = defaultInterval
-	}
+	opts = opts.withDefaults()
 	pa, pb := r.Hosts[a], r.Hosts[b]
 	// The fence device is the test (Fence): the standby's fence command
 	// waits until the test has made sure the old primary's guest cannot
@@ -191,15 +201,7 @@ func (r *Rig) inject(ctx context.Context, a int, f Fault) error {
 // host b asks, and waits until the guest serves from host b; then it
 // checks every acknowledged write.
 func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*FailoverResult, error) {
-	if opts.Before == 0 {
-		opts.Before = 20 * time.Second
-	}
-	if opts.Fault == "" {
-		opts.Fault = HostKill
-	}
-	if opts.Interval == 0 {
-		opts.Interval = defaultInterval
-	}
+	opts = opts.withDefaults()
 	if err := r.Protect(ctx, a, b, opts); err != nil {
 		return nil, err
 	}
@@ -228,7 +230,7 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 		stopLoad()
 		return res, fmt.Errorf("before the kill the primary is not protecting (status %+v, %v)", st, err)
 	}
-	res.Epochs, res.Primary = st.Epoch, st
+	res.Primary = st
 	if n, err := r.Hosts[a].Run(ctx, 20*time.Second, "grep -c 'epoch skipped' /var/log/resilire.log || true"); err == nil {
 		res.Skipped, _ = strconv.Atoi(strings.TrimSpace(n))
 	}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/resilire/resilire/checkpointer"
 	"github.com/resilire/resilire/testenv/guest"
 )
 
@@ -130,15 +129,16 @@ func runFailover(t *testing.T, opts FailoverOptions) (*Rig, *FailoverResult) {
 	res, err := r.Failover(ctx, 0, 1, opts)
 	logFailover(t, res)
 	if dir := os.Getenv("RESILIRE_XEN_DEMO_OUT"); dir != "" && res != nil && res.Load != nil {
-		// make xen-demo: make demo's report and timeline, from real Xen.
+		// make xen-demo: make demo's report (logged above) and timeline,
+		// from real Xen, kept in dir.
 		var rep strings.Builder
 		res.Print(&rep)
-		png := filepath.Join(dir, "xen-demo-timeline.png")
-		if err := errors.Join(os.MkdirAll(dir, 0o755), os.WriteFile(filepath.Join(dir, "xen-demo-report.txt"), []byte(rep.String()), 0o644),
+		txt, png := filepath.Join(dir, "xen-demo-report.txt"), filepath.Join(dir, "xen-demo-timeline.png")
+		if err := errors.Join(os.MkdirAll(dir, 0o755), os.WriteFile(txt, []byte(rep.String()), 0o644),
 			res.Load.Plot(png, "kvload across the "+string(res.Fault)+" of xen1 (real Xen nested under QEMU TCG; one TCP connection)", res.Killed)); err != nil {
 			t.Error(err)
 		}
-		t.Logf("report (%s):\n%stimeline:                        %s", filepath.Join(dir, "xen-demo-report.txt"), rep.String(), png)
+		t.Logf("report: %s, timeline: %s", txt, png)
 	}
 	if err != nil {
 		r.LogConsoles(t)
@@ -164,20 +164,9 @@ func logFailover(t *testing.T, res *FailoverResult) {
 	for i, m := range res.AgentMem {
 		t.Logf("xen%d dom0 agents' memory before the fault: %s", i+1, m)
 	}
-	ps := res.Primary.Stats
-	if ps == nil {
-		ps = &checkpointer.EpochSummary{}
-	}
-	if ps.WireBytesMean > 0 {
-		t.Logf("protected epochs: pause p50 %v p99 %v, %.0f dirty pages, %.0f page bytes -> %.0f on the wire (%.1fx)",
-			ps.PauseP50.Round(time.Millisecond), ps.PauseP99.Round(time.Millisecond), ps.DirtyPagesMean,
-			ps.PageBytesMean, ps.WireBytesMean, ps.PageBytesMean/ps.WireBytesMean)
-	}
-	s := res.Load.Summarize()
-	t.Logf("fault at %v after %d committed epochs; guest answered from the backup %v later; client: %d requests, %d acknowledged, "+
-		"p50 %v p99 %v, longest gap %v, %d reconnects, %d lost, %d rolled back",
-		res.Killed.Round(time.Millisecond), ps.Committed, res.Live.Round(time.Millisecond), s.Requests, s.Acked,
-		s.P50, s.P99, s.Outage.Round(time.Millisecond), res.Load.Reconnects, len(res.Lost), res.Load.Inconsistent)
+	var rep strings.Builder
+	res.Print(&rep)
+	t.Logf("report:\n%s", rep.String())
 }
 
 func mib(b []uint64) []uint64 {
