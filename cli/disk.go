@@ -16,14 +16,16 @@ func diskFlags(primary bool) []ucli.Flag {
 	f := []ucli.Flag{
 		&ucli.StringFlag{Name: "disk-image", Usage: "raw disk image of the guest (same size on both hosts): protect serves it and replicates " +
 			"each epoch's writes with its checkpoint; standby keeps its copy, changed only by committed checkpoints (journaled)"},
-		&ucli.StringFlag{Name: "disk-socket", Usage: "Unix socket where the image is served over NBD to QEMU (qemu.Config DiskSocket); " +
-			"standby: served to the warm standby for after failover"},
+		&ucli.StringFlag{Name: "disk-socket", Usage: "Unix socket where the image is served over NBD: to QEMU (qemu.Config DiskSocket), " +
+			"or to a Xen guest through the kernel's NBD client (its xl disk: script=block-resilire,target=SOCKET); " +
+			"standby: served to the warm standby, or to the guest xl restore starts, after failover"},
 		&ucli.Int64Flag{Name: "disk-epoch-max-mib", Value: 256, Usage: "disk data written in one epoch after which the checkpoint is taken at once, " +
 			"before the interval: bounds the memory one epoch's disk cut takes here and its staging on the backup; 0: no bound"},
 	}
 	if primary {
-		f = append(f, &ucli.BoolFlag{Name: "start-vm", Usage: "qemu: boot the VM of --qemu-config (detached: it outlives the agent) " +
-			"instead of attaching to a running one; required with --disk-image, whose export lives in this process and must exist before QEMU opens it"})
+		f = append(f, &ucli.BoolFlag{Name: "start-vm", Usage: "boot the guest instead of attaching to a running one: qemu: the VM of --qemu-config " +
+			"(detached: it outlives the agent); xen: xl create --xen-config; required with --disk-image, whose export lives in this process " +
+			"and must exist before the guest opens its disk"})
 	}
 	return append(f, &ucli.BoolFlag{Name: "unsafe-no-disk-replication", Usage: "UNSAFE, for tests (on both agents): serve --disk-image but do not replicate it; " +
 		"after a failover the disk no longer matches the guest's memory"})

@@ -32,6 +32,11 @@ func TestDomainFlagErrors(t *testing.T) {
 	}
 	plain, other := cfgFile("plain.json", ""), cfgFile("other.json", "/run/other.sock")
 	disk := []string{"--disk-image", img, "--disk-socket", sock}
+	// An xl config whose disk is another socket's.
+	xenNoDisk := filepath.Join(dir, "guest.cfg")
+	if err := os.WriteFile(xenNoDisk, []byte("name = \"x\"\ndisk = [ 'vdev=xvda,script=block-resilire,target=/run/other.nbd' ]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -46,8 +51,20 @@ func TestDomainFlagErrors(t *testing.T) {
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "sim"}, "--domain sim: the simulated guest is for tests only"},
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen", "--xen-memory-mib", "64"}, "flag provided but not defined: -xen-memory-mib"},
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen"}, "xen"},
-		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "xen", "--disk-image", "/x.img", "--disk-socket", "/x.sock", "--start-vm"},
-			"a Xen guest's disk is not replicated yet"},
+		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "xen", "--disk-image", img},
+			"--disk-image with --domain xen needs --disk-socket"},
+		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen", "--disk-image", img},
+			"--disk-image with --domain xen needs --disk-socket"},
+		{append([]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "xen"}, disk...),
+			"--disk-image needs --start-vm with --domain xen"},
+		{append([]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "xen", "--start-vm", "--xen-config", xenNoDisk}, disk...),
+			"has no disk with script=block-resilire,target=" + sock},
+		{append([]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen", "--xen-config", xenNoDisk}, disk...),
+			"has no disk with script=block-resilire,target=" + sock},
+		{append([]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "xen", "--start-vm", "--xen-config", missing}, disk...),
+			"the guest's xl config (--xen-config)"},
+		{[]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "xen", "--start-vm", "--dataplane", "--xen-config", xenNoDisk},
+			"no vifname= on the guest's vif"},
 		{[]string{"standby", "--vm", "x", "--listen", "127.0.0.1:0", "--domain", "xen", "--reprotect-to", "127.0.0.1:1"},
 			"a Xen guest restored here is not protected again yet"},
 		{append([]string{"protect", "--vm", "x", "--backup", "127.0.0.1:1", "--domain", "qemu", "--qemu-config", plain}, disk...),

@@ -41,8 +41,8 @@ func domainFlags() []ucli.Flag {
 		&ucli.DurationFlag{Name: "xen-suspend-timeout", Value: xen.DefaultSuspendTimeout,
 			Usage: "xen (protect): longest wait for the guest to suspend itself each epoch; past it the request is withdrawn, " +
 				"the guest runs on and the epoch is skipped (see --max-skipped-epochs)"},
-		&ucli.StringFlag{Name: "xen-config", Usage: "xen (standby): the guest's xl `FILE` to restore it with on failover (default /etc/resilire/VM.cfg); " +
-			"the replica takes its size from the primary"},
+		&ucli.StringFlag{Name: "xen-config", Usage: "xen: the guest's xl `FILE`, the same on both hosts (default /etc/resilire/VM.cfg): " +
+			"protect --start-vm creates the guest with it, standby restores it with it on failover; the replica takes its size from the primary"},
 		&ucli.BoolFlag{Name: "unsafe-allow-sim", Hidden: true, Usage: "tests only: accept --domain sim, an in-process simulated guest"},
 		&ucli.Uint64Flag{Name: "sim-memory-mib", Value: 64, Hidden: true, Usage: "sim: guest memory in MiB"},
 		&ucli.Uint64Flag{Name: "sim-seed", Value: 1, Hidden: true, Usage: "sim: seed of the write pattern"},
@@ -69,10 +69,16 @@ func checkDomain(c *ucli.Context) error {
 		_, err := qemu.ParseTracking(c.String("dirty-tracking"))
 		return err
 	case "xen":
-		// Not built for Xen yet: refused rather than half done.
-		if c.IsSet("disk-image") {
-			return errors.New("--disk-image: the disk path is QEMU's (an NBD export QEMU opens); a Xen guest's disk is not replicated yet")
+		if c.String("disk-image") != "" {
+			if c.String("disk-socket") == "" {
+				return errors.New("--disk-image with --domain xen needs --disk-socket: the guest's disk is the image served there " +
+					"(its xl disk: script=block-resilire,target=SOCKET)")
+			}
+			if c.Command.Name == "protect" && !c.Bool("start-vm") {
+				return errors.New("--disk-image needs --start-vm with --domain xen: the disk's export lives in protect, so protect creates the guest (xl create --xen-config)")
+			}
 		}
+		// Not built for Xen yet: refused rather than half done.
 		if c.String("reprotect-to") != "" {
 			return errors.New("--reprotect-to: continuous protection is QEMU's; a Xen guest restored here is not protected again yet")
 		}

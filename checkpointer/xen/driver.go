@@ -52,6 +52,11 @@ type Options struct {
 	// libxl's fallback poll: a tighter loop of hypercalls takes CPU from
 	// the very guest that must run to suspend).
 	SuspendPoll time.Duration
+	// BootWait is how long NewDomain waits for a guest that does not take
+	// suspend requests yet to start doing so: one just created (protect
+	// --start-vm) advertises control/feature-suspend only once its kernel
+	// has brought up its PV drivers. 0: refuse such a guest at once.
+	BootWait time.Duration
 }
 
 // DefaultSuspendTimeout is long enough for a guest that freezes its tasks
@@ -127,7 +132,7 @@ func NewDomain(xc Libxc, domid uint32, name string, opts Options) (*Domain, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSuspendable(xc, domid); err != nil {
+	if err := waitSuspendable(xc, domid, opts.BootWait); err != nil {
 		return nil, err
 	}
 	if info.Shutdown {
@@ -148,6 +153,22 @@ func NewDomain(xc Libxc, domid uint32, name string, opts Options) (*Domain, erro
 	}
 	d.log.Debug("xen domain opened", "vm", name, "pages", d.layout.Pages(), "extents", len(d.layout.Extents()))
 	return d, nil
+}
+
+// waitSuspendable is checkSuspendable, retried every 100 ms for up to wait
+// while the guest does not take suspend requests yet (it is booting).
+func waitSuspendable(xc Libxc, domid uint32, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := checkSuspendable(xc, domid)
+		if err == nil || !errors.Is(err, ErrNoSuspend) || !time.Now().Before(deadline) {
+			if err != nil && wait > 0 {
+				err = fmt.Errorf("%w, after waiting %v for it to boot", err, wait)
+			}
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // checkSuspendable refuses a guest whose checkpoints would not restore

@@ -67,6 +67,40 @@ func TestNewDomainRefuses(t *testing.T) {
 	}
 }
 
+// A guest that does not take suspend requests yet is waited for up to
+// BootWait (protect --start-vm opens the guest it just created), and still
+// refused, with the wait in the message, if it never does.
+func TestNewDomainBootWait(t *testing.T) {
+	key := "/local/domain/7/control/feature-suspend"
+	booting := func(after int) (*fakeXC, *int) {
+		f := newFakeXC(7, 3000, testExtents...)
+		clear(f.store)
+		reads := 0
+		f.storeHook = func(path string) {
+			if path == key {
+				if reads++; reads == after {
+					f.store[key] = "1"
+				}
+			}
+		}
+		return f, &reads
+	}
+	f, reads := booting(3)
+	if _, err := NewDomain(f, 7, "guest", Options{BootWait: 10 * time.Second}); err != nil || *reads != 3 {
+		t.Fatalf("booting guest: %v after %d reads, want opened after 3", err, *reads)
+	}
+	f, _ = booting(3)
+	if _, err := NewDomain(f, 7, "guest", Options{}); !errors.Is(err, ErrNoSuspend) {
+		t.Fatalf("without BootWait: %v, want ErrNoSuspend at once", err)
+	}
+	f, reads = booting(1 << 30)
+	start := time.Now()
+	_, err := NewDomain(f, 7, "guest", Options{BootWait: 300 * time.Millisecond})
+	if !errors.Is(err, ErrNoSuspend) || !strings.Contains(err.Error(), "after waiting 300ms") || time.Since(start) < 300*time.Millisecond || *reads < 2 {
+		t.Fatalf("never suspendable: %v after %v and %d reads", err, time.Since(start), *reads)
+	}
+}
+
 func TestNewDomainMissing(t *testing.T) {
 	f := newFakeXC(7, 3000, testExtents...)
 	_, err := NewDomain(f, 9, "guest", Options{})

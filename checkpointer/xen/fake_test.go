@@ -21,6 +21,7 @@ type fakeXC struct {
 	suspends  int
 	resumes   int
 	store     map[string]string
+	storeHook func(path string) // called by StoreRead before the lookup
 	logDirty  bool
 	calls     []string
 	fail      map[string]syscall.Errno // op -> errno returned once
@@ -115,6 +116,9 @@ const (
 
 func (f *fakeXC) StoreRead(path string) (string, bool, error) {
 	f.calls = append(f.calls, "store read")
+	if f.storeHook != nil {
+		f.storeHook(path)
+	}
 	v, ok := f.store[path]
 	return v, ok, nil
 }

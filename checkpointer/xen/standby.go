@@ -270,7 +270,7 @@ func RestoreCommand(cfg string) []string {
 // `xl restore`, so no copy of guest memory lands on disk.
 func DefaultStandbyOptions(vm string) StandbyOptions {
 	return StandbyOptions{
-		Command:   RestoreCommand("/etc/resilire/" + vm + ".cfg"),
+		Command:   RestoreCommand(ConfigPath(vm)),
 		ImagePath: "/var/lib/resilire/" + vm + ".xl",
 		Pipe:      true,
 	}

@@ -20,7 +20,11 @@ import (
 // bankPath is the bank's database on the guest's disk.
 const bankPath = "/data/bank.db"
 
-// startDisk mounts /dev/vda (ext4) on /data when the command line asks for
+// dataDisks are where the guest's disk appears: virtio-blk under QEMU,
+// blkfront as a Xen domU.
+var dataDisks = []string{"/dev/vda", "/dev/xvda"}
+
+// startDisk mounts the guest's disk (ext4, dataDisks) on /data when the command line asks for
 // a disk workload (guest.disk=files, guest.disk=bank), and starts the file
 // writer or opens the bank's database. It reports whether it mounted the
 // disk, and returns the bank (nil unless guest.disk=bank) for serveBank.
@@ -51,20 +55,26 @@ func startDisk(cmdline string) (bool, *bank.DB, error) {
 
 func mountData() error {
 	deadline := time.Now().Add(10 * time.Second)
+	dev := ""
 	for {
-		if _, err := os.Stat("/dev/vda"); err == nil {
+		for _, d := range dataDisks {
+			if _, err := os.Stat(d); err == nil && dev == "" {
+				dev = d
+			}
+		}
+		if dev != "" {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no /dev/vda after 10s")
+			return fmt.Errorf("none of %v after 10s", dataDisks)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	if err := os.MkdirAll("/data", 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("/dev/vda", "/data", "ext4", 0, ""); err != nil {
-		return fmt.Errorf("mount /dev/vda: %w", err)
+	if err := unix.Mount(dev, "/data", "ext4", 0, ""); err != nil {
+		return fmt.Errorf("mount %s: %w", dev, err)
 	}
 	fmt.Println(diskload.MountedLine)
 	return nil
