@@ -42,7 +42,7 @@ bench: ## every Go benchmark, once each (CI smoke)
 GOLANGCI_LINT ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
 GOLANGCI_LINT_VERSION := 2.15.0
 # Every shell script in the repository.
-SHELL_SCRIPTS = $(shell git ls-files '*.sh' .ci/run)
+SHELL_SCRIPTS = $(shell git ls-files '*.sh' .ci/run deploy/xen/block-resilire)
 # `make lint` runs these; an area's mk/*.mk may append its own (lint-bpf).
 LINT_TARGETS := lint-go lint-sh
 

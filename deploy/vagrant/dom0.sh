@@ -5,8 +5,9 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q --no-install-recommends xen-system-amd64 xen-utils-4.17 \
-  bridge-utils iproute2 busybox-static cpio xz-utils kmod curl ca-certificates openssh-client
+# The packages of every resilire dom0 (the nested rig installs the same
+# list), plus the hypervisor in GRUB and what the rig's scripts use.
+sh /vagrant/deploy/xen/dom0-packages.sh xen-system-amd64 curl ca-certificates openssh-client rsync
 
 # Boot Xen by default; keep 1 GiB for dom0 so the rest is free for guests.
 cat > /etc/default/grub.d/resilire-xen.cfg <<'CFG'
@@ -16,7 +17,9 @@ CFG
 update-grub
 
 # Bridge xenbr0 on the service network (the NIC holding 192.168.57.x): the
-# guest's vif joins it, the client reaches the guest through it.
+# guest's vif joins it, the client reaches the guest through it. The bridge
+# is made by deploy/xen/dom0-net.sh, as in the nested rig.
+install -m 0755 /vagrant/deploy/xen/dom0-net.sh /usr/local/sbin/resilire-dom0-net
 install -m 0755 /vagrant/deploy/vagrant/rig-net.sh /usr/local/sbin/resilire-rig-net
 cat > /etc/systemd/system/resilire-rig-net.service <<'UNIT'
 [Unit]

@@ -1,63 +1,23 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# Builds the rig's guest: a PVH domain booting dom0's own Debian kernel with
-# a busybox initramfs that serves a request counter over HTTP on
-# 192.168.57.50. Both hosts get identical files, because the backup restores
-# the guest with the same config.
+# Builds the rig's guest, the one the nested rig protects: the project's
+# test guest (testenv/guest: the pinned Debian kernel and a Go /init serving
+# the kv store on TCP 7000 and a SQLite bank on TCP 7002) as a PVH domain at
+# 192.168.57.50, with the xl config of deploy/xen/guest-cfg.sh and a 64 MiB
+# ext4 disk the agents serve (/var/lib/resilire/guest.img through
+# /run/resilire/guest.nbd and deploy/xen/block-resilire). Both hosts get
+# identical files, because the backup restores the guest with the same
+# config; the backup's disk is overwritten by the initial synchronisation.
+# Runs after build.sh (Go and the source copy).
 set -euo pipefail
-dir=/var/lib/resilire/guest
-kver=$(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-install -d "$dir" /etc/resilire "$root"/{bin,proc,sys,dev,tmp,www/cgi-bin,lib/modules}
-cp /bin/busybox "$root/bin/busybox"
-mknod -m 600 "$root/dev/console" c 5 1
-touch "$root/lib/modules/order"
-for a in sh mount ip insmod sleep cat echo printf httpd mkdir; do ln -s busybox "$root/bin/$a"; done
-# The paravirtual NIC driver and its dependencies, uncompressed for busybox insmod.
-for m in $(modprobe -S "$kver" --show-depends xen-netfront | awk '$1 == "insmod" {print $2}'); do
-  case "$m" in
-    *.xz) xz -dc "$m" > "$root/lib/modules/$(basename "${m%.xz}")" ;;
-    *.zst) zstd -dc "$m" > "$root/lib/modules/$(basename "${m%.zst}")" ;;
-    *) cp "$m" "$root/lib/modules/" ;;
-  esac
-  name=$(basename "${m%.*z*}")
-  echo "${name%.ko}" >> "$root/lib/modules/order"
-done
-cat > "$root/init" <<'INIT'
-#!/bin/sh
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
-for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko; done
-ip link set lo up
-ip link set eth0 up
-ip addr add 192.168.57.50/24 dev eth0
-echo 0 > /tmp/n
-httpd -p 80 -h /www
-echo "rig guest up: http://192.168.57.50/cgi-bin/n"
-while :; do sleep 3600; done
-INIT
-cat > "$root/www/cgi-bin/n" <<'CGI'
-#!/bin/sh
-# Each request increments a counter held in guest memory: after a failover
-# the client must never see a number it has seen before.
-n=$(cat /tmp/n); n=$((n + 1)); echo $n > /tmp/n
-printf 'Content-Type: text/plain\r\n\r\n%s\n' "$n"
-CGI
-chmod 0755 "$root/init" "$root/www/cgi-bin/n"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) > "$dir/initrd.img"
-cp "/boot/vmlinuz-$kver" "$dir/vmlinuz"
-cat > /etc/resilire/guest.cfg <<CFG
-# Resilire rig guest (PVH: no device model, which the Xen driver requires).
-name = "guest"
-type = "pvh"
-kernel = "$dir/vmlinuz"
-ramdisk = "$dir/initrd.img"
-extra = "console=hvc0 quiet"
-memory = 256
-maxmem = 256
-vcpus = 1
-# vifname is fixed so both hosts see the same guest port name.
-vif = [ "bridge=xenbr0,mac=00:16:3e:52:53:01,vifname=rsl-guest" ]
-on_crash = "preserve"
-CFG
+dir=/var/lib/resilire/guest img=/var/lib/resilire/guest.img
+install -d "$dir" /etc/resilire
+cd /opt/resilire-src
+/usr/local/go/bin/go run ./testenv/guest/mkguest -dir "$dir"
+install -m 0755 deploy/xen/block-resilire /etc/xen/scripts/block-resilire
+if [ ! -e "$img" ]; then
+  truncate -s 64M "$img"
+  mkfs.ext4 -q -F -b 4096 -E lazy_itable_init=0,lazy_journal_init=0 "$img"
+fi
+GUEST_DISK_SOCKET=/run/resilire/guest.nbd sh deploy/xen/guest-cfg.sh guest "$dir" 192.168.57.50/24 00:16:3e:52:53:01 > /etc/resilire/guest.cfg
+cat /etc/resilire/guest.cfg

@@ -13,16 +13,20 @@ grep -qf /tmp/rig_key.pub /root/.ssh/authorized_keys 2>/dev/null || cat /tmp/rig
 install -m 0755 /vagrant/deploy/vagrant/fence.sh /usr/local/sbin/resilire-fence
 case "$role" in
 primary)
-  xl list guest >/dev/null 2>&1 || xl create /etc/resilire/guest.cfg
-  # Hold the guest's output on its vif (vifname=rsl-guest in guest.cfg);
-  # the pins outlive the agent, so attach only once.
-  /usr/local/bin/resilire dataplane status --vm guest >/dev/null 2>&1 || /usr/local/bin/resilire dataplane attach --vm guest --port rsl-guest
-  args="protect --vm guest --domain xen --dataplane --backup 192.168.56.12:$port --interval 100ms"
+  # protect serves the guest's disk, so it creates the guest itself
+  # (--start-vm: xl create -p /etc/resilire/guest.cfg, the hold attached on
+  # its vif, vifname=rsl-guest, then unpause): no guest may run yet.
+  if xl list guest >/dev/null 2>&1; then
+    echo "guest already runs: destroy it (xl destroy guest) before starting protect" >&2
+    exit 1
+  fi
+  args="protect --vm guest --domain xen --dataplane --backup 192.168.56.12:$port --interval 100ms --start-vm --disk-image /var/lib/resilire/guest.img --disk-socket /run/resilire/guest.nbd"
   ;;
 backup)
   # The backup has no vif until failover restores the guest: no --dataplane.
-  # The replica takes its size from the primary; the restore uses /etc/resilire/guest.cfg.
-  args="standby --vm guest --domain xen --listen 192.168.56.12:$port --fence-cmd '/usr/local/sbin/resilire-fence 192.168.56.11 guest'"
+  # The replica takes its size from the primary; the restore uses
+  # /etc/resilire/guest.cfg, whose disk is this agent's served replica.
+  args="standby --vm guest --domain xen --listen 192.168.56.12:$port --fence-cmd '/usr/local/sbin/resilire-fence 192.168.56.11 guest' --disk-image /var/lib/resilire/guest.img --disk-socket /run/resilire/guest.nbd"
   ;;
 *) echo "usage: $0 primary|backup" >&2; exit 2 ;;
 esac

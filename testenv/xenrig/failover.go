@@ -5,17 +5,22 @@ package xenrig
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/resilire/resilire/checkpointer"
+	"github.com/resilire/resilire/testenv/guest/bank"
 	"github.com/resilire/resilire/testenv/hacluster"
 	"github.com/resilire/resilire/testenv/kvload"
 )
@@ -41,6 +46,10 @@ type FailoverOptions struct {
 	// UnsafeNoOutputCommit releases the guest's output at once: the
 	// negative control, whose failover must lose acknowledged writes.
 	UnsafeNoOutputCommit bool
+	// UnsafeNoDiskReplication (a rig with a disk) serves the disk on both
+	// hosts but never replicates it: the disk's negative control, whose
+	// failover must break the bank's invariants.
+	UnsafeNoDiskReplication bool
 }
 
 func (o FailoverOptions) withDefaults() FailoverOptions {
@@ -59,10 +68,11 @@ func (o FailoverOptions) withDefaults() FailoverOptions {
 // FailoverResult is what the client and the agents saw.
 type FailoverResult struct {
 	Load      *kvload.Result
-	Lost      []string // acknowledged keys missing or changed after the failover
-	Primary   Status   // the primary's status just before the kill
-	HostRSS   []uint64 // each host's QEMU peak RSS just before the fault
-	AgentMem  []string // each dom0's resilire agents' memory just before the fault (AgentMemory)
+	Lost      []string    // acknowledged keys missing or changed after the failover
+	Primary   Status      // the primary's status just before the kill
+	Bank      *BankResult // the database workload's (a rig with a disk)
+	HostRSS   []uint64    // each host's QEMU peak RSS just before the fault
+	AgentMem  []string    // each dom0's resilire agents' memory just before the fault (AgentMemory)
 	Fault     Fault
 	Interval  time.Duration
 	Killed    time.Duration // the fault, from the client's start
@@ -81,30 +91,48 @@ func (r *Rig) Protect(ctx context.Context, a, b int, opts FailoverOptions) error
 	// The fence device is the test (Fence): the standby's fence command
 	// waits until the test has made sure the old primary's guest cannot
 	// run any more. A real deployment fences through IPMI or its PDU.
+	// With a disk, both agents serve it; protect creates the guest
+	// (paused, its vif held, then unpaused) once the export is up.
+	disk, attach := "", fmt.Sprintf("resilire dataplane attach --vm %s --port %s && ", GuestName, GuestVif)
+	if r.Disk {
+		disk, attach = " --disk-image "+DiskImage+" --disk-socket "+DiskSocket, ""
+		if opts.UnsafeNoDiskReplication {
+			disk += " --unsafe-no-disk-replication"
+		}
+	}
 	if _, err := pb.Run(ctx, 30*time.Second, fmt.Sprintf(
 		"rm -f /share/fenced; setsid resilire standby --vm %s --domain xen --listen %s:7788 --heartbeat-timeout 3s "+
-			"--fence-cmd 'while [ ! -e /share/fenced ]; do sleep 0.2; done' --fence-timeout 5m "+
-			"</dev/null >/var/log/resilire.log 2>&1 &", GuestName, ReplIP(b))); err != nil {
+			"--fence-cmd 'while [ ! -e /share/fenced ]; do sleep 0.2; done' --fence-timeout 5m%s "+
+			"</dev/null >/var/log/resilire.log 2>&1 &", GuestName, ReplIP(b), disk)); err != nil {
 		return err
 	}
 	unsafe := ""
 	if opts.UnsafeNoOutputCommit {
 		unsafe = " --unsafe-no-output-commit"
 	}
+	if r.Disk {
+		unsafe += " --start-vm"
+	}
 	if _, err := pa.Run(ctx, time.Minute, fmt.Sprintf(
-		"resilire dataplane attach --vm %s --port %s && setsid resilire protect --vm %s --domain xen --dataplane "+
-			"--backup %s:7788 --interval %v --heartbeat-timeout 3s --xen-suspend-timeout 5s --max-skipped-epochs 10 --no-progress%s </dev/null >/var/log/resilire.log 2>&1 &",
-		GuestName, GuestVif, GuestName, ReplIP(b), opts.Interval, unsafe)); err != nil {
+		"%ssetsid resilire protect --vm %s --domain xen --dataplane "+
+			"--backup %s:7788 --interval %v --heartbeat-timeout 3s --xen-suspend-timeout 5s --max-skipped-epochs 10 --no-progress%s%s </dev/null >/var/log/resilire.log 2>&1 &",
+		attach, GuestName, ReplIP(b), opts.Interval, disk, unsafe)); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(3 * time.Minute)
+	// With a disk, protect first waits for the guest it created to boot,
+	// and the initial copy holds the disk too.
+	limit := 3 * time.Minute
+	if r.Disk {
+		limit = 6 * time.Minute
+	}
+	deadline := time.Now().Add(limit)
 	for {
 		st, err := AgentStatus(ctx, pa)
 		if err == nil && st.State == "protected" && st.Epoch > 2 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not protected after 3m (status %+v, %v): %s", st, err, AgentLog(ctx, pa))
+			return fmt.Errorf("not protected after %v (status %+v, %v): %s", limit, st, err, AgentLog(ctx, pa))
 		}
 		time.Sleep(2 * time.Second)
 	}
@@ -206,6 +234,19 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 		return nil, err
 	}
 	res := &FailoverResult{Fault: opts.Fault, Interval: opts.Interval}
+	var bankLoad *bankRun
+	if r.Disk {
+		// protect created the guest: wait for its services, then load
+		// its database too.
+		if err := r.WaitGuest(ctx, 3*time.Minute); err != nil {
+			return res, fmt.Errorf("the guest protect created: %w; primary: %s", err, AgentLog(ctx, r.Hosts[a]))
+		}
+		if err := r.waitBank(ctx, 3*time.Minute); err != nil {
+			return res, err
+		}
+		bankLoad = r.startBank(ctx)
+		defer bankLoad.cancel()
+	}
 	stop := make(chan struct{})
 	// The client waits up to 3 minutes for a reply: under nested TCG a
 	// failover takes tens of seconds and TCP's retransmission backoff
@@ -222,6 +263,15 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 	go func() { lr, err := kvload.Run(ctx, lopts); loaded <- out{lr, err} }()
 	stopLoad := func() out { close(stop); return <-loaded }
 	time.Sleep(opts.Before)
+	if bankLoad != nil {
+		// Under nested TCG a transfer (a SQLite commit, fsync through NBD
+		// in a dom0 busy checkpointing) can take tens of seconds: the fault
+		// waits for a few acknowledged ones, which it must not lose.
+		if err := bankLoad.waitAcked(ctx, minBankAcked, 4*time.Minute); err != nil {
+			stopLoad()
+			return res, err
+		}
+	}
 	// The kill must find the guest protected: a primary agent that stopped
 	// on its own would make this a different failover.
 	st, err := AgentStatus(ctx, r.Hosts[a])
@@ -265,6 +315,10 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 	res.Load = o.res
 	lost, err := kvload.Verify(ctx, lopts, o.res.Acked)
 	res.Lost = lost
+	if err == nil && bankLoad != nil {
+		// Last: it ends the guest, to check the disk it leaves.
+		res.Bank, err = bankLoad.finish(ctx, r, b, start.Add(res.Killed))
+	}
 	return res, err
 }
 
@@ -286,5 +340,145 @@ func (res *FailoverResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "TCP connection survived:         %s (reconnects %d)\n", yes[res.Load.Reconnects == 0], res.Load.Reconnects)
 	fmt.Fprintf(w, "rolled-back/inconsistent replies: %d\n", res.Load.Inconsistent)
 	safe := len(res.Lost) == 0 && res.Load.Inconsistent == 0 && res.Load.Reconnects == 0
+	if b := res.Bank; b != nil {
+		fmt.Fprintf(w, "disk: bank transfers acked:      %d (%d before the fault; %d unresolved, %d refused)\n",
+			len(b.Load.Acked), len(b.Load.Acked)-b.AckedAfterKill, len(b.Load.Unresolved), b.Load.Refused)
+		fmt.Fprintf(w, "disk: transfer latency p50/max:  %v / %v (SQLite commit with fsync through NBD, reply held for its epoch)\n",
+			b.BankLatency[0].Round(time.Millisecond), b.BankLatency[1].Round(time.Millisecond))
+		fmt.Fprintf(w, "disk: audit on xen2:             %d transfers, sum %d, integrity %q\n", len(b.Audit.Transfers), b.Audit.Sum, b.Audit.Integrity)
+		fmt.Fprintf(w, "disk: violations (live, image):  %d, %d\n", len(b.Violations), len(b.Image))
+		for _, v := range append(b.Violations, b.Image...) {
+			fmt.Fprintf(w, "  - %s\n", v)
+		}
+		safe = safe && b.Safe()
+	}
 	fmt.Fprintf(w, "verdict:                         %s\n", map[bool]string{true: "SAFE", false: "VIOLATION"}[safe])
+}
+
+// BankResult is what the guest's database workload showed across the fault.
+type BankResult struct {
+	Load  bank.LoadResult
+	Audit bank.Audit
+	// Violations: acknowledged transfers lost, a changed balance total, a
+	// failed integrity check, an audit that failed; the live guest's.
+	Violations []string
+	// Image are the backup's disk image's own, once its guest is gone:
+	// e2fsck after the journal replay, the database read by the host
+	// (hacluster.CheckBackupImage). The guest's page cache can hide a
+	// wrong disk from the live audit; not from this.
+	Image          []string
+	AckedAfterKill int              // transfers acknowledged after the fault
+	BankLatency    [2]time.Duration // p50, max of the acknowledged transfers' latency
+}
+
+// Safe reports no violation, live or on the image.
+func (b *BankResult) Safe() bool { return len(b.Violations) == 0 && len(b.Image) == 0 }
+
+// BankAddr is the guest's bank service.
+func BankAddr() string { return net.JoinHostPort(GuestIP, strconv.Itoa(bank.Port)) }
+
+// waitBank waits until the guest's bank answers an audit.
+func (r *Rig) waitBank(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		_, err := r.audit(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the guest's bank not up after %v: %w", limit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (r *Rig) audit(ctx context.Context) (bank.Audit, error) {
+	cl, err := bank.Dial(ctx, r.Dial, BankAddr())
+	if err != nil {
+		return bank.Audit{}, err
+	}
+	defer cl.Close()
+	return cl.Audit(ctx)
+}
+
+// minBankAcked is how many bank transfers are acknowledged before the fault.
+const minBankAcked = 3
+
+// bankRun is the bank load running from the client's place.
+type bankRun struct {
+	cancel context.CancelFunc
+	done   chan bank.LoadResult
+	acked  atomic.Int64
+}
+
+// waitAcked waits until n transfers are acknowledged.
+func (b *bankRun) waitAcked(ctx context.Context, n int64, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for b.acked.Load() < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bank load: %d of %d transfers acknowledged after %v", b.acked.Load(), n, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+// startBank starts two bank clients against the guest. They wait up to 3
+// minutes for a reply, as the kv client does.
+func (r *Rig) startBank(ctx context.Context) *bankRun {
+	ctx, cancel := context.WithCancel(ctx)
+	b := &bankRun{cancel: cancel, done: make(chan bank.LoadResult, 1)}
+	go func() {
+		b.done <- bank.RunLoad(ctx, bank.LoadOptions{Dial: r.Dial, Addr: BankAddr(), Conns: 2, Every: 50 * time.Millisecond,
+			Timeout: 3 * time.Minute, Acked: &b.acked})
+	}()
+	return b
+}
+
+// finish stops the load, audits the guest now running on host b, then
+// destroys it and checks host b's disk image.
+func (b *bankRun) finish(ctx context.Context, r *Rig, hb int, fault time.Time) (*BankResult, error) {
+	b.cancel()
+	res := &BankResult{Load: <-b.done}
+	if len(res.Load.Acked) == 0 {
+		return res, errors.New("bank load: no transfer acknowledged")
+	}
+	for _, at := range res.Load.AckedAt {
+		if at.After(fault) {
+			res.AckedAfterKill++
+		}
+	}
+	lat := slices.Sorted(slices.Values(res.Load.Latencies))
+	res.BankLatency = [2]time.Duration{lat[len(lat)/2], lat[len(lat)-1]}
+	actx, cancel := context.WithTimeout(ctx, time.Minute)
+	a, err := r.audit(actx)
+	cancel()
+	if err != nil {
+		res.Violations = append(res.Violations, "audit of the guest on the backup failed: "+err.Error())
+	} else {
+		res.Audit = a
+		res.Violations = append(res.Violations, bank.Check(res.Load, a)...)
+	}
+	// The guest's end, as a crash: what is on the disk is what a reboot
+	// would find.
+	h := r.Hosts[hb]
+	if _, err := h.Run(ctx, 2*time.Minute, "xl destroy "+GuestName+" && cp "+DiskImage+" /share/backup.img"); err != nil {
+		return res, fmt.Errorf("copy the backup's disk image: %w", err)
+	}
+	img := filepath.Join(h.Share, "backup.img")
+	defer os.Remove(img)
+	if res.Image, err = hacluster.CheckBackupImage(ctx, img, r.Dir, res.Load); err != nil {
+		return res, err
+	}
+	return res, nil
 }

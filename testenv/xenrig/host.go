@@ -84,7 +84,7 @@ func Boot(ctx context.Context, cfg HostConfig) (*Host, error) {
 		"-b", cfg.Images.Root(), overlay).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("dom0 overlay: %w: %s", err, out)
 	}
-	// dom0 gets pCPU 0 alone and the guest pCPU 1 (GuestConfig): under
+	// dom0 gets pCPU 0 alone and the guest pCPU 1 (dom0Setup's GUEST_CPUS): under
 	// QEMU TCG's emulation of SVM, a guest that shares its pCPU with dom0
 	// crashes now and then (docs/xen.md, "Known problem").
 	dom0CPUs := "dom0_max_vcpus=1 dom0_vcpus_pin"

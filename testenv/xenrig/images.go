@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/resilire/resilire/testenv/guest"
 )
 
 //go:embed images.sh
@@ -28,14 +30,26 @@ func (i Images) Kernel() string { return filepath.Join(i.Dir, "vmlinuz") }
 func (i Images) Initrd() string { return filepath.Join(i.Dir, "initrd.img") }
 func (i Images) Root() string   { return filepath.Join(i.Dir, "dom0.ext4") }
 
+// DeployFile is a file of deploy/xen, the steps every resilire dom0 is
+// provisioned with: the rig runs the same scripts as the Vagrant rig.
+func DeployFile(name string) string {
+	return filepath.Join(guest.ModuleRoot(), "deploy", "xen", name)
+}
+
 // BuildImages builds the images into dir with images.sh, or reuses them if
-// the script that built them is unchanged (a stamp holds its hash). It
+// the scripts that built them are unchanged (a stamp holds their hash). It
 // needs root, debootstrap and Debian's mirror; the first build takes about
 // three minutes.
 func BuildImages(ctx context.Context, dir string) (Images, error) {
 	img := Images{Dir: dir}
-	sum := sha256.Sum256(imagesScript)
-	want := hex.EncodeToString(sum[:])
+	pkgs, err := os.ReadFile(DeployFile("dom0-packages.sh"))
+	if err != nil {
+		return img, fmt.Errorf("build xen images: %w", err)
+	}
+	h := sha256.New()
+	h.Write(imagesScript)
+	h.Write(pkgs)
+	want := hex.EncodeToString(h.Sum(nil))
 	stamp := filepath.Join(dir, "images.stamp")
 	if b, err := os.ReadFile(stamp); err == nil && strings.TrimSpace(string(b)) == want {
 		if _, err := os.Stat(img.Root()); err == nil {
@@ -53,7 +67,7 @@ func BuildImages(ctx context.Context, dir string) (Images, error) {
 	if err := os.WriteFile(script, imagesScript, 0o755); err != nil {
 		return img, err
 	}
-	cmd := exec.CommandContext(ctx, "bash", script, dir)
+	cmd := exec.CommandContext(ctx, "bash", script, dir, DeployFile("dom0-packages.sh"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return img, fmt.Errorf("build xen images: %w: %s", err, tail(out, 2000))

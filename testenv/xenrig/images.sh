@@ -3,13 +3,16 @@
 # Builds what a nested Xen host needs, from Debian packages only, into OUT:
 #   xen          the hypervisor as a plain multiboot ELF (QEMU's -kernel)
 #   vmlinuz, initrd.img   the dom0 kernel and Debian's initramfs
-#   dom0.ext4    the dom0 root: debootstrap minbase + xen-utils-4.17 and the
-#                HVM device model (qemu-system-xen, seabios), whose
-#                /sbin/xeninit starts the toolstack and serves the rig's
-#                command queue on the 9p share (see rig.go)
-# usage: images.sh OUT   (the Go rig calls it and caches OUT by this file's hash)
+#   dom0.ext4    the dom0 root: debootstrap minbase, a kernel, and the
+#                packages every resilire dom0 gets (deploy/xen/dom0-packages.sh,
+#                which the Vagrant rig runs too), whose /sbin/xeninit starts
+#                the toolstack and serves the rig's command queue on the 9p
+#                share (see rig.go)
+# usage: images.sh OUT DOM0_PACKAGES_SH   (the Go rig calls it and caches OUT
+# by the hash of both scripts)
 set -euo pipefail
-OUT=${1:?usage: images.sh OUT}
+OUT=${1:?usage: images.sh OUT DOM0_PACKAGES_SH}
+PKGS=$(realpath "${2:?usage: images.sh OUT DOM0_PACKAGES_SH}")
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 ROOT=$OUT/rootfs
 mkdir -p "$OUT"
@@ -36,7 +39,9 @@ if [ ! -s xen ]; then
 fi
 
 # 2. The dom0 root filesystem. xen-utils-4.17 matches the libxen-dev the
-#    resilire binary is linked against on the build host.
+#    resilire binary is linked against on the build host. The packages are
+#    the deployment's (deploy/xen/dom0-packages.sh), plus what this image
+#    boots and is packed with.
 if [ ! -f "$ROOT/.done" ]; then
   rm -rf "$ROOT"
   debootstrap --variant=minbase bookworm "$ROOT" "$MIRROR"
@@ -45,17 +50,17 @@ if [ ! -f "$ROOT/.done" ]; then
   printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
   chmod +x "$ROOT/usr/sbin/policy-rc.d"
   chroot "$ROOT" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive chroot "$ROOT" apt-get install -y -q --no-install-recommends \
-    linux-image-amd64 initramfs-tools xen-utils-4.17 xen-utils-common xenstore-utils \
-    busybox iproute2 kmod procps util-linux e2fsprogs \
-    qemu-system-xen seabios
+  cp "$PKGS" "$ROOT/tmp/dom0-packages.sh"
+  chroot "$ROOT" sh /tmp/dom0-packages.sh linux-image-amd64 initramfs-tools util-linux e2fsprogs
+  rm "$ROOT/tmp/dom0-packages.sh"
   chroot "$ROOT" apt-get clean
   touch "$ROOT/.done"
 fi
 
 # dom0's init: no systemd. It mounts the usual file systems, starts Xen's
-# toolstack daemons with Debian's own init script, loads the backends the
-# init script leaves out, mounts the rig's 9p share and then serves its
+# toolstack daemons with Debian's own init script, mounts the rig's 9p
+# share (the rig then runs deploy/xen/dom0-net.sh, which loads the
+# backends and makes the bridge, as on any dom0) and then serves its
 # command queue: for each /share/q/N.cmd it runs the script and writes
 # N.out (stdout and stderr) and then N.rc. Nothing is typed on the console.
 cat > "$ROOT/sbin/xeninit" <<'INIT'
@@ -71,7 +76,6 @@ hostname "${RIG_HOST:-xen}"; ip link set lo up
 for m in 9pnet_virtio 9p bridge tun; do modprobe $m 2>/dev/null; done
 mkdir -p /var/log/xen /var/lib/xen /run/xen /run/lock
 /etc/init.d/xen start
-modprobe xen-netback; modprobe xen-blkback
 mkdir -p /share
 mount -t 9p -o trans=virtio,version=9p2000.L,cache=none share /share || echo "XENINIT: no share"
 echo "XENINIT: ready $(cut -d' ' -f1 /proc/uptime)"

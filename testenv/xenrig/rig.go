@@ -27,8 +27,13 @@ const (
 	GuestIP   = "10.1.0.10"
 	ClientIP  = "10.1.0.100"
 	GuestName = "guest"
-	GuestVif  = "rsl-guest" // fixed vifname: the data plane's port on both hosts
+	GuestVif  = "rsl-guest" // fixed vifname (deploy/xen/guest-cfg.sh): the data plane's port on both hosts
 	GuestMAC  = "00:16:3e:00:00:50"
+	// The guest's disk (Options.Disk): the image in each dom0, served by
+	// the agent on the socket the xl config's disk names.
+	DiskImage  = "/var/lib/resilire/guest.img"
+	DiskSocket = "/run/resilire/guest.nbd"
+	DiskMiB    = 64
 )
 
 func lanMAC(i int) string { return fmt.Sprintf("52:54:00:00:01:%02x", i+1) }
@@ -46,6 +51,7 @@ type Rig struct {
 	NS    *testenv.NS
 	Hosts []*Host
 	Dir   string
+	Disk  bool // Options.Disk
 }
 
 // Options shape a rig.
@@ -53,6 +59,10 @@ type Options struct {
 	Hosts int // 1 or 2 (default 2)
 	// Extra files to put in every dom0's /share: name -> host path.
 	Files map[string]string
+	// Disk gives the guest a disk (DiskImage, a fresh ext4 on every host)
+	// served by the agents over NBD (DiskSocket), with its database
+	// workload on it; the guest is then created by protect --start-vm.
+	Disk bool
 }
 
 // AssetsDir is where the images are cached: testenv/assets/xen of the
@@ -114,11 +124,19 @@ func New(tb testing.TB, ctx context.Context, opts Options) *Rig {
 		tb.Fatalf("build resilire -tags xen: %v: %s", binErr, binOut)
 	}
 
-	r := &Rig{Dir: dir, NS: testenv.NewNS(tb, testenv.UniqueName("xrig"))}
+	r := &Rig{Dir: dir, NS: testenv.NewNS(tb, testenv.UniqueName("xrig")), Disk: opts.Disk}
 	if err := r.NS.Do(func() error { return makeLinks(opts.Hosts) }); err != nil {
 		tb.Fatalf("rig links: %v", err)
 	}
-	files := map[string]string{"resilire": bin, "vmlinuz": assets.Kernel, "initrd.cpio": assets.Initrd}
+	files := map[string]string{"resilire": bin, "vmlinuz": assets.Kernel, "initrd.cpio": assets.Initrd,
+		"dom0-net.sh": DeployFile("dom0-net.sh"), "guest-cfg.sh": DeployFile("guest-cfg.sh"), "block-resilire": DeployFile("block-resilire")}
+	if opts.Disk {
+		img, err := makeDiskImage(ctx, dir)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		files["guest.img"] = img
+	}
 	for k, v := range opts.Files {
 		files[k] = v
 	}
@@ -151,7 +169,7 @@ func New(tb testing.TB, ctx context.Context, opts Options) *Rig {
 				tb.Fatal(err)
 			}
 		}
-		if _, err := h.Run(ctx, time.Minute, dom0Setup(i)); err != nil {
+		if _, err := h.Run(ctx, time.Minute, dom0Setup(i, opts.Disk)); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -189,20 +207,45 @@ func makeLinks(hosts int) error {
 	return netlink.AddrAdd(lan, addr)
 }
 
-// dom0Setup bridges the LAN NIC to xenbr0 (where the guest's vif goes),
-// addresses the replication NIC and installs the guest's files and xl
-// config (the same config on both hosts: the restore uses it too).
-func dom0Setup(i int) string {
+// makeDiskImage makes the guest's disk: a fresh ext4 of DiskMiB, as an
+// installer would leave it. Every host gets a copy: the backup's is
+// overwritten by the initial synchronisation.
+func makeDiskImage(ctx context.Context, dir string) (string, error) {
+	img := filepath.Join(dir, "guest.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Truncate(img, DiskMiB<<20); err != nil {
+		return "", err
+	}
+	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-b", "4096",
+		"-E", "lazy_itable_init=0,lazy_journal_init=0", img).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("mkfs.ext4: %w: %s", err, out)
+	}
+	return img, nil
+}
+
+// dom0Setup makes dom0's network and the guest's xl config with the
+// deployment's own scripts (deploy/xen, as the Vagrant rig does): xenbr0
+// with the LAN NIC as its port (where the guest's vif goes), the
+// replication NIC addressed, the block hotplug script, the guest's files
+// and its config (the same on both hosts: the restore uses it too); with
+// disk, the guest's disk image and a config that attaches it through the
+// agent's socket.
+func dom0Setup(i int, disk bool) string {
+	cpus := "1" // off dom0's pCPU: see Unpinned
+	if Unpinned() {
+		cpus = ""
+	}
+	diskSetup, sock := "", ""
+	if disk {
+		diskSetup, sock = "cp /share/guest.img "+DiskImage, DiskSocket
+	}
 	return fmt.Sprintf(`set -e
 nic() { for d in /sys/class/net/*; do [ "$(cat $d/address)" = "$1" ] && basename $d; done; return 0; }
 lan=$(nic %s); rep=$(nic %s)
 [ -n "$lan" ] && [ -n "$rep" ] || { ls /sys/class/net; exit 1; }
-ip link add xenbr0 type bridge
-ip link set "$lan" master xenbr0
-ip link set "$lan" up
-ip link set xenbr0 up
-ip addr add %s/24 dev "$rep"
-ip link set "$rep" up
+sh /share/dom0-net.sh "$lan" "$rep" %s/24
 # guest consoles to /var/log/xen/console/guest-NAME.log
 kill $(cat /run/xenconsoled.pid) 2>/dev/null || true
 sleep 0.5
@@ -212,43 +255,17 @@ mkdir -p /root/guest /etc/resilire /var/lib/resilire
 cp /share/vmlinuz /share/initrd.cpio /root/guest/
 cp /share/resilire /usr/local/bin/resilire
 chmod +x /usr/local/bin/resilire
-cat > /etc/resilire/%s.cfg <<'CFG'
+install -m 0755 /share/block-resilire /etc/xen/scripts/block-resilire
+mkdir -p /run/resilire
 %s
-CFG
-`, lanMAC(i), repMAC(i), ReplIP(i), GuestName, GuestConfig())
-}
-
-// GuestConfig is the xl config of the test guest: a PVH domU running the
-// project's test guest (kv store), one vCPU, 128 MiB, its vif on xenbr0
-// with a fixed name.
-func GuestConfig() string {
-	return strings.Join([]string{
-		`name = "` + GuestName + `"`,
-		`type = "pvh"`,
-		`memory = 128`,
-		`vcpus = 1`,
-		guestCPUs(),
-		`kernel = "/root/guest/vmlinuz"`,
-		`ramdisk = "/root/guest/initrd.cpio"`,
-		`extra = "console=hvc0 quiet panic=-1 guest.ip=` + GuestIP + `/24"`,
-		`vif = [ 'bridge=xenbr0,vifname=` + GuestVif + `,mac=` + GuestMAC + `' ]`,
-		`on_crash = "preserve"`,
-		`on_reboot = "preserve"`, // the guest panics with panic=-1: keep it for its console
-	}, "\n")
+GUEST_CPUS=%s GUEST_DISK_SOCKET=%s sh /share/guest-cfg.sh %s /root/guest %s/24 %s > /etc/resilire/%s.cfg
+`, lanMAC(i), repMAC(i), ReplIP(i), diskSetup, cpus, sock, GuestName, GuestIP, GuestMAC, GuestName)
 }
 
 // Unpinned reports whether RESILIRE_XEN_UNPINNED asks for the rig's old
 // CPU layout, for the diagnostic: dom0 on every pCPU and the guest
 // sharing one with it, where guests crash now and then under nested TCG.
 func Unpinned() bool { return os.Getenv("RESILIRE_XEN_UNPINNED") != "" }
-
-// guestCPUs pins the guest to pCPU 1, which dom0 does not use (Boot).
-func guestCPUs() string {
-	if Unpinned() {
-		return ""
-	}
-	return `cpus = "1"`
-}
 
 // HVMGuestConfig is an HVM domU with a device model (qemu-system-xen in
 // dom0) booting the test guest's kernel directly: a guest the driver

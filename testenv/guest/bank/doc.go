@@ -3,7 +3,7 @@
 // Package bank is the test guest's disk database workload: a bank-transfer
 // service on an embedded SQLite database (modernc.org/sqlite, pure Go, so
 // /init stays a static binary). With guest.disk=bank on the kernel command
-// line, /init mounts /dev/vda on /data, opens /data/bank.db and serves it on
+// line, /init mounts /dev/vda (/dev/xvda on Xen) on /data, opens /data/bank.db and serves it on
 // :7002 next to the kv server, printing "BANK READY" first.
 //
 // The database holds Accounts accounts of InitialBalance each and a table of

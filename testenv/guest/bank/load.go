@@ -19,6 +19,9 @@ type LoadOptions struct {
 	Conns   int           // concurrent connections (at least 1)
 	Every   time.Duration // pause between a connection's transfers (0: none)
 	Timeout time.Duration // per request and per dial; 0 means 5s
+	// Acked, if set, counts acknowledged transfers as they come back, for
+	// a caller that waits for progress while the load runs.
+	Acked *atomic.Int64
 }
 
 // LoadResult is what a load sent and what came back. Check compares it with
@@ -125,6 +128,9 @@ func loadConn(ctx context.Context, o LoadOptions, next *atomic.Uint64) LoadResul
 			l.r.Acked = append(l.r.Acked, id)
 			l.r.Latencies = append(l.r.Latencies, time.Since(start))
 			l.r.AckedAt = append(l.r.AckedAt, time.Now())
+			if o.Acked != nil {
+				o.Acked.Add(1)
+			}
 		case out == refused:
 			l.r.Refused++
 		case sent:

@@ -5,6 +5,7 @@ package bank
 import (
 	"context"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -15,11 +16,12 @@ func TestRunLoad(t *testing.T) {
 	addr := s.l.Addr().String()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	r := RunLoad(ctx, LoadOptions{Addr: addr, Conns: 4})
+	var acked atomic.Int64
+	r := RunLoad(ctx, LoadOptions{Addr: addr, Conns: 4, Acked: &acked})
 	t.Logf("acked %d, unresolved %d, refused %d, reconnects %d, errors %d",
 		len(r.Acked), len(r.Unresolved), r.Refused, r.Reconnects, r.Errors)
-	if len(r.Acked) == 0 || len(r.Latencies) != len(r.Acked) || len(r.AckedAt) != len(r.Acked) {
-		t.Fatalf("%d acked, %d latencies, %d ack times", len(r.Acked), len(r.Latencies), len(r.AckedAt))
+	if len(r.Acked) == 0 || len(r.Latencies) != len(r.Acked) || len(r.AckedAt) != len(r.Acked) || acked.Load() != int64(len(r.Acked)) {
+		t.Fatalf("%d acked, %d latencies, %d ack times, %d counted", len(r.Acked), len(r.Latencies), len(r.AckedAt), acked.Load())
 	}
 	if r.Errors != 0 || r.Reconnects != 0 {
 		t.Errorf("%d errors, %d reconnects without a fault", r.Errors, r.Reconnects)
