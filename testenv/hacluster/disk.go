@@ -108,42 +108,23 @@ type BankResult struct {
 func (r *BankResult) Safe() bool { return len(r.Violations) == 0 && len(r.Image) == 0 }
 
 // bankRun is the bank load running from the client namespace.
-type bankRun struct {
-	cancel context.CancelFunc
-	done   chan bank.LoadResult
-}
+type bankRun struct{ *bank.Background }
 
 // startBank starts conns bank clients against the guest.
 func (c *Cluster) startBank(ctx context.Context, conns int, every time.Duration) *bankRun {
-	ctx, cancel := context.WithCancel(ctx)
-	b := &bankRun{cancel: cancel, done: make(chan bank.LoadResult, 1)}
-	go func() {
-		b.done <- bank.RunLoad(ctx, bank.LoadOptions{Dial: c.Dial, Addr: c.BankAddr(), Conns: conns, Every: every})
-	}()
-	return b
+	return &bankRun{bank.Start(ctx, bank.LoadOptions{Dial: c.Dial, Addr: c.BankAddr(), Conns: conns, Every: every})}
 }
 
 // finish stops the load, audits the resumed guest, then stops it (kill -9
 // of the QEMU in pidFile, as a crash) and checks img, the survivor's disk.
 func (b *bankRun) finish(ctx context.Context, c *Cluster, killed time.Time, pidFile, img string) (*BankResult, error) {
-	b.cancel()
-	r := &BankResult{Load: <-b.done}
-	if len(r.Load.Acked) == 0 {
-		return nil, errors.New("bank load: no transfer acknowledged")
-	}
-	for _, at := range r.Load.AckedAt {
-		if at.After(killed) {
-			r.AckedAfterKill++
-		}
-	}
-	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	a, err := audit(actx, c)
-	cancel()
+	r, err := LiveBankResult(b.Stop(), killed, func() (bank.Audit, error) {
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return audit(actx, c)
+	})
 	if err != nil {
-		r.Violations = append(r.Violations, "audit of the resumed guest failed: "+err.Error())
-	} else {
-		r.Audit = a
-		r.Violations = append(r.Violations, bank.Check(r.Load, a)...)
+		return nil, err
 	}
 	if err := killPidFile(pidFile); err != nil {
 		return nil, err
@@ -151,6 +132,31 @@ func (b *bankRun) finish(ctx context.Context, c *Cluster, killed time.Time, pidF
 	if r.Image, err = CheckBackupImage(ctx, img, c.RunDir, r.Load); err != nil {
 		return nil, err
 	}
+	return r, nil
+}
+
+// LiveBankResult is what load showed across a fault at fault, checked
+// against an audit of the guest now running (audit): bank.Check's
+// violations, or the audit's failure. A load with no acknowledged
+// transfer is an error: it shows nothing. The image is the caller's to
+// check.
+func LiveBankResult(load bank.LoadResult, fault time.Time, audit func() (bank.Audit, error)) (*BankResult, error) {
+	r := &BankResult{Load: load}
+	if len(load.Acked) == 0 {
+		return nil, errors.New("bank load: no transfer acknowledged")
+	}
+	for _, at := range load.AckedAt {
+		if at.After(fault) {
+			r.AckedAfterKill++
+		}
+	}
+	a, err := audit()
+	if err != nil {
+		r.Violations = append(r.Violations, "audit of the resumed guest failed: "+err.Error())
+		return r, nil
+	}
+	r.Audit = a
+	r.Violations = append(r.Violations, bank.Check(load, a)...)
 	return r, nil
 }
 

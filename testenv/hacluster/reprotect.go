@@ -262,7 +262,7 @@ func Deaths(ctx context.Context, c *Cluster, o DeathsOptions) (*DeathsResult, er
 	var bk *bankRun
 	if c.Opts.Disk {
 		bk = c.startBank(ctx, o.BankConns, 0)
-		defer bk.cancel()
+		defer bk.Stop()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); res, loadErr = kvload.Run(ctx, lo) }()

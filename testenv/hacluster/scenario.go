@@ -78,7 +78,7 @@ func KillDuring(ctx context.Context, c *Cluster, o KillOptions) (*KillResult, er
 	var bk *bankRun
 	if c.Opts.Disk {
 		bk = c.startBank(ctx, o.BankConns, o.BankEvery)
-		defer bk.cancel()
+		defer bk.Stop()
 	}
 	lo := kvload.Options{Addr: c.GuestAddr(), Duration: o.KillAfter + o.After, Think: o.Think,
 		Timeout: 5 * time.Second, Dial: c.Dial, KeyPrefix: o.KeyPrefix}

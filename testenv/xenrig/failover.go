@@ -5,7 +5,6 @@ package xenrig
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -68,11 +66,11 @@ func (o FailoverOptions) withDefaults() FailoverOptions {
 // FailoverResult is what the client and the agents saw.
 type FailoverResult struct {
 	Load      *kvload.Result
-	Lost      []string    // acknowledged keys missing or changed after the failover
-	Primary   Status      // the primary's status just before the kill
-	Bank      *BankResult // the database workload's (a rig with a disk)
-	HostRSS   []uint64    // each host's QEMU peak RSS just before the fault
-	AgentMem  []string    // each dom0's resilire agents' memory just before the fault (AgentMemory)
+	Lost      []string              // acknowledged keys missing or changed after the failover
+	Primary   Status                // the primary's status just before the kill
+	Bank      *hacluster.BankResult // the database workload's (a rig with a disk)
+	HostRSS   []uint64              // each host's QEMU peak RSS just before the fault
+	AgentMem  []string              // each dom0's resilire agents' memory just before the fault (AgentMemory)
 	Fault     Fault
 	Interval  time.Duration
 	Killed    time.Duration // the fault, from the client's start
@@ -245,7 +243,7 @@ func (r *Rig) Failover(ctx context.Context, a, b int, opts FailoverOptions) (*Fa
 			return res, err
 		}
 		bankLoad = r.startBank(ctx)
-		defer bankLoad.cancel()
+		defer bankLoad.Stop()
 	}
 	stop := make(chan struct{})
 	// The client waits up to 3 minutes for a reply: under nested TCG a
@@ -343,8 +341,10 @@ func (res *FailoverResult) Print(w io.Writer) {
 	if b := res.Bank; b != nil {
 		fmt.Fprintf(w, "disk: bank transfers acked:      %d (%d before the fault; %d unresolved, %d refused)\n",
 			len(b.Load.Acked), len(b.Load.Acked)-b.AckedAfterKill, len(b.Load.Unresolved), b.Load.Refused)
-		fmt.Fprintf(w, "disk: transfer latency p50/max:  %v / %v (SQLite commit with fsync through NBD, reply held for its epoch)\n",
-			b.BankLatency[0].Round(time.Millisecond), b.BankLatency[1].Round(time.Millisecond))
+		if lat := slices.Sorted(slices.Values(b.Load.Latencies)); len(lat) > 0 {
+			fmt.Fprintf(w, "disk: transfer latency p50/max:  %v / %v (SQLite commit with fsync through NBD, reply held for its epoch)\n",
+				lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+		}
 		fmt.Fprintf(w, "disk: audit on xen2:             %d transfers, sum %d, integrity %q\n", len(b.Audit.Transfers), b.Audit.Sum, b.Audit.Integrity)
 		fmt.Fprintf(w, "disk: violations (live, image):  %d, %d\n", len(b.Violations), len(b.Image))
 		for _, v := range append(b.Violations, b.Image...) {
@@ -354,25 +354,6 @@ func (res *FailoverResult) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "verdict:                         %s\n", map[bool]string{true: "SAFE", false: "VIOLATION"}[safe])
 }
-
-// BankResult is what the guest's database workload showed across the fault.
-type BankResult struct {
-	Load  bank.LoadResult
-	Audit bank.Audit
-	// Violations: acknowledged transfers lost, a changed balance total, a
-	// failed integrity check, an audit that failed; the live guest's.
-	Violations []string
-	// Image are the backup's disk image's own, once its guest is gone:
-	// e2fsck after the journal replay, the database read by the host
-	// (hacluster.CheckBackupImage). The guest's page cache can hide a
-	// wrong disk from the live audit; not from this.
-	Image          []string
-	AckedAfterKill int              // transfers acknowledged after the fault
-	BankLatency    [2]time.Duration // p50, max of the acknowledged transfers' latency
-}
-
-// Safe reports no violation, live or on the image.
-func (b *BankResult) Safe() bool { return len(b.Violations) == 0 && len(b.Image) == 0 }
 
 // BankAddr is the guest's bank service.
 func BankAddr() string { return net.JoinHostPort(GuestIP, strconv.Itoa(bank.Port)) }
@@ -411,18 +392,14 @@ func (r *Rig) audit(ctx context.Context) (bank.Audit, error) {
 const minBankAcked = 3
 
 // bankRun is the bank load running from the client's place.
-type bankRun struct {
-	cancel context.CancelFunc
-	done   chan bank.LoadResult
-	acked  atomic.Int64
-}
+type bankRun struct{ *bank.Background }
 
 // waitAcked waits until n transfers are acknowledged.
 func (b *bankRun) waitAcked(ctx context.Context, n int64, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	for b.acked.Load() < n {
+	for b.Acked() < n {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("bank load: %d of %d transfers acknowledged after %v", b.acked.Load(), n, limit)
+			return fmt.Errorf("bank load: %d of %d transfers acknowledged after %v", b.Acked(), n, limit)
 		}
 		select {
 		case <-ctx.Done():
@@ -436,38 +413,22 @@ func (b *bankRun) waitAcked(ctx context.Context, n int64, limit time.Duration) e
 // startBank starts two bank clients against the guest. They wait up to 3
 // minutes for a reply, as the kv client does.
 func (r *Rig) startBank(ctx context.Context) *bankRun {
-	ctx, cancel := context.WithCancel(ctx)
-	b := &bankRun{cancel: cancel, done: make(chan bank.LoadResult, 1)}
-	go func() {
-		b.done <- bank.RunLoad(ctx, bank.LoadOptions{Dial: r.Dial, Addr: BankAddr(), Conns: 2, Every: 50 * time.Millisecond,
-			Timeout: 3 * time.Minute, Acked: &b.acked})
-	}()
-	return b
+	return &bankRun{bank.Start(ctx, bank.LoadOptions{Dial: r.Dial, Addr: BankAddr(), Conns: 2, Every: 50 * time.Millisecond,
+		Timeout: 3 * time.Minute})}
 }
 
-// finish stops the load, audits the guest now running on host b, then
-// destroys it and checks host b's disk image.
-func (b *bankRun) finish(ctx context.Context, r *Rig, hb int, fault time.Time) (*BankResult, error) {
-	b.cancel()
-	res := &BankResult{Load: <-b.done}
-	if len(res.Load.Acked) == 0 {
-		return res, errors.New("bank load: no transfer acknowledged")
-	}
-	for _, at := range res.Load.AckedAt {
-		if at.After(fault) {
-			res.AckedAfterKill++
-		}
-	}
-	lat := slices.Sorted(slices.Values(res.Load.Latencies))
-	res.BankLatency = [2]time.Duration{lat[len(lat)/2], lat[len(lat)-1]}
-	actx, cancel := context.WithTimeout(ctx, time.Minute)
-	a, err := r.audit(actx)
-	cancel()
+// finish stops the load, audits the guest now running on host hb, then
+// destroys it and checks host hb's disk image on this host
+// (hacluster.CheckBackupImage): the guest's page cache can hide a wrong
+// disk from the live audit, not from this.
+func (b *bankRun) finish(ctx context.Context, r *Rig, hb int, fault time.Time) (*hacluster.BankResult, error) {
+	res, err := hacluster.LiveBankResult(b.Stop(), fault, func() (bank.Audit, error) {
+		actx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		return r.audit(actx)
+	})
 	if err != nil {
-		res.Violations = append(res.Violations, "audit of the guest on the backup failed: "+err.Error())
-	} else {
-		res.Audit = a
-		res.Violations = append(res.Violations, bank.Check(res.Load, a)...)
+		return nil, err
 	}
 	// The guest's end, as a crash: what is on the disk is what a reboot
 	// would find.

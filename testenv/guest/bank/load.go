@@ -105,6 +105,37 @@ const (
 	refused
 )
 
+// Background is a RunLoad running on its own goroutine.
+type Background struct {
+	cancel context.CancelFunc
+	done   chan LoadResult
+	acked  atomic.Int64
+}
+
+// Start runs RunLoad(ctx, o) in the background until Stop or ctx ends.
+// o.Acked is replaced by the Background's own counter.
+func Start(ctx context.Context, o LoadOptions) *Background {
+	ctx, cancel := context.WithCancel(ctx)
+	b := &Background{cancel: cancel, done: make(chan LoadResult, 1)}
+	o.Acked = &b.acked
+	go func() { b.done <- RunLoad(ctx, o) }()
+	return b
+}
+
+// Acked is how many transfers have been acknowledged so far.
+func (b *Background) Acked() int64 { return b.acked.Load() }
+
+// Stop ends the load and returns its result. Only the first call returns
+// it; a deferred Stop after that returns the zero result at once.
+func (b *Background) Stop() LoadResult {
+	b.cancel()
+	r, ok := <-b.done
+	if ok {
+		close(b.done)
+	}
+	return r
+}
+
 // loadConn is one connection's loop.
 func loadConn(ctx context.Context, o LoadOptions, next *atomic.Uint64) LoadResult {
 	l := &loader{o: o, backoff: backoffMin}

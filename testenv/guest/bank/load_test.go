@@ -31,6 +31,32 @@ func TestRunLoad(t *testing.T) {
 	}
 }
 
+// A background load counts its acknowledgements while it runs, Stop
+// returns what RunLoad would have, and a second Stop returns at once.
+func TestStartStop(t *testing.T) {
+	s := startServer(t, filepath.Join(t.TempDir(), "bank.db"), "127.0.0.1:0")
+	defer s.stop(t)
+	addr := s.l.Addr().String()
+	b := Start(t.Context(), LoadOptions{Addr: addr, Conns: 2})
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Acked() < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d transfers acknowledged after 10s", b.Acked())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r := b.Stop()
+	if n := b.Acked(); len(r.Acked) < 5 || int64(len(r.Acked)) != n {
+		t.Fatalf("Stop returned %d acknowledged, the counter says %d", len(r.Acked), n)
+	}
+	if again := b.Stop(); len(again.Acked) != 0 {
+		t.Fatalf("second Stop returned %d acknowledged", len(again.Acked))
+	}
+	if v := Check(r, audit(t, dial(t, addr))); len(v) != 0 {
+		t.Fatalf("violations: %q", v)
+	}
+}
+
 // The server goes away mid-load (listener and connections closed, database
 // closed) and comes back on the same address and database: the load
 // reconnects, resolves its pending transfers, and nothing is lost.
