@@ -55,13 +55,16 @@ const xenBootWait = 3 * time.Minute
 // held from its first instruction, then unpauses it.
 func startXenGuest(c *ucli.Context, log *slog.Logger) error {
 	vm, cfg := c.String("vm"), xenConfig(c)
-	if err := checkXenDisk(c, cfg); err != nil {
+	b, err := readXenConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := checkXenDisk(c, cfg, b); err != nil {
 		return err
 	}
 	vif := ""
 	if c.Bool("dataplane") {
-		var err error
-		if vif, err = xenVifName(cfg); err != nil {
+		if vif, err = xenVifName(cfg, b); err != nil {
 			return err
 		}
 	}
@@ -71,7 +74,7 @@ func startXenGuest(c *ucli.Context, log *slog.Logger) error {
 	if err := xen.Create(c.Context, vm, cfg); err != nil {
 		return err
 	}
-	err := func() error {
+	err = func() error {
 		if vif == "" {
 			return nil
 		}
@@ -100,13 +103,9 @@ func startXenGuest(c *ucli.Context, log *slog.Logger) error {
 	return nil
 }
 
-// xenVifName is the fixed vifname= of the xl config's first vif: the
-// data plane's port, the same on both hosts.
-func xenVifName(cfg string) (string, error) {
-	b, err := os.ReadFile(cfg)
-	if err != nil {
-		return "", fmt.Errorf("the guest's xl config (--xen-config): %w", err)
-	}
+// xenVifName is the fixed vifname= of the first vif in b, the xl config
+// cfg: the data plane's port, the same on both hosts.
+func xenVifName(cfg string, b []byte) (string, error) {
 	if m := vifNameRE.FindSubmatch(b); m != nil {
 		return string(m[1]), nil
 	}
@@ -123,14 +122,19 @@ func xenConfig(c *ucli.Context) string {
 	return xen.ConfigPath(c.String("vm"))
 }
 
-// checkXenDisk requires, with --disk-image, that the xl config attach the
-// guest's disk through --disk-socket: a guest that opens another disk would
-// not be the one replicated.
-func checkXenDisk(c *ucli.Context, cfg string) error {
+// readXenConfig reads the guest's xl config.
+func readXenConfig(cfg string) ([]byte, error) {
 	b, err := os.ReadFile(cfg)
 	if err != nil {
-		return fmt.Errorf("the guest's xl config (--xen-config): %w", err)
+		return nil, fmt.Errorf("the guest's xl config (--xen-config): %w", err)
 	}
+	return b, nil
+}
+
+// checkXenDisk requires, with --disk-image, that the xl config b (file
+// cfg) attach the guest's disk through --disk-socket: a guest that opens
+// another disk would not be the one replicated.
+func checkXenDisk(c *ucli.Context, cfg string, b []byte) error {
 	sock := c.String("disk-socket")
 	if c.String("disk-image") == "" || sock == "" {
 		return nil
@@ -152,14 +156,19 @@ func (s xenStandby) Close() error { return errors.Join(s.Standby.Close(), s.repl
 // openXenBackup holds the replica in memory and restores it with
 // `xl restore` (xen.DefaultStandbyOptions) on failover.
 func openXenBackup(c *ucli.Context, log *slog.Logger, drv *backupDriver) error {
-	if err := checkXenDisk(c, xenConfig(c)); err != nil {
+	cfg := xenConfig(c)
+	b, err := readXenConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := checkXenDisk(c, cfg, b); err != nil {
 		return err
 	}
 	if !xen.Built {
 		return xen.ErrNotBuilt
 	}
 	opts := xen.DefaultStandbyOptions(c.String("vm"))
-	opts.Command = xen.RestoreCommand(xenConfig(c))
+	opts.Command = xen.RestoreCommand(cfg)
 	// One page until the primary's hello gives the guest's exact size.
 	r, err := xen.NewReplica(checkpointer.PageSize)
 	if err != nil {

@@ -161,12 +161,7 @@ func LiveBankResult(load bank.LoadResult, fault time.Time, audit func() (bank.Au
 }
 
 func audit(ctx context.Context, c *Cluster) (bank.Audit, error) {
-	cl, err := bank.Dial(ctx, c.Dial, c.BankAddr())
-	if err != nil {
-		return bank.Audit{}, err
-	}
-	defer cl.Close()
-	return cl.Audit(ctx)
+	return bank.AuditAt(ctx, c.Dial, c.BankAddr())
 }
 
 // CheckBackupImage checks the backup's disk image after a failover, with

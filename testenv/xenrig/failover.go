@@ -86,18 +86,18 @@ type FailoverResult struct {
 func (r *Rig) Protect(ctx context.Context, a, b int, opts FailoverOptions) error {
 	opts = opts.withDefaults()
 	pa, pb := r.Hosts[a], r.Hosts[b]
-	// The fence device is the test (Fence): the standby's fence command
-	// waits until the test has made sure the old primary's guest cannot
-	// run any more. A real deployment fences through IPMI or its PDU.
 	// With a disk, both agents serve it; protect creates the guest
 	// (paused, its vif held, then unpaused) once the export is up.
-	disk, attach := "", fmt.Sprintf("resilire dataplane attach --vm %s --port %s && ", GuestName, GuestVif)
+	disk, attach, start := "", fmt.Sprintf("resilire dataplane attach --vm %s --port %s && ", GuestName, GuestVif), ""
 	if r.Disk {
-		disk, attach = " --disk-image "+DiskImage+" --disk-socket "+DiskSocket, ""
+		disk, attach, start = " --disk-image "+DiskImage+" --disk-socket "+DiskSocket, "", " --start-vm"
 		if opts.UnsafeNoDiskReplication {
 			disk += " --unsafe-no-disk-replication"
 		}
 	}
+	// The fence device is the test (Fence): the standby's fence command
+	// waits until the test has made sure the old primary's guest cannot
+	// run any more. A real deployment fences through IPMI or its PDU.
 	if _, err := pb.Run(ctx, 30*time.Second, fmt.Sprintf(
 		"rm -f /share/fenced; setsid resilire standby --vm %s --domain xen --listen %s:7788 --heartbeat-timeout 3s "+
 			"--fence-cmd 'while [ ! -e /share/fenced ]; do sleep 0.2; done' --fence-timeout 5m%s "+
@@ -108,13 +108,10 @@ func (r *Rig) Protect(ctx context.Context, a, b int, opts FailoverOptions) error
 	if opts.UnsafeNoOutputCommit {
 		unsafe = " --unsafe-no-output-commit"
 	}
-	if r.Disk {
-		unsafe += " --start-vm"
-	}
 	if _, err := pa.Run(ctx, time.Minute, fmt.Sprintf(
 		"%ssetsid resilire protect --vm %s --domain xen --dataplane "+
-			"--backup %s:7788 --interval %v --heartbeat-timeout 3s --xen-suspend-timeout 5s --max-skipped-epochs 10 --no-progress%s%s </dev/null >/var/log/resilire.log 2>&1 &",
-		attach, GuestName, ReplIP(b), opts.Interval, disk, unsafe)); err != nil {
+			"--backup %s:7788 --interval %v --heartbeat-timeout 3s --xen-suspend-timeout 5s --max-skipped-epochs 10 --no-progress%s%s%s </dev/null >/var/log/resilire.log 2>&1 &",
+		attach, GuestName, ReplIP(b), opts.Interval, start, disk, unsafe)); err != nil {
 		return err
 	}
 	// With a disk, protect first waits for the guest it created to boot,
@@ -360,32 +357,17 @@ func BankAddr() string { return net.JoinHostPort(GuestIP, strconv.Itoa(bank.Port
 
 // waitBank waits until the guest's bank answers an audit.
 func (r *Rig) waitBank(ctx context.Context, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		_, err := r.audit(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the guest's bank not up after %v: %w", limit, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
+	return poll(ctx, limit, 2*time.Second, "the guest's bank not up", func() error {
+		_, err := r.audit(ctx, 20*time.Second)
+		return err
+	})
 }
 
-func (r *Rig) audit(ctx context.Context) (bank.Audit, error) {
-	cl, err := bank.Dial(ctx, r.Dial, BankAddr())
-	if err != nil {
-		return bank.Audit{}, err
-	}
-	defer cl.Close()
-	return cl.Audit(ctx)
+// audit audits the guest's bank, waiting at most limit.
+func (r *Rig) audit(ctx context.Context, limit time.Duration) (bank.Audit, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	return bank.AuditAt(ctx, r.Dial, BankAddr())
 }
 
 // minBankAcked is how many bank transfers are acknowledged before the fault.
@@ -396,18 +378,12 @@ type bankRun struct{ *bank.Background }
 
 // waitAcked waits until n transfers are acknowledged.
 func (b *bankRun) waitAcked(ctx context.Context, n int64, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for b.Acked() < n {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("bank load: %d of %d transfers acknowledged after %v", b.Acked(), n, limit)
+	return poll(ctx, limit, time.Second, "bank load", func() error {
+		if got := b.Acked(); got < n {
+			return fmt.Errorf("%d of %d transfers acknowledged", got, n)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // startBank starts two bank clients against the guest. They wait up to 3
@@ -422,11 +398,7 @@ func (r *Rig) startBank(ctx context.Context) *bankRun {
 // (hacluster.CheckBackupImage): the guest's page cache can hide a wrong
 // disk from the live audit, not from this.
 func (b *bankRun) finish(ctx context.Context, r *Rig, hb int, fault time.Time) (*hacluster.BankResult, error) {
-	res, err := hacluster.LiveBankResult(b.Stop(), fault, func() (bank.Audit, error) {
-		actx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		return r.audit(actx)
-	})
+	res, err := hacluster.LiveBankResult(b.Stop(), fault, func() (bank.Audit, error) { return r.audit(ctx, time.Minute) })
 	if err != nil {
 		return nil, err
 	}

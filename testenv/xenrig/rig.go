@@ -297,22 +297,33 @@ func (r *Rig) StartGuest(ctx context.Context, h *Host) error {
 // WaitGuest waits until the guest's kv service accepts a connection from
 // the client.
 func (r *Rig) WaitGuest(ctx context.Context, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
+	return poll(ctx, limit, time.Second, "guest's kv service not up", func() error {
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		c, err := r.Dial(dctx, "tcp", GuestAddr())
-		cancel()
 		if err == nil {
 			c.Close()
+		}
+		return err
+	})
+}
+
+// poll calls try every interval until it succeeds, ctx ends or limit
+// passes; then the error names what and try's last error.
+func poll(ctx context.Context, limit, every time.Duration, what string, try func() error) error {
+	deadline := time.Now().Add(limit)
+	for {
+		err := try()
+		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("guest's kv service not up after %v: %w", limit, err)
+			return fmt.Errorf("%s after %v: %w", what, limit, err)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(every):
 		}
 	}
 }

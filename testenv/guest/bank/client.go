@@ -152,3 +152,13 @@ func (c *Client) Audit(ctx context.Context) (Audit, error) {
 		return a, nil
 	}
 }
+
+// AuditAt audits the bank at addr on a connection of its own.
+func AuditAt(ctx context.Context, dial Dialer, addr string) (Audit, error) {
+	c, err := Dial(ctx, dial, addr)
+	if err != nil {
+		return Audit{}, err
+	}
+	defer c.Close()
+	return c.Audit(ctx)
+}

@@ -19,9 +19,8 @@ type LoadOptions struct {
 	Conns   int           // concurrent connections (at least 1)
 	Every   time.Duration // pause between a connection's transfers (0: none)
 	Timeout time.Duration // per request and per dial; 0 means 5s
-	// Acked, if set, counts acknowledged transfers as they come back, for
-	// a caller that waits for progress while the load runs.
-	Acked *atomic.Int64
+
+	acked *atomic.Int64 // counts acknowledged transfers as they come (Background)
 }
 
 // LoadResult is what a load sent and what came back. Check compares it with
@@ -113,11 +112,10 @@ type Background struct {
 }
 
 // Start runs RunLoad(ctx, o) in the background until Stop or ctx ends.
-// o.Acked is replaced by the Background's own counter.
 func Start(ctx context.Context, o LoadOptions) *Background {
 	ctx, cancel := context.WithCancel(ctx)
 	b := &Background{cancel: cancel, done: make(chan LoadResult, 1)}
-	o.Acked = &b.acked
+	o.acked = &b.acked
 	go func() { b.done <- RunLoad(ctx, o) }()
 	return b
 }
@@ -159,8 +157,8 @@ func loadConn(ctx context.Context, o LoadOptions, next *atomic.Uint64) LoadResul
 			l.r.Acked = append(l.r.Acked, id)
 			l.r.Latencies = append(l.r.Latencies, time.Since(start))
 			l.r.AckedAt = append(l.r.AckedAt, time.Now())
-			if o.Acked != nil {
-				o.Acked.Add(1)
+			if o.acked != nil {
+				o.acked.Add(1)
 			}
 		case out == refused:
 			l.r.Refused++

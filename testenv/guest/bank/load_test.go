@@ -17,7 +17,7 @@ func TestRunLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
 	var acked atomic.Int64
-	r := RunLoad(ctx, LoadOptions{Addr: addr, Conns: 4, Acked: &acked})
+	r := RunLoad(ctx, LoadOptions{Addr: addr, Conns: 4, acked: &acked})
 	t.Logf("acked %d, unresolved %d, refused %d, reconnects %d, errors %d",
 		len(r.Acked), len(r.Unresolved), r.Refused, r.Reconnects, r.Errors)
 	if len(r.Acked) == 0 || len(r.Latencies) != len(r.Acked) || len(r.AckedAt) != len(r.Acked) || acked.Load() != int64(len(r.Acked)) {
